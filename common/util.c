@@ -1,0 +1,359 @@
+#include "util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static int max_level = LOG_LEVEL_INFO;
+static const char *log_ident = NULL;
+
+void strv_free(char **v)
+{
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+void log_set_max_level(int level) { max_level = level; }
+int log_get_max_level(void) { return max_level; }
+void log_set_ident(const char *ident) { log_ident = ident; }
+
+int log_parse_level(const char *s)
+{
+        static const char *const names[] = {
+                [LOG_LEVEL_ERR] = "err",       [LOG_LEVEL_WARNING] = "warning",
+                [LOG_LEVEL_NOTICE] = "notice", [LOG_LEVEL_INFO] = "info",
+                [LOG_LEVEL_DEBUG] = "debug",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (names[i] && strcmp(names[i], s) == 0)
+                        return (int)i;
+        return -EINVAL;
+}
+
+int log_msg(int level, int error, const char *fmt, ...)
+{
+        if (error < 0)
+                error = -error;
+        if (level > max_level)
+                return -error;
+
+        char buf[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        int saved = errno;
+        errno = error;
+        vsnprintf(buf, sizeof buf, fmt, ap); /* %m sees the error */
+        errno = saved;
+        va_end(ap);
+
+        /* Under systemd stderr is the journal, which reads the "<N>" prefix as the priority. */
+        static int journal = -1;
+        if (journal < 0)
+                journal = getenv("JOURNAL_STREAM") != NULL;
+        if (journal)
+                fprintf(stderr, "<%d>%s\n", level, buf);
+        else
+                fprintf(stderr, "%s%s%s\n", log_ident ? log_ident : "", log_ident ? ": " : "", buf);
+        return -error;
+}
+
+int read_full_fd(int fd, char **ret, size_t *ret_len)
+{
+        size_t cap = 4096, len = 0;
+        char *buf = malloc(cap + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len == cap) {
+                        if (cap > (64u << 20)) {
+                                free(buf);
+                                return -EFBIG;
+                        }
+                        char *n = realloc(buf, cap * 2 + 1);
+                        if (!n) {
+                                free(buf);
+                                return -ENOMEM;
+                        }
+                        buf = n;
+                        cap *= 2;
+                }
+                ssize_t k = read(fd, buf + len, cap - len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        free(buf);
+                        return r;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t)k;
+        }
+        buf[len] = 0;
+        *ret = buf;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+int read_full_file(const char *path, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return read_full_fd(fd, ret, ret_len);
+}
+
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+        char tmp[512];
+        if (snprintf(tmp, sizeof tmp, ".#%s.%d", name, (int)getpid()) >= (int)sizeof tmp)
+                return -ENAMETOOLONG;
+        _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        const char *p = data;
+        size_t left = len;
+        while (left > 0) {
+                ssize_t k = write(fd, p, left);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        unlinkat(dirfd, tmp, 0);
+                        return r;
+                }
+                p += k;
+                left -= (size_t)k;
+        }
+        if (fsync(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+                int r = -errno;
+                unlinkat(dirfd, tmp, 0);
+                return r;
+        }
+        /* The rename is durable only once the folder is. */
+        if (fsync(dirfd) < 0 && errno != EINVAL)
+                return -errno;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        const char *name;
+        if (!slash) {
+                free(dir);
+                dir = strdup(".");
+                if (!dir)
+                        return -ENOMEM;
+                name = path;
+        } else {
+                name = path + (slash - dir) + 1;
+                if (slash == dir)
+                        slash[1] = 0;
+                else
+                        *slash = 0;
+        }
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        return write_file_atomic_at(dfd, name, data, len, mode);
+}
+
+int write_string_file(const char *path, const char *s)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        size_t n = strlen(s);
+        ssize_t k = write(fd, s, n);
+        if (k < 0)
+                return -errno;
+        if ((size_t)k != n)
+                return -EIO;
+        return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int rm_rf_children(int dfd, dev_t dev)
+{
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                close(dfd);
+                return -errno;
+        }
+        int ret = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno != ENOENT && ret == 0)
+                                ret = -errno;
+                        continue;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        if (st.st_dev != dev) { /* a mount point: never cross it */
+                                if (ret == 0)
+                                        ret = -EBUSY;
+                                continue;
+                        }
+                        int cfd = openat(dirfd(d), de->d_name,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (cfd < 0) {
+                                if (ret == 0)
+                                        ret = -errno;
+                                continue;
+                        }
+                        int r = rm_rf_children(cfd, dev);
+                        if (r < 0 && ret == 0)
+                                ret = r;
+                        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT &&
+                            ret == 0)
+                                ret = -errno;
+                } else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT && ret == 0)
+                        ret = -errno;
+        }
+        closedir(d);
+        return ret;
+}
+
+int rm_rf(const char *path)
+{
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        int r = rm_rf_children(fd, st.st_dev);
+        if (rmdir(path) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        return r;
+}
+
+int safe_atou64(const char *s, uint64_t *ret)
+{
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+                return -errno;
+        if (*end)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int safe_atou32(const char *s, uint32_t *ret)
+{
+        uint64_t v;
+        int r = safe_atou64(s, &v);
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret)
+{
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || !isfinite(v) || v < 0)
+                return -ERANGE;
+        double mult = 1;
+        switch (*end) {
+        case 0: break;
+        case 'K': mult = 1024.0; end++; break;
+        case 'M': mult = 1024.0 * 1024; end++; break;
+        case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+        case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+        default: return -EINVAL;
+        }
+        if (*end)
+                return -EINVAL;
+        v *= mult;
+        if (v >= 18446744073709551615.0)
+                return -ERANGE;
+        *ret = (uint64_t)v;
+        return 0;
+}
+
+bool startswith(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+char *strjoin3(const char *a, const char *b, const char *c)
+{
+        size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+        char *r = malloc(la + lb + lc + 1);
+        if (!r)
+                return NULL;
+        memcpy(r, a, la);
+        if (b)
+                memcpy(r + la, b, lb);
+        if (c)
+                memcpy(r + la + lb, c, lc);
+        r[la + lb + lc] = 0;
+        return r;
+}
+
+int asprintf_safe(char **ret, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(ret, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                *ret = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int64_t now_realtime_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t now_monotonic_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}

@@ -1,0 +1,96 @@
+/* Small helpers shared by every part: cleanup attributes, logging, files. */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+static inline void freep(void *p) { free(*(void **)p); }
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd)
+{
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f)
+{
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+void strv_free(char **v);
+static inline void strv_freep(char ***v) { strv_free(*v); }
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+/* Hand ownership out of a cleanup variable. */
+#define TAKE_PTR(p)                                                                                \
+        ({                                                                                         \
+                __typeof__(p) _p = (p);                                                            \
+                (p) = NULL;                                                                        \
+                _p;                                                                                \
+        })
+#define TAKE_FD(fd)                                                                                \
+        ({                                                                                         \
+                int _fd = (fd);                                                                    \
+                (fd) = -1;                                                                         \
+                _fd;                                                                               \
+        })
+
+/* Logging: levels as syslog's. Messages go to stderr with a "<N>" prefix that journald
+ * understands when stderr is the journal (SYSLOG_PREFIX), plain text on a terminal. */
+enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+void log_set_max_level(int level);
+int log_get_max_level(void);
+int log_parse_level(const char *s); /* "err", "warning", "notice", "info", "debug"; -EINVAL */
+void log_set_ident(const char *ident);
+int log_msg(int level, int error, const char *fmt, ...) _printf_(3, 4);
+#define log_error_errno(e, ...) log_msg(LOG_LEVEL_ERR, (e), __VA_ARGS__)
+#define log_warning_errno(e, ...) log_msg(LOG_LEVEL_WARNING, (e), __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERR, 0, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_LEVEL_WARNING, 0, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_LEVEL_NOTICE, 0, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, 0, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
+
+/* Files. All return 0 or a negative errno. */
+int read_full_file(const char *path, char **ret, size_t *ret_len);
+int read_full_fd(int fd, char **ret, size_t *ret_len);
+/* Write atomically: temporary file in the same folder, fsync, rename, fsync the folder. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* Write a short string to an existing file (cgroupfs, procfs). */
+int write_string_file(const char *path, const char *s);
+int mkdir_p(const char *path, mode_t mode);
+/* Remove a tree without following symlinks or crossing mount points. ENOENT is success. */
+int rm_rf(const char *path);
+
+/* Strings */
+int safe_atou64(const char *s, uint64_t *ret);
+int safe_atou32(const char *s, uint32_t *ret);
+/* "512M", "1G", "2.5G", "1048576": binary multiples. */
+int parse_size(const char *s, uint64_t *ret);
+bool startswith(const char *s, const char *prefix);
+char *strjoin3(const char *a, const char *b, const char *c); /* NULL on ENOMEM */
+int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3); /* -ENOMEM */
+
+/* Time */
+int64_t now_realtime_usec(void);
+uint64_t now_monotonic_usec(void);

@@ -1,0 +1,58 @@
+/* cgroup driver: one interface over cgroup v1 (legacy and hybrid hosts) and cgroup v2.
+ *
+ * hostd works only inside its own subtree: the cgroup it was started in (per hierarchy on
+ * v1), plus an optional relative path from the configuration. Each dyno lives in
+ * <base>/dynos/<dyno-id>. Nothing outside <base> is ever written. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum cg_mode { CG_MODE_V1, CG_MODE_V2 };
+
+struct cg_limits {
+        uint64_t memory;       /* hard limit, bytes (the size's quota) */
+        uint64_t memory_swap;  /* swap allowed on top of memory, bytes; 0: none */
+        uint32_t cpu_weight;   /* cgroup v2 scale, 1..10000; 100 is one share (v1: *1024/100) */
+        uint32_t cpu_quota_us; /* 0: no quota */
+        uint32_t cpu_period_us;/* 0: the kernel's default, 100000 */
+        uint64_t pids;         /* pids.max; 0: unlimited */
+        const char *cpus;      /* cpuset list ("2-3"); NULL: inherit */
+};
+
+struct cg_manager;
+
+/* Detect the mode and hostd's own cgroup, then prepare <own>/<root_rel> (created if needed)
+ * with the controllers dynos need. root_rel may be "" (the own cgroup itself); it must be a
+ * relative path without "..". */
+int cg_manager_new(const char *root_rel, struct cg_manager **ret);
+void cg_manager_free(struct cg_manager *m);
+enum cg_mode cg_manager_mode(const struct cg_manager *m);
+const char *cg_mode_name(enum cg_mode mode);
+
+/* Create the dyno's cgroup with its limits. -EEXIST when it already exists. On failure
+ * nothing is left behind. */
+int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim);
+/* Move a process into the dyno's cgroup (every hierarchy on v1). */
+int cg_attach(struct cg_manager *m, const char *id, pid_t pid);
+/* Kill every process in the dyno's cgroup with SIGKILL (cgroup.kill where the kernel has it),
+ * wait until it is empty (bounded), and remove it. Missing is success. */
+int cg_destroy(struct cg_manager *m, const char *id);
+/* Send sig to every process in the dyno's cgroup. Returns the number signalled. */
+int cg_signal_all(struct cg_manager *m, const char *id, int sig);
+/* 1 when pid is in the dyno's cgroup, 0 when not, negative errno. */
+int cg_contains(struct cg_manager *m, const char *id, pid_t pid);
+/* Number of processes in the dyno's cgroup. */
+int cg_count_procs(struct cg_manager *m, const char *id);
+/* OOM kills the kernel counted in the dyno's cgroup (memory.events oom_kill on v2,
+ * memory.oom_control oom_kill on v1). */
+int cg_oom_kills(struct cg_manager *m, const char *id, uint64_t *ret);
+/* The ids of every dyno cgroup that exists (for reconciliation): a NULL-terminated strv. */
+int cg_list(struct cg_manager *m, char ***ret);
+/* Path of a controller's file for the dyno, for tests and inspect: e.g. ("memory",
+ * "memory.limit_in_bytes") on v1, (NULL, "memory.max") on v2. Allocated. */
+int cg_file_path(struct cg_manager *m, const char *id, const char *controller, const char *file,
+                 char **ret);
+/* The dyno's cgroup path relative to the hierarchy root (the memory hierarchy on v1). */
+int cg_dyno_path(struct cg_manager *m, const char *id, char **ret);

@@ -1,0 +1,58 @@
+/* hostd's configuration: compiled-in defaults for every setting, overridden by an INI file. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct size_def {
+        char *name;
+        uint64_t memory;         /* quota, bytes */
+        double r15_multiple;     /* memory + swap kill point, in quotas */
+        uint64_t pids;
+        uint32_t cpu_weight;     /* 100 = one share */
+        uint32_t cpu_quota_pct;  /* percent of one CPU; 0: none */
+        uint32_t dedicated_cpus; /* 0: shared */
+        bool swap;               /* swap allowed up to the R15 multiple */
+};
+
+struct config {
+        char *socket_path;   /* /run/hostd/hostd.sock */
+        char *run_dir;       /* /run/hostd: per-boot records */
+        char *state_dir;     /* /var/lib/hostd */
+        char *layers_dir;    /* /var/lib/hostd/layers: per-dyno writable layers */
+        char *init_path;     /* the dyno init binary */
+        char *cgroup_root;   /* relative to hostd's own cgroup; "" is the own cgroup */
+        char *default_size;  /* standard-1x */
+        int log_level;
+        uint32_t grace_seconds;     /* 30 */
+        uint32_t boot_timeout;      /* 60 */
+        uint32_t uid_min, uid_max;  /* dyno uids (gid = uid) */
+        uint32_t max_frame;         /* bytes */
+        uint32_t max_connections;
+        uint32_t max_command;       /* bytes */
+        uint32_t max_env;           /* variables */
+        uint32_t max_env_bytes;     /* all names and values together */
+        uint32_t max_dynos;
+        uint32_t log_lines;         /* ring per dyno, 1500 */
+        uint32_t log_line_max;      /* split longer lines, 10000 */
+        uint64_t rlimit_nofile;     /* 10000 */
+        uint64_t shm_size;          /* /dev/shm tmpfs size inside a dyno */
+        struct size_def *sizes;
+        size_t n_sizes;
+};
+
+/* Fill c with the compiled-in defaults (the sizes of HEROKU.md). -ENOMEM. */
+int config_init_defaults(struct config *c);
+/* Apply the file at path over the current values. On error returns a negative errno and
+ * writes "PATH:LINE: key 'x': reason" into err (errlen bytes); c is left unchanged. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+/* Same, from a string (for tests and fuzzing); name is used in messages. */
+int config_load_string(struct config *c, const char *name, const char *text, char *err,
+                       size_t errlen);
+void config_free(struct config *c);
+const struct size_def *config_find_size(const struct config *c, const char *name);
+/* Print the effective configuration as a file that config_load_file reads back. */
+void config_dump(const struct config *c, FILE *f);

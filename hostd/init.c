@@ -1,0 +1,121 @@
+/* hostd-init: PID 1 of a dyno's PID namespace.
+ *
+ * hostd sets the dyno up (namespaces, root filesystem, limits), forks the dyno's command and
+ * then executes this program in the namespace's first process. It:
+ *   - reaps every orphan that the namespace reparents to it;
+ *   - relays the signals hostd sends it to every process of the dyno (kill(-1) from a PID
+ *     namespace's init reaches all of the namespace but itself);
+ *   - when the command ends, records its exit status in the dyno's state folder, then exits,
+ *     which makes the kernel kill whatever is left in the namespace.
+ * It keeps a copy of the read end of the dyno's log pipe open, never reading it, so that the
+ * pipe outlives a restart of hostd: a new hostd takes the descriptor with pidfd_getfd() and no
+ * line written in between is lost.
+ *
+ * It links only libc, statically, and allocates nothing: a thousand dynos cost a thousand
+ * small inits.
+ *
+ * Descriptors on entry: 0-2 /dev/null, 3 the dyno's state folder (outside the dyno's root),
+ * 4 the log pipe's read end. argv[1] is the command's pid in this namespace. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STATE_FD 3
+#define LOG_FD 4
+
+static void relay(int sig)
+{
+        /* From the init of a PID namespace, -1 means every other process in it. */
+        int saved = errno;
+        kill(-1, sig);
+        errno = saved;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -1;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+/* "exited N" or "signaled N", written atomically: hostd reads it even after its own restart. */
+static void record_exit(int status)
+{
+        char buf[64];
+        int n;
+        if (WIFEXITED(status))
+                n = snprintf(buf, sizeof buf, "exited %d\n", WEXITSTATUS(status));
+        else
+                n = snprintf(buf, sizeof buf, "signaled %d%s\n", WTERMSIG(status),
+                             WCOREDUMP(status) ? " core" : "");
+        int fd = openat(STATE_FD, ".exit.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                        0644);
+        if (fd < 0)
+                return;
+        if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
+                close(fd);
+                unlinkat(STATE_FD, ".exit.tmp", 0);
+                return;
+        }
+        close(fd);
+        if (renameat(STATE_FD, ".exit.tmp", STATE_FD, "exit") == 0)
+                fsync(STATE_FD);
+}
+
+int main(int argc, char **argv)
+{
+        if (argc != 2 || getpid() != 1) {
+                static const char msg[] = "hostd-init: run by hostd as a dyno's PID 1, not by hand\n";
+                write_all(2, msg, sizeof msg - 1);
+                return 2;
+        }
+        char *end;
+        long main_pid = strtol(argv[1], &end, 10);
+        if (*end || main_pid <= 1)
+                return 2;
+
+        prctl(PR_SET_NAME, "hostd-init");
+
+        /* A PID namespace's init gets only the signals it has handlers for, from inside or
+         * from hostd: these are the ones hostd (or the operator) may want passed on. */
+        static const int relayed[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+        struct sigaction sa = { .sa_handler = relay };
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
+                sigaction(relayed[i], &sa, NULL);
+
+        for (;;) {
+                int status;
+                pid_t pid = waitpid(-1, &status, 0);
+                if (pid < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        /* ECHILD: the command is gone without us seeing it; nothing to keep. */
+                        return 255;
+                }
+                if (pid != (pid_t)main_pid)
+                        continue; /* an orphan, reaped */
+
+                record_exit(status);
+                /* Our exit ends the namespace: the kernel kills what is left. Mirror the
+                 * command's status for a parent that waits for us. */
+                if (WIFEXITED(status))
+                        return WEXITSTATUS(status);
+                return 128 + WTERMSIG(status);
+        }
+}

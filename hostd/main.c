@@ -1,0 +1,154 @@
+/* hostd: the host agent. Parse options and configuration, build the manager, run the loop. */
+#include <getopt.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "manager.h"
+#include "rpc.h"
+#include "util.h"
+
+#include "config-build.h"
+
+static void help(void)
+{
+        printf("Usage: hostd [OPTIONS]\n"
+               "\n"
+               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket.\n"
+               "Dynos keep running when hostd stops; the next hostd re-adopts them.\n"
+               "\n"
+               "  -c, --config FILE     read settings from FILE (default: none, the built-in\n"
+               "                        defaults; see docs/CONFIG.md)\n"
+               "      --log-level LVL   err, warning, notice, info or debug (overrides the file)\n"
+               "      --dump-config     print the effective configuration and exit\n"
+               "  -h, --help            show this help\n"
+               "  -V, --version         show the version\n"
+               "\n"
+               "Signals: SIGTERM and SIGINT stop hostd and leave dynos running.\n");
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        log_info("received %s, stopping (dynos keep running)", strsignal((int)si->ssi_signo));
+        sd_notify(0, "STOPPING=1");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int main(int argc, char **argv)
+{
+        enum { OPT_LOG_LEVEL = 256, OPT_DUMP };
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "dump-config", no_argument, NULL, OPT_DUMP },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *config_path = NULL, *level = NULL;
+        bool dump = false;
+        int c;
+        log_set_ident("hostd");
+        while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case OPT_LOG_LEVEL:
+                        level = optarg;
+                        break;
+                case OPT_DUMP:
+                        dump = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case 'V':
+                        printf("hostd %s\n", HOSTD_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'hostd --help'.\n");
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "hostd: unexpected argument '%s'. Try 'hostd --help'.\n", argv[optind]);
+                return 2;
+        }
+
+        struct config cfg;
+        if (config_init_defaults(&cfg) < 0) {
+                log_error("out of memory");
+                return 1;
+        }
+        if (config_path) {
+                char err[512];
+                if (config_load_file(&cfg, config_path, err, sizeof err) < 0) {
+                        log_error("%s", err);
+                        config_free(&cfg);
+                        return 1;
+                }
+        }
+        if (level) {
+                int l = log_parse_level(level);
+                if (l < 0) {
+                        log_error("--log-level: '%s' is not one of err, warning, notice, info, debug", level);
+                        config_free(&cfg);
+                        return 2;
+                }
+                cfg.log_level = l;
+        }
+        if (dump) {
+                config_dump(&cfg, stdout);
+                config_free(&cfg);
+                return 0;
+        }
+        log_set_max_level(cfg.log_level);
+
+        if (geteuid() != 0) {
+                log_error("hostd must run as root: it creates namespaces, cgroups and mounts");
+                config_free(&cfg);
+                return 1;
+        }
+
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        int r = sd_event_default(&event);
+        if (r < 0) {
+                log_error_errno(r, "create the event loop: %m");
+                config_free(&cfg);
+                return 1;
+        }
+        /* A dyno's write to a closed client must not kill hostd. */
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t ss;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL);
+        sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL);
+
+        struct manager *m = NULL;
+        r = manager_new(&cfg, event, &m);
+        if (r < 0)
+                goto out;
+        r = manager_reconcile(m);
+        if (r < 0)
+                goto out;
+        r = rpc_server_new(m, &m->rpc);
+        if (r < 0)
+                goto out;
+
+        log_info("hostd %s ready on %s", HOSTD_VERSION, cfg.socket_path);
+        sd_notify(0, "READY=1\nSTATUS=Serving");
+        r = sd_event_loop(event);
+        if (r < 0)
+                log_error_errno(r, "event loop: %m");
+out:
+        if (m)
+                rpc_server_free(m->rpc);
+        manager_free(m);
+        config_free(&cfg);
+        return r < 0 ? 1 : 0;
+}

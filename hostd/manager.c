@@ -1,0 +1,1136 @@
+/* The dyno lifecycle: start, supervise, stop, and reconcile after a restart of hostd.
+ *
+ * A dyno moves STARTING -> UP -> (STOPPING ->) DOWN | CRASHED | COMPLETE. Every change is
+ * written to <run-dir>/dynos/<id>/record before anyone is told of it, so a hostd that dies at
+ * any point finds, at its next start, what it had promised. */
+#include "manager.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <search.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "cgroup.h"
+#include "rpc.h"
+#include "seccomp-filter.h"
+#include "spawn.h"
+#include "store.pb-c.h"
+#include "util.h"
+#include "validate.h"
+
+#include "config-build.h"
+
+/* hostd-init holds the log pipe's read end at this descriptor (see init.c). */
+#define INIT_LOG_FD 4
+
+static void closedirp_(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+
+static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+static int pidfd_send_signal_(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
+static int pidfd_getfd_(int pidfd, int fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); }
+
+static int dyno_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct dyno *)a)->id, ((const struct dyno *)b)->id);
+}
+
+struct dyno *manager_find(struct manager *m, const char *id)
+{
+        struct dyno key = { .id = (char *)id };
+        struct dyno **found = tfind(&key, &m->dynos, dyno_cmp);
+        return found ? *found : NULL;
+}
+
+static void tree_collect(const void *node, VISIT which, void *closure)
+{
+        if (which != postorder && which != leaf)
+                return;
+        struct { struct dyno **v; size_t n; } *c = closure;
+        c->v[c->n++] = *(struct dyno *const *)node;
+}
+
+void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdata), void *userdata)
+{
+        if (m->n_dynos == 0)
+                return;
+        /* Collect first: fn may change the tree. */
+        struct { struct dyno **v; size_t n; } c = { calloc(m->n_dynos, sizeof(struct dyno *)), 0 };
+        if (!c.v)
+                return;
+        twalk_r(m->dynos, tree_collect, &c);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.v[i], userdata);
+        free(c.v);
+}
+
+bool dyno_is_live(const struct dyno *d)
+{
+        return d->state == HOSTD__V1__DYNO_STATE__STARTING || d->state == HOSTD__V1__DYNO_STATE__UP ||
+               d->state == HOSTD__V1__DYNO_STATE__STOPPING;
+}
+
+const char *dyno_state_name(Hostd__V1__DynoState s)
+{
+        switch (s) {
+        case HOSTD__V1__DYNO_STATE__STARTING: return "starting";
+        case HOSTD__V1__DYNO_STATE__UP: return "up";
+        case HOSTD__V1__DYNO_STATE__STOPPING: return "stopping";
+        case HOSTD__V1__DYNO_STATE__CRASHED: return "crashed";
+        case HOSTD__V1__DYNO_STATE__DOWN: return "down";
+        case HOSTD__V1__DYNO_STATE__COMPLETE: return "complete";
+        case HOSTD__V1__DYNO_STATE__IDLE: return "idle";
+        default: return "unknown";
+        }
+}
+
+static const char *dyno_process(const struct dyno *d)
+{
+        return d->spec && *d->spec->name ? d->spec->name : d->id;
+}
+
+/* ---- dyno objects ---- */
+
+static void pending_free_all(struct pending *p)
+{
+        while (p) {
+                struct pending *next = p->next;
+                conn_unref(p->conn);
+                free(p);
+                p = next;
+        }
+}
+
+static void dyno_close_sources(struct dyno *d)
+{
+        d->pid_source = sd_event_source_disable_unref(d->pid_source);
+        d->log_source = sd_event_source_disable_unref(d->log_source);
+        d->sync_source = sd_event_source_disable_unref(d->sync_source);
+        d->timer_source = sd_event_source_disable_unref(d->timer_source);
+        closep(&d->pidfd), d->pidfd = -1;
+        closep(&d->log_fd), d->log_fd = -1;
+        closep(&d->sync_fd), d->sync_fd = -1;
+        closep(&d->state_dirfd), d->state_dirfd = -1;
+}
+
+static void dyno_free(struct dyno *d)
+{
+        if (!d)
+                return;
+        dyno_close_sources(d);
+        pending_free_all(d->pending);
+        if (d->spec)
+                hostd__v1__dyno_spec__free_unpacked(d->spec, NULL);
+        line_splitter_free(&d->splitter);
+        log_ring_free(d->ring);
+        free(d->exit_reason);
+        free(d->exit_error);
+        free(d->layer_dir);
+        free(d->run_dir);
+        free(d->cgroup_path);
+        free(d->id);
+        free(d);
+}
+
+static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
+{
+        struct dyno *d = calloc(1, sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        d->m = m;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = -1;
+        d->id = strdup(id);
+        d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
+        d->run_dir = strjoin3(m->dynos_run_dir, "/", id);
+        if (!d->id || !d->layer_dir || !d->run_dir || line_splitter_init(&d->splitter, m->config->log_line_max) < 0 ||
+            log_ring_new(m->config->log_lines, &d->ring) < 0 || cg_dyno_path(m->cg, id, &d->cgroup_path) < 0) {
+                dyno_free(d);
+                return -ENOMEM;
+        }
+        *ret = d;
+        return 0;
+}
+
+static int manager_add(struct manager *m, struct dyno *d)
+{
+        struct dyno **slot = tsearch(d, &m->dynos, dyno_cmp);
+        if (!slot)
+                return -ENOMEM;
+        if (*slot != d)
+                return -EEXIST;
+        m->n_dynos++;
+        return 0;
+}
+
+static void manager_remove(struct manager *m, struct dyno *d)
+{
+        if (tdelete(d, &m->dynos, dyno_cmp))
+                m->n_dynos--;
+}
+
+/* ---- logs ---- */
+
+static void dyno_push_line(void *userdata, const char *line, size_t len)
+{
+        struct dyno *d = userdata;
+        log_ring_push(d->ring, now_realtime_usec(), LOG_SOURCE_APP, line, len);
+}
+
+_printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...)
+{
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        log_ring_push(d->ring, now_realtime_usec(), LOG_SOURCE_PLATFORM, buf,
+                      (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        log_info("dyno %s (%s): %s", d->id, dyno_process(d), buf);
+}
+
+/* Read what the pipe holds now. Returns 0 at EOF (every writer gone), 1 otherwise. */
+static int dyno_read_logs(struct dyno *d)
+{
+        char buf[65536];
+        for (int rounds = 0; rounds < 16; rounds++) {
+                ssize_t n = read(d->log_fd, buf, sizeof buf);
+                if (n > 0) {
+                        line_splitter_feed(&d->splitter, buf, (size_t)n, dyno_push_line, d);
+                        continue;
+                }
+                if (n == 0) {
+                        line_splitter_flush(&d->splitter, dyno_push_line, d);
+                        return 0;
+                }
+                if (errno == EINTR)
+                        continue;
+                if (errno == EAGAIN)
+                        return 1;
+                log_warning_errno(errno, "dyno %s: read logs: %m", d->id);
+                return 0;
+        }
+        return 1; /* more later: let the loop serve others */
+}
+
+static int on_log(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct dyno *d = userdata;
+        if (dyno_read_logs(d) == 0) {
+                d->log_source = sd_event_source_disable_unref(d->log_source);
+                closep(&d->log_fd), d->log_fd = -1;
+        }
+        return 0;
+}
+
+/* ---- records ---- */
+
+static void dyno_fill_exit(const struct dyno *d, Hostd__V1__ExitInfo *e)
+{
+        hostd__v1__exit_info__init(e);
+        e->exited = d->exited;
+        e->code = d->exit_code;
+        e->signal = d->exit_signal;
+        e->oom_killed = d->oom_killed;
+        e->reason = d->exit_reason ? d->exit_reason : (char *)"";
+        e->error = d->exit_error ? d->exit_error : (char *)"";
+}
+
+void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit)
+{
+        hostd__v1__dyno__init(out);
+        out->spec = d->spec;
+        out->state = d->state;
+        out->pid = (uint32_t)(d->pid > 0 ? d->pid : 0);
+        out->uid = d->uid;
+        out->created_usec = d->created_usec;
+        out->started_usec = d->started_usec;
+        out->finished_usec = d->finished_usec;
+        if (d->exit_known) {
+                dyno_fill_exit(d, exit);
+                out->exit = exit;
+        }
+        out->cgroup = d->cgroup_path;
+        out->restarts = d->restarts;
+        out->address = (char *)"";
+        if (d->size) {
+                out->memory_limit = d->size->memory;
+                out->swap_limit = d->size->swap ? (uint64_t)((double)d->size->memory * (d->size->r15_multiple - 1.0)) : 0;
+                out->cpu_weight = d->size->cpu_weight;
+                out->pids_limit = d->size->pids;
+        }
+        out->log_dropped = log_ring_dropped(d->ring);
+}
+
+static int dyno_save(struct dyno *d)
+{
+        Hostd__V1__Dyno dp;
+        Hostd__V1__ExitInfo ei;
+        dyno_to_proto(d, &dp, &ei);
+        Hostd__Store__DynoRecord rec = HOSTD__STORE__DYNO_RECORD__INIT;
+        rec.dyno = &dp;
+        rec.init_starttime = d->init_starttime;
+        rec.boot_id = d->m->boot_id;
+        rec.stop_deadline_usec = d->stop_deadline_usec;
+        rec.stop_requested = d->stop_requested;
+
+        size_t len = hostd__store__dyno_record__get_packed_size(&rec);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        hostd__store__dyno_record__pack(&rec, buf);
+        _cleanup_free_ char *path = strjoin3(d->run_dir, "/record", NULL);
+        if (!path)
+                return -ENOMEM;
+        int r = write_file_atomic(path, buf, len, 0600);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: write %s: %m", d->id, path);
+        return r;
+}
+
+/* ---- replies ---- */
+
+static void dyno_add_pending(struct dyno *d, struct conn *c, uint64_t req_id, int kind)
+{
+        struct pending *p = calloc(1, sizeof *p);
+        if (!p) {
+                conn_reply_error(c, req_id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                return;
+        }
+        p->conn = conn_ref(c);
+        p->req_id = req_id;
+        p->kind = kind;
+        p->next = d->pending;
+        d->pending = p;
+}
+
+static void reply_dyno(struct conn *c, uint64_t req_id, int kind, const struct dyno *d)
+{
+        Hostd__V1__Dyno dp;
+        Hostd__V1__ExitInfo ei;
+        dyno_to_proto(d, &dp, &ei);
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        Hostd__V1__StartReply start = HOSTD__V1__START_REPLY__INIT;
+        Hostd__V1__StopReply stop = HOSTD__V1__STOP_REPLY__INIT;
+        Hostd__V1__RestartReply restart = HOSTD__V1__RESTART_REPLY__INIT;
+        resp.id = req_id;
+        resp.result_case = kind;
+        switch (kind) {
+        case HOSTD__V1__RESPONSE__RESULT_START:
+                start.dyno = &dp;
+                resp.start = &start;
+                break;
+        case HOSTD__V1__RESPONSE__RESULT_STOP:
+                stop.dyno = &dp;
+                resp.stop = &stop;
+                break;
+        default:
+                restart.dyno = &dp;
+                resp.restart = &restart;
+                resp.result_case = HOSTD__V1__RESPONSE__RESULT_RESTART;
+                break;
+        }
+        conn_reply(c, &resp);
+}
+
+/* Answer the replies waiting for kind (0: all) with the dyno as it is now. */
+static void dyno_answer(struct dyno *d, int kind)
+{
+        struct pending **pp = &d->pending;
+        while (*pp) {
+                struct pending *p = *pp;
+                if (kind && p->kind != kind) {
+                        pp = &p->next;
+                        continue;
+                }
+                *pp = p->next;
+                reply_dyno(p->conn, p->req_id, p->kind, d);
+                conn_unref(p->conn);
+                free(p);
+        }
+}
+
+static void dyno_answer_error(struct dyno *d, int code, const char *msg)
+{
+        for (struct pending *p = d->pending; p; p = p->next)
+                conn_reply_error(p->conn, p->req_id, code, "%s", msg);
+        pending_free_all(d->pending);
+        d->pending = NULL;
+}
+
+/* ---- teardown ---- */
+
+static void dyno_set_exit_from_status(struct dyno *d, const char *text)
+{
+        char kind[16];
+        int n;
+        if (text && sscanf(text, "%15s %d", kind, &n) == 2) {
+                if (strcmp(kind, "exited") == 0) {
+                        d->exited = true;
+                        d->exit_code = n;
+                        d->exit_signal = 0;
+                        d->exit_known = true;
+                        return;
+                }
+                if (strcmp(kind, "signaled") == 0) {
+                        d->exited = false;
+                        d->exit_signal = n;
+                        d->exit_code = 128 + n;
+                        d->exit_known = true;
+                        return;
+                }
+        }
+        /* No record from the init: it was killed itself (SIGKILL at the end of the grace, the
+         * OOM killer), and the namespace with it. */
+        d->exited = false;
+        d->exit_signal = SIGKILL;
+        d->exit_code = 128 + SIGKILL;
+        d->exit_known = true;
+}
+
+static void dyno_describe_exit(struct dyno *d)
+{
+        free(d->exit_reason);
+        free(d->exit_error);
+        d->exit_reason = d->exit_error = NULL;
+        if (d->oom_killed)
+                asprintf_safe(&d->exit_reason, "killed by the kernel's OOM killer (memory limit %llu bytes)",
+                              (unsigned long long)(d->size ? d->size->memory : 0));
+        else if (d->exited)
+                asprintf_safe(&d->exit_reason, "exit status %d", d->exit_code);
+        else
+                asprintf_safe(&d->exit_reason, "killed by signal %d (%s)", d->exit_signal, strsignal(d->exit_signal));
+        if (d->stop_timed_out)
+                d->exit_error = strdup("R12");
+}
+
+/* The init has exited (or was found gone): collect everything and remove the dyno's kernel
+ * objects and files, keeping the record. */
+static void dyno_finish(struct dyno *d)
+{
+        struct manager *m = d->m;
+        Hostd__V1__DynoState before = d->state;
+
+        if (d->pidfd >= 0 && !d->adopted) {
+                siginfo_t si = {};
+                waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG);
+        }
+
+        _cleanup_free_ char *exit_path = strjoin3(d->run_dir, "/exit", NULL);
+        _cleanup_free_ char *status = NULL;
+        if (exit_path)
+                read_full_file(exit_path, &status, NULL);
+        dyno_set_exit_from_status(d, status);
+
+        uint64_t ooms = 0;
+        if (cg_oom_kills(m->cg, d->id, &ooms) >= 0 && ooms > 0 && !d->exited && d->exit_signal == SIGKILL &&
+            !d->stop_timed_out)
+                d->oom_killed = true;
+
+        int r = cg_destroy(m->cg, d->id);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: remove cgroup %s: %m", d->id, d->cgroup_path);
+
+        /* Every writer is gone now: take the last lines. */
+        if (d->log_fd >= 0) {
+                while (dyno_read_logs(d) > 0)
+                        ;
+        }
+
+        r = rm_rf(d->layer_dir);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
+
+        dyno_describe_exit(d);
+        d->finished_usec = now_realtime_usec();
+        if (d->stop_requested)
+                d->state = HOSTD__V1__DYNO_STATE__DOWN;
+        else if (d->spec->type == HOSTD__V1__DYNO_TYPE__ONE_OFF && d->exited && d->exit_code == 0)
+                d->state = HOSTD__V1__DYNO_STATE__COMPLETE;
+        else
+                d->state = HOSTD__V1__DYNO_STATE__CRASHED;
+
+        if (d->stop_timed_out)
+                dyno_log_platform(d, "Error R12 (Exit timeout) -> Process failed to exit within %u seconds of SIGTERM",
+                                  d->grace_seconds);
+        if (d->oom_killed)
+                dyno_log_platform(d, "Process killed by the kernel's OOM killer (memory quota exceeded)");
+        dyno_log_platform(d, "Process exited with status %d", d->exit_code);
+        dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before), dyno_state_name(d->state));
+
+        dyno_close_sources(d);
+        if (m->n_live > 0)
+                m->n_live--;
+        dyno_save(d);
+        dyno_answer(d, 0);
+}
+
+static int on_init_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        dyno_finish(userdata);
+        return 0;
+}
+
+/* ---- stop ---- */
+
+static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        d->timer_source = sd_event_source_disable_unref(d->timer_source);
+        if (d->pidfd < 0)
+                return 0;
+        d->stop_timed_out = true;
+        /* Killing the namespace's init kills every process in it. */
+        if (pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
+                log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
+        cg_signal_all(d->m->cg, d->id, SIGKILL);
+        return 0;
+}
+
+static void dyno_stop_begin(struct dyno *d, uint32_t grace)
+{
+        d->stop_requested = true;
+        d->grace_seconds = grace;
+        if (d->state == HOSTD__V1__DYNO_STATE__STARTING)
+                return; /* on_sync begins the stop once the start is settled */
+
+        if (d->state != HOSTD__V1__DYNO_STATE__STOPPING) {
+                d->state = HOSTD__V1__DYNO_STATE__STOPPING;
+                d->stop_deadline_usec = now_realtime_usec() + (int64_t)grace * 1000000;
+                dyno_save(d);
+                dyno_log_platform(d, "Stopping all processes with SIGTERM");
+        }
+        /* The init relays SIGTERM to every process of the dyno. */
+        if (pidfd_send_signal_(d->pidfd, SIGTERM) < 0 && errno != ESRCH)
+                log_error_errno(errno, "dyno %s: SIGTERM: %m", d->id);
+
+        if (!d->timer_source) {
+                int64_t left = d->stop_deadline_usec - now_realtime_usec();
+                int r = sd_event_add_time_relative(d->m->event, &d->timer_source, CLOCK_MONOTONIC,
+                                                   left > 0 ? (uint64_t)left : 0, 0, on_grace_over, d);
+                if (r < 0) {
+                        log_error_errno(r, "dyno %s: grace timer: %m; killing now", d->id);
+                        on_grace_over(NULL, 0, d);
+                }
+        }
+}
+
+void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
+                  uint64_t req_id)
+{
+        char msg[256];
+        int code = validate_id("id", id, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
+                return;
+        }
+        if (grace_set && grace > 3600) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
+                                 grace);
+                return;
+        }
+        struct dyno *d = manager_find(m, id);
+        if (!d) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", id);
+                return;
+        }
+        if (!dyno_is_live(d)) {
+                reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
+                return;
+        }
+        if (!grace_set)
+                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ? d->spec->grace_seconds
+                                                                                          : m->config->grace_seconds;
+        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP);
+        if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
+                /* Already stopping: a shorter grace takes effect, a longer one does not. */
+                int64_t deadline = now_realtime_usec() + (int64_t)grace * 1000000;
+                if (deadline < d->stop_deadline_usec) {
+                        d->stop_deadline_usec = deadline;
+                        d->grace_seconds = grace;
+                        d->timer_source = sd_event_source_disable_unref(d->timer_source);
+                }
+        }
+        dyno_stop_begin(d, grace);
+}
+
+/* ---- start ---- */
+
+struct uid_marks {
+        uint8_t *used;
+        const struct config *c;
+};
+
+static void mark_uid(struct dyno *d, void *userdata)
+{
+        struct uid_marks *ctx = userdata;
+        if (!dyno_is_live(d) || d->uid < ctx->c->uid_min || d->uid > ctx->c->uid_max)
+                return;
+        size_t i = d->uid - ctx->c->uid_min;
+        ctx->used[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* The lowest uid of the range that no running dyno has. */
+static uid_t manager_pick_uid(struct manager *m, int *error)
+{
+        const struct config *c = m->config;
+        size_t span = (size_t)(c->uid_max - c->uid_min) + 1;
+        _cleanup_free_ uint8_t *used = calloc((span + 7) / 8, 1);
+        if (!used) {
+                *error = -ENOMEM;
+                return 0;
+        }
+        struct uid_marks ctx = { used, c };
+        manager_foreach(m, mark_uid, &ctx);
+        *error = 0;
+        for (size_t i = 0; i < span; i++)
+                if (!(used[i / 8] & (1u << (i % 8))))
+                        return (uid_t)(c->uid_min + i);
+        *error = -EUSERS;
+        return 0;
+}
+
+static const char dyno_prelude[] =
+        "for f in /app/.profile /app/.profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; "
+        "unset f; eval \"$0\"";
+
+static char **dyno_build_env(const struct dyno *d)
+{
+        const Hostd__V1__DynoSpec *s = d->spec;
+        size_t n = s->n_env + 8, k = 0;
+        char **env = calloc(n, sizeof(char *));
+        if (!env)
+                return NULL;
+        bool has_path = false;
+        for (size_t i = 0; i < s->n_env; i++) {
+                if (strcmp(s->env[i]->name, "PATH") == 0)
+                        has_path = true;
+                if (asprintf_safe(&env[k++], "%s=%s", s->env[i]->name, s->env[i]->value) < 0)
+                        goto fail;
+        }
+        if (!has_path && !(env[k++] = strdup("PATH=/app/bin:/usr/local/bin:/usr/bin:/bin")))
+                goto fail;
+        if (!(env[k++] = strdup("HOME=/app")) || asprintf_safe(&env[k++], "DYNO=%s", dyno_process(d)) < 0 ||
+            asprintf_safe(&env[k++], "HEROKU_DYNO_ID=%s", d->id) < 0)
+                goto fail;
+        if (s->port && asprintf_safe(&env[k++], "PORT=%u", s->port) < 0)
+                goto fail;
+        return env;
+fail:
+        strv_free(env);
+        return NULL;
+}
+
+static uint64_t proc_starttime(pid_t pid)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        _cleanup_free_ char *s = NULL;
+        if (read_full_file(path, &s, NULL) < 0)
+                return 0;
+        char *p = strrchr(s, ')');
+        if (!p)
+                return 0;
+        /* Fields after the command: state is field 3, starttime field 22. */
+        p += 2;
+        for (int field = 3; field < 22 && p; field++) {
+                p = strchr(p, ' ');
+                if (p)
+                        p++;
+        }
+        return p ? strtoull(p, NULL, 10) : 0;
+}
+
+/* Undo a start that did not complete: kill, wait, remove everything, forget the dyno. */
+static void dyno_abort_start(struct dyno *d)
+{
+        struct manager *m = d->m;
+        if (d->pidfd >= 0) {
+                pidfd_send_signal_(d->pidfd, SIGKILL);
+                siginfo_t si;
+                while (waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+        }
+        dyno_close_sources(d);
+        int r = cg_destroy(m->cg, d->id);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: remove cgroup: %m", d->id);
+        r = rm_rf(d->layer_dir);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
+        r = rm_rf(d->run_dir);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->run_dir);
+        if (m->n_live > 0)
+                m->n_live--;
+        manager_remove(m, d);
+        dyno_free(d);
+}
+
+static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct dyno *d = userdata;
+        struct spawn_error err;
+        int r = spawn_read_result(d->sync_fd, &err);
+        if (r == -EAGAIN)
+                return 0;
+        d->sync_source = sd_event_source_disable_unref(d->sync_source);
+        closep(&d->sync_fd), d->sync_fd = -1;
+
+        if (r != 0) {
+                char msg[512];
+                if (r > 0)
+                        snprintf(msg, sizeof msg, "dyno %s: %s: %s", d->id, err.where, strerror(err.error));
+                else
+                        snprintf(msg, sizeof msg, "dyno %s: read the setup result: %s", d->id, strerror(-r));
+                log_error("%s", msg);
+                dyno_answer_error(d, HOSTD__V1__CODE__FAILED_PRECONDITION, msg);
+                dyno_abort_start(d);
+                return 0;
+        }
+
+        d->state = HOSTD__V1__DYNO_STATE__UP;
+        d->started_usec = now_realtime_usec();
+        dyno_save(d);
+        dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
+        dyno_log_platform(d, "State changed from starting to up");
+        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
+        if (d->stop_requested)
+                dyno_stop_begin(d, d->grace_seconds);
+        return 0;
+}
+
+static int dyno_watch(struct dyno *d)
+{
+        int r = sd_event_add_io(d->m->event, &d->pid_source, d->pidfd, EPOLLIN, on_init_exit, d);
+        if (r < 0)
+                return r;
+        if (d->log_fd >= 0) {
+                r = sd_event_add_io(d->m->event, &d->log_source, d->log_fd, EPOLLIN, on_log, d);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
+{
+        struct manager *m = d->m;
+        const struct size_def *size = d->size;
+        int r;
+
+        /* The run folder holds the record and, later, the init's exit status. */
+        r = rm_rf(d->run_dir);
+        if (r >= 0)
+                r = mkdir(d->run_dir, 0700) < 0 ? -errno : 0;
+        if (r < 0)
+                return snprintf(errbuf, errlen, "create %s: %s", d->run_dir, strerror(-r)), r;
+        d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d->state_dirfd < 0)
+                return r = -errno, snprintf(errbuf, errlen, "open %s: %s", d->run_dir, strerror(-r)), r;
+        r = dyno_save(d);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
+
+        /* The writable layer: the app's /app belongs to the dyno's user. */
+        static const char *const sub[] = { "", "/upper", "/work", "/merged", "/upper/app" };
+        for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
+                _cleanup_free_ char *p = strjoin3(d->layer_dir, sub[i], NULL);
+                if (!p)
+                        return -ENOMEM;
+                if (mkdir(p, 0755) < 0)
+                        return r = -errno, snprintf(errbuf, errlen, "create %s: %s", p, strerror(-r)), r;
+                if (strcmp(sub[i], "/upper/app") == 0 && chown(p, d->uid, d->uid) < 0)
+                        return r = -errno, snprintf(errbuf, errlen, "chown %s: %s", p, strerror(-r)), r;
+        }
+
+        struct cg_limits lim = {
+                .memory = size->memory,
+                .memory_swap = size->swap ? (uint64_t)((double)size->memory * (size->r15_multiple - 1.0)) : 0,
+                .cpu_weight = size->cpu_weight,
+                .cpu_quota_us = size->cpu_quota_pct ? size->cpu_quota_pct * 1000 : 0,
+                .cpu_period_us = size->cpu_quota_pct ? 100000 : 0,
+                .pids = size->pids,
+        };
+        r = cg_create(m->cg, d->id, &lim);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "create cgroup %s: %s", d->cgroup_path, strerror(-r)), r;
+
+        int pipefd[2];
+        if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                return r = -errno, snprintf(errbuf, errlen, "create the log pipe: %s", strerror(-r)), r;
+        d->log_fd = pipefd[0];
+        _cleanup_close_ int log_w = pipefd[1];
+        /* The pipe is what buffers the dyno's output while hostd is away: make it large. */
+        (void)fcntl(log_w, F_SETPIPE_SZ, 1 << 20);
+        /* The dyno's writes must block when full, not fail. */
+        (void)fcntl(log_w, F_SETFL, 0);
+
+        _cleanup_strv_free_ char **envp = dyno_build_env(d);
+        if (!envp)
+                return -ENOMEM;
+        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)dyno_prelude, d->spec->command, NULL };
+        struct spawn_params p = {
+                .id = d->id,
+                .stack = d->spec->stack_path,
+                .slug = *d->spec->slug_path ? d->spec->slug_path : NULL,
+                .layer_dir = d->layer_dir,
+                .uid = d->uid,
+                .argv = argv,
+                .envp = envp,
+                .state_dirfd = d->state_dirfd,
+                .log_read_fd = d->log_fd,
+                .log_write_fd = log_w,
+                .init_exe_fd = m->init_exe_fd,
+                .seccomp = m->seccomp,
+                .rlimit_nofile = m->config->rlimit_nofile,
+                .shm_size = m->config->shm_size,
+        };
+        r = spawn_dyno(&p, m->cg, &d->pid, &d->pidfd, &d->sync_fd);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "create the dyno's processes: %s", strerror(-r)), r;
+        d->init_starttime = proc_starttime(d->pid);
+
+        r = sd_event_add_io(m->event, &d->sync_source, d->sync_fd, EPOLLIN, on_sync, d);
+        if (r < 0 || (r = dyno_watch(d)) < 0)
+                return snprintf(errbuf, errlen, "watch the dyno: %s", strerror(-r)), r;
+        /* The pid is known now: record it, so that a restart of hostd finds the dyno. */
+        r = dyno_save(d);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
+        return 0;
+}
+
+void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn, uint64_t req_id)
+{
+        char msg[512];
+        const struct size_def *size = NULL;
+        int code = validate_spec(spec, m->config, &size, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
+                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                return;
+        }
+
+        struct dyno *old = manager_find(m, spec->id);
+        if (old && dyno_is_live(old)) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__ALREADY_EXISTS, "dyno '%s' already exists (%s)",
+                                 spec->id, dyno_state_name(old->state));
+                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                return;
+        }
+        if (m->n_live >= m->config->max_dynos) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", spec->id, m->n_live);
+                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                return;
+        }
+
+        /* An ended dyno of the same id gives way to the new one. */
+        if (old) {
+                manager_remove(m, old);
+                dyno_free(old);
+        }
+
+        struct dyno *d;
+        int r = dyno_new(m, spec->id, &d);
+        if (r < 0) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "dyno '%s': out of memory", spec->id);
+                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                return;
+        }
+        d->spec = spec;
+        d->size = size;
+        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->created_usec = now_realtime_usec();
+        d->uid = manager_pick_uid(m, &r);
+        if (r < 0 || (r = manager_add(m, d)) < 0) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, "dyno '%s': no free uid: %s",
+                                 spec->id, strerror(-r));
+                dyno_free(d);
+                return;
+        }
+        m->n_live++;
+
+        r = dyno_launch(d, msg, sizeof msg);
+        if (r < 0) {
+                log_error("dyno %s: start failed: %s", d->id, msg);
+                conn_reply_error(conn, req_id, r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL : HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                 "dyno '%s': %s", d->id, msg);
+                dyno_abort_start(d);
+                return;
+        }
+        dyno_log_platform(d, "Starting process with size %s", size->name);
+        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
+}
+
+/* ---- reconcile ---- */
+
+static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
+{
+        _cleanup_free_ char *path = NULL;
+        if (asprintf_safe(&path, "%s/%s/record", m->dynos_run_dir, id) < 0)
+                return -ENOMEM;
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        int r = read_full_file(path, &buf, &len);
+        if (r < 0)
+                return r;
+        Hostd__Store__DynoRecord *rec = hostd__store__dyno_record__unpack(NULL, len, (uint8_t *)buf);
+        if (!rec)
+                return -EBADMSG;
+        if (!rec->dyno || !rec->dyno->spec || strcmp(rec->dyno->spec->id, id) != 0) {
+                hostd__store__dyno_record__free_unpacked(rec, NULL);
+                return -EBADMSG;
+        }
+
+        struct dyno *d;
+        r = dyno_new(m, id, &d);
+        if (r < 0) {
+                hostd__store__dyno_record__free_unpacked(rec, NULL);
+                return r;
+        }
+        Hostd__V1__Dyno *dp = rec->dyno;
+        d->spec = TAKE_PTR(dp->spec);
+        d->size = config_find_size(m->config, *d->spec->size ? d->spec->size : m->config->default_size);
+        d->state = dp->state;
+        d->pid = (pid_t)dp->pid;
+        d->uid = dp->uid;
+        d->created_usec = dp->created_usec;
+        d->started_usec = dp->started_usec;
+        d->finished_usec = dp->finished_usec;
+        d->restarts = dp->restarts;
+        d->init_starttime = rec->init_starttime;
+        d->stop_deadline_usec = rec->stop_deadline_usec;
+        d->stop_requested = rec->stop_requested;
+        if (dp->exit) {
+                d->exit_known = true;
+                d->exited = dp->exit->exited;
+                d->exit_code = dp->exit->code;
+                d->exit_signal = dp->exit->signal;
+                d->oom_killed = dp->exit->oom_killed;
+                d->exit_reason = *dp->exit->reason ? strdup(dp->exit->reason) : NULL;
+                d->exit_error = *dp->exit->error ? strdup(dp->exit->error) : NULL;
+        }
+        bool same_boot = strcmp(rec->boot_id, m->boot_id) == 0;
+        hostd__store__dyno_record__free_unpacked(rec, NULL);
+        if (!same_boot && dyno_is_live(d)) {
+                /* Nothing survives a reboot; issue 8 reports these as down, "host rebooted". */
+                d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                d->exit_reason = strdup("host rebooted");
+        }
+        *ret = d;
+        return 0;
+}
+
+/* A live record: adopt the running init, or collect what happened while we were away. */
+static void dyno_readopt(struct dyno *d)
+{
+        struct manager *m = d->m;
+        d->adopted = true;
+        m->n_live++;
+        d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        int pidfd = d->pid > 0 ? pidfd_open_(d->pid) : -1;
+        bool ours = pidfd >= 0 && proc_starttime(d->pid) == d->init_starttime && d->init_starttime != 0 &&
+                    cg_contains(m->cg, d->id, d->pid) > 0;
+        if (pidfd >= 0 && !ours) {
+                /* A pid reused by someone else, or our init before it reached its cgroup
+                 * (hostd died mid-start): in the latter case it is ours to kill. */
+                if (proc_starttime(d->pid) == d->init_starttime && d->init_starttime != 0)
+                        pidfd_send_signal_(pidfd, SIGKILL);
+                close(pidfd);
+                pidfd = -1;
+        }
+        if (pidfd < 0) {
+                log_notice("dyno %s: ended while hostd was away", d->id);
+                dyno_finish(d);
+                return;
+        }
+
+        d->pidfd = pidfd;
+        d->log_fd = pidfd_getfd_(pidfd, INIT_LOG_FD);
+        if (d->log_fd < 0)
+                log_warning_errno(errno, "dyno %s: take the log pipe from the init: %m", d->id);
+        else {
+                fcntl(d->log_fd, F_SETFD, FD_CLOEXEC);
+                fcntl(d->log_fd, F_SETFL, O_NONBLOCK);
+        }
+        int r = dyno_watch(d);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: watch: %m", d->id);
+        if (d->state == HOSTD__V1__DYNO_STATE__STARTING) {
+                /* The reply was lost with the old hostd; the command runs. */
+                d->state = HOSTD__V1__DYNO_STATE__UP;
+                if (!d->started_usec)
+                        d->started_usec = now_realtime_usec();
+                dyno_save(d);
+        }
+        log_info("dyno %s: re-adopted, pid %d (%s)", d->id, (int)d->pid, dyno_state_name(d->state));
+        if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
+                d->grace_seconds = d->spec->grace_case ? d->spec->grace_seconds : m->config->grace_seconds;
+                dyno_stop_begin(d, d->grace_seconds);
+        }
+}
+
+static bool is_live_dyno(struct manager *m, const char *id)
+{
+        struct dyno *d = manager_find(m, id);
+        return d && dyno_is_live(d);
+}
+
+int manager_reconcile(struct manager *m)
+{
+        _cleanup_(closedirp_) DIR *dir = opendir(m->dynos_run_dir);
+        if (!dir)
+                return log_error_errno(errno, "open %s: %m", m->dynos_run_dir);
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *path = strjoin3(m->dynos_run_dir, "/", de->d_name);
+                if (!path)
+                        return -ENOMEM;
+                struct dyno *d = NULL;
+                int r = dyno_id_valid(de->d_name) ? dyno_load(m, de->d_name, &d) : -EINVAL;
+                if (r < 0) {
+                        log_warning_errno(r, "%s: not a dyno record (%m); removing", path);
+                        rm_rf(path);
+                        continue;
+                }
+                if (manager_add(m, d) < 0) {
+                        dyno_free(d);
+                        continue;
+                }
+                if (dyno_is_live(d))
+                        dyno_readopt(d);
+        }
+
+        /* Kernel objects and files that belong to no running dyno. */
+        _cleanup_strv_free_ char **cgs = NULL;
+        if (cg_list(m->cg, &cgs) >= 0)
+                for (char **p = cgs; p && *p; p++)
+                        if (!is_live_dyno(m, *p)) {
+                                log_notice("removing leftover cgroup of dyno %s", *p);
+                                int r = cg_destroy(m->cg, *p);
+                                if (r < 0)
+                                        log_error_errno(r, "remove leftover cgroup %s: %m", *p);
+                        }
+        _cleanup_(closedirp_) DIR *layers = opendir(m->config->layers_dir);
+        while (layers && (de = readdir(layers))) {
+                if (de->d_name[0] == '.' || is_live_dyno(m, de->d_name))
+                        continue;
+                _cleanup_free_ char *path = strjoin3(m->config->layers_dir, "/", de->d_name);
+                log_notice("removing leftover layer %s", path);
+                int r = rm_rf(path);
+                if (r < 0)
+                        log_error_errno(r, "remove %s: %m", path);
+        }
+        return 0;
+}
+
+/* ---- the manager ---- */
+
+static int read_boot_id(char **ret)
+{
+        char *s;
+        int r = read_full_file("/proc/sys/kernel/random/boot_id", &s, NULL);
+        if (r < 0)
+                return r;
+        s[strcspn(s, "\n")] = 0;
+        *ret = s;
+        return 0;
+}
+
+/* The init binary: configured, else beside our own executable (a build tree), else the
+ * installed one. Held open so that an upgrade on disk never leaves a dyno without one. */
+static int open_init(const struct config *c)
+{
+        if (*c->init_path)
+                return open(c->init_path, O_RDONLY | O_CLOEXEC);
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        _cleanup_free_ char *p = strjoin3(self, "/hostd-init", NULL);
+                        int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+                        if (fd >= 0)
+                                return fd;
+                }
+        }
+        return open(HOSTD_LIBEXECDIR "/hostd-init", O_RDONLY | O_CLOEXEC);
+}
+
+int manager_new(struct config *c, sd_event *e, struct manager **ret)
+{
+        struct manager *m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->config = c;
+        m->event = sd_event_ref(e);
+        m->init_exe_fd = -1;
+        int r;
+
+        if ((r = read_boot_id(&m->boot_id)) < 0) {
+                log_error_errno(r, "read the boot id: %m");
+                goto fail;
+        }
+        m->init_exe_fd = open_init(c);
+        if (m->init_exe_fd < 0) {
+                r = log_error_errno(errno, "open the dyno init (init = '%s'): %m", c->init_path);
+                goto fail;
+        }
+        m->dynos_run_dir = strjoin3(c->run_dir, "/dynos", NULL);
+        if (!m->dynos_run_dir) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        const char *dirs[] = { c->run_dir, m->dynos_run_dir, c->state_dir, c->layers_dir };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = mkdir_p(dirs[i], 0755)) < 0) {
+                        log_error_errno(r, "create %s: %m", dirs[i]);
+                        goto fail;
+                }
+        if ((r = dyno_seccomp_new(&m->seccomp)) < 0) {
+                log_error_errno(r, "build the seccomp filter: %m");
+                goto fail;
+        }
+        if ((r = cg_manager_new(c->cgroup_root, &m->cg)) < 0) {
+                log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
+                goto fail;
+        }
+        log_info("cgroup %s, dynos run from %s", cg_mode_name(cg_manager_mode(m->cg)), m->dynos_run_dir);
+        *ret = m;
+        return 0;
+fail:
+        manager_free(m);
+        return r;
+}
+
+static void free_node(void *p) { dyno_free(p); }
+
+void manager_free(struct manager *m)
+{
+        if (!m)
+                return;
+        tdestroy(m->dynos, free_node);
+        if (m->seccomp)
+                seccomp_release(m->seccomp);
+        cg_manager_free(m->cg);
+        closep(&m->init_exe_fd);
+        sd_event_unref(m->event);
+        free(m->boot_id);
+        free(m->dynos_run_dir);
+        free(m);
+}

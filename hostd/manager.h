@@ -1,0 +1,98 @@
+/* The Manager owns everything: configuration, the cgroup driver, the event loop, the dynos. */
+#pragma once
+
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "hostd.pb-c.h"
+#include "logs.h"
+
+struct cg_manager;
+struct conn;
+struct rpc_server;
+
+/* A reply owed to a client once a dyno reaches a state. */
+struct pending {
+        struct conn *conn;
+        uint64_t req_id;
+        int kind; /* HOSTD__V1__RESPONSE__RESULT_START, _STOP, _RESTART */
+        struct pending *next;
+};
+
+struct dyno {
+        struct manager *m;
+        char *id;
+        Hostd__V1__DynoSpec *spec; /* owned (unpacked copy) */
+        const struct size_def *size;
+        Hostd__V1__DynoState state;
+        uid_t uid;
+        pid_t pid;
+        uint64_t init_starttime;
+        int pidfd;
+        int log_fd;
+        int sync_fd;
+        int state_dirfd;
+        bool adopted; /* not our child: started by an earlier hostd */
+        bool stop_requested;
+        bool stop_timed_out; /* R12 */
+        bool start_failed;
+        int64_t created_usec, started_usec, finished_usec, stop_deadline_usec;
+        uint32_t grace_seconds; /* for the stop under way */
+        uint32_t restarts;
+
+        /* Exit */
+        bool exit_known;
+        bool exited;
+        int exit_code;
+        int exit_signal;
+        bool oom_killed;
+        char *exit_reason;
+        char *exit_error;
+
+        char *layer_dir;
+        char *run_dir;
+        char *cgroup_path;
+        sd_event_source *pid_source, *log_source, *sync_source, *timer_source;
+        struct line_splitter splitter;
+        struct log_ring *ring;
+        struct pending *pending;
+};
+
+struct manager {
+        struct config *config;
+        sd_event *event;
+        struct cg_manager *cg;
+        struct rpc_server *rpc;
+        scmp_filter_ctx seccomp;
+        int init_exe_fd;
+        char *boot_id;
+        char *dynos_run_dir; /* <run-dir>/dynos */
+        void *dynos;         /* tsearch tree of struct dyno *, by id */
+        size_t n_dynos;
+        size_t n_live;
+};
+
+int manager_new(struct config *c, sd_event *e, struct manager **ret);
+void manager_free(struct manager *m);
+/* Re-adopt running dynos, record those that ended while hostd was away, remove leftovers. */
+int manager_reconcile(struct manager *m);
+
+struct dyno *manager_find(struct manager *m, const char *id);
+/* Calls fn for every dyno, in id order. */
+void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdata), void *userdata);
+bool dyno_is_live(const struct dyno *d);
+
+/* Begin a start; the reply (success or error) goes to conn when the dyno runs or has failed.
+ * Validation errors are answered at once. */
+void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn, uint64_t req_id);
+/* Begin a stop; the reply goes to conn when the dyno is gone. */
+void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
+                  uint64_t req_id);
+
+/* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
+void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);
+const char *dyno_state_name(Hostd__V1__DynoState s);

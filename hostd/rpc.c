@@ -1,0 +1,535 @@
+/* The API server.
+ *
+ * Every connection is non-blocking and has its own reader and writer; a request is decoded,
+ * validated and answered (or handed to the manager, which answers later) without blocking
+ * the loop. A peer that sends what is not our protocol is told so once, if it can be, and
+ * disconnected; it never takes hostd or another client with it. */
+#include "rpc.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/un.h>
+#include <systemd/sd-event.h>
+
+#include "cgroup.h"
+#include "frame.h"
+#include "manager.h"
+#include "validate.h"
+
+#include "config-build.h"
+
+/* What a slow reader may leave queued before it is cut off. */
+#define CONN_MAX_PENDING (64u << 20)
+
+struct rpc_server {
+        struct manager *m;
+        int fd;
+        sd_event_source *source;
+        size_t n_conns;
+};
+
+struct conn {
+        unsigned ref;
+        struct rpc_server *srv;
+        int fd;
+        sd_event_source *source;
+        struct frame_reader rd;
+        struct frame_writer wr;
+        bool closed;
+        bool close_after_flush;
+};
+
+struct conn *conn_ref(struct conn *c)
+{
+        c->ref++;
+        return c;
+}
+
+void conn_unref(struct conn *c)
+{
+        if (!c || --c->ref > 0)
+                return;
+        frame_reader_free(&c->rd);
+        frame_writer_free(&c->wr);
+        free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+        if (c->closed)
+                return;
+        c->closed = true;
+        c->source = sd_event_source_disable_unref(c->source);
+        closep(&c->fd), c->fd = -1;
+        c->srv->n_conns--;
+        conn_unref(c);
+}
+
+static void conn_update_events(struct conn *c)
+{
+        if (c->closed)
+                return;
+        uint32_t ev = frame_writer_pending(&c->wr) ? EPOLLOUT : 0;
+        if (!c->close_after_flush)
+                ev |= EPOLLIN;
+        sd_event_source_set_io_events(c->source, ev);
+}
+
+static void conn_flush(struct conn *c)
+{
+        if (c->closed)
+                return;
+        int r = frame_writer_flush(&c->wr, c->fd);
+        if (r < 0 && r != -EAGAIN) {
+                log_debug("connection: write: %s", strerror(-r));
+                conn_close(c);
+                return;
+        }
+        if (r == 0 && c->close_after_flush) {
+                conn_close(c);
+                return;
+        }
+        conn_update_events(c);
+}
+
+void conn_reply(struct conn *c, Hostd__V1__Response *resp)
+{
+        if (c->closed)
+                return;
+        size_t len = hostd__v1__response__get_packed_size(resp);
+        uint8_t stackbuf[4096];
+        uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+        if (!buf) {
+                log_error("connection: out of memory for a %zu-byte reply", len);
+                conn_close(c);
+                return;
+        }
+        hostd__v1__response__pack(resp, buf);
+        int r = frame_writer_append(&c->wr, buf, len);
+        if (buf != stackbuf)
+                free(buf);
+        if (r < 0) {
+                log_warning("connection: %s; disconnecting a client that does not read its replies",
+                            strerror(-r));
+                conn_close(c);
+                return;
+        }
+        conn_flush(c);
+}
+
+void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        Hostd__V1__Status st = HOSTD__V1__STATUS__INIT;
+        st.code = code;
+        st.message = msg;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.status = &st;
+        conn_reply(c, &resp);
+}
+
+/* Tell the peer what was wrong with its stream, then hang up. */
+_printf_(3, 4) static void conn_protocol_error(struct conn *c, int code, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        log_info("connection: %s; disconnecting", msg);
+        conn_reply_error(c, 0, code, "%s", msg);
+        c->close_after_flush = true;
+        conn_flush(c);
+}
+
+/* ---- calls ---- */
+
+static void call_get(struct conn *c, uint64_t id, const Hostd__V1__GetRequest *req)
+{
+        struct manager *m = c->srv->m;
+        char msg[256];
+        int code = validate_id("id", req->id, msg, sizeof msg);
+        if (code)
+                return conn_reply_error(c, id, code, "%s", msg);
+        struct dyno *d = manager_find(m, req->id);
+        if (!d)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+        Hostd__V1__Dyno dp;
+        Hostd__V1__ExitInfo ei;
+        dyno_to_proto(d, &dp, &ei);
+        Hostd__V1__GetReply get = HOSTD__V1__GET_REPLY__INIT;
+        get.dyno = &dp;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_GET;
+        resp.get = &get;
+        conn_reply(c, &resp);
+}
+
+struct list_ctx {
+        Hostd__V1__Dyno *dynos;
+        Hostd__V1__ExitInfo *exits;
+        Hostd__V1__Dyno **ptrs;
+        size_t n;
+};
+
+static void list_one(struct dyno *d, void *userdata)
+{
+        struct list_ctx *l = userdata;
+        dyno_to_proto(d, &l->dynos[l->n], &l->exits[l->n]);
+        l->ptrs[l->n] = &l->dynos[l->n];
+        l->n++;
+}
+
+static void call_list(struct conn *c, uint64_t id)
+{
+        struct manager *m = c->srv->m;
+        size_t n = m->n_dynos ? m->n_dynos : 1;
+        struct list_ctx l = {
+                .dynos = calloc(n, sizeof(Hostd__V1__Dyno)),
+                .exits = calloc(n, sizeof(Hostd__V1__ExitInfo)),
+                .ptrs = calloc(n, sizeof(Hostd__V1__Dyno *)),
+        };
+        if (l.dynos && l.exits && l.ptrs) {
+                manager_foreach(m, list_one, &l);
+                Hostd__V1__ListReply list = HOSTD__V1__LIST_REPLY__INIT;
+                list.n_dynos = l.n;
+                list.dynos = l.ptrs;
+                Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+                resp.id = id;
+                resp.result_case = HOSTD__V1__RESPONSE__RESULT_LIST;
+                resp.list = &list;
+                conn_reply(c, &resp);
+        } else
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "list: out of memory");
+        free(l.dynos);
+        free(l.exits);
+        free(l.ptrs);
+}
+
+static void count_live(struct dyno *d, void *userdata)
+{
+        uint64_t *v = userdata;
+        if (dyno_is_live(d) && d->size) {
+                v[0]++;
+                v[1] += d->size->memory;
+        }
+}
+
+static void call_host_info(struct conn *c, uint64_t id)
+{
+        struct manager *m = c->srv->m;
+        const struct config *cfg = m->config;
+        Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
+        char hostname[256] = "";
+        gethostname(hostname, sizeof hostname - 1);
+        h.hostname = hostname;
+        h.version = (char *)HOSTD_VERSION;
+        h.boot_id = m->boot_id;
+        h.cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
+        h.cpus = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+
+        _cleanup_free_ char *meminfo = NULL;
+        if (read_full_file("/proc/meminfo", &meminfo, NULL) >= 0) {
+                unsigned long long kb;
+                char *p = strstr(meminfo, "MemTotal:");
+                if (p && sscanf(p, "MemTotal: %llu", &kb) == 1)
+                        h.memory_total = kb * 1024;
+                p = strstr(meminfo, "MemAvailable:");
+                if (p && sscanf(p, "MemAvailable: %llu", &kb) == 1)
+                        h.memory_available = kb * 1024;
+        }
+        uint64_t live[2] = { 0, 0 };
+        manager_foreach(m, count_live, live);
+        h.dynos = (uint32_t)live[0];
+        h.memory_allocated = live[1];
+        h.memory_allocatable = h.memory_total;
+
+        Hostd__V1__Size *sizes = calloc(cfg->n_sizes, sizeof *sizes);
+        Hostd__V1__Size **ptrs = calloc(cfg->n_sizes, sizeof *ptrs);
+        if (!sizes || !ptrs) {
+                free(sizes);
+                free(ptrs);
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "host_info: out of memory");
+        }
+        for (size_t i = 0; i < cfg->n_sizes; i++) {
+                const struct size_def *s = &cfg->sizes[i];
+                hostd__v1__size__init(&sizes[i]);
+                sizes[i].name = s->name;
+                sizes[i].memory_bytes = s->memory;
+                sizes[i].r15_multiple = s->r15_multiple;
+                sizes[i].pids = s->pids;
+                sizes[i].cpu_weight = s->cpu_weight;
+                sizes[i].dedicated_cpus = s->dedicated_cpus;
+                sizes[i].swap = s->swap;
+                ptrs[i] = &sizes[i];
+        }
+        h.n_sizes = cfg->n_sizes;
+        h.sizes = ptrs;
+
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_HOST_INFO;
+        resp.host_info = &h;
+        conn_reply(c, &resp);
+        free(sizes);
+        free(ptrs);
+}
+
+static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest *req)
+{
+        struct manager *m = c->srv->m;
+        char msg[256];
+        int code = validate_id("id", req->id, msg, sizeof msg);
+        if (code)
+                return conn_reply_error(c, id, code, "%s", msg);
+        if (req->follow)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED,
+                                        "logs.follow: following logs is not implemented yet");
+        struct dyno *d = manager_find(m, req->id);
+        if (!d)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+
+        size_t total = log_ring_count(d->ring);
+        size_t n = req->lines && req->lines < total ? req->lines : total;
+        size_t first = total - n;
+        /* One reply must fit a frame: send the newest lines that fit, in order. */
+        Hostd__V1__LogLine *lines = calloc(n ? n : 1, sizeof *lines);
+        Hostd__V1__LogLine **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+        if (!lines || !ptrs) {
+                free(lines);
+                free(ptrs);
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "logs: out of memory");
+        }
+        size_t budget = m->config->max_frame - 1024, used = 0, k = n;
+        while (k > 0) {
+                const struct log_line *l = log_ring_get(d->ring, first + k - 1);
+                size_t cost = l->len + 64 + strlen(d->id) * 2;
+                if (used + cost > budget)
+                        break;
+                used += cost;
+                k--;
+        }
+        for (size_t i = k; i < n; i++) {
+                const struct log_line *l = log_ring_get(d->ring, first + i);
+                Hostd__V1__LogLine *o = &lines[i - k];
+                hostd__v1__log_line__init(o);
+                o->time_usec = l->time_usec;
+                o->dyno_id = d->id;
+                o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
+                o->process = l->source == LOG_SOURCE_PLATFORM ? (char *)"hostd"
+                                                              : (*d->spec->name ? d->spec->name : d->id);
+                o->text.data = (uint8_t *)l->text;
+                o->text.len = l->len;
+                ptrs[i - k] = o;
+        }
+        Hostd__V1__LogBatch batch = HOSTD__V1__LOG_BATCH__INIT;
+        batch.n_lines = n - k;
+        batch.lines = ptrs;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_LOGS;
+        resp.logs = &batch;
+        resp.end_of_stream = true;
+        conn_reply(c, &resp);
+        free(lines);
+        free(ptrs);
+}
+
+static const char *call_name(Hostd__V1__Request__CallCase cc)
+{
+        const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(&hostd__v1__request__descriptor, (unsigned)cc);
+        return f ? f->name : "unknown";
+}
+
+static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
+{
+        struct manager *m = c->srv->m;
+        Hostd__V1__Request *req = hostd__v1__request__unpack(NULL, len, msg);
+        if (!req)
+                return conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                           "a %zu-byte frame that is not a hostd.v1.Request", len);
+        /* protobuf-c keeps strings NUL-terminated and silently cuts one holding a NUL byte:
+         * such a request packs back smaller than it came. */
+        if (hostd__v1__request__get_packed_size(req) != len) {
+                conn_reply_error(c, req->id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                 "request: a string holds a NUL byte, or the encoding is not canonical");
+                hostd__v1__request__free_unpacked(req, NULL);
+                return;
+        }
+
+        uint64_t id = req->id;
+        switch (req->call_case) {
+        case HOSTD__V1__REQUEST__CALL_START:
+                if (!req->start->spec) {
+                        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+                        break;
+                }
+                manager_start(m, TAKE_PTR(req->start->spec), c, id);
+                break;
+        case HOSTD__V1__REQUEST__CALL_STOP:
+                manager_stop(m, req->stop->id, req->stop->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
+                             req->stop->grace_seconds, c, id);
+                break;
+        case HOSTD__V1__REQUEST__CALL_GET:
+                call_get(c, id, req->get);
+                break;
+        case HOSTD__V1__REQUEST__CALL_LIST:
+                call_list(c, id);
+                break;
+        case HOSTD__V1__REQUEST__CALL_HOST_INFO:
+                call_host_info(c, id);
+                break;
+        case HOSTD__V1__REQUEST__CALL_LOGS:
+                call_logs(c, id, req->logs);
+                break;
+        case HOSTD__V1__REQUEST__CALL__NOT_SET:
+                conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
+                break;
+        default:
+                conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED, "%s: not implemented by hostd %s",
+                                 call_name(req->call_case), HOSTD_VERSION);
+                break;
+        }
+        hostd__v1__request__free_unpacked(req, NULL);
+}
+
+static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct conn *c = userdata;
+        conn_ref(c);
+        if (revents & EPOLLOUT)
+                conn_flush(c);
+        if (!c->closed && !c->close_after_flush && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                ssize_t n = frame_reader_fill(&c->rd, c->fd);
+                if (n == 0 || (n < 0 && n != -EAGAIN)) {
+                        if (frame_reader_partial(&c->rd))
+                                log_debug("connection: peer closed in the middle of a frame");
+                        conn_close(c);
+                } else {
+                        /* A bounded batch per wake-up: one busy client cannot hold the loop. */
+                        for (int i = 0; i < 64 && !c->closed && !c->close_after_flush; i++) {
+                                const uint8_t *msg;
+                                size_t len;
+                                int r = frame_reader_next(&c->rd, &msg, &len);
+                                if (r == 0)
+                                        break;
+                                if (r == -EMSGSIZE) {
+                                        conn_protocol_error(c, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                                            "frame over the limit of %zu bytes", c->rd.max);
+                                        break;
+                                }
+                                if (r < 0) {
+                                        conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                                            "malformed frame length");
+                                        break;
+                                }
+                                conn_handle(c, msg, len);
+                        }
+                }
+        }
+        conn_unref(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct rpc_server *srv = userdata;
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        log_warning_errno(errno, "accept: %m");
+                return 0;
+        }
+        if (srv->n_conns >= srv->m->config->max_connections) {
+                log_warning("refusing a connection: %zu open, the limit (max-connections)", srv->n_conns);
+                close(cfd);
+                return 0;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c) {
+                close(cfd);
+                return 0;
+        }
+        c->ref = 1;
+        c->srv = srv;
+        c->fd = cfd;
+        frame_reader_init(&c->rd, srv->m->config->max_frame);
+        frame_writer_init(&c->wr, CONN_MAX_PENDING);
+        int r = sd_event_add_io(srv->m->event, &c->source, cfd, EPOLLIN, on_conn, c);
+        if (r < 0) {
+                log_error_errno(r, "watch a connection: %m");
+                close(cfd);
+                conn_unref(c);
+                return 0;
+        }
+        srv->n_conns++;
+        return 0;
+}
+
+int rpc_server_new(struct manager *m, struct rpc_server **ret)
+{
+        const char *path = m->config->socket_path;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof sa.sun_path)
+                return log_error_errno(ENAMETOOLONG, "socket %s: %m", path);
+        strcpy(sa.sun_path, path);
+
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                int r = mkdir_p(dir, 0755);
+                if (r < 0)
+                        return log_error_errno(r, "create %s: %m", dir);
+        }
+
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "socket: %m");
+        /* A socket file may be left by a hostd that died; one that answers is another hostd. */
+        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
+                return log_error_errno(EADDRINUSE, "socket %s: another hostd is listening there", path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return log_error_errno(errno, "remove stale socket %s: %m", path);
+        mode_t old = umask(0077);
+        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        umask(old);
+        if (r < 0)
+                return log_error_errno(errno, "bind %s: %m", path);
+        if (listen(fd, 128) < 0)
+                return log_error_errno(errno, "listen on %s: %m", path);
+
+        struct rpc_server *srv = calloc(1, sizeof *srv);
+        if (!srv)
+                return -ENOMEM;
+        srv->m = m;
+        r = sd_event_add_io(m->event, &srv->source, fd, EPOLLIN, on_accept, srv);
+        if (r < 0) {
+                free(srv);
+                return log_error_errno(r, "watch %s: %m", path);
+        }
+        srv->fd = TAKE_FD(fd);
+        *ret = srv;
+        return 0;
+}
+
+void rpc_server_free(struct rpc_server *s)
+{
+        if (!s)
+                return;
+        s->source = sd_event_source_disable_unref(s->source);
+        closep(&s->fd);
+        free(s);
+}

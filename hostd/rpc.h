@@ -1,0 +1,22 @@
+/* The API server: a Unix socket, framed protobuf requests, replies and streams. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "hostd.pb-c.h"
+#include "util.h"
+
+struct manager;
+struct rpc_server;
+struct conn;
+
+/* Listen on the configured socket. Refuses to start when another hostd answers there. */
+int rpc_server_new(struct manager *m, struct rpc_server **ret);
+void rpc_server_free(struct rpc_server *s);
+
+struct conn *conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+/* Queue a response on the connection (dropped if the connection is closed). */
+void conn_reply(struct conn *c, Hostd__V1__Response *resp);
+void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...) _printf_(4, 5);

@@ -1,0 +1,365 @@
+/* The dyno's processes.
+ *
+ * hostd clones the first process straight into new PID, mount, UTS, IPC and network
+ * namespaces (clone3, with a pidfd). That process waits until hostd has put it in the dyno's
+ * cgroup, enters a new cgroup namespace, builds the root filesystem in its private mount
+ * namespace (so the mounts vanish with the namespace: nothing to unmount on any path),
+ * pivots into it, forks the command and finally executes the tiny hostd-init by descriptor.
+ * The command drops every privilege in crun's order: rlimits, bounding set, uid/gid,
+ * remaining capabilities, no_new_privs, seccomp last, then execve.
+ *
+ * Errors in either process go back to hostd over a SOCK_SEQPACKET pair whose ends close on
+ * exec: hostd sees either one struct spawn_error or EOF, which means both have executed. */
+#include "spawn.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+#include "cgroup.h"
+#include "util.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+
+/* The descriptors the first process keeps, at fixed numbers. */
+enum {
+        FD_STATE = 3, /* the init's: its state folder */
+        FD_LOG_R = 4, /* the init's: kept for hostd's next life */
+        FD_LOG_W = 5, /* the command's stdout and stderr */
+        FD_SYNC = 6,
+        FD_INIT = 7,
+        FD_FIRST_FREE = 8,
+};
+
+struct clone_args_v0 {
+        uint64_t flags;
+        uint64_t pidfd;
+        uint64_t child_tid;
+        uint64_t parent_tid;
+        uint64_t exit_signal;
+        uint64_t stack;
+        uint64_t stack_size;
+        uint64_t tls;
+};
+
+_printf_(2, 3) static _Noreturn void child_fail(int error, const char *fmt, ...)
+{
+        struct spawn_error e = { .error = error > 0 ? error : (error < 0 ? -error : EIO) };
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e.where, sizeof e.where, fmt, ap);
+        va_end(ap);
+        (void)!send(FD_SYNC, &e, sizeof e, MSG_NOSIGNAL);
+        _exit(127);
+}
+
+/* snprintf into a path buffer; a path that does not fit is a setup error, never a cut. */
+_printf_(3, 4) static void child_path(char *buf, size_t size, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= size)
+                child_fail(ENAMETOOLONG, "path %.64s...", buf);
+}
+
+static void child_mkdir(const char *root, const char *name, mode_t mode)
+{
+        char path[PATH_MAX];
+        child_path(path, sizeof path, "%s/%s", root, name);
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                child_fail(errno, "create %s", path);
+}
+
+static void child_mount(const char *src, const char *root, const char *target, const char *type,
+                        unsigned long flags, const char *data)
+{
+        char path[PATH_MAX];
+        child_path(path, sizeof path, "%s%s", root, target);
+        if (mount(src, path, type, flags, data) < 0)
+                child_fail(errno, "mount %s on %s", type ? type : src, target);
+}
+
+static void child_setup_dev(const char *root, uint64_t shm_size)
+{
+        static const struct {
+                const char *name;
+                unsigned major, minor;
+        } nodes[] = {
+                { "null", 1, 3 },    { "zero", 1, 5 }, { "full", 1, 7 },
+                { "random", 1, 8 },  { "urandom", 1, 9 }, { "tty", 5, 0 },
+        };
+        char dev[PATH_MAX], path[PATH_MAX];
+        child_path(dev, sizeof dev, "%s/dev", root);
+
+        child_mount("tmpfs", root, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
+                    "mode=755,size=1m");
+        for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
+                child_path(path, sizeof path, "%s/%s", dev, nodes[i].name);
+                if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0)
+                        child_fail(errno, "create /dev/%s", nodes[i].name);
+        }
+        child_mkdir(dev, "pts", 0755);
+        child_mkdir(dev, "shm", 01777);
+        child_mount("devpts", root, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620");
+        char opts[64];
+        child_path(opts, sizeof opts, "mode=1777,size=%llu", (unsigned long long)shm_size);
+        child_mount("shm", root, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
+
+        static const struct {
+                const char *target, *name;
+        } links[] = {
+                { "pts/ptmx", "ptmx" },           { "/proc/self/fd", "fd" },
+                { "/proc/self/fd/0", "stdin" },   { "/proc/self/fd/1", "stdout" },
+                { "/proc/self/fd/2", "stderr" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(links); i++) {
+                child_path(path, sizeof path, "%s/%s", dev, links[i].name);
+                if (symlink(links[i].target, path) < 0)
+                        child_fail(errno, "create /dev/%s", links[i].name);
+        }
+}
+
+static void child_loopback_up(void)
+{
+        _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+                child_fail(errno, "socket for loopback");
+        struct ifreq ifr = {};
+        strcpy(ifr.ifr_name, "lo");
+        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+                child_fail(errno, "read loopback flags");
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+                child_fail(errno, "bring loopback up");
+}
+
+/* The command's process, inside the new root: drop everything, then exec. */
+static _Noreturn void child_exec_command(const struct spawn_params *p)
+{
+        if (setsid() < 0)
+                child_fail(errno, "setsid");
+
+        close(FD_STATE);
+        close(FD_LOG_R);
+        close(FD_INIT);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nul < 0)
+                child_fail(errno, "open /dev/null");
+        if (dup2(nul, 0) < 0 || dup2(FD_LOG_W, 1) < 0 || dup2(FD_LOG_W, 2) < 0)
+                child_fail(errno, "set up stdio");
+        close(nul);
+        close(FD_LOG_W);
+
+        struct rlimit nofile = { p->rlimit_nofile, p->rlimit_nofile };
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+                child_fail(errno, "set RLIMIT_NOFILE to %llu", (unsigned long long)p->rlimit_nofile);
+        struct rlimit core = { 0, 0 };
+        if (setrlimit(RLIMIT_CORE, &core) < 0)
+                child_fail(errno, "set RLIMIT_CORE");
+
+        /* The bounding set needs CAP_SETPCAP, so it goes before the uid switch. */
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+                if (cap_drop_bound(c) < 0)
+                        child_fail(errno, "drop capability %d from the bounding set", (int)c);
+
+        gid_t gid = (gid_t)p->uid;
+        if (setgroups(0, NULL) < 0)
+                child_fail(errno, "drop supplementary groups");
+        if (setresgid(gid, gid, gid) < 0)
+                child_fail(errno, "set gid %u", (unsigned)gid);
+        if (setresuid(p->uid, p->uid, p->uid) < 0)
+                child_fail(errno, "set uid %u", (unsigned)p->uid);
+
+        /* The uid switch emptied permitted and effective; clear inheritable and ambient too. */
+        cap_t none = cap_init();
+        if (!none || cap_set_proc(none) < 0)
+                child_fail(errno, "clear capabilities");
+        cap_free(none);
+        if (cap_reset_ambient() < 0)
+                child_fail(errno, "clear ambient capabilities");
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_fail(errno, "set no_new_privs");
+        int r = seccomp_load(p->seccomp);
+        if (r < 0)
+                child_fail(-r, "load the seccomp filter");
+
+        if (chdir("/app") < 0)
+                child_fail(errno, "enter /app");
+        execve(p->argv[0], p->argv, p->envp);
+        child_fail(errno, "execute %s in the stack", p->argv[0]);
+}
+
+static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
+{
+        /* hostd blocks and ignores signals for its own loop; the dyno starts clean. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
+
+        /* Put the descriptors we keep at fixed numbers and close every other one: the clone
+         * holds copies of all of hostd's sockets and pipes. */
+        const int want[] = { p->state_dirfd, p->log_read_fd, p->log_write_fd, sync_fd, p->init_exe_fd };
+        int high[ELEMENTSOF(want)];
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
+                if (high[i] < 0)
+                        _exit(127);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                if (dup2(high[i], FD_STATE + (int)i) < 0)
+                        _exit(127);
+        if (syscall(SYS_close_range, FD_FIRST_FREE, ~0U, 0) < 0)
+                for (int fd = FD_FIRST_FREE; fd < 65536; fd++)
+                        close(fd);
+        for (int fd = FD_LOG_W; fd <= FD_INIT; fd++)
+                fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+        /* Wait until hostd has moved us into the dyno's cgroup, so that the cgroup namespace
+         * is rooted there and every process we create is counted. */
+        char go;
+        if (read(FD_SYNC, &go, 1) != 1)
+                _exit(127);
+        if (unshare(CLONE_NEWCGROUP) < 0)
+                child_fail(errno, "create cgroup namespace");
+
+        /* Nothing mounted here may propagate back to the host. */
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                child_fail(errno, "make mounts private");
+
+        umask(0);
+        char root[PATH_MAX], opts[3 * PATH_MAX + 64];
+        child_path(root, sizeof root, "%s/merged", p->layer_dir);
+        if (p->slug)
+                child_path(opts, sizeof opts, "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work",
+                         p->slug, p->stack, p->layer_dir, p->layer_dir);
+        else
+                child_path(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", p->stack,
+                         p->layer_dir, p->layer_dir);
+        if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+                child_fail(errno, "mount the root filesystem (overlay of %s%s%s)", p->slug ? p->slug : "",
+                           p->slug ? " over " : "", p->stack);
+
+        child_mkdir(root, "proc", 0555);
+        child_mkdir(root, "dev", 0755);
+        child_mkdir(root, "sys", 0555);
+        child_mkdir(root, "tmp", 01777);
+        child_mount("proc", root, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+        child_setup_dev(root, p->shm_size);
+        child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+
+        if (sethostname(p->id, strlen(p->id)) < 0)
+                child_fail(errno, "set hostname");
+        child_loopback_up();
+
+        if (chdir(root) < 0)
+                child_fail(errno, "enter %s", root);
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+                child_fail(errno, "pivot_root to %s", root);
+        if (umount2(".", MNT_DETACH) < 0)
+                child_fail(errno, "detach the host's root");
+        if (chdir("/") < 0)
+                child_fail(errno, "enter /");
+        umask(022);
+
+        pid_t cmd = fork();
+        if (cmd < 0)
+                child_fail(errno, "fork the command");
+        if (cmd == 0)
+                child_exec_command(p);
+
+        close(FD_LOG_W);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
+                child_fail(errno, "set up the init's stdio");
+        close(nul);
+
+        char pidbuf[16];
+        snprintf(pidbuf, sizeof pidbuf, "%d", (int)cmd);
+        char *argv[] = { (char *)"hostd-init", pidbuf, NULL };
+        char *envp[] = { NULL };
+        syscall(SYS_execveat, FD_INIT, "", argv, envp, AT_EMPTY_PATH);
+        /* Our exit as the namespace's init takes the command with us. */
+        child_fail(errno, "execute the dyno init");
+}
+
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
+               int *ret_sync_fd)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        _cleanup_close_ int parent_end = sv[0];
+        _cleanup_close_ int child_end = sv[1];
+
+        int pidfd = -1;
+        struct clone_args_v0 args = {
+                .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
+                         CLONE_PIDFD,
+                .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                child_main(p, child_end);
+
+        _cleanup_close_ int pidfd_owned = pidfd;
+        close(TAKE_FD(child_end));
+
+        int r = cg_attach(cg, p->id, pid);
+        if (r >= 0 && send(parent_end, "g", 1, MSG_NOSIGNAL) != 1)
+                r = -errno;
+        if (r < 0) {
+                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                siginfo_t si;
+                while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+                return r;
+        }
+
+        *ret_pid = pid;
+        *ret_pidfd = TAKE_FD(pidfd_owned);
+        *ret_sync_fd = TAKE_FD(parent_end);
+        return 0;
+}
+
+int spawn_read_result(int sync_fd, struct spawn_error *err)
+{
+        ssize_t n = recv(sync_fd, err, sizeof *err, MSG_DONTWAIT);
+        if (n < 0)
+                return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (n == 0)
+                return 0;
+        if ((size_t)n != sizeof *err) {
+                err->error = EPROTO;
+                snprintf(err->where, sizeof err->where, "short message from the dyno setup");
+        }
+        err->where[sizeof err->where - 1] = 0;
+        return 1;
+}

@@ -1,0 +1,42 @@
+/* Creating a dyno's processes: the namespaces, the root filesystem, the dyno init and the
+ * command, with every privilege dropped. */
+#pragma once
+
+#include <seccomp.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cg_manager;
+
+struct spawn_params {
+        const char *id;        /* also the hostname */
+        const char *stack;     /* read-only lower layer */
+        const char *slug;      /* read-only lower layer above the stack; may be NULL */
+        const char *layer_dir; /* holds upper/, work/ and merged/ */
+        uid_t uid;             /* the dyno's uid and gid */
+        char **argv;           /* the command, run in the new root */
+        char **envp;
+        int state_dirfd;  /* the dyno's run folder: the init writes "exit" there */
+        int log_read_fd;  /* kept open by the init */
+        int log_write_fd; /* the command's stdout and stderr */
+        int init_exe_fd;  /* the hostd-init binary, executed by descriptor */
+        scmp_filter_ctx seccomp;
+        uint64_t rlimit_nofile;
+        uint64_t shm_size;
+};
+
+/* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
+ * dyno's cgroup. Returns 0 with the init's host pid, a pidfd for it and the hostd end of the
+ * sync socket: the socket reports a setup error as a struct spawn_error, or reaches EOF once
+ * both the init and the command have been executed. On failure nothing is left running. */
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
+               int *ret_sync_fd);
+
+struct spawn_error {
+        int32_t error;   /* positive errno */
+        char where[200]; /* the step that failed, e.g. "mount overlay on /var/lib/..." */
+};
+
+/* Read what the sync socket says: 0 for EOF (started), 1 with *err filled for an error,
+ * -EAGAIN when nothing is there yet, another negative errno. */
+int spawn_read_result(int sync_fd, struct spawn_error *err);
