@@ -366,6 +366,8 @@ static void dyno_answer_error(struct dyno *d, int code, const char *msg)
         d->pending = NULL;
 }
 
+static void dyno_relaunch(struct dyno *d);
+
 /* ---- teardown ---- */
 
 static void dyno_set_exit_from_status(struct dyno *d, const char *text)
@@ -470,6 +472,11 @@ static void dyno_finish(struct dyno *d)
         if (m->n_live > 0)
                 m->n_live--;
         dyno_save(d);
+        if (d->restart_requested) {
+                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_STOP);
+                dyno_relaunch(d);
+                return;
+        }
         dyno_answer(d, 0);
 }
 
@@ -703,6 +710,8 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
         dyno_log_platform(d, "State changed from starting to up");
         dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
+        if (!d->restart_requested)
+                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
         if (d->stop_requested)
                 dyno_stop_begin(d, d->grace_seconds);
         return 0;
@@ -870,6 +879,80 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         }
         dyno_log_platform(d, "Starting process with size %s", size->name);
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
+}
+
+/* Start an ended dyno again in place: same spec, logs kept, a fresh layer and a new uid. */
+static void dyno_relaunch(struct dyno *d)
+{
+        struct manager *m = d->m;
+        char msg[512];
+        int r;
+
+        d->restart_requested = d->stop_requested = d->stop_timed_out = false;
+        d->exit_known = d->exited = d->oom_killed = false;
+        d->exit_code = d->exit_signal = 0;
+        free(d->exit_reason);
+        free(d->exit_error);
+        d->exit_reason = d->exit_error = NULL;
+        d->started_usec = d->finished_usec = d->stop_deadline_usec = 0;
+        d->pid = 0;
+        d->init_starttime = 0;
+        d->adopted = false;
+        d->uid = manager_pick_uid(m, &r);
+        if (r < 0) {
+                snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-r));
+                dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_save(d);
+                return;
+        }
+        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->restarts++;
+        m->n_live++;
+        dyno_log_platform(d, "Restarting");
+        r = dyno_launch(d, msg, sizeof msg);
+        if (r < 0) {
+                char full[600];
+                snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
+                log_error("%s", full);
+                dyno_answer_error(d, HOSTD__V1__CODE__FAILED_PRECONDITION, full);
+                dyno_abort_start(d);
+        }
+}
+
+void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
+                     uint64_t req_id)
+{
+        char msg[256];
+        int code = validate_id("id", id, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
+                return;
+        }
+        if (grace_set && grace > 3600) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
+                                 grace);
+                return;
+        }
+        struct dyno *d = manager_find(m, id);
+        if (!d) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", id);
+                return;
+        }
+        if (m->n_live >= m->config->max_dynos && !dyno_is_live(d)) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id, m->n_live);
+                return;
+        }
+        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
+        if (!dyno_is_live(d)) {
+                dyno_relaunch(d);
+                return;
+        }
+        d->restart_requested = true;
+        if (!grace_set)
+                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ? d->spec->grace_seconds
+                                                                                          : m->config->grace_seconds;
+        dyno_stop_begin(d, grace);
 }
 
 /* ---- reconcile ---- */

@@ -38,6 +38,7 @@ struct dyno {
         int state_dirfd;
         bool adopted; /* not our child: started by an earlier hostd */
         bool stop_requested;
+        bool restart_requested; /* start again once stopped */
         bool stop_timed_out; /* R12 */
         bool start_failed;
         int64_t created_usec, started_usec, finished_usec, stop_deadline_usec;
@@ -92,6 +93,11 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
 /* Begin a stop; the reply goes to conn when the dyno is gone. */
 void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
                   uint64_t req_id);
+
+/* Stop (if running) and start again with the same spec and a fresh filesystem layer; the
+ * reply goes to conn when the new process runs. */
+void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
+                     uint64_t req_id);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

@@ -379,6 +379,11 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 manager_stop(m, req->stop->id, req->stop->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
                              req->stop->grace_seconds, c, id);
                 break;
+        case HOSTD__V1__REQUEST__CALL_RESTART:
+                manager_restart(m, req->restart->id,
+                                req->restart->grace_case == HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
+                                req->restart->grace_seconds, c, id);
+                break;
         case HOSTD__V1__REQUEST__CALL_GET:
                 call_get(c, id, req->get);
                 break;
