@@ -114,7 +114,8 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
         char tmp[512];
         if (snprintf(tmp, sizeof tmp, ".#%s.%d", name, (int)getpid()) >= (int)sizeof tmp)
                 return -ENAMETOOLONG;
-        _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        _cleanup_close_ int fd =
+                openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return -errno;
         const char *p = data;
@@ -299,10 +300,22 @@ int parse_size(const char *s, uint64_t *ret)
         double mult = 1;
         switch (*end) {
         case 0: break;
-        case 'K': mult = 1024.0; end++; break;
-        case 'M': mult = 1024.0 * 1024; end++; break;
-        case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-        case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+        case 'K':
+                mult = 1024.0;
+                end++;
+                break;
+        case 'M':
+                mult = 1024.0 * 1024;
+                end++;
+                break;
+        case 'G':
+                mult = 1024.0 * 1024 * 1024;
+                end++;
+                break;
+        case 'T':
+                mult = 1024.0 * 1024 * 1024 * 1024;
+                end++;
+                break;
         default: return -EINVAL;
         }
         if (*end)
@@ -314,7 +327,10 @@ int parse_size(const char *s, uint64_t *ret)
         return 0;
 }
 
-bool startswith(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+bool startswith(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
 
 char *strjoin3(const char *a, const char *b, const char *c)
 {
@@ -356,4 +372,66 @@ uint64_t now_monotonic_usec(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+bool utf8_valid(const char *s)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        while (*p) {
+                unsigned char c = *p;
+                size_t n;
+                uint32_t cp;
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        n = 1;
+                        cp = c & 0x1f;
+                } else if ((c & 0xf0) == 0xe0) {
+                        n = 2;
+                        cp = c & 0x0f;
+                } else if ((c & 0xf8) == 0xf0) {
+                        n = 3;
+                        cp = c & 0x07;
+                } else
+                        return false;
+                for (size_t i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                /* Overlong forms, surrogates and code points past Unicode's end. */
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
+const char *escape_value(const char *s, size_t max, char *buf, size_t buflen)
+{
+        size_t o = 0, i = 0;
+        if (buflen == 0)
+                return buf;
+        for (; s[i] && i < max; i++) {
+                unsigned char c = (unsigned char)s[i];
+                char tmp[5];
+                size_t k;
+                if (c >= 0x20 && c < 0x7f && c != '\\') {
+                        tmp[0] = (char)c;
+                        k = 1;
+                } else
+                        k = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", c);
+                if (o + k + 4 > buflen)
+                        break;
+                memcpy(buf + o, tmp, k);
+                o += k;
+        }
+        if (s[i] && o + 4 <= buflen) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = 0;
+        return buf;
 }

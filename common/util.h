@@ -56,7 +56,13 @@ static inline void strv_freep(char ***v) { strv_free(*v); }
 
 /* Logging: levels as syslog's. Messages go to stderr with a "<N>" prefix that journald
  * understands when stderr is the journal (SYSLOG_PREFIX), plain text on a terminal. */
-enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+enum {
+        LOG_LEVEL_ERR = 3,
+        LOG_LEVEL_WARNING = 4,
+        LOG_LEVEL_NOTICE = 5,
+        LOG_LEVEL_INFO = 6,
+        LOG_LEVEL_DEBUG = 7
+};
 void log_set_max_level(int level);
 int log_get_max_level(void);
 int log_parse_level(const char *s); /* "err", "warning", "notice", "info", "debug"; -EINVAL */
@@ -88,9 +94,15 @@ int safe_atou32(const char *s, uint32_t *ret);
 /* "512M", "1G", "2.5G", "1048576": binary multiples. */
 int parse_size(const char *s, uint64_t *ret);
 bool startswith(const char *s, const char *prefix);
-char *strjoin3(const char *a, const char *b, const char *c); /* NULL on ENOMEM */
+char *strjoin3(const char *a, const char *b, const char *c);        /* NULL on ENOMEM */
 int asprintf_safe(char **ret, const char *fmt, ...) _printf_(2, 3); /* -ENOMEM */
 
 /* Time */
 int64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
+
+/* Text */
+bool utf8_valid(const char *s);
+/* s made safe to quote in a message: printable ASCII kept, other bytes as \xNN, at most max
+ * input bytes (then "..."). Returns buf. */
+const char *escape_value(const char *s, size_t max, char *buf, size_t buflen);

@@ -12,13 +12,13 @@
 enum cg_mode { CG_MODE_V1, CG_MODE_V2 };
 
 struct cg_limits {
-        uint64_t memory;       /* hard limit, bytes (the size's quota) */
-        uint64_t memory_swap;  /* swap allowed on top of memory, bytes; 0: none */
-        uint32_t cpu_weight;   /* cgroup v2 scale, 1..10000; 100 is one share (v1: *1024/100) */
-        uint32_t cpu_quota_us; /* 0: no quota */
-        uint32_t cpu_period_us;/* 0: the kernel's default, 100000 */
-        uint64_t pids;         /* pids.max; 0: unlimited */
-        const char *cpus;      /* cpuset list ("2-3"); NULL: inherit */
+        uint64_t memory;        /* hard limit, bytes (the size's quota) */
+        uint64_t memory_swap;   /* swap allowed on top of memory, bytes; 0: none */
+        uint32_t cpu_weight;    /* cgroup v2 scale, 1..10000; 100 is one share (v1: *1024/100) */
+        uint32_t cpu_quota_us;  /* 0: no quota */
+        uint32_t cpu_period_us; /* 0: the kernel's default, 100000 */
+        uint64_t pids;          /* pids.max; 0: unlimited */
+        const char *cpus;       /* cpuset list ("2-3"); NULL: inherit */
 };
 
 struct cg_manager;

@@ -9,8 +9,8 @@
 
 struct size_def {
         char *name;
-        uint64_t memory;         /* quota, bytes */
-        double r15_multiple;     /* memory + swap kill point, in quotas */
+        uint64_t memory;     /* quota, bytes */
+        double r15_multiple; /* memory + swap kill point, in quotas */
         uint64_t pids;
         uint32_t cpu_weight;     /* 100 = one share */
         uint32_t cpu_quota_pct;  /* percent of one CPU; 0: none */
@@ -19,27 +19,27 @@ struct size_def {
 };
 
 struct config {
-        char *socket_path;   /* /run/hostd/hostd.sock */
-        char *run_dir;       /* /run/hostd: per-boot records */
-        char *state_dir;     /* /var/lib/hostd */
-        char *layers_dir;    /* /var/lib/hostd/layers: per-dyno writable layers */
-        char *init_path;     /* the dyno init binary */
-        char *cgroup_root;   /* relative to hostd's own cgroup; "" is the own cgroup */
-        char *default_size;  /* standard-1x */
+        char *socket_path;  /* /run/hostd/hostd.sock */
+        char *run_dir;      /* /run/hostd: per-boot records */
+        char *state_dir;    /* /var/lib/hostd */
+        char *layers_dir;   /* /var/lib/hostd/layers: per-dyno writable layers */
+        char *init_path;    /* the dyno init binary */
+        char *cgroup_root;  /* relative to hostd's own cgroup; "" is the own cgroup */
+        char *default_size; /* standard-1x */
         int log_level;
-        uint32_t grace_seconds;     /* 30 */
-        uint32_t boot_timeout;      /* 60 */
-        uint32_t uid_min, uid_max;  /* dyno uids (gid = uid) */
-        uint32_t max_frame;         /* bytes */
+        uint32_t grace_seconds;    /* 30 */
+        uint32_t boot_timeout;     /* 60 */
+        uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */
+        uint32_t max_frame;        /* bytes */
         uint32_t max_connections;
-        uint32_t max_command;       /* bytes */
-        uint32_t max_env;           /* variables */
-        uint32_t max_env_bytes;     /* all names and values together */
+        uint32_t max_command;   /* bytes */
+        uint32_t max_env;       /* variables */
+        uint32_t max_env_bytes; /* all names and values together */
         uint32_t max_dynos;
-        uint32_t log_lines;         /* ring per dyno, 1500 */
-        uint32_t log_line_max;      /* split longer lines, 10000 */
-        uint64_t rlimit_nofile;     /* 10000 */
-        uint64_t shm_size;          /* /dev/shm tmpfs size inside a dyno */
+        uint32_t log_lines;     /* ring per dyno, 1500 */
+        uint32_t log_line_max;  /* split longer lines, 10000 */
+        uint64_t rlimit_nofile; /* 10000 */
+        uint64_t shm_size;      /* /dev/shm tmpfs size inside a dyno */
         struct size_def *sizes;
         size_t n_sizes;
 };

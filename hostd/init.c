@@ -63,8 +63,8 @@ static void record_exit(int status)
         else
                 n = snprintf(buf, sizeof buf, "signaled %d%s\n", WTERMSIG(status),
                              WCOREDUMP(status) ? " core" : "");
-        int fd = openat(STATE_FD, ".exit.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                        0644);
+        int fd = openat(STATE_FD, ".exit.tmp",
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return;
         if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
@@ -80,7 +80,8 @@ static void record_exit(int status)
 int main(int argc, char **argv)
 {
         if (argc != 2 || getpid() != 1) {
-                static const char msg[] = "hostd-init: run by hostd as a dyno's PID 1, not by hand\n";
+                static const char msg[] =
+                        "hostd-init: run by hostd as a dyno's PID 1, not by hand\n";
                 write_all(2, msg, sizeof msg - 1);
                 return 2;
         }
@@ -93,7 +94,9 @@ int main(int argc, char **argv)
 
         /* A PID namespace's init gets only the signals it has handlers for, from inside or
          * from hostd: these are the ones hostd (or the operator) may want passed on. */
-        static const int relayed[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+        static const int relayed[] = {
+                SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH
+        };
         struct sigaction sa = { .sa_handler = relay };
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)

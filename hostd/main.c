@@ -52,28 +52,17 @@ int main(int argc, char **argv)
         log_set_ident("hostd");
         while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case OPT_LOG_LEVEL:
-                        level = optarg;
-                        break;
-                case OPT_DUMP:
-                        dump = true;
-                        break;
-                case 'h':
-                        help();
-                        return 0;
-                case 'V':
-                        printf("hostd %s\n", HOSTD_VERSION);
-                        return 0;
-                default:
-                        fprintf(stderr, "Try 'hostd --help'.\n");
-                        return 2;
+                case 'c': config_path = optarg; break;
+                case OPT_LOG_LEVEL: level = optarg; break;
+                case OPT_DUMP: dump = true; break;
+                case 'h': help(); return 0;
+                case 'V': printf("hostd %s\n", HOSTD_VERSION); return 0;
+                default: fprintf(stderr, "Try 'hostd --help'.\n"); return 2;
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "hostd: unexpected argument '%s'. Try 'hostd --help'.\n", argv[optind]);
+                fprintf(stderr, "hostd: unexpected argument '%s'. Try 'hostd --help'.\n",
+                        argv[optind]);
                 return 2;
         }
 
@@ -93,7 +82,9 @@ int main(int argc, char **argv)
         if (level) {
                 int l = log_parse_level(level);
                 if (l < 0) {
-                        log_error("--log-level: '%s' is not one of err, warning, notice, info, debug", level);
+                        log_error(
+                                "--log-level: '%s' is not one of err, warning, notice, info, debug",
+                                level);
                         config_free(&cfg);
                         return 2;
                 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
+#include "logfile.h"
 #include "rpc.h"
 #include "seccomp-filter.h"
 #include "spawn.h"
@@ -34,7 +35,10 @@ static void closedirp_(DIR **d)
 }
 
 static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-static int pidfd_send_signal_(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
+static int pidfd_send_signal_(int pidfd, int sig)
+{
+        return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
 static int pidfd_getfd_(int pidfd, int fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); }
 
 static int dyno_cmp(const void *a, const void *b)
@@ -53,7 +57,10 @@ static void tree_collect(const void *node, VISIT which, void *closure)
 {
         if (which != postorder && which != leaf)
                 return;
-        struct { struct dyno **v; size_t n; } *c = closure;
+        struct {
+                struct dyno **v;
+                size_t n;
+        } *c = closure;
         c->v[c->n++] = *(struct dyno *const *)node;
 }
 
@@ -62,7 +69,10 @@ void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdat
         if (m->n_dynos == 0)
                 return;
         /* Collect first: fn may change the tree. */
-        struct { struct dyno **v; size_t n; } c = { calloc(m->n_dynos, sizeof(struct dyno *)), 0 };
+        struct {
+                struct dyno **v;
+                size_t n;
+        } c = { calloc(m->n_dynos, sizeof(struct dyno *)), 0 };
         if (!c.v)
                 return;
         twalk_r(m->dynos, tree_collect, &c);
@@ -73,8 +83,8 @@ void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdat
 
 bool dyno_is_live(const struct dyno *d)
 {
-        return d->state == HOSTD__V1__DYNO_STATE__STARTING || d->state == HOSTD__V1__DYNO_STATE__UP ||
-               d->state == HOSTD__V1__DYNO_STATE__STOPPING;
+        return d->state == HOSTD__V1__DYNO_STATE__STARTING ||
+               d->state == HOSTD__V1__DYNO_STATE__UP || d->state == HOSTD__V1__DYNO_STATE__STOPPING;
 }
 
 const char *dyno_state_name(Hostd__V1__DynoState s)
@@ -118,6 +128,7 @@ static void dyno_close_sources(struct dyno *d)
         closep(&d->log_fd), d->log_fd = -1;
         closep(&d->sync_fd), d->sync_fd = -1;
         closep(&d->state_dirfd), d->state_dirfd = -1;
+        closep(&d->logfile_fd), d->logfile_fd = -1;
 }
 
 static void dyno_free(struct dyno *d)
@@ -145,12 +156,14 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
-        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = -1;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->logfile_fd = -1;
         d->id = strdup(id);
         d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
         d->run_dir = strjoin3(m->dynos_run_dir, "/", id);
-        if (!d->id || !d->layer_dir || !d->run_dir || line_splitter_init(&d->splitter, m->config->log_line_max) < 0 ||
-            log_ring_new(m->config->log_lines, &d->ring) < 0 || cg_dyno_path(m->cg, id, &d->cgroup_path) < 0) {
+        if (!d->id || !d->layer_dir || !d->run_dir ||
+            line_splitter_init(&d->splitter, m->config->log_line_max) < 0 ||
+            log_ring_new(m->config->log_lines, &d->ring) < 0 ||
+            cg_dyno_path(m->cg, id, &d->cgroup_path) < 0) {
                 dyno_free(d);
                 return -ENOMEM;
         }
@@ -177,10 +190,34 @@ static void manager_remove(struct manager *m, struct dyno *d)
 
 /* ---- logs ---- */
 
+/* Keep a line in the ring and in the log file; the file is rewritten from the ring once it
+ * holds twice as many lines, which bounds it. */
+static void dyno_keep_line(struct dyno *d, enum log_source source, const char *text, size_t len)
+{
+        int64_t now = now_realtime_usec();
+        log_ring_push(d->ring, now, source, text, len);
+        if (d->logfile_fd < 0)
+                return;
+        int r = logfile_append(d->logfile_fd, now, source, text, len);
+        if (r >= 0 && ++d->logfile_lines > 2 * (size_t)d->m->config->log_lines &&
+            d->state_dirfd >= 0) {
+                r = logfile_rewrite(d->state_dirfd, "log", d->ring);
+                if (r >= 0) {
+                        close(d->logfile_fd);
+                        d->logfile_fd = r;
+                        d->logfile_lines = log_ring_count(d->ring);
+                }
+        }
+        if (r < 0) {
+                log_warning_errno(r, "dyno %s: write its log file: %m; lines stay in memory only",
+                                  d->id);
+                closep(&d->logfile_fd), d->logfile_fd = -1;
+        }
+}
+
 static void dyno_push_line(void *userdata, const char *line, size_t len)
 {
-        struct dyno *d = userdata;
-        log_ring_push(d->ring, now_realtime_usec(), LOG_SOURCE_APP, line, len);
+        dyno_keep_line(userdata, LOG_SOURCE_APP, line, len);
 }
 
 _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...)
@@ -192,8 +229,8 @@ _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ..
         va_end(ap);
         if (n < 0)
                 return;
-        log_ring_push(d->ring, now_realtime_usec(), LOG_SOURCE_PLATFORM, buf,
-                      (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        dyno_keep_line(d, LOG_SOURCE_PLATFORM, buf,
+                       (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
         log_info("dyno %s (%s): %s", d->id, dyno_process(d), buf);
 }
 
@@ -263,7 +300,9 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
         out->address = (char *)"";
         if (d->size) {
                 out->memory_limit = d->size->memory;
-                out->swap_limit = d->size->swap ? (uint64_t)((double)d->size->memory * (d->size->r15_multiple - 1.0)) : 0;
+                out->swap_limit = d->size->swap ? (uint64_t)((double)d->size->memory *
+                                                             (d->size->r15_multiple - 1.0)) :
+                                                  0;
                 out->cpu_weight = d->size->cpu_weight;
                 out->pids_limit = d->size->pids;
         }
@@ -404,12 +443,14 @@ static void dyno_describe_exit(struct dyno *d)
         free(d->exit_error);
         d->exit_reason = d->exit_error = NULL;
         if (d->oom_killed)
-                asprintf_safe(&d->exit_reason, "killed by the kernel's OOM killer (memory limit %llu bytes)",
+                asprintf_safe(&d->exit_reason,
+                              "killed by the kernel's OOM killer (memory limit %llu bytes)",
                               (unsigned long long)(d->size ? d->size->memory : 0));
         else if (d->exited)
                 asprintf_safe(&d->exit_reason, "exit status %d", d->exit_code);
         else
-                asprintf_safe(&d->exit_reason, "killed by signal %d (%s)", d->exit_signal, strsignal(d->exit_signal));
+                asprintf_safe(&d->exit_reason, "killed by signal %d (%s)", d->exit_signal,
+                              strsignal(d->exit_signal));
         if (d->stop_timed_out)
                 d->exit_error = strdup("R12");
 }
@@ -433,8 +474,8 @@ static void dyno_finish(struct dyno *d)
         dyno_set_exit_from_status(d, status);
 
         uint64_t ooms = 0;
-        if (cg_oom_kills(m->cg, d->id, &ooms) >= 0 && ooms > 0 && !d->exited && d->exit_signal == SIGKILL &&
-            !d->stop_timed_out)
+        if (cg_oom_kills(m->cg, d->id, &ooms) >= 0 && ooms > 0 && !d->exited &&
+            d->exit_signal == SIGKILL && !d->stop_timed_out)
                 d->oom_killed = true;
 
         int r = cg_destroy(m->cg, d->id);
@@ -461,12 +502,16 @@ static void dyno_finish(struct dyno *d)
                 d->state = HOSTD__V1__DYNO_STATE__CRASHED;
 
         if (d->stop_timed_out)
-                dyno_log_platform(d, "Error R12 (Exit timeout) -> Process failed to exit within %u seconds of SIGTERM",
-                                  d->grace_seconds);
+                dyno_log_platform(
+                        d,
+                        "Error R12 (Exit timeout) -> Process failed to exit within %u seconds of SIGTERM",
+                        d->grace_seconds);
         if (d->oom_killed)
-                dyno_log_platform(d, "Process killed by the kernel's OOM killer (memory quota exceeded)");
+                dyno_log_platform(
+                        d, "Process killed by the kernel's OOM killer (memory quota exceeded)");
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
-        dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before), dyno_state_name(d->state));
+        dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
+                          dyno_state_name(d->state));
 
         dyno_close_sources(d);
         if (m->n_live > 0)
@@ -522,7 +567,8 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
         if (!d->timer_source) {
                 int64_t left = d->stop_deadline_usec - now_realtime_usec();
                 int r = sd_event_add_time_relative(d->m->event, &d->timer_source, CLOCK_MONOTONIC,
-                                                   left > 0 ? (uint64_t)left : 0, 0, on_grace_over, d);
+                                                   left > 0 ? (uint64_t)left : 0, 0, on_grace_over,
+                                                   d);
                 if (r < 0) {
                         log_error_errno(r, "dyno %s: grace timer: %m; killing now", d->id);
                         on_grace_over(NULL, 0, d);
@@ -530,8 +576,8 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
         }
 }
 
-void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
-                  uint64_t req_id)
+void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                  struct conn *conn, uint64_t req_id)
 {
         char msg[256];
         int code = validate_id("id", id, msg, sizeof msg);
@@ -540,13 +586,14 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                 return;
         }
         if (grace_set && grace > 3600) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
-                                 grace);
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                 "grace_seconds: %u is over 3600", grace);
                 return;
         }
         struct dyno *d = manager_find(m, id);
         if (!d) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", id);
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                                 id);
                 return;
         }
         if (!dyno_is_live(d)) {
@@ -554,8 +601,9 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                 return;
         }
         if (!grace_set)
-                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ? d->spec->grace_seconds
-                                                                                          : m->config->grace_seconds;
+                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ?
+                                d->spec->grace_seconds :
+                                m->config->grace_seconds;
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP);
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
                 /* Already stopping: a shorter grace takes effect, a longer one does not. */
@@ -625,7 +673,8 @@ static char **dyno_build_env(const struct dyno *d)
         }
         if (!has_path && !(env[k++] = strdup("PATH=/app/bin:/usr/local/bin:/usr/bin:/bin")))
                 goto fail;
-        if (!(env[k++] = strdup("HOME=/app")) || asprintf_safe(&env[k++], "DYNO=%s", dyno_process(d)) < 0 ||
+        if (!(env[k++] = strdup("HOME=/app")) ||
+            asprintf_safe(&env[k++], "DYNO=%s", dyno_process(d)) < 0 ||
             asprintf_safe(&env[k++], "HEROKU_DYNO_ID=%s", d->id) < 0)
                 goto fail;
         if (s->port && asprintf_safe(&env[k++], "PORT=%u", s->port) < 0)
@@ -695,9 +744,11 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         if (r != 0) {
                 char msg[512];
                 if (r > 0)
-                        snprintf(msg, sizeof msg, "dyno %s: %s: %s", d->id, err.where, strerror(err.error));
+                        snprintf(msg, sizeof msg, "dyno %s: %s: %s", d->id, err.where,
+                                 strerror(err.error));
                 else
-                        snprintf(msg, sizeof msg, "dyno %s: read the setup result: %s", d->id, strerror(-r));
+                        snprintf(msg, sizeof msg, "dyno %s: read the setup result: %s", d->id,
+                                 strerror(-r));
                 log_error("%s", msg);
                 dyno_answer_error(d, HOSTD__V1__CODE__FAILED_PRECONDITION, msg);
                 dyno_abort_start(d);
@@ -736,15 +787,23 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         const struct size_def *size = d->size;
         int r;
 
-        /* The run folder holds the record and, later, the init's exit status. */
-        r = rm_rf(d->run_dir);
-        if (r >= 0)
-                r = mkdir(d->run_dir, 0700) < 0 ? -errno : 0;
-        if (r < 0)
-                return snprintf(errbuf, errlen, "create %s: %s", d->run_dir, strerror(-r)), r;
+        /* The run folder holds the record, the log file and, later, the init's exit status. */
+        if (mkdir(d->run_dir, 0700) < 0 && errno != EEXIST)
+                return r = -errno,
+                       snprintf(errbuf, errlen, "create %s: %s", d->run_dir, strerror(-r)), r;
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d->state_dirfd < 0)
-                return r = -errno, snprintf(errbuf, errlen, "open %s: %s", d->run_dir, strerror(-r)), r;
+                return r = -errno,
+                       snprintf(errbuf, errlen, "open %s: %s", d->run_dir, strerror(-r)), r;
+        if (unlinkat(d->state_dirfd, "exit", 0) < 0 && errno != ENOENT)
+                return r = -errno,
+                       snprintf(errbuf, errlen, "remove the last exit status: %s", strerror(-r)), r;
+        /* A restarted dyno keeps its lines: the file starts as the ring. */
+        r = logfile_rewrite(d->state_dirfd, "log", d->ring);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "create the log file: %s", strerror(-r)), r;
+        d->logfile_fd = r;
+        d->logfile_lines = log_ring_count(d->ring);
         r = dyno_save(d);
         if (r < 0)
                 return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
@@ -756,14 +815,18 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 if (!p)
                         return -ENOMEM;
                 if (mkdir(p, 0755) < 0)
-                        return r = -errno, snprintf(errbuf, errlen, "create %s: %s", p, strerror(-r)), r;
+                        return r = -errno,
+                               snprintf(errbuf, errlen, "create %s: %s", p, strerror(-r)), r;
                 if (strcmp(sub[i], "/upper/app") == 0 && chown(p, d->uid, d->uid) < 0)
-                        return r = -errno, snprintf(errbuf, errlen, "chown %s: %s", p, strerror(-r)), r;
+                        return r = -errno,
+                               snprintf(errbuf, errlen, "chown %s: %s", p, strerror(-r)), r;
         }
 
         struct cg_limits lim = {
                 .memory = size->memory,
-                .memory_swap = size->swap ? (uint64_t)((double)size->memory * (size->r15_multiple - 1.0)) : 0,
+                .memory_swap =
+                        size->swap ? (uint64_t)((double)size->memory * (size->r15_multiple - 1.0)) :
+                                     0,
                 .cpu_weight = size->cpu_weight,
                 .cpu_quota_us = size->cpu_quota_pct ? size->cpu_quota_pct * 1000 : 0,
                 .cpu_period_us = size->cpu_quota_pct ? 100000 : 0,
@@ -771,11 +834,14 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         };
         r = cg_create(m->cg, d->id, &lim);
         if (r < 0)
-                return snprintf(errbuf, errlen, "create cgroup %s: %s", d->cgroup_path, strerror(-r)), r;
+                return snprintf(errbuf, errlen, "create cgroup %s: %s", d->cgroup_path,
+                                strerror(-r)),
+                       r;
 
         int pipefd[2];
         if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
-                return r = -errno, snprintf(errbuf, errlen, "create the log pipe: %s", strerror(-r)), r;
+                return r = -errno,
+                       snprintf(errbuf, errlen, "create the log pipe: %s", strerror(-r)), r;
         d->log_fd = pipefd[0];
         _cleanup_close_ int log_w = pipefd[1];
         /* The pipe is what buffers the dyno's output while hostd is away: make it large. */
@@ -786,7 +852,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         _cleanup_strv_free_ char **envp = dyno_build_env(d);
         if (!envp)
                 return -ENOMEM;
-        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)dyno_prelude, d->spec->command, NULL };
+        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)dyno_prelude, d->spec->command,
+                         NULL };
         struct spawn_params p = {
                 .id = d->id,
                 .stack = d->spec->stack_path,
@@ -831,14 +898,16 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
 
         struct dyno *old = manager_find(m, spec->id);
         if (old && dyno_is_live(old)) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__ALREADY_EXISTS, "dyno '%s' already exists (%s)",
-                                 spec->id, dyno_state_name(old->state));
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                                 "dyno '%s' already exists (%s)", spec->id,
+                                 dyno_state_name(old->state));
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
         if (m->n_live >= m->config->max_dynos) {
                 conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", spec->id, m->n_live);
+                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)",
+                                 spec->id, m->n_live);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -852,7 +921,8 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         struct dyno *d;
         int r = dyno_new(m, spec->id, &d);
         if (r < 0) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "dyno '%s': out of memory", spec->id);
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL,
+                                 "dyno '%s': out of memory", spec->id);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -862,17 +932,24 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         d->created_usec = now_realtime_usec();
         d->uid = manager_pick_uid(m, &r);
         if (r < 0 || (r = manager_add(m, d)) < 0) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, "dyno '%s': no free uid: %s",
-                                 spec->id, strerror(-r));
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "dyno '%s': no free uid: %s", spec->id, strerror(-r));
                 dyno_free(d);
                 return;
         }
         m->n_live++;
 
-        r = dyno_launch(d, msg, sizeof msg);
+        /* A new dyno of an old id starts with nothing of the old one's. */
+        r = rm_rf(d->run_dir);
+        if (r >= 0)
+                r = dyno_launch(d, msg, sizeof msg);
+        else
+                snprintf(msg, sizeof msg, "remove %s: %s", d->run_dir, strerror(-r));
         if (r < 0) {
                 log_error("dyno %s: start failed: %s", d->id, msg);
-                conn_reply_error(conn, req_id, r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL : HOSTD__V1__CODE__FAILED_PRECONDITION,
+                conn_reply_error(conn, req_id,
+                                 r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
+                                                HOSTD__V1__CODE__FAILED_PRECONDITION,
                                  "dyno '%s': %s", d->id, msg);
                 dyno_abort_start(d);
                 return;
@@ -919,8 +996,8 @@ static void dyno_relaunch(struct dyno *d)
         }
 }
 
-void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
-                     uint64_t req_id)
+void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                     struct conn *conn, uint64_t req_id)
 {
         char msg[256];
         int code = validate_id("id", id, msg, sizeof msg);
@@ -929,18 +1006,20 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
                 return;
         }
         if (grace_set && grace > 3600) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
-                                 grace);
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                 "grace_seconds: %u is over 3600", grace);
                 return;
         }
         struct dyno *d = manager_find(m, id);
         if (!d) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", id);
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                                 id);
                 return;
         }
         if (m->n_live >= m->config->max_dynos && !dyno_is_live(d)) {
                 conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id, m->n_live);
+                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id,
+                                 m->n_live);
                 return;
         }
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
@@ -950,8 +1029,9 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
         }
         d->restart_requested = true;
         if (!grace_set)
-                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ? d->spec->grace_seconds
-                                                                                          : m->config->grace_seconds;
+                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ?
+                                d->spec->grace_seconds :
+                                m->config->grace_seconds;
         dyno_stop_begin(d, grace);
 }
 
@@ -967,7 +1047,8 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         int r = read_full_file(path, &buf, &len);
         if (r < 0)
                 return r;
-        Hostd__Store__DynoRecord *rec = hostd__store__dyno_record__unpack(NULL, len, (uint8_t *)buf);
+        Hostd__Store__DynoRecord *rec =
+                hostd__store__dyno_record__unpack(NULL, len, (uint8_t *)buf);
         if (!rec)
                 return -EBADMSG;
         if (!rec->dyno || !rec->dyno->spec || strcmp(rec->dyno->spec->id, id) != 0) {
@@ -983,7 +1064,8 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         }
         Hostd__V1__Dyno *dp = rec->dyno;
         d->spec = TAKE_PTR(dp->spec);
-        d->size = config_find_size(m->config, *d->spec->size ? d->spec->size : m->config->default_size);
+        d->size = config_find_size(m->config,
+                                   *d->spec->size ? d->spec->size : m->config->default_size);
         d->state = dp->state;
         d->pid = (pid_t)dp->pid;
         d->uid = dp->uid;
@@ -1003,6 +1085,9 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 d->exit_reason = *dp->exit->reason ? strdup(dp->exit->reason) : NULL;
                 d->exit_error = *dp->exit->error ? strdup(dp->exit->error) : NULL;
         }
+        _cleanup_free_ char *logpath = strjoin3(d->run_dir, "/log", NULL);
+        if (logpath && (r = logfile_load(logpath, d->ring, &d->logfile_lines)) < 0)
+                log_warning_errno(r, "dyno %s: read %s: %m", id, logpath);
         bool same_boot = strcmp(rec->boot_id, m->boot_id) == 0;
         hostd__store__dyno_record__free_unpacked(rec, NULL);
         if (!same_boot && dyno_is_live(d)) {
@@ -1021,10 +1106,14 @@ static void dyno_readopt(struct dyno *d)
         d->adopted = true;
         m->n_live++;
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d->state_dirfd >= 0)
+                d->logfile_fd = openat(d->state_dirfd, "log",
+                                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                                       0600);
 
         int pidfd = d->pid > 0 ? pidfd_open_(d->pid) : -1;
-        bool ours = pidfd >= 0 && proc_starttime(d->pid) == d->init_starttime && d->init_starttime != 0 &&
-                    cg_contains(m->cg, d->id, d->pid) > 0;
+        bool ours = pidfd >= 0 && proc_starttime(d->pid) == d->init_starttime &&
+                    d->init_starttime != 0 && cg_contains(m->cg, d->id, d->pid) > 0;
         if (pidfd >= 0 && !ours) {
                 /* A pid reused by someone else, or our init before it reached its cgroup
                  * (hostd died mid-start): in the latter case it is ours to kill. */
@@ -1059,7 +1148,8 @@ static void dyno_readopt(struct dyno *d)
         }
         log_info("dyno %s: re-adopted, pid %d (%s)", d->id, (int)d->pid, dyno_state_name(d->state));
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
-                d->grace_seconds = d->spec->grace_case ? d->spec->grace_seconds : m->config->grace_seconds;
+                d->grace_seconds = d->spec->grace_case ? d->spec->grace_seconds :
+                                                         m->config->grace_seconds;
                 dyno_stop_begin(d, d->grace_seconds);
         }
 }
@@ -1193,7 +1283,8 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;
         }
-        log_info("cgroup %s, dynos run from %s", cg_mode_name(cg_manager_mode(m->cg)), m->dynos_run_dir);
+        log_info("cgroup %s, dynos run from %s", cg_mode_name(cg_manager_mode(m->cg)),
+                 m->dynos_run_dir);
         *ret = m;
         return 0;
 fail:

@@ -36,10 +36,12 @@ struct dyno {
         int log_fd;
         int sync_fd;
         int state_dirfd;
-        bool adopted; /* not our child: started by an earlier hostd */
+        int logfile_fd;       /* <run>/log: lines kept across restarts of hostd */
+        size_t logfile_lines; /* records in it */
+        bool adopted;         /* not our child: started by an earlier hostd */
         bool stop_requested;
         bool restart_requested; /* start again once stopped */
-        bool stop_timed_out; /* R12 */
+        bool stop_timed_out;    /* R12 */
         bool start_failed;
         int64_t created_usec, started_usec, finished_usec, stop_deadline_usec;
         uint32_t grace_seconds; /* for the stop under way */
@@ -89,15 +91,16 @@ bool dyno_is_live(const struct dyno *d);
 
 /* Begin a start; the reply (success or error) goes to conn when the dyno runs or has failed.
  * Validation errors are answered at once. */
-void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn, uint64_t req_id);
+void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn,
+                   uint64_t req_id);
 /* Begin a stop; the reply goes to conn when the dyno is gone. */
-void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
-                  uint64_t req_id);
+void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                  struct conn *conn, uint64_t req_id);
 
 /* Stop (if running) and start again with the same spec and a fresh filesystem layer; the
  * reply goes to conn when the new process runs. */
-void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace, struct conn *conn,
-                     uint64_t req_id);
+void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                     struct conn *conn, uint64_t req_id);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

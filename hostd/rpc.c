@@ -160,7 +160,8 @@ static void call_get(struct conn *c, uint64_t id, const Hostd__V1__GetRequest *r
                 return conn_reply_error(c, id, code, "%s", msg);
         struct dyno *d = manager_find(m, req->id);
         if (!d)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                                        req->id);
         Hostd__V1__Dyno dp;
         Hostd__V1__ExitInfo ei;
         dyno_to_proto(d, &dp, &ei);
@@ -257,7 +258,8 @@ static void call_host_info(struct conn *c, uint64_t id)
         if (!sizes || !ptrs) {
                 free(sizes);
                 free(ptrs);
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "host_info: out of memory");
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                                        "host_info: out of memory");
         }
         for (size_t i = 0; i < cfg->n_sizes; i++) {
                 const struct size_def *s = &cfg->sizes[i];
@@ -295,7 +297,8 @@ static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest 
                                         "logs.follow: following logs is not implemented yet");
         struct dyno *d = manager_find(m, req->id);
         if (!d)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                                        req->id);
 
         size_t total = log_ring_count(d->ring);
         size_t n = req->lines && req->lines < total ? req->lines : total;
@@ -324,8 +327,9 @@ static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest 
                 o->time_usec = l->time_usec;
                 o->dyno_id = d->id;
                 o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
-                o->process = l->source == LOG_SOURCE_PLATFORM ? (char *)"hostd"
-                                                              : (*d->spec->name ? d->spec->name : d->id);
+                o->process = l->source == LOG_SOURCE_PLATFORM ?
+                                     (char *)"hostd" :
+                                     (*d->spec->name ? d->spec->name : d->id);
                 o->text.data = (uint8_t *)l->text;
                 o->text.len = l->len;
                 ptrs[i - k] = o;
@@ -345,8 +349,8 @@ static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest 
 
 static const char *call_name(Hostd__V1__Request__CallCase cc)
 {
-        const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(&hostd__v1__request__descriptor, (unsigned)cc);
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+                &hostd__v1__request__descriptor, (unsigned)cc);
         return f ? f->name : "unknown";
 }
 
@@ -360,8 +364,9 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         /* protobuf-c keeps strings NUL-terminated and silently cuts one holding a NUL byte:
          * such a request packs back smaller than it came. */
         if (hostd__v1__request__get_packed_size(req) != len) {
-                conn_reply_error(c, req->id, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                 "request: a string holds a NUL byte, or the encoding is not canonical");
+                conn_reply_error(
+                        c, req->id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        "request: a string holds a NUL byte, or the encoding is not canonical");
                 hostd__v1__request__free_unpacked(req, NULL);
                 return;
         }
@@ -370,38 +375,34 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         switch (req->call_case) {
         case HOSTD__V1__REQUEST__CALL_START:
                 if (!req->start->spec) {
-                        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+                        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                         "start.spec: required");
                         break;
                 }
                 manager_start(m, TAKE_PTR(req->start->spec), c, id);
                 break;
         case HOSTD__V1__REQUEST__CALL_STOP:
-                manager_stop(m, req->stop->id, req->stop->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
+                manager_stop(m, req->stop->id,
+                             req->stop->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
                              req->stop->grace_seconds, c, id);
                 break;
         case HOSTD__V1__REQUEST__CALL_RESTART:
                 manager_restart(m, req->restart->id,
-                                req->restart->grace_case == HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
+                                req->restart->grace_case ==
+                                        HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
                                 req->restart->grace_seconds, c, id);
                 break;
-        case HOSTD__V1__REQUEST__CALL_GET:
-                call_get(c, id, req->get);
-                break;
-        case HOSTD__V1__REQUEST__CALL_LIST:
-                call_list(c, id);
-                break;
-        case HOSTD__V1__REQUEST__CALL_HOST_INFO:
-                call_host_info(c, id);
-                break;
-        case HOSTD__V1__REQUEST__CALL_LOGS:
-                call_logs(c, id, req->logs);
-                break;
+        case HOSTD__V1__REQUEST__CALL_GET: call_get(c, id, req->get); break;
+        case HOSTD__V1__REQUEST__CALL_LIST: call_list(c, id); break;
+        case HOSTD__V1__REQUEST__CALL_HOST_INFO: call_host_info(c, id); break;
+        case HOSTD__V1__REQUEST__CALL_LOGS: call_logs(c, id, req->logs); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
                 conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
                 break;
         default:
-                conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED, "%s: not implemented by hostd %s",
-                                 call_name(req->call_case), HOSTD_VERSION);
+                conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED,
+                                 "%s: not implemented by hostd %s", call_name(req->call_case),
+                                 HOSTD_VERSION);
                 break;
         }
         hostd__v1__request__free_unpacked(req, NULL);
@@ -429,7 +430,8 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                         break;
                                 if (r == -EMSGSIZE) {
                                         conn_protocol_error(c, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                                            "frame over the limit of %zu bytes", c->rd.max);
+                                                            "frame over the limit of %zu bytes",
+                                                            c->rd.max);
                                         break;
                                 }
                                 if (r < 0) {
@@ -455,7 +457,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 return 0;
         }
         if (srv->n_conns >= srv->m->config->max_connections) {
-                log_warning("refusing a connection: %zu open, the limit (max-connections)", srv->n_conns);
+                log_warning("refusing a connection: %zu open, the limit (max-connections)",
+                            srv->n_conns);
                 close(cfd);
                 return 0;
         }
@@ -505,7 +508,8 @@ int rpc_server_new(struct manager *m, struct rpc_server **ret)
         /* A socket file may be left by a hostd that died; one that answers is another hostd. */
         _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
-                return log_error_errno(EADDRINUSE, "socket %s: another hostd is listening there", path);
+                return log_error_errno(EADDRINUSE, "socket %s: another hostd is listening there",
+                                       path);
         if (unlink(path) < 0 && errno != ENOENT)
                 return log_error_errno(errno, "remove stale socket %s: %m", path);
         mode_t old = umask(0077);

@@ -105,8 +105,8 @@ static void child_setup_dev(const char *root, uint64_t shm_size)
                 const char *name;
                 unsigned major, minor;
         } nodes[] = {
-                { "null", 1, 3 },    { "zero", 1, 5 }, { "full", 1, 7 },
-                { "random", 1, 8 },  { "urandom", 1, 9 }, { "tty", 5, 0 },
+                { "null", 1, 3 },   { "zero", 1, 5 },    { "full", 1, 7 },
+                { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
         };
         char dev[PATH_MAX], path[PATH_MAX];
         child_path(dev, sizeof dev, "%s/dev", root);
@@ -129,8 +129,8 @@ static void child_setup_dev(const char *root, uint64_t shm_size)
         static const struct {
                 const char *target, *name;
         } links[] = {
-                { "pts/ptmx", "ptmx" },           { "/proc/self/fd", "fd" },
-                { "/proc/self/fd/0", "stdin" },   { "/proc/self/fd/1", "stdout" },
+                { "pts/ptmx", "ptmx" },          { "/proc/self/fd", "fd" },
+                { "/proc/self/fd/0", "stdin" },  { "/proc/self/fd/1", "stdout" },
                 { "/proc/self/fd/2", "stderr" },
         };
         for (size_t i = 0; i < ELEMENTSOF(links); i++) {
@@ -173,7 +173,8 @@ static _Noreturn void child_exec_command(const struct spawn_params *p)
 
         struct rlimit nofile = { p->rlimit_nofile, p->rlimit_nofile };
         if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
-                child_fail(errno, "set RLIMIT_NOFILE to %llu", (unsigned long long)p->rlimit_nofile);
+                child_fail(errno, "set RLIMIT_NOFILE to %llu",
+                           (unsigned long long)p->rlimit_nofile);
         struct rlimit core = { 0, 0 };
         if (setrlimit(RLIMIT_CORE, &core) < 0)
                 child_fail(errno, "set RLIMIT_CORE");
@@ -223,7 +224,8 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
 
         /* Put the descriptors we keep at fixed numbers and close every other one: the clone
          * holds copies of all of hostd's sockets and pipes. */
-        const int want[] = { p->state_dirfd, p->log_read_fd, p->log_write_fd, sync_fd, p->init_exe_fd };
+        const int want[] = { p->state_dirfd, p->log_read_fd, p->log_write_fd, sync_fd,
+                             p->init_exe_fd };
         int high[ELEMENTSOF(want)];
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
                 high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
@@ -256,13 +258,13 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_path(root, sizeof root, "%s/merged", p->layer_dir);
         if (p->slug)
                 child_path(opts, sizeof opts, "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work",
-                         p->slug, p->stack, p->layer_dir, p->layer_dir);
+                           p->slug, p->stack, p->layer_dir, p->layer_dir);
         else
-                child_path(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", p->stack,
-                         p->layer_dir, p->layer_dir);
+                child_path(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work",
+                           p->stack, p->layer_dir, p->layer_dir);
         if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
-                child_fail(errno, "mount the root filesystem (overlay of %s%s%s)", p->slug ? p->slug : "",
-                           p->slug ? " over " : "", p->stack);
+                child_fail(errno, "mount the root filesystem (overlay of %s%s%s)",
+                           p->slug ? p->slug : "", p->slug ? " over " : "", p->stack);
 
         child_mkdir(root, "proc", 0555);
         child_mkdir(root, "dev", 0755);
@@ -270,7 +272,8 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_mkdir(root, "tmp", 01777);
         child_mount("proc", root, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         child_setup_dev(root, p->shm_size);
-        child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+        child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    NULL);
 
         if (sethostname(p->id, strlen(p->id)) < 0)
                 child_fail(errno, "set hostname");

@@ -4,6 +4,9 @@
 
 #include "util.h"
 
+/* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
+#define ESC(v) escape_value((v), 80, (char[400]){ 0 }, 400)
+
 #define FAIL(code, ...)                                                                            \
         ({                                                                                         \
                 snprintf(msg, len, __VA_ARGS__);                                                   \
@@ -12,8 +15,8 @@
 
 static bool name_char(char c)
 {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
 }
 
 bool dyno_id_valid(const char *id)
@@ -21,7 +24,8 @@ bool dyno_id_valid(const char *id)
         size_t n = strlen(id);
         if (n == 0 || n > 63)
                 return false;
-        if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z') || (id[0] >= '0' && id[0] <= '9')))
+        if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z') ||
+              (id[0] >= '0' && id[0] <= '9')))
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!name_char(id[i]))
@@ -35,9 +39,9 @@ int validate_id(const char *field, const char *id, char *msg, size_t len)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: required", field);
         if (!dyno_id_valid(id))
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
-                            "%s: '%.80s' is not a valid dyno id (1 to 63 of A-Z a-z 0-9 . _ -, "
+                            "%s: '%s' is not a valid dyno id (1 to 63 of A-Z a-z 0-9 . _ -, "
                             "starting with a letter or digit)",
-                            field, id);
+                            field, ESC(id));
         return 0;
 }
 
@@ -49,7 +53,8 @@ static int validate_label(const char *field, const char *v, char *msg, size_t le
         for (size_t i = 0; i < n; i++)
                 if (!name_char(v[i]))
                         return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                    "%s: '%.80s' has a character outside A-Z a-z 0-9 . _ -", field, v);
+                                    "%s: '%s' has a character outside A-Z a-z 0-9 . _ -", field,
+                                    ESC(v));
         return 0;
 }
 
@@ -58,8 +63,8 @@ static bool env_name_valid(const char *n)
         if (!((*n >= 'A' && *n <= 'Z') || (*n >= 'a' && *n <= 'z') || *n == '_'))
                 return false;
         for (const char *p = n + 1; *p; p++)
-                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                      *p == '_'))
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                      (*p >= '0' && *p <= '9') || *p == '_'))
                         return false;
         return strlen(n) <= 255;
 }
@@ -68,46 +73,54 @@ static bool env_name_valid(const char *n)
  * separators or escapes. */
 static int validate_layer(const char *field, const char *path, char *msg, size_t len)
 {
+        if (!utf8_valid(path))
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         if (path[0] != '/')
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%.200s' is not an absolute path", field,
-                            path);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s' is not an absolute path",
+                            field, ESC(path));
         if (strlen(path) > 1024)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 1024 bytes", field);
         if (strpbrk(path, ",:\\\n"))
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
-                            "%s: '%.200s' holds a character overlayfs cannot take (, : \\ newline)", field,
-                            path);
+                            "%s: '%s' holds a character overlayfs cannot take (, : \\ newline)",
+                            field, ESC(path));
         struct stat st;
         if (stat(path, &st) < 0)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%.200s': %s", field, path,
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s': %s", field, ESC(path),
                             strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%.200s' is not a folder", field, path);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s' is not a folder", field,
+                            ESC(path));
         return 0;
 }
 
 static const char *const reserved_env[] = { "PORT", "DYNO", "HOME", "HEROKU_DYNO_ID" };
 
-int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c, const struct size_def **ret_size,
-                  char *msg, size_t len)
+int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
+                  const struct size_def **ret_size, char *msg, size_t len)
 {
         int r;
         if (!s)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec: required");
         if ((r = validate_id("spec.id", s->id, msg, len)))
                 return r;
-        if ((r = validate_label("spec.name", s->name, msg, len)) || (r = validate_label("spec.app", s->app, msg, len)))
+        if ((r = validate_label("spec.name", s->name, msg, len)) ||
+            (r = validate_label("spec.app", s->app, msg, len)))
                 return r;
 
         switch (s->type) {
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_UNSPECIFIED:
         case HOSTD__V1__DYNO_TYPE__WEB:
         case HOSTD__V1__DYNO_TYPE__WORKER:
-        case HOSTD__V1__DYNO_TYPE__ONE_OFF:
-                break;
+        case HOSTD__V1__DYNO_TYPE__ONE_OFF: break;
         default:
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.type: unknown type %d", (int)s->type);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.type: unknown type %d",
+                            (int)s->type);
         }
+
+        if (!utf8_valid(s->release) || strlen(s->release) > 256)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.release: not valid UTF-8 or over 256 bytes");
 
         const char *size_name = *s->size ? s->size : c->default_size;
         const struct size_def *size = config_find_size(c, size_name);
@@ -115,62 +128,79 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c, const st
                 char known[512] = "";
                 size_t k = 0;
                 for (size_t i = 0; i < c->n_sizes && k < sizeof known; i++)
-                        k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", c->sizes[i].name);
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.size: unknown size '%.64s' (this host has: %s)",
-                            size_name, known);
+                        k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "",
+                                              c->sizes[i].name);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.size: unknown size '%s' (this host has: %s)", ESC(size_name),
+                            known);
         }
 
         size_t cmdlen = strlen(s->command);
         if (cmdlen == 0)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: required");
+        if (!utf8_valid(s->command))
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: not valid UTF-8");
         if (cmdlen > c->max_command)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: %zu bytes, over the limit of %u", cmdlen,
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.command: %zu bytes, over the limit of %u", cmdlen,
                             c->max_command);
 
         if (s->n_env > c->max_env)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.env: %zu variables, over the limit of %u",
-                            s->n_env, c->max_env);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.env: %zu variables, over the limit of %u", s->n_env, c->max_env);
         size_t env_bytes = 0;
         for (size_t i = 0; i < s->n_env; i++) {
                 const Hostd__V1__EnvVar *e = s->env[i];
                 if (!env_name_valid(e->name))
                         return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                    "spec.env[%zu].name: '%.64s' is not a valid variable name", i, e->name);
+                                    "spec.env[%zu].name: '%s' is not a valid variable name", i,
+                                    ESC(e->name));
                 for (size_t j = 0; j < ELEMENTSOF(reserved_env); j++)
                         if (strcmp(e->name, reserved_env[j]) == 0)
                                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                                             "spec.env[%zu].name: %s is set by hostd", i, e->name);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(e->name, s->env[j]->name) == 0)
-                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.env[%zu].name: %s given twice",
-                                            i, e->name);
+                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                            "spec.env[%zu].name: %s given twice", i, e->name);
+                if (!utf8_valid(e->value))
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "spec.env[%zu].value (%s): not valid UTF-8", i, e->name);
                 env_bytes += strlen(e->name) + strlen(e->value) + 2;
         }
         if (env_bytes > c->max_env_bytes)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.env: %zu bytes, over the limit of %u", env_bytes,
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.env: %zu bytes, over the limit of %u", env_bytes,
                             c->max_env_bytes);
 
         if (s->port > 65535)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port: %u is not a port (1-65535)", s->port);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.port: %u is not a port (1-65535)", s->port);
         if (s->type == HOSTD__V1__DYNO_TYPE__WEB && s->port == 0)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port: required for a web dyno");
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.port: required for a web dyno");
 
         if (s->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS && s->grace_seconds > 3600)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.grace_seconds: %u is over 3600", s->grace_seconds);
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.grace_seconds: %u is over 3600", s->grace_seconds);
         if (s->boot_case == HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS &&
             (s->boot_timeout_seconds == 0 || s->boot_timeout_seconds > 3600))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.boot_timeout_seconds: %u is not in 1..3600",
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.boot_timeout_seconds: %u is not in 1..3600",
                             s->boot_timeout_seconds);
 
         /* Fields that later work implements: refused by name rather than ignored. */
         if (*s->stack_digest || *s->slug_digest || *s->stack_url || *s->slug_url)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
-                            "spec.stack_digest/slug_digest/stack_url/slug_url: images by id are not supported "
-                            "yet; give stack_path and slug_path");
+                return FAIL(
+                        HOSTD__V1__CODE__UNIMPLEMENTED,
+                        "spec.stack_digest/slug_digest/stack_url/slug_url: images by id are not supported "
+                        "yet; give stack_path and slug_path");
         if (s->tty)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "spec.tty: terminals are not supported yet");
+                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
+                            "spec.tty: terminals are not supported yet");
         if (s->runtime_metrics)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "spec.runtime_metrics: not supported yet");
+                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
+                            "spec.runtime_metrics: not supported yet");
         if (s->n_log_drains)
                 return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "spec.log_drains: not supported yet");
 

@@ -22,11 +22,8 @@ int main(int argc, char **argv)
                                "with a private network namespace holding only loopback.\n",
                                argv[0]);
                         return 0;
-                case 'V':
-                        printf("netd %s\n", HOSTD_VERSION);
-                        return 0;
-                default:
-                        return 2;
+                case 'V': printf("netd %s\n", HOSTD_VERSION); return 0;
+                default: return 2;
                 }
         }
         fprintf(stderr, "netd: not implemented yet\n");

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define FRAME_MAX_DEFAULT (4u << 20)
 #define FRAME_VARINT_MAX 10
@@ -13,7 +14,7 @@
 /* Encode len as a varint into out; returns the number of bytes used (1..10). */
 size_t frame_varint_encode(uint64_t len, uint8_t out[FRAME_VARINT_MAX]);
 
-/* Decode a varint from buf[0..n): 1 and *ret/*used on success, 0 when more bytes are
+/* Decode a varint from buf[0..n): 1 and *ret, *used on success, 0 when more bytes are
  * needed, -EBADMSG when it is malformed (over 10 bytes, or over 64 bits). */
 int frame_varint_decode(const uint8_t *buf, size_t n, uint64_t *ret, size_t *used);
 
@@ -31,11 +32,12 @@ void frame_reader_free(struct frame_reader *r);
 /* Append bytes read from the peer. -ENOMEM. */
 int frame_reader_feed(struct frame_reader *r, const void *data, size_t n);
 
-/* Read from fd (non-blocking or not) into the reader: >0 bytes read, 0 on EOF, -EAGAIN,
- * other negative errno. */
+/* Read from fd (non-blocking or not) into the reader, up to 64 KiB a call: >0 bytes read, 0 on
+ * EOF, -EAGAIN, -ENOBUFS when max + 10 bytes are already held (take the message with
+ * frame_reader_next() first), other negative errno. */
 ssize_t frame_reader_fill(struct frame_reader *r, int fd);
 
-/* Take the next complete message: 1 with *msg/*len pointing into the reader (valid until the
+/* Take the next complete message: 1 with *msg, *len pointing into the reader (valid until the
  * next call on it), 0 when more bytes are needed, -EMSGSIZE when the announced length is over
  * max, -EBADMSG when the length prefix is malformed. A zero-length message is valid (*len 0). */
 int frame_reader_next(struct frame_reader *r, const uint8_t **msg, size_t *len);
