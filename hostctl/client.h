@@ -1,0 +1,62 @@
+/* A small blocking client for hostd's API socket: one connection, one call at a time.
+ *
+ * Every function returns 0 (or more) on success and a negative errno on failure, and leaves a
+ * message for the user in client->error. Two failures are worth telling apart:
+ *   -EREMOTEIO   hostd answered with an error Status; client->code holds its code and
+ *                client->error reads "NOT_FOUND: dyno 'web-1' not found".
+ *   anything else: hostd could not be reached or the conversation broke (connect failed, the
+ *                connection closed, no reply in time (-ETIMEDOUT), a malformed or unexpected
+ *                reply (-EBADMSG, -EPROTO)). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "hostd.pb-c.h"
+
+#define HOSTD_SOCKET_PATH_DEFAULT "/run/hostd/hostd.sock"
+
+struct hostd_client {
+        int fd;
+        uint64_t next_id;
+        /* Milliseconds to wait for the connection and for each reply; negative: forever. May
+         * be changed between calls (a stop waits for its grace period too). */
+        int64_t timeout_ms;
+        size_t max_frame; /* largest reply accepted */
+        struct frame_reader reader;
+        Hostd__V1__Code code; /* of the last error Status, when a call returned -EREMOTEIO */
+        char error[1024];
+};
+
+/* A stream delivers each Response that carries a result. Return 0 to go on, a negative errno
+ * to stop reading (the stream call then returns that value). */
+typedef int (*hostd_stream_cb_t)(const Hostd__V1__Response *resp, void *userdata);
+
+void hostd_client_init(struct hostd_client *c, int64_t timeout_ms);
+/* Close the connection and free the buffers; the client may connect again. */
+void hostd_client_done(struct hostd_client *c);
+
+/* Connect to the Unix socket at path. The error message reads "connect PATH: <strerror>". */
+int hostd_client_connect(struct hostd_client *c, const char *path);
+
+/* Send req with a fresh id (req->id is overwritten) and wait for the Response that echoes it,
+ * skipping Responses to other ids. On success *ret is the Response (free it with
+ * hostd__v1__response__free_unpacked), whose result is of the kind expected: a reply of
+ * another kind is -EPROTO. */
+int hostd_client_call(struct hostd_client *c, Hostd__V1__Request *req,
+                      Hostd__V1__Response__ResultCase expected, Hostd__V1__Response **ret);
+
+/* Send req with a fresh id and hand every Response to it to cb until one has end_of_stream
+ * set (that one too, when it carries a result). The timeout applies until the first Response;
+ * after it the stream may stay quiet for as long as it likes (a dyno that logs nothing).
+ * Returns 0 at the end of the stream, -EREMOTEIO when a Response carries an error Status, or
+ * cb's negative value (client->error is then left empty: the caller knows why it stopped). */
+int hostd_client_stream(struct hostd_client *c, Hostd__V1__Request *req,
+                        Hostd__V1__Response__ResultCase expected, hostd_stream_cb_t cb,
+                        void *userdata);
+
+/* "NOT_FOUND" for HOSTD__V1__CODE__NOT_FOUND; "CODE_<n>" for codes this build does not know
+ * (the buffer is used only then). */
+const char *hostd_code_name(Hostd__V1__Code code, char buf[static 24]);

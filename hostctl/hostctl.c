@@ -1,0 +1,1638 @@
+/* hostctl: the operator's command line for hostd, over its Unix socket. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "client.h"
+#include "config-build.h"
+#include "spec.h"
+#include "util.h"
+
+/* The exit statuses the help text promises. */
+enum {
+        EXIT_OK = 0,
+        EXIT_REMOTE = 1,      /* hostd answered with an error */
+        EXIT_USAGE = 2,       /* bad command line or input file */
+        EXIT_UNREACHABLE = 3, /* no hostd, or the conversation broke */
+};
+
+#define TIMEOUT_DEFAULT_S 30
+/* hostd's stop grace when a call does not give one (config.h's grace_seconds default). */
+#define GRACE_DEFAULT_S 30
+#define DEFAULT_LOG_LINES 100
+
+struct globals {
+        const char *socket_path;
+        bool json;
+        uint32_t timeout_s; /* 0: wait forever */
+};
+
+static const Hostd__V1__DynoSpec empty_spec = HOSTD__V1__DYNO_SPEC__INIT;
+
+/* ---- messages ---- */
+
+_printf_(2, 3) static int usage_error(const char *cmd, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "hostctl: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'hostctl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+        return EXIT_USAGE;
+}
+
+/* hostd answered with an error (-EREMOTEIO): 1; anything else means no usable hostd: 3. */
+static int call_failed(const struct hostd_client *c, int r, const char *what)
+{
+        fprintf(stderr, "hostctl: %s: %s\n", what, c->error);
+        return r == -EREMOTEIO ? EXIT_REMOTE : EXIT_UNREACHABLE;
+}
+
+static int connect_hostd(struct hostd_client *c, const struct globals *g)
+{
+        int64_t ms = g->timeout_s > 0 ? (int64_t)g->timeout_s * 1000 : -1;
+        hostd_client_init(c, ms);
+        int r = hostd_client_connect(c, g->socket_path);
+        if (r < 0) {
+                const char *hint = r == -ENOENT || r == -ECONNREFUSED ? " (is hostd running?)" : "";
+                fprintf(stderr, "hostctl: %s%s\n", c->error, hint);
+                return EXIT_UNREACHABLE;
+        }
+        return EXIT_OK;
+}
+
+static void client_donep(struct hostd_client *c) { hostd_client_done(c); }
+#define _cleanup_client_ _cleanup_(client_donep)
+
+static void response_freep(Hostd__V1__Response **r)
+{
+        if (*r)
+                hostd__v1__response__free_unpacked(*r, NULL);
+}
+#define _cleanup_response_ _cleanup_(response_freep)
+
+static void json_putp(struct json_object **o) { json_object_put(*o); }
+#define _cleanup_json_ _cleanup_(json_putp)
+
+/* Output errors (a full disk) must not pass for success. */
+static int finish_output(int status)
+{
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "hostctl: write output: %m\n");
+                return status == EXIT_OK ? EXIT_REMOTE : status;
+        }
+        return status;
+}
+
+/* ---- text helpers ---- */
+
+/* Length of the valid UTF-8 sequence at p (and its code point), or 0 when it is not one. */
+static size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret)
+{
+        size_t len;
+        uint32_t cp, min;
+
+        if (p[0] < 0x80) {
+                *ret = p[0];
+                return 1;
+        } else if ((p[0] & 0xe0) == 0xc0)
+                len = 2, cp = p[0] & 0x1f, min = 0x80;
+        else if ((p[0] & 0xf0) == 0xe0)
+                len = 3, cp = p[0] & 0x0f, min = 0x800;
+        else if ((p[0] & 0xf8) == 0xf0)
+                len = 4, cp = p[0] & 0x07, min = 0x10000;
+        else
+                return 0;
+        if (len > n)
+                return 0;
+        for (size_t k = 1; k < len; k++) {
+                if ((p[k] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[k] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past Unicode are not UTF-8. */
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret = cp;
+        return len;
+}
+
+/* Control characters from hostd's data (a dyno's command, its log lines) are shown escaped:
+ * a newline would break a table, and an escape sequence (C0 ESC, or a C1 control such as
+ * U+009B, CSI) could drive the operator's terminal. Bytes that are not UTF-8 show as \xNN. */
+static char *escape_cntrl(const char *s, size_t n, bool keep_tab)
+{
+        const uint8_t *p = (const uint8_t *)s;
+        char *out = malloc(n * 4 + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t len = utf8_decode(p + i, n - i, &cp);
+                if (len == 0) {
+                        o += sprintf(o, "\\x%02x", p[i]);
+                        i++;
+                        continue;
+                }
+                if (cp == '\t' && keep_tab)
+                        *o++ = '\t';
+                else if (cp == '\n')
+                        o = stpcpy(o, "\\n");
+                else if (cp == '\t')
+                        o = stpcpy(o, "\\t");
+                else if (cp < 0x20 || cp == 0x7f)
+                        o += sprintf(o, "\\x%02x", (unsigned)cp);
+                else if (cp >= 0x80 && cp <= 0x9f) /* two bytes in, six out */
+                        o += sprintf(o, "\\u%04x", (unsigned)cp);
+                else {
+                        memcpy(o, p + i, len);
+                        o += len;
+                }
+                i += len;
+        }
+        *o = 0;
+        return out;
+}
+
+static char *escape_str(const char *s)
+{
+        return escape_cntrl(s ? s : "", s ? strlen(s) : 0, false);
+}
+
+/* Valid UTF-8 with every bad byte replaced by U+FFFD: json-c writes strings byte for byte,
+ * and a log line's bytes need not be UTF-8, while a JSON document must be. */
+static char *utf8_sanitize(const uint8_t *p, size_t n, size_t *ret_len)
+{
+        char *out = malloc(n * 3 + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t len = utf8_decode(p + i, n - i, &cp);
+                if (len == 0) {
+                        o = stpcpy(o, "\xef\xbf\xbd");
+                        i++;
+                        continue;
+                }
+                memcpy(o, p + i, len);
+                o += len;
+                i += len;
+        }
+        *o = 0;
+        if (ret_len)
+                *ret_len = (size_t)(o - out);
+        return out;
+}
+
+/* Cut s to at most max characters (code points), with "..." when cut. */
+static void truncate_utf8(char *s, size_t max)
+{
+        size_t chars = 0, i = 0, cut3 = SIZE_MAX;
+        if (max < 4)
+                max = 4;
+        for (; s[i]; i++) {
+                if (((unsigned char)s[i] & 0xc0) == 0x80)
+                        continue;
+                if (chars == max - 3)
+                        cut3 = i;
+                if (chars == max)
+                        break;
+                chars++;
+        }
+        if (s[i] && cut3 != SIZE_MAX)
+                strcpy(s + cut3, "...");
+}
+
+/* RFC 3339 with microseconds and the local offset: 2026-11-27T10:00:00.123456+00:00. */
+static const char *format_time(int64_t usec, char buf[static 48])
+{
+        if (usec <= 0)
+                return "-";
+        time_t sec = (time_t)(usec / 1000000);
+        struct tm tm;
+        if (!localtime_r(&sec, &tm))
+                return "-";
+        char base[32];
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+        int off = (int)(tm.tm_gmtoff / 60) % (24 * 60); /* a UTC offset is under a day */
+        snprintf(buf, 48, "%s.%06d%c%02d:%02d", base, (int)(usec % 1000000), off < 0 ? '-' : '+',
+                 abs(off) / 60, abs(off) % 60);
+        return buf;
+}
+
+static const char *format_duration(int64_t usec, char buf[static 32])
+{
+        uint64_t s = usec > 0 ? (uint64_t)usec / 1000000 : 0;
+        if (s < 60)
+                snprintf(buf, 32, "%" PRIu64 "s", s);
+        else if (s < 3600)
+                snprintf(buf, 32, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+        else if (s < 86400)
+                snprintf(buf, 32, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
+        else
+                snprintf(buf, 32, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
+        return buf;
+}
+
+/* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */
+static const char *format_bytes(uint64_t v, char buf[static 32])
+{
+        static const char units[] = "KMGTPE";
+        if (v < 1024) {
+                snprintf(buf, 32, "%" PRIu64 "B", v);
+                return buf;
+        }
+        int u = 0;
+        uint64_t div = 1024;
+        while (u < 5 && v / div >= 1024) {
+                div *= 1024;
+                u++;
+        }
+        if (v % div == 0)
+                snprintf(buf, 32, "%" PRIu64 "%c", v / div, units[u]);
+        else {
+                snprintf(buf, 32, "%.1f", (double)v / (double)div);
+                size_t n = strlen(buf);
+                if (n > 2 && strcmp(buf + n - 2, ".0") == 0)
+                        buf[n - 2] = 0;
+                snprintf(buf + strlen(buf), 32 - strlen(buf), "%c", units[u]);
+        }
+        return buf;
+}
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, char buf[static 32])
+{
+        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+        if (!ev) {
+                snprintf(buf, 32, "%d", v);
+                return buf;
+        }
+        if (strstr(ev->name, "_UNSPECIFIED"))
+                return "unspecified";
+        size_t i = 0;
+        for (; ev->name[i] && i < 31; i++)
+                buf[i] = (char)(ev->name[i] >= 'A' && ev->name[i] <= 'Z' ? ev->name[i] + 32 :
+                                                                           ev->name[i]);
+        buf[i] = 0;
+        return buf;
+}
+
+static const char *state_name(Hostd__V1__DynoState s, char buf[static 32])
+{
+        return enum_name(&hostd__v1__dyno_state__descriptor, (int)s, buf);
+}
+
+static const char *type_name(Hostd__V1__DynoType t, char buf[static 32])
+{
+        return enum_name(&hostd__v1__dyno_type__descriptor, (int)t, buf);
+}
+
+static bool state_is_final(Hostd__V1__DynoState s)
+{
+        return s == HOSTD__V1__DYNO_STATE__CRASHED || s == HOSTD__V1__DYNO_STATE__DOWN ||
+               s == HOSTD__V1__DYNO_STATE__COMPLETE;
+}
+
+static const char *signal_name(int sig, char buf[static 32])
+{
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev)
+                snprintf(buf, 32, "SIG%s", abbrev);
+        else
+                snprintf(buf, 32, "signal %d", sig);
+        return buf;
+}
+
+/* hostd's own summary when it gave one, else one made from the fields. */
+static const char *describe_exit(const Hostd__V1__ExitInfo *e, char buf[static 128])
+{
+        char sb[32];
+        if (!e)
+                return "-";
+        if (e->reason && *e->reason)
+                return e->reason;
+        if (e->exited)
+                snprintf(buf, 128, "exit status %d", e->code);
+        else if (e->signal)
+                snprintf(buf, 128, "killed by %s", signal_name(e->signal, sb));
+        else
+                return "-";
+        if (e->error && *e->error)
+                snprintf(buf + strlen(buf), 128 - strlen(buf), " (%s)", e->error);
+        return buf;
+}
+
+static const Hostd__V1__DynoSpec *spec_of(const Hostd__V1__Dyno *d)
+{
+        return d->spec ? d->spec : &empty_spec;
+}
+
+static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
+
+/* ---- JSON output: any message, through protobuf-c's descriptors ---- */
+
+static struct json_object *message_to_json(const ProtobufCMessage *m);
+
+static struct json_object *json_string_utf8(const uint8_t *p, size_t n)
+{
+        size_t len;
+        _cleanup_free_ char *s = utf8_sanitize(p, n, &len);
+        return s ? json_object_new_string_len(s, (int)len) : NULL;
+}
+
+/* Enums as lower-case names ("up", "one_off"), as the CLI shows them; a value this build does
+ * not know as its number. */
+static struct json_object *enum_to_json(const ProtobufCEnumDescriptor *d, int v)
+{
+        char buf[32];
+        if (!protobuf_c_enum_descriptor_get_value(d, v))
+                return json_object_new_int(v);
+        return json_object_new_string(enum_name(d, v, buf));
+}
+
+static struct json_object *value_to_json(const ProtobufCFieldDescriptor *f, const void *p)
+{
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32: return json_object_new_int64(*(const int32_t *)p);
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32: return json_object_new_int64(*(const uint32_t *)p);
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64: return json_object_new_int64(*(const int64_t *)p);
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64: return json_object_new_uint64(*(const uint64_t *)p);
+        case PROTOBUF_C_TYPE_FLOAT: return json_object_new_double(*(const float *)p);
+        case PROTOBUF_C_TYPE_DOUBLE: return json_object_new_double(*(const double *)p);
+        case PROTOBUF_C_TYPE_BOOL: return json_object_new_boolean(*(const protobuf_c_boolean *)p);
+        case PROTOBUF_C_TYPE_ENUM: return enum_to_json(f->descriptor, *(const int *)p);
+        case PROTOBUF_C_TYPE_STRING: {
+                const char *s = *(char *const *)p;
+                return s ? json_string_utf8((const uint8_t *)s, strlen(s)) :
+                           json_object_new_string("");
+        }
+        case PROTOBUF_C_TYPE_BYTES: {
+                /* Bytes here are log text: shown as text, not base64. */
+                const ProtobufCBinaryData *b = p;
+                return json_string_utf8(b->data, b->len);
+        }
+        case PROTOBUF_C_TYPE_MESSAGE: {
+                const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+                return m ? message_to_json(m) : NULL;
+        }
+        }
+        return NULL;
+}
+
+static size_t element_size(ProtobufCType t)
+{
+        switch (t) {
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32:
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32:
+        case PROTOBUF_C_TYPE_FLOAT:
+        case PROTOBUF_C_TYPE_ENUM: return 4;
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64:
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64:
+        case PROTOBUF_C_TYPE_DOUBLE: return 8;
+        case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+        case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
+        case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+        case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+        }
+        return 0;
+}
+
+/* Every plain field is written, defaults included, so that scripts find each key; a oneof
+ * member only when it is the one set, and an absent sub-message not at all. */
+static struct json_object *message_to_json(const ProtobufCMessage *m)
+{
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        const char *base = (const char *)m;
+        struct json_object *o = json_object_new_object();
+        if (!o)
+                return NULL;
+
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                const void *member = base + f->offset;
+                struct json_object *v = NULL;
+
+                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                        size_t n = *(const size_t *)(base + f->quantifier_offset);
+                        const char *arr = *(char *const *)member;
+                        v = json_object_new_array_ext((int)n);
+                        for (size_t k = 0; v && k < n; k++) {
+                                struct json_object *e =
+                                        value_to_json(f, arr + k * element_size(f->type));
+                                json_object_array_add(v, e);
+                        }
+                } else {
+                        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+                                uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
+                                if (which != f->id)
+                                        continue;
+                        } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
+                                   f->type != PROTOBUF_C_TYPE_MESSAGE &&
+                                   f->type != PROTOBUF_C_TYPE_STRING) {
+                                if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset))
+                                        continue;
+                        }
+                        v = value_to_json(f, member);
+                        if (!v)
+                                continue;
+                }
+                json_object_object_add(o, f->name, v);
+        }
+        return o;
+}
+
+static int print_json(struct json_object *o, bool pretty)
+{
+        if (!o) {
+                fprintf(stderr, "hostctl: out of memory\n");
+                return EXIT_REMOTE;
+        }
+        int flags = JSON_C_TO_STRING_NOSLASHESCAPE |
+                    (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : 0);
+        puts(json_object_to_json_string_ext(o, flags));
+        return EXIT_OK;
+}
+
+static int print_message_json(const ProtobufCMessage *m)
+{
+        _cleanup_json_ struct json_object *o = message_to_json(m);
+        return print_json(o, true);
+}
+
+/* ---- readable output ---- */
+
+#define KEY_WIDTH 21
+
+_printf_(2, 3) static void kv(const char *key, const char *fmt, ...)
+{
+        _cleanup_free_ char *raw = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&raw, fmt, ap) < 0)
+                raw = NULL;
+        va_end(ap);
+        _cleanup_free_ char *v = escape_str(raw);
+        printf("%s:%*s%s\n", key, (int)(KEY_WIDTH - strlen(key)), "", v ? v : "?");
+}
+
+static void print_dyno(const Hostd__V1__Dyno *d)
+{
+        const Hostd__V1__DynoSpec *s = spec_of(d);
+        char b1[48], b2[128], sb[32];
+
+        kv("id", "%s", or_dash(s->id));
+        kv("name", "%s", or_dash(s->name));
+        kv("app", "%s", or_dash(s->app));
+        kv("type", "%s", type_name(s->type, sb));
+        kv("size", "%s", or_dash(s->size));
+        kv("state", "%s", state_name(d->state, sb));
+        kv("command", "%s", or_dash(s->command));
+        kv("release", "%s", or_dash(s->release));
+        kv("pid", "%s", d->pid ? (snprintf(b2, sizeof b2, "%" PRIu32, d->pid), b2) : "-");
+        kv("uid", "%s", d->uid ? (snprintf(b2, sizeof b2, "%" PRIu32, d->uid), b2) : "-");
+        kv("created", "%s", format_time(d->created_usec, b1));
+        kv("started", "%s", format_time(d->started_usec, b1));
+        kv("finished", "%s", format_time(d->finished_usec, b1));
+        if (!state_is_final(d->state) && d->started_usec > 0)
+                kv("uptime", "%s", format_duration(now_realtime_usec() - d->started_usec, b1));
+        kv("restarts", "%" PRIu32, d->restarts);
+
+        kv("exit", "%s", describe_exit(d->exit, b2));
+        if (d->exit) {
+                if (d->exit->exited)
+                        kv("exit_code", "%d", d->exit->code);
+                if (d->exit->signal)
+                        kv("exit_signal", "%s (%d)", signal_name(d->exit->signal, sb),
+                           d->exit->signal);
+                kv("oom_killed", "%s", d->exit->oom_killed ? "yes" : "no");
+                kv("error", "%s", or_dash(d->exit->error));
+        }
+
+        kv("cgroup", "%s", or_dash(d->cgroup));
+        kv("address", "%s", or_dash(d->address));
+        kv("port", "%s", s->port ? (snprintf(b2, sizeof b2, "%" PRIu32, s->port), b2) : "-");
+        kv("host_port", "%s",
+           d->host_port ? (snprintf(b2, sizeof b2, "%" PRIu32, d->host_port), b2) : "-");
+        /* Zero limits are ones hostd did not report; swap 0 under a memory limit means none. */
+        kv("memory_limit", "%s", d->memory_limit ? format_bytes(d->memory_limit, b1) : "-");
+        kv("swap_limit", "%s",
+           d->memory_limit || d->swap_limit ? format_bytes(d->swap_limit, b1) : "-");
+        kv("cpu_weight", "%s",
+           d->cpu_weight ? (snprintf(b2, sizeof b2, "%" PRIu32, d->cpu_weight), b2) : "-");
+        kv("pids_limit", "%s",
+           d->pids_limit ? (snprintf(b2, sizeof b2, "%" PRIu64, d->pids_limit), b2) : "-");
+        kv("log_dropped", "%" PRIu64, d->log_dropped);
+
+        kv("stack_path", "%s", or_dash(s->stack_path));
+        kv("slug_path", "%s", or_dash(s->slug_path));
+        kv("stack_digest", "%s", or_dash(s->stack_digest));
+        kv("slug_digest", "%s", or_dash(s->slug_digest));
+        kv("stack_url", "%s", or_dash(s->stack_url));
+        kv("slug_url", "%s", or_dash(s->slug_url));
+        if (s->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS)
+                kv("grace", "%" PRIu32 "s", s->grace_seconds);
+        else
+                kv("grace", "host default");
+        if (s->boot_case == HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS)
+                kv("boot_timeout", "%" PRIu32 "s", s->boot_timeout_seconds);
+        else
+                kv("boot_timeout", "host default");
+        if (s->tty)
+                kv("tty", "yes, %" PRIu32 "x%" PRIu32, s->tty_columns, s->tty_rows);
+        else
+                kv("tty", "no");
+        kv("runtime_metrics", "%s", s->runtime_metrics ? "yes" : "no");
+        if (s->n_log_drains == 0)
+                kv("log_drain", "-");
+        for (size_t i = 0; i < s->n_log_drains; i++)
+                kv("log_drain", "%s", s->log_drains[i]);
+        if (s->n_env == 0)
+                kv("env", "-");
+        for (size_t i = 0; i < s->n_env; i++)
+                kv("env", "%s=%s", s->env[i]->name, s->env[i]->value);
+}
+
+/* "web.1 (web-1): down, exit status 143" */
+static void print_dyno_line(const Hostd__V1__Dyno *d)
+{
+        const Hostd__V1__DynoSpec *s = spec_of(d);
+        char sb[32], eb[128];
+        _cleanup_free_ char *name = escape_str(s->name), *id = escape_str(s->id);
+
+        if (name && *name)
+                printf("%s (%s): %s", name, id ? id : "?", state_name(d->state, sb));
+        else
+                printf("%s: %s", id ? id : "?", state_name(d->state, sb));
+        if (state_is_final(d->state) && d->exit) {
+                _cleanup_free_ char *e = escape_str(describe_exit(d->exit, eb));
+                printf(", %s", e ? e : "?");
+        }
+        putchar('\n');
+}
+
+/* A table of text cells; the widths fit the longest cell, the last column is not padded. */
+struct table {
+        size_t n_cols, n_cells;
+        char **cells;
+};
+
+static void table_free(struct table *t)
+{
+        for (size_t i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+}
+
+static int table_add(struct table *t, const char *text)
+{
+        char **n = realloc(t->cells, (t->n_cells + 1) * sizeof *n);
+        if (!n)
+                return -ENOMEM;
+        t->cells = n;
+        char *c = escape_str(text);
+        if (!c)
+                return -ENOMEM;
+        t->cells[t->n_cells++] = c;
+        return 0;
+}
+
+static size_t text_width(const char *s)
+{
+        size_t w = 0;
+        for (; *s; s++)
+                if (((unsigned char)*s & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+static void table_print(const struct table *t)
+{
+        size_t widths[16] = { 0 };
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t col = i % t->n_cols, w = text_width(t->cells[i]);
+                if (w > widths[col])
+                        widths[col] = w;
+        }
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t col = i % t->n_cols;
+                if (col == t->n_cols - 1)
+                        printf("%s\n", t->cells[i]);
+                else
+                        printf("%s%*s", t->cells[i],
+                               (int)(widths[col] - text_width(t->cells[i]) + 2), "");
+        }
+}
+
+static size_t terminal_columns(void)
+{
+        struct winsize ws;
+        if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        return 0;
+}
+
+/* ---- option parsing ---- */
+
+enum {
+        OPT_SOCKET = 0x100,
+        OPT_JSON,
+        OPT_TIMEOUT,
+        OPT_VERSION,
+        OPT_GRACE,
+        OPT_LINES,
+        OPT_NO_TRUNC,
+        OPT_ID,
+        OPT_NAME,
+        OPT_APP,
+        OPT_TYPE,
+        OPT_SIZE,
+        OPT_PORT,
+        OPT_STACK,
+        OPT_SLUG,
+        OPT_ENV,
+        OPT_BOOT_TIMEOUT,
+        OPT_COMMAND,
+        OPT_SPEC,
+};
+
+/* Kept by hand: clang-format cannot tell that this macro is a list of initializers. */
+/* clang-format off */
+#define COMMON_LONG_OPTIONS                                                                        \
+        { "socket", required_argument, NULL, OPT_SOCKET },                                         \
+        { "json", no_argument, NULL, OPT_JSON },                                                   \
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },                                       \
+        { "help", no_argument, NULL, 'h' }
+/* clang-format on */
+
+#define COMMON_HELP                                                                                \
+        "      --socket PATH      hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"        \
+        "      --json             print JSON\n"                                                    \
+        "      --timeout SECONDS  wait for hostd this long (default 30; 0: forever)\n"             \
+        "  -h, --help             show this help\n"
+
+/* A number of seconds, a port...: digits only, in 0..max, or a usage error naming the flag. */
+static int parse_uint_flag(const char *cmd, const char *flag, const char *arg, uint32_t max,
+                           uint32_t *ret)
+{
+        uint64_t v;
+        int r = safe_atou64(arg, &v);
+        if (r == -ERANGE || (r == 0 && v > max))
+                return usage_error(cmd, "%s: '%s' is out of range (0..%" PRIu32 ")", flag, arg,
+                                   max);
+        if (r < 0)
+                return usage_error(cmd, "%s: '%s' is not a number (expected 0..%" PRIu32 ")", flag,
+                                   arg, max);
+        *ret = (uint32_t)v;
+        return EXIT_OK;
+}
+
+static int bad_option(const char *cmd, int c, char **argv)
+{
+        const char *opt = argv[optind - 1];
+        if (c == ':')
+                return usage_error(cmd, "option '%s' needs a value", opt);
+        if (optopt && optopt < 0x100)
+                return usage_error(cmd, "unknown option '-%c'", optopt);
+        return usage_error(cmd, "unknown option '%s'", opt);
+}
+
+/* The options every command takes: 1 when c was one of them, 0 when it was not, -1 after
+ * printing a usage error. */
+static int common_option(struct globals *g, const char *cmd, int c, const char *arg)
+{
+        switch (c) {
+        case OPT_SOCKET:
+                if (!*arg)
+                        return usage_error(cmd, "--socket: empty path"), -1;
+                g->socket_path = arg;
+                return 1;
+        case OPT_JSON: g->json = true; return 1;
+        case OPT_TIMEOUT:
+                if (parse_uint_flag(cmd, "--timeout", arg, 86400 * 365, &g->timeout_s) != EXIT_OK)
+                        return -1;
+                return 1;
+        }
+        return 0;
+}
+
+/* For commands that take one dyno ID. */
+static int take_id(const char *cmd, int argc, char **argv, const char **ret)
+{
+        if (optind >= argc)
+                return usage_error(cmd, "missing dyno ID");
+        if (argc - optind > 1)
+                return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        if (!*argv[optind])
+                return usage_error(cmd, "empty dyno ID");
+        *ret = argv[optind];
+        return EXIT_OK;
+}
+
+/* Parse a command's options: common ones here, its own through handle(); -h prints help. */
+typedef int (*own_option_t)(int c, const char *arg, void *userdata);
+
+static int parse_options(struct globals *g, int argc, char **argv, const char *optstring,
+                         const struct option *longopts, const char *help, own_option_t handle,
+                         void *userdata, bool *ret_help)
+{
+        const char *cmd = argv[0];
+        int c;
+
+        *ret_help = false;
+        optind = 0; /* glibc: start over, re-reading the optstring's leading '+' */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) >= 0) {
+                if (c == 'h') {
+                        fputs(help, stdout);
+                        *ret_help = true;
+                        return EXIT_OK;
+                }
+                if (c == '?' || c == ':')
+                        return bad_option(cmd, c, argv);
+                int r = common_option(g, cmd, c, optarg);
+                if (r < 0)
+                        return EXIT_USAGE;
+                if (r > 0)
+                        continue;
+                r = handle ? handle(c, optarg, userdata) : usage_error(cmd, "unknown option");
+                if (r != EXIT_OK)
+                        return r;
+        }
+        return EXIT_OK;
+}
+
+/* ---- commands ---- */
+
+static const char ps_help[] =
+        "Usage: hostctl ps [--no-trunc]\n"
+        "\n"
+        "List the dynos on this host: ID, NAME, TYPE, SIZE, STATE, PID, UID, the uptime of a\n"
+        "running dyno or how an ended one exited, and its COMMAND.\n"
+        "\n"
+        "      --no-trunc         do not shorten long commands (they are cut to the\n"
+        "                         terminal's width, or to 60 characters when not on one)\n" COMMON_HELP;
+
+static int ps_option(int c, const char *arg, void *userdata)
+{
+        if (c == OPT_NO_TRUNC)
+                *(bool *)userdata = true;
+        return EXIT_OK;
+}
+
+static int cmd_ps(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                              { "no-trunc", no_argument, NULL, OPT_NO_TRUNC },
+                                              {} };
+        bool no_trunc = false, help;
+        int r = parse_options(g, argc, argv, ":h", opts, ps_help, ps_option, &no_trunc, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error("ps", "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__ListRequest list = HOSTD__V1__LIST_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_LIST;
+        req.list = &list;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_LIST, &resp);
+        if (r < 0)
+                return call_failed(&c, r, "ps");
+        const Hostd__V1__ListReply *reply = resp->list;
+        if (!reply)
+                return fprintf(stderr, "hostctl: ps: hostd's reply has no list\n"),
+                       EXIT_UNREACHABLE;
+
+        if (g->json)
+                return print_message_json(&reply->base);
+
+        static const char *const header[] = { "ID",  "NAME", "TYPE",        "SIZE",   "STATE",
+                                              "PID", "UID",  "UPTIME/EXIT", "COMMAND" };
+        struct table t = { .n_cols = ELEMENTSOF(header) };
+        int64_t now = now_realtime_usec();
+        for (size_t i = 0; i < ELEMENTSOF(header); i++)
+                if (table_add(&t, header[i]) < 0)
+                        goto oom;
+        for (size_t i = 0; i < reply->n_dynos; i++) {
+                const Hostd__V1__Dyno *d = reply->dynos[i];
+                const Hostd__V1__DynoSpec *s = spec_of(d);
+                char pid[16] = "-", uid[16] = "-", sb[32], tb[32], up[128];
+                const char *upexit;
+
+                if (d->pid)
+                        snprintf(pid, sizeof pid, "%" PRIu32, d->pid);
+                if (d->uid)
+                        snprintf(uid, sizeof uid, "%" PRIu32, d->uid);
+                if (state_is_final(d->state))
+                        upexit = describe_exit(d->exit, up);
+                else if (d->started_usec > 0)
+                        upexit = format_duration(now - d->started_usec, up);
+                else
+                        upexit = "-";
+                if (table_add(&t, or_dash(s->id)) < 0 || table_add(&t, or_dash(s->name)) < 0 ||
+                    table_add(&t, type_name(s->type, tb)) < 0 ||
+                    table_add(&t, or_dash(s->size)) < 0 ||
+                    table_add(&t, state_name(d->state, sb)) < 0 || table_add(&t, pid) < 0 ||
+                    table_add(&t, uid) < 0 || table_add(&t, upexit) < 0 ||
+                    table_add(&t, or_dash(s->command)) < 0)
+                        goto oom;
+        }
+
+        if (!no_trunc) {
+                /* What the other columns take, to give the command the rest of the line. */
+                size_t used = 0;
+                for (size_t col = 0; col + 1 < t.n_cols; col++) {
+                        size_t w = 0;
+                        for (size_t i = col; i < t.n_cells; i += t.n_cols)
+                                if (text_width(t.cells[i]) > w)
+                                        w = text_width(t.cells[i]);
+                        used += w + 2;
+                }
+                size_t cols = terminal_columns();
+                size_t max = cols == 0 ? 60 : cols > used + 20 ? cols - used : 20;
+                for (size_t i = 2 * t.n_cols - 1; i < t.n_cells; i += t.n_cols)
+                        truncate_utf8(t.cells[i], max);
+        }
+        table_print(&t);
+        table_free(&t);
+        return EXIT_OK;
+oom:
+        table_free(&t);
+        fprintf(stderr, "hostctl: ps: out of memory\n");
+        return EXIT_REMOTE;
+}
+
+static const char inspect_help[] =
+        "Usage: hostctl inspect ID\n"
+        "\n"
+        "Show every field of a dyno, one \"key: value\" per line: its spec, state, pid and\n"
+        "uid, times, how it exited, its cgroup, address and limits.\n"
+        "\n" COMMON_HELP;
+
+static int get_dyno(struct hostd_client *c, const char *id, Hostd__V1__Response **ret)
+{
+        Hostd__V1__GetRequest get = HOSTD__V1__GET_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        get.id = (char *)id;
+        req.call_case = HOSTD__V1__REQUEST__CALL_GET;
+        req.get = &get;
+        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_GET, ret);
+}
+
+/* The dyno of a reply, or NULL after telling the user hostd left it out. */
+static const Hostd__V1__Dyno *reply_dyno(const Hostd__V1__Dyno *d, const char *what)
+{
+        if (!d)
+                fprintf(stderr, "hostctl: %s: hostd's reply has no dyno\n", what);
+        return d;
+}
+
+static int print_dyno_result(const struct globals *g, const Hostd__V1__Dyno *d, bool one_line)
+{
+        if (g->json)
+                return print_message_json(&d->base);
+        if (one_line)
+                print_dyno_line(d);
+        else
+                print_dyno(d);
+        return EXIT_OK;
+}
+
+static int cmd_inspect(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        const char *id;
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, inspect_help, NULL, NULL, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        r = take_id("inspect", argc, argv, &id);
+        if (r != EXIT_OK)
+                return r;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        _cleanup_free_ char *what = strjoin3("inspect ", id, NULL);
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = get_dyno(&c, id, &resp);
+        if (r < 0)
+                return call_failed(&c, r, what ? what : "inspect");
+        const Hostd__V1__Dyno *d = reply_dyno(resp->get->dyno, "inspect");
+        if (!d)
+                return EXIT_UNREACHABLE;
+        return print_dyno_result(g, d, false);
+}
+
+static const char start_help[] =
+        "Usage: hostctl start [FLAGS] [-- COMMAND...]\n"
+        "       hostctl start --spec FILE [FLAGS] [-- COMMAND...]\n"
+        "\n"
+        "Start a dyno and show it (as inspect does).\n"
+        "\n"
+        "      --spec FILE          read the spec from a JSON object with DynoSpec's field\n"
+        "                           names (id, name, app, type, size, command, env, port,\n"
+        "                           stack_path, slug_path, stack_digest, slug_digest,\n"
+        "                           stack_url, slug_url, grace_seconds, boot_timeout_seconds,\n"
+        "                           release, tty, tty_columns, tty_rows, runtime_metrics,\n"
+        "                           log_drains); env is {\"NAME\": \"value\"} or a list of\n"
+        "                           {\"name\": ..., \"value\": ...}; \"-\" reads standard input.\n"
+        "                           The flags below override the file.\n"
+        "      --id ID              the dyno's unique id (required, here or in the spec)\n"
+        "      --name NAME          its formation name, $DYNO (e.g. web.1)\n"
+        "      --app NAME           the application's name\n"
+        "      --type TYPE          web, worker or one-off\n"
+        "      --size SIZE          a size of the host's configuration (e.g. standard-1x)\n"
+        "      --port N             $PORT (0..65535; 0: none)\n"
+        "      --stack PATH         the stack's root filesystem folder\n"
+        "      --slug PATH          the app's slug folder\n"
+        "      --env NAME=VALUE     a config var (repeatable; replaces one of the same name)\n"
+        "      --grace SECONDS      stop grace period (default: the host's)\n"
+        "      --boot-timeout SECONDS  R10 boot timeout of a web dyno (default: the host's)\n"
+        "      --command STRING     the command, run by the stack's /bin/sh -c\n"
+        "  -- COMMAND...            the command as words after --, joined with spaces\n"
+        "                           (quote shell syntax as one word)\n"
+        "\n" COMMON_HELP;
+
+struct start_flags {
+        const char *spec_file;
+        const char *id, *name, *app, *size, *stack, *slug, *command;
+        bool have_type, have_port, have_grace, have_boot;
+        Hostd__V1__DynoType type;
+        uint32_t port, grace, boot;
+        char **env; /* "NAME=VALUE", pointers into argv */
+        size_t n_env;
+};
+
+static void start_flags_done(struct start_flags *f) { free(f->env); }
+
+static int start_option(int c, const char *arg, void *userdata)
+{
+        struct start_flags *f = userdata;
+        switch (c) {
+        case OPT_SPEC:
+                if (f->spec_file)
+                        return usage_error("start", "--spec given twice");
+                f->spec_file = arg;
+                return EXIT_OK;
+        case OPT_ID: f->id = arg; return EXIT_OK;
+        case OPT_NAME: f->name = arg; return EXIT_OK;
+        case OPT_APP: f->app = arg; return EXIT_OK;
+        case OPT_SIZE: f->size = arg; return EXIT_OK;
+        case OPT_STACK: f->stack = arg; return EXIT_OK;
+        case OPT_SLUG: f->slug = arg; return EXIT_OK;
+        case OPT_COMMAND: f->command = arg; return EXIT_OK;
+        case OPT_TYPE:
+                if (spec_parse_type(arg, &f->type) < 0)
+                        return usage_error(
+                                "start",
+                                "--type: unknown dyno type '%s' (expected web, worker or one-off)",
+                                arg);
+                f->have_type = true;
+                return EXIT_OK;
+        case OPT_PORT:
+                f->have_port = true;
+                return parse_uint_flag("start", "--port", arg, 65535, &f->port);
+        case OPT_GRACE:
+                f->have_grace = true;
+                return parse_uint_flag("start", "--grace", arg, UINT32_MAX, &f->grace);
+        case OPT_BOOT_TIMEOUT:
+                f->have_boot = true;
+                return parse_uint_flag("start", "--boot-timeout", arg, UINT32_MAX, &f->boot);
+        case OPT_ENV: {
+                const char *eq = strchr(arg, '=');
+                if (!eq)
+                        return usage_error("start", "--env '%s': expected NAME=VALUE", arg);
+                if (eq == arg)
+                        return usage_error("start", "--env '%s': empty variable name", arg);
+                char **n = realloc(f->env, (f->n_env + 1) * sizeof *n);
+                if (!n)
+                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+                f->env = n;
+                f->env[f->n_env++] = (char *)arg;
+                return EXIT_OK;
+        }
+        }
+        return EXIT_OK;
+}
+
+static int load_spec_file(const char *path, Hostd__V1__DynoSpec **ret)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = strcmp(path, "-") == 0 ? read_full_fd(STDIN_FILENO, &text, &len) :
+                                         read_full_file(path, &text, &len);
+        if (r < 0) {
+                errno = -r;
+                fprintf(stderr, "hostctl: start: --spec %s: %m\n", path);
+                return EXIT_USAGE;
+        }
+        char err[512];
+        r = spec_parse_json(text, len, ret, err, sizeof err);
+        if (r < 0) {
+                fprintf(stderr, "hostctl: start: --spec %s: %s\n",
+                        strcmp(path, "-") == 0 ? "(stdin)" : path, err);
+                return r == -ENOMEM ? EXIT_REMOTE : EXIT_USAGE;
+        }
+        return EXIT_OK;
+}
+
+/* Flags override the spec file whatever their order on the command line. */
+static int apply_start_flags(const struct start_flags *f, Hostd__V1__DynoSpec *s)
+{
+        const struct {
+                const char *value;
+                char **field;
+        } strs[] = {
+                { f->id, &s->id },
+                { f->name, &s->name },
+                { f->app, &s->app },
+                { f->size, &s->size },
+                { f->stack, &s->stack_path },
+                { f->slug, &s->slug_path },
+                { f->command, &s->command },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                if (strs[i].value && spec_set_string(strs[i].field, strs[i].value) < 0)
+                        return -ENOMEM;
+        if (f->have_type)
+                s->type = f->type;
+        if (f->have_port)
+                s->port = f->port;
+        if (f->have_grace) {
+                s->grace_case = HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS;
+                s->grace_seconds = f->grace;
+        }
+        if (f->have_boot) {
+                s->boot_case = HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS;
+                s->boot_timeout_seconds = f->boot;
+        }
+        for (size_t i = 0; i < f->n_env; i++) {
+                _cleanup_free_ char *name = strdup(f->env[i]);
+                if (!name)
+                        return -ENOMEM;
+                char *eq = strchr(name, '=');
+                *eq = 0;
+                int r = spec_set_env(s, name, eq + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static char *join_words(char **words, size_t n)
+{
+        size_t len = 1;
+        for (size_t i = 0; i < n; i++)
+                len += strlen(words[i]) + 1;
+        char *s = malloc(len), *p = s;
+        if (!s)
+                return NULL;
+        *p = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        *p++ = ' ';
+                p = stpcpy(p, words[i]);
+        }
+        return s;
+}
+
+static int cmd_start(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "spec", required_argument, NULL, OPT_SPEC },
+                { "id", required_argument, NULL, OPT_ID },
+                { "name", required_argument, NULL, OPT_NAME },
+                { "app", required_argument, NULL, OPT_APP },
+                { "type", required_argument, NULL, OPT_TYPE },
+                { "size", required_argument, NULL, OPT_SIZE },
+                { "port", required_argument, NULL, OPT_PORT },
+                { "stack", required_argument, NULL, OPT_STACK },
+                { "slug", required_argument, NULL, OPT_SLUG },
+                { "env", required_argument, NULL, OPT_ENV },
+                { "grace", required_argument, NULL, OPT_GRACE },
+                { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
+                { "command", required_argument, NULL, OPT_COMMAND },
+                {},
+        };
+        _cleanup_(start_flags_done) struct start_flags f = {};
+        bool help;
+        /* '+': stop at the first word that is not an option, so that only words after "--"
+         * become the command, and a stray word is an error rather than part of it. */
+        int r = parse_options(g, argc, argv, "+:h", opts, start_help, start_option, &f, &help);
+        if (r != EXIT_OK || help)
+                return r;
+
+        _cleanup_free_ char *words = NULL;
+        if (optind < argc) {
+                if (strcmp(argv[optind - 1], "--") != 0)
+                        return usage_error("start",
+                                           "unexpected argument '%s' (give the command after --)",
+                                           argv[optind]);
+                if (f.command)
+                        return usage_error("start",
+                                           "give the command with --command or after --, not both");
+                words = join_words(argv + optind, (size_t)(argc - optind));
+                if (!words)
+                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+                f.command = words;
+        }
+
+        _cleanup_(spec_freep) Hostd__V1__DynoSpec *spec = NULL;
+        if (f.spec_file) {
+                r = load_spec_file(f.spec_file, &spec);
+                if (r != EXIT_OK)
+                        return r;
+        } else if (!(spec = spec_new()))
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        if (apply_start_flags(&f, spec) < 0)
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        if (!*spec->id)
+                return usage_error("start", "--id is required (or \"id\" in the --spec file)");
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        start.spec = spec;
+        req.call_case = HOSTD__V1__REQUEST__CALL_START;
+        req.start = &start;
+        _cleanup_free_ char *what = strjoin3("start ", spec->id, NULL);
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_START, &resp);
+        if (r < 0)
+                return call_failed(&c, r, what ? what : "start");
+        const Hostd__V1__Dyno *d = reply_dyno(resp->start->dyno, "start");
+        if (!d)
+                return EXIT_UNREACHABLE;
+        return print_dyno_result(g, d, false);
+}
+
+static const char stop_help[] =
+        "Usage: hostctl stop ID [--grace SECONDS]\n"
+        "\n"
+        "Stop a dyno: SIGTERM to its processes, SIGKILL after the grace period. Prints how\n"
+        "it ended, e.g. \"web.1 (web-1): down, exit status 143\".\n"
+        "\n"
+        "      --grace SECONDS    grace period before SIGKILL (default: the dyno's, or the\n"
+        "                         host's). hostctl waits for the reply for --timeout plus the\n"
+        "                         grace period (30 s when not given).\n"
+        "\n" COMMON_HELP;
+
+static const char restart_help[] =
+        "Usage: hostctl restart ID [--grace SECONDS]\n"
+        "\n"
+        "Stop a dyno and start it again with the same spec; prints its new state.\n"
+        "\n"
+        "      --grace SECONDS    grace period of the stop before SIGKILL (default: the\n"
+        "                         dyno's, or the host's). hostctl waits for the reply for\n"
+        "                         --timeout plus the grace period (30 s when not given).\n"
+        "\n" COMMON_HELP;
+
+struct grace_opt {
+        const char *cmd;
+        bool set;
+        uint32_t seconds;
+};
+
+static int grace_option(int c, const char *arg, void *userdata)
+{
+        struct grace_opt *o = userdata;
+        if (c != OPT_GRACE)
+                return EXIT_OK;
+        o->set = true;
+        return parse_uint_flag(o->cmd, "--grace", arg, UINT32_MAX, &o->seconds);
+}
+
+static int cmd_stop_restart(struct globals *g, int argc, char **argv, bool restart)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                              { "grace", required_argument, NULL, OPT_GRACE },
+                                              {} };
+        const char *cmd = restart ? "restart" : "stop";
+        struct grace_opt grace = { .cmd = cmd };
+        const char *id;
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, restart ? restart_help : stop_help,
+                              grace_option, &grace, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        r = take_id(cmd, argc, argv, &id);
+        if (r != EXIT_OK)
+                return r;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        /* hostd answers once the dyno is down, which may take the whole grace period. */
+        if (c.timeout_ms >= 0)
+                c.timeout_ms += (int64_t)(grace.set ? grace.seconds : GRACE_DEFAULT_S) * 1000;
+
+        _cleanup_free_ char *what = strjoin3(cmd, " ", id);
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        const Hostd__V1__Dyno *d;
+        if (restart) {
+                Hostd__V1__RestartRequest rr = HOSTD__V1__RESTART_REQUEST__INIT;
+                rr.id = (char *)id;
+                if (grace.set) {
+                        rr.grace_case = HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS;
+                        rr.grace_seconds = grace.seconds;
+                }
+                req.call_case = HOSTD__V1__REQUEST__CALL_RESTART;
+                req.restart = &rr;
+                r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_RESTART, &resp);
+                if (r < 0)
+                        return call_failed(&c, r, what ? what : cmd);
+                d = resp->restart->dyno;
+        } else {
+                Hostd__V1__StopRequest sr = HOSTD__V1__STOP_REQUEST__INIT;
+                sr.id = (char *)id;
+                if (grace.set) {
+                        sr.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
+                        sr.grace_seconds = grace.seconds;
+                }
+                req.call_case = HOSTD__V1__REQUEST__CALL_STOP;
+                req.stop = &sr;
+                r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_STOP, &resp);
+                if (r < 0)
+                        return call_failed(&c, r, what ? what : cmd);
+                d = resp->stop->dyno;
+        }
+        if (!reply_dyno(d, cmd))
+                return EXIT_UNREACHABLE;
+        return print_dyno_result(g, d, true);
+}
+
+static int cmd_stop(struct globals *g, int argc, char **argv)
+{
+        return cmd_stop_restart(g, argc, argv, false);
+}
+
+static int cmd_restart(struct globals *g, int argc, char **argv)
+{
+        return cmd_stop_restart(g, argc, argv, true);
+}
+
+static const char logs_help[] =
+        "Usage: hostctl logs ID [--lines N] [-f|--follow]\n"
+        "\n"
+        "Show a dyno's recent log lines, as\n"
+        "  2026-11-27T10:00:00.123456+00:00 app[web.1]: text\n"
+        "(local time; control characters are escaped when writing to a terminal). With --json,\n"
+        "one LogLine object per line.\n"
+        "\n"
+        "  -n, --lines N          at most N recent lines (default 100; 0: all hostd keeps)\n"
+        "  -f, --follow           then keep printing new lines until hostd ends the stream\n"
+        "                         (--timeout applies only to the first reply)\n"
+        "\n" COMMON_HELP;
+
+struct logs_opts {
+        uint32_t lines;
+        bool follow;
+        bool escape; /* stdout is a terminal */
+        bool json;
+};
+
+static int logs_option(int c, const char *arg, void *userdata)
+{
+        struct logs_opts *o = userdata;
+        if (c == 'f')
+                o->follow = true;
+        else if (c == 'n')
+                return parse_uint_flag("logs", "--lines", arg, UINT32_MAX, &o->lines);
+        return EXIT_OK;
+}
+
+static void print_log_line(const Hostd__V1__LogLine *l, const struct logs_opts *o)
+{
+        if (o->json) {
+                _cleanup_json_ struct json_object *j = message_to_json(&l->base);
+                if (j)
+                        puts(json_object_to_json_string_ext(
+                                j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                return;
+        }
+        char tb[48];
+        const char *process = l->process && *l->process ? l->process : l->dyno_id;
+        _cleanup_free_ char *source = escape_str(or_dash(l->source)),
+                            *proc = escape_str(or_dash(process));
+        printf("%s %s[%s]: ", format_time(l->time_usec, tb), source ? source : "?",
+               proc ? proc : "?");
+        if (o->escape) {
+                _cleanup_free_ char *text =
+                        escape_cntrl((const char *)l->text.data, l->text.len, true);
+                fputs(text ? text : "?", stdout);
+        } else
+                fwrite(l->text.data, 1, l->text.len, stdout);
+        putchar('\n');
+}
+
+static int logs_batch(const Hostd__V1__Response *resp, void *userdata)
+{
+        const struct logs_opts *o = userdata;
+        const Hostd__V1__LogBatch *b = resp->logs;
+        for (size_t i = 0; b && i < b->n_lines; i++)
+                print_log_line(b->lines[i], o);
+        /* A follower (| grep) should see each line as it comes, not when a buffer fills. */
+        if (fflush(stdout) != 0)
+                return -errno;
+        return 0;
+}
+
+static int cmd_logs(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "lines", required_argument, NULL, 'n' },
+                { "follow", no_argument, NULL, 'f' },
+                {},
+        };
+        struct logs_opts o = { .lines = DEFAULT_LOG_LINES };
+        const char *id;
+        bool help;
+        int r = parse_options(g, argc, argv, ":hfn:", opts, logs_help, logs_option, &o, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        r = take_id("logs", argc, argv, &id);
+        if (r != EXIT_OK)
+                return r;
+        o.json = g->json;
+        o.escape = isatty(STDOUT_FILENO);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__LogsRequest lr = HOSTD__V1__LOGS_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        lr.id = (char *)id;
+        lr.lines = o.lines;
+        lr.follow = o.follow;
+        req.call_case = HOSTD__V1__REQUEST__CALL_LOGS;
+        req.logs = &lr;
+        _cleanup_free_ char *what = strjoin3("logs ", id, NULL);
+
+        if (o.follow) {
+                r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_LOGS, logs_batch, &o);
+                if (r < 0 && !c.error[0]) {
+                        /* The callback failed: writing to stdout. */
+                        fprintf(stderr, "hostctl: %s: write output: %s\n", what ? what : "logs",
+                                strerror(-r));
+                        return EXIT_REMOTE;
+                }
+                if (r < 0)
+                        return call_failed(&c, r, what ? what : "logs");
+                return finish_output(EXIT_OK);
+        }
+
+        /* Without --follow the call is not a stream: one Response holds the lines. */
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_LOGS, &resp);
+        if (r < 0)
+                return call_failed(&c, r, what ? what : "logs");
+        logs_batch(resp, &o);
+        return EXIT_OK;
+}
+
+static const char host_help[] =
+        "Usage: hostctl host\n"
+        "\n"
+        "Show the host: name, hostd's version, boot id, cgroup mode, CPUs, memory (total,\n"
+        "available, allocatable to dynos, allocated), dynos, whether it is draining, and the\n"
+        "dyno sizes it offers.\n"
+        "\n" COMMON_HELP;
+
+static int host_info(struct hostd_client *c, Hostd__V1__Response **ret)
+{
+        Hostd__V1__HostInfoRequest hi = HOSTD__V1__HOST_INFO_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_HOST_INFO;
+        req.host_info = &hi;
+        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_HOST_INFO, ret);
+}
+
+static int cmd_host(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, host_help, NULL, NULL, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error("host", "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = host_info(&c, &resp);
+        if (r < 0)
+                return call_failed(&c, r, "host");
+        const Hostd__V1__HostInfoReply *h = resp->host_info;
+        if (g->json)
+                return print_message_json(&h->base);
+
+        char b[32];
+        kv("hostname", "%s", or_dash(h->hostname));
+        kv("version", "%s", or_dash(h->version));
+        kv("boot_id", "%s", or_dash(h->boot_id));
+        kv("cgroup_mode", "%s", or_dash(h->cgroup_mode));
+        kv("cpus", "%" PRIu32, h->cpus);
+        kv("memory_total", "%s", format_bytes(h->memory_total, b));
+        kv("memory_available", "%s", format_bytes(h->memory_available, b));
+        kv("memory_allocatable", "%s", format_bytes(h->memory_allocatable, b));
+        kv("memory_allocated", "%s", format_bytes(h->memory_allocated, b));
+        kv("dynos", "%" PRIu32, h->dynos);
+        kv("draining", "%s", h->draining ? "yes" : "no");
+        if (h->n_sizes == 0)
+                return EXIT_OK;
+
+        static const char *const header[] = { "SIZE",       "MEMORY",         "R15", "PIDS",
+                                              "CPU_WEIGHT", "DEDICATED_CPUS", "SWAP" };
+        struct table t = { .n_cols = ELEMENTSOF(header) };
+        for (size_t i = 0; i < ELEMENTSOF(header); i++)
+                if (table_add(&t, header[i]) < 0)
+                        goto oom;
+        for (size_t i = 0; i < h->n_sizes; i++) {
+                const Hostd__V1__Size *s = h->sizes[i];
+                char mem[32], r15[32], pids[32], w[32], cpus[32];
+                snprintf(r15, sizeof r15, "%gx", s->r15_multiple);
+                snprintf(pids, sizeof pids, "%" PRIu64, s->pids);
+                snprintf(w, sizeof w, "%" PRIu32, s->cpu_weight);
+                snprintf(cpus, sizeof cpus, "%" PRIu32, s->dedicated_cpus);
+                if (table_add(&t, or_dash(s->name)) < 0 ||
+                    table_add(&t, format_bytes(s->memory_bytes, mem)) < 0 ||
+                    table_add(&t, r15) < 0 || table_add(&t, pids) < 0 || table_add(&t, w) < 0 ||
+                    table_add(&t, s->dedicated_cpus ? cpus : "shared") < 0 ||
+                    table_add(&t, s->swap ? "yes" : "no") < 0)
+                        goto oom;
+        }
+        putchar('\n');
+        table_print(&t);
+        table_free(&t);
+        return EXIT_OK;
+oom:
+        table_free(&t);
+        fprintf(stderr, "hostctl: host: out of memory\n");
+        return EXIT_REMOTE;
+}
+
+static const char version_help[] =
+        "Usage: hostctl version\n"
+        "\n"
+        "Show hostctl's version and the version of the hostd it reaches.\n"
+        "\n" COMMON_HELP;
+
+static int cmd_version(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, version_help, NULL, NULL, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error("version", "unexpected argument '%s'", argv[optind]);
+
+        /* The client's own version first: it is worth having when hostd is not there. */
+        if (!g->json) {
+                printf("hostctl %s\n", HOSTD_VERSION);
+                fflush(stdout);
+        }
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = host_info(&c, &resp);
+        if (r < 0)
+                return call_failed(&c, r, "version");
+
+        if (g->json) {
+                _cleanup_json_ struct json_object *o = json_object_new_object();
+                if (o) {
+                        json_object_object_add(o, "hostctl", json_object_new_string(HOSTD_VERSION));
+                        const char *v = resp->host_info->version ? resp->host_info->version : "";
+                        json_object_object_add(o, "hostd",
+                                               json_string_utf8((const uint8_t *)v, strlen(v)));
+                }
+                return print_json(o, true);
+        }
+        _cleanup_free_ char *v = escape_str(or_dash(resp->host_info->version));
+        printf("hostd %s\n", v ? v : "?");
+        return EXIT_OK;
+}
+
+/* ---- main ---- */
+
+static const struct command {
+        const char *name;
+        int (*run)(struct globals *g, int argc, char **argv);
+} commands[] = {
+        { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
+        { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
+        { "host", cmd_host }, { "version", cmd_version },
+};
+
+static const char main_help[] =
+        "Usage: hostctl [OPTIONS] COMMAND [ARGS...]\n"
+        "\n"
+        "Operate the dynos of this host through hostd's API socket.\n"
+        "\n"
+        "Commands:\n"
+        "  ps                       list the dynos\n"
+        "  inspect ID               show every field of a dyno\n"
+        "  start [FLAGS] [-- COMMAND...]\n"
+        "                           start a dyno (from flags and/or --spec FILE)\n"
+        "  stop ID [--grace SECONDS]\n"
+        "                           stop a dyno and show how it ended\n"
+        "  restart ID [--grace SECONDS]\n"
+        "                           restart a dyno\n"
+        "  logs ID [--lines N] [-f] show (or follow) a dyno's log lines\n"
+        "  host                     show the host's capacity and dyno sizes\n"
+        "  version                  show the versions of hostctl and hostd\n"
+        "\n"
+        "Options (also accepted after the command):\n"
+        "      --socket PATH        hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"
+        "      --json               print JSON mirroring the API's messages (field names in\n"
+        "                           snake_case, enums as lower-case strings, times as\n"
+        "                           microseconds since the epoch)\n"
+        "      --timeout SECONDS    wait this long to connect and for each reply\n"
+        "                           (default 30; 0: forever)\n"
+        "  -h, --help               show this help; \"hostctl COMMAND --help\" for a command\n"
+        "      --version            show hostctl's version\n"
+        "\n"
+        "Exit status: 0 success; 1 hostd answered with an error (or writing the output\n"
+        "failed); 2 usage error; 3 hostd could not be reached, the connection broke, or no\n"
+        "reply came in time.\n";
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "version", no_argument, NULL, OPT_VERSION },
+                {},
+        };
+        struct globals g = { .socket_path = HOSTD_SOCKET_PATH_DEFAULT,
+                             .timeout_s = TIMEOUT_DEFAULT_S };
+        int c;
+
+        opterr = 0;
+        /* '+': the first word that is not an option is the command; what follows is its. */
+        while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) >= 0) {
+                if (c == 'h') {
+                        fputs(main_help, stdout);
+                        return finish_output(EXIT_OK);
+                }
+                if (c == OPT_VERSION) {
+                        printf("hostctl %s\n", HOSTD_VERSION);
+                        return finish_output(EXIT_OK);
+                }
+                if (c == '?' || c == ':')
+                        return bad_option(NULL, c, argv);
+                if (common_option(&g, NULL, c, optarg) < 0)
+                        return EXIT_USAGE;
+        }
+        if (optind >= argc)
+                return usage_error(NULL, "missing command");
+
+        const char *name = argv[optind];
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strcmp(commands[i].name, name) == 0)
+                        return finish_output(commands[i].run(&g, argc - optind, argv + optind));
+        return usage_error(NULL, "unknown command '%s'", name);
+}
