@@ -19,7 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
+#include <stdio.h> /* renameat */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -53,21 +53,46 @@ static int write_all(int fd, const char *p, size_t n)
         return 0;
 }
 
+/* Append the decimal digits of v (0..255 here) to p; stdio would double the init's memory. */
+static char *put_uint(char *p, unsigned v)
+{
+        char digits[12];
+        int n = 0;
+        do
+                digits[n++] = (char)('0' + v % 10);
+        while ((v /= 10) > 0);
+        while (n > 0)
+                *p++ = digits[--n];
+        return p;
+}
+
+static char *put_str(char *p, const char *s)
+{
+        while (*s)
+                *p++ = *s++;
+        return p;
+}
+
 /* "exited N" or "signaled N", written atomically: hostd reads it even after its own restart. */
 static void record_exit(int status)
 {
-        char buf[64];
-        int n;
-        if (WIFEXITED(status))
-                n = snprintf(buf, sizeof buf, "exited %d\n", WEXITSTATUS(status));
-        else
-                n = snprintf(buf, sizeof buf, "signaled %d%s\n", WTERMSIG(status),
-                             WCOREDUMP(status) ? " core" : "");
+        char buf[64], *p = buf;
+        if (WIFEXITED(status)) {
+                p = put_str(p, "exited ");
+                p = put_uint(p, (unsigned)WEXITSTATUS(status));
+        } else {
+                p = put_str(p, "signaled ");
+                p = put_uint(p, (unsigned)WTERMSIG(status));
+                if (WCOREDUMP(status))
+                        p = put_str(p, " core");
+        }
+        *p++ = '\n';
+        size_t n = (size_t)(p - buf);
         int fd = openat(STATE_FD, ".exit.tmp",
                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return;
-        if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
+        if (write_all(fd, buf, n) < 0 || fsync(fd) < 0) {
                 close(fd);
                 unlinkat(STATE_FD, ".exit.tmp", 0);
                 return;

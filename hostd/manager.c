@@ -286,7 +286,7 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
         hostd__v1__dyno__init(out);
         out->spec = d->spec;
         out->state = d->state;
-        out->pid = (uint32_t)(d->pid > 0 ? d->pid : 0);
+        out->pid = (uint32_t)(dyno_is_live(d) && d->pid > 0 ? d->pid : 0);
         out->uid = d->uid;
         out->created_usec = d->created_usec;
         out->started_usec = d->started_usec;
