@@ -1,7 +1,6 @@
 #include "logfile.h"
 
 #include <fcntl.h>
-#include <sys/uio.h>
 
 #include "util.h"
 
@@ -12,16 +11,131 @@ struct record_header {
         uint8_t pad[3];
 };
 
-int logfile_append(int fd, int64_t time_usec, enum log_source source, const char *text, size_t len)
+void logfile_init(struct logfile *f) { *f = (struct logfile){ .fd = -1 }; }
+
+void logfile_close(struct logfile *f)
+{
+        closep(&f->fd);
+        free(f->buf);
+        logfile_init(f);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+static int buf_append(char **buf, size_t *len, size_t *cap, int64_t time_usec,
+                      enum log_source source, const char *text, size_t n)
 {
         struct record_header h = { .time_usec = time_usec,
-                                   .len = (uint32_t)len,
+                                   .len = (uint32_t)n,
                                    .source = (uint8_t)source };
-        struct iovec iov[2] = { { &h, sizeof h }, { (void *)text, len } };
-        ssize_t n = writev(fd, iov, 2);
-        if (n < 0)
+        size_t need = *len + sizeof h + n;
+        if (need > *cap) {
+                size_t c = *cap ? *cap : 4096;
+                while (c < need)
+                        c *= 2;
+                char *nb = realloc(*buf, c);
+                if (!nb)
+                        return -ENOMEM;
+                *buf = nb;
+                *cap = c;
+        }
+        memcpy(*buf + *len, &h, sizeof h);
+        memcpy(*buf + *len + sizeof h, text, n);
+        *len = need;
+        return 0;
+}
+
+/* Write the ring to a temporary file and rename it over name. */
+static int rewrite_from_ring(int dirfd, const char *name, const struct log_ring *ring)
+{
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+        for (size_t i = 0; i < log_ring_count(ring); i++) {
+                const struct log_line *l = log_ring_get(ring, i);
+                int r = buf_append(&buf, &len, &cap, l->time_usec, (enum log_source)l->source,
+                                   l->text, l->len);
+                if (r < 0) {
+                        free(buf);
+                        return r;
+                }
+        }
+        int r = write_file_atomic_at(dirfd, name, buf ? buf : "", len, 0600);
+        free(buf);
+        return r;
+}
+
+int logfile_open_append(struct logfile *f, int dirfd, const char *name, size_t lines)
+{
+        int fd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
                 return -errno;
-        return (size_t)n == sizeof h + len ? 0 : -EIO;
+        closep(&f->fd);
+        f->fd = fd;
+        f->lines = lines;
+        f->len = f->pending = 0;
+        f->rewrite = false;
+        return 0;
+}
+
+int logfile_open(struct logfile *f, int dirfd, const char *name, const struct log_ring *ring)
+{
+        int r = rewrite_from_ring(dirfd, name, ring);
+        if (r < 0)
+                return r;
+        return logfile_open_append(f, dirfd, name, log_ring_count(ring));
+}
+
+void logfile_add(struct logfile *f, int64_t time_usec, enum log_source source, const char *text,
+                 size_t len, size_t ring_max)
+{
+        if (f->fd < 0 || f->rewrite)
+                return;
+        if (f->pending >= ring_max ||
+            buf_append(&f->buf, &f->len, &f->cap, time_usec, source, text, len) < 0) {
+                /* The ring has every line worth keeping: write it instead, once. */
+                f->rewrite = true;
+                f->len = f->pending = 0;
+                return;
+        }
+        f->pending++;
+}
+
+int logfile_flush(struct logfile *f, int dirfd, const char *name, const struct log_ring *ring,
+                  size_t ring_max)
+{
+        if (f->fd < 0 || (!f->pending && !f->rewrite))
+                return 0;
+        int r;
+        if (f->rewrite || f->lines + f->pending > 2 * ring_max)
+                r = logfile_open(f, dirfd, name, ring);
+        else {
+                r = write_all(f->fd, f->buf, f->len);
+                if (r >= 0)
+                        f->lines += f->pending;
+        }
+        f->len = f->pending = 0;
+        f->rewrite = false;
+        if (f->cap > (1u << 20)) { /* a burst passed: give the memory back */
+                free(f->buf);
+                f->buf = NULL;
+                f->cap = 0;
+        }
+        if (r < 0)
+                closep(&f->fd), f->fd = -1;
+        return r;
 }
 
 int logfile_load(const char *path, struct log_ring *ring, size_t *ret_lines)
@@ -48,31 +162,4 @@ int logfile_load(const char *path, struct log_ring *ring, size_t *ret_lines)
         }
         *ret_lines = lines;
         return 0;
-}
-
-int logfile_rewrite(int dirfd, const char *name, const struct log_ring *ring)
-{
-        char tmp[256];
-        if (snprintf(tmp, sizeof tmp, ".#%s", name) >= (int)sizeof tmp)
-                return -ENAMETOOLONG;
-        _cleanup_close_ int fd =
-                openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return -errno;
-        for (size_t i = 0; i < log_ring_count(ring); i++) {
-                const struct log_line *l = log_ring_get(ring, i);
-                int r = logfile_append(fd, l->time_usec, (enum log_source)l->source, l->text,
-                                       l->len);
-                if (r < 0) {
-                        unlinkat(dirfd, tmp, 0);
-                        return r;
-                }
-        }
-        if (renameat(dirfd, tmp, dirfd, name) < 0) {
-                int r = -errno;
-                unlinkat(dirfd, tmp, 0);
-                return r;
-        }
-        int afd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-        return afd < 0 ? -errno : afd;
 }

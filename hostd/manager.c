@@ -25,6 +25,8 @@
 
 #include "config-build.h"
 
+#define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
+
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c). */
 #define INIT_LOG_FD 4
 
@@ -118,6 +120,57 @@ static void pending_free_all(struct pending *p)
         }
 }
 
+static void dyno_flush_logfile(struct dyno *d);
+
+static void followers_end(struct dyno *d)
+{
+        while (d->followers) {
+                struct follower *f = d->followers;
+                d->followers = f->next;
+                rpc_end_stream(f->conn, f->req_id);
+                conn_unref(f->conn);
+                free(f);
+        }
+}
+
+void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id)
+{
+        struct follower *f = calloc(1, sizeof *f);
+        if (!f) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "logs: out of memory");
+                return;
+        }
+        f->conn = conn_ref(conn);
+        f->req_id = req_id;
+        f->next_seq = log_ring_next_seq(d->ring);
+        f->next = d->followers;
+        d->followers = f;
+        if (!dyno_is_live(d) && !d->restart_requested)
+                followers_end(d);
+}
+
+/* Send followers what they have not seen; forget those whose client left. */
+static void dyno_flush_followers(struct dyno *d)
+{
+        uint64_t next = log_ring_next_seq(d->ring);
+        uint64_t oldest = next - log_ring_count(d->ring);
+        for (struct follower **pp = &d->followers; *pp;) {
+                struct follower *f = *pp;
+                if (conn_is_closed(f->conn)) {
+                        *pp = f->next;
+                        conn_unref(f->conn);
+                        free(f);
+                        continue;
+                }
+                if (f->next_seq < next) {
+                        uint64_t from = f->next_seq > oldest ? f->next_seq : oldest;
+                        rpc_send_logs(f->conn, f->req_id, d, (size_t)(from - oldest), true);
+                        f->next_seq = next;
+                }
+                pp = &f->next;
+        }
+}
+
 static void dyno_close_sources(struct dyno *d)
 {
         d->pid_source = sd_event_source_disable_unref(d->pid_source);
@@ -127,8 +180,9 @@ static void dyno_close_sources(struct dyno *d)
         closep(&d->pidfd), d->pidfd = -1;
         closep(&d->log_fd), d->log_fd = -1;
         closep(&d->sync_fd), d->sync_fd = -1;
+        dyno_flush_logfile(d);
+        logfile_close(&d->logfile);
         closep(&d->state_dirfd), d->state_dirfd = -1;
-        closep(&d->logfile_fd), d->logfile_fd = -1;
 }
 
 static void dyno_free(struct dyno *d)
@@ -137,6 +191,7 @@ static void dyno_free(struct dyno *d)
                 return;
         dyno_close_sources(d);
         pending_free_all(d->pending);
+        followers_end(d);
         if (d->spec)
                 hostd__v1__dyno_spec__free_unpacked(d->spec, NULL);
         line_splitter_free(&d->splitter);
@@ -156,7 +211,8 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
-        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->logfile_fd = -1;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = -1;
+        logfile_init(&d->logfile);
         d->id = strdup(id);
         d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
         d->run_dir = strjoin3(m->dynos_run_dir, "/", id);
@@ -190,29 +246,22 @@ static void manager_remove(struct manager *m, struct dyno *d)
 
 /* ---- logs ---- */
 
-/* Keep a line in the ring and in the log file; the file is rewritten from the ring once it
- * holds twice as many lines, which bounds it. */
+/* Keep a line in the ring and queue it for the log file (see logfile.h). */
 static void dyno_keep_line(struct dyno *d, enum log_source source, const char *text, size_t len)
 {
         int64_t now = now_realtime_usec();
         log_ring_push(d->ring, now, source, text, len);
-        if (d->logfile_fd < 0)
+        logfile_add(&d->logfile, now, source, text, len, d->m->config->log_lines);
+}
+
+static void dyno_flush_logfile(struct dyno *d)
+{
+        if (d->state_dirfd < 0)
                 return;
-        int r = logfile_append(d->logfile_fd, now, source, text, len);
-        if (r >= 0 && ++d->logfile_lines > 2 * (size_t)d->m->config->log_lines &&
-            d->state_dirfd >= 0) {
-                r = logfile_rewrite(d->state_dirfd, "log", d->ring);
-                if (r >= 0) {
-                        close(d->logfile_fd);
-                        d->logfile_fd = r;
-                        d->logfile_lines = log_ring_count(d->ring);
-                }
-        }
-        if (r < 0) {
+        int r = logfile_flush(&d->logfile, d->state_dirfd, "log", d->ring, d->m->config->log_lines);
+        if (r < 0)
                 log_warning_errno(r, "dyno %s: write its log file: %m; lines stay in memory only",
                                   d->id);
-                closep(&d->logfile_fd), d->logfile_fd = -1;
-        }
 }
 
 static void dyno_push_line(void *userdata, const char *line, size_t len)
@@ -232,13 +281,15 @@ _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ..
         dyno_keep_line(d, LOG_SOURCE_PLATFORM, buf,
                        (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
         log_info("dyno %s (%s): %s", d->id, dyno_process(d), buf);
+        dyno_flush_logfile(d);
+        dyno_flush_followers(d);
 }
 
 /* Read what the pipe holds now. Returns 0 at EOF (every writer gone), 1 otherwise. */
 static int dyno_read_logs(struct dyno *d)
 {
         char buf[65536];
-        for (int rounds = 0; rounds < 16; rounds++) {
+        for (int rounds = 0; rounds < 4; rounds++) {
                 ssize_t n = read(d->log_fd, buf, sizeof buf);
                 if (n > 0) {
                         line_splitter_feed(&d->splitter, buf, (size_t)n, dyno_push_line, d);
@@ -261,7 +312,10 @@ static int dyno_read_logs(struct dyno *d)
 static int on_log(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct dyno *d = userdata;
-        if (dyno_read_logs(d) == 0) {
+        int r = dyno_read_logs(d);
+        dyno_flush_logfile(d);
+        dyno_flush_followers(d);
+        if (r == 0) {
                 d->log_source = sd_event_source_disable_unref(d->log_source);
                 closep(&d->log_fd), d->log_fd = -1;
         }
@@ -517,11 +571,13 @@ static void dyno_finish(struct dyno *d)
         if (m->n_live > 0)
                 m->n_live--;
         dyno_save(d);
+        dyno_flush_followers(d);
         if (d->restart_requested) {
                 dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_STOP);
                 dyno_relaunch(d);
                 return;
         }
+        followers_end(d);
         dyno_answer(d, 0);
 }
 
@@ -777,6 +833,9 @@ static int dyno_watch(struct dyno *d)
                 r = sd_event_add_io(d->m->event, &d->log_source, d->log_fd, EPOLLIN, on_log, d);
                 if (r < 0)
                         return r;
+                /* A dyno that floods its output must not delay the API or process exits: its
+                 * pipe fills and it waits, which is the kernel's back-pressure. */
+                (void)sd_event_source_set_priority(d->log_source, HOSTD_PRIORITY_LOGS);
         }
         return 0;
 }
@@ -799,11 +858,9 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 return r = -errno,
                        snprintf(errbuf, errlen, "remove the last exit status: %s", strerror(-r)), r;
         /* A restarted dyno keeps its lines: the file starts as the ring. */
-        r = logfile_rewrite(d->state_dirfd, "log", d->ring);
+        r = logfile_open(&d->logfile, d->state_dirfd, "log", d->ring);
         if (r < 0)
                 return snprintf(errbuf, errlen, "create the log file: %s", strerror(-r)), r;
-        d->logfile_fd = r;
-        d->logfile_lines = log_ring_count(d->ring);
         r = dyno_save(d);
         if (r < 0)
                 return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
@@ -894,6 +951,17 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
                 conn_reply_error(conn, req_id, code, "%s", msg);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
+        }
+
+        /* Record the size the dyno got, not an empty "default". */
+        if (!*spec->size) {
+                char *name = strdup(size->name);
+                if (!name) {
+                        conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                        hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                        return;
+                }
+                spec->size = name; /* the empty default is static: nothing to free */
         }
 
         struct dyno *old = manager_find(m, spec->id);
@@ -1086,7 +1154,7 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 d->exit_error = *dp->exit->error ? strdup(dp->exit->error) : NULL;
         }
         _cleanup_free_ char *logpath = strjoin3(d->run_dir, "/log", NULL);
-        if (logpath && (r = logfile_load(logpath, d->ring, &d->logfile_lines)) < 0)
+        if (logpath && (r = logfile_load(logpath, d->ring, &d->logfile.lines)) < 0)
                 log_warning_errno(r, "dyno %s: read %s: %m", id, logpath);
         bool same_boot = strcmp(rec->boot_id, m->boot_id) == 0;
         hostd__store__dyno_record__free_unpacked(rec, NULL);
@@ -1106,10 +1174,11 @@ static void dyno_readopt(struct dyno *d)
         d->adopted = true;
         m->n_live++;
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (d->state_dirfd >= 0)
-                d->logfile_fd = openat(d->state_dirfd, "log",
-                                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                                       0600);
+        if (d->state_dirfd >= 0) {
+                int r = logfile_open_append(&d->logfile, d->state_dirfd, "log", d->logfile.lines);
+                if (r < 0)
+                        log_warning_errno(r, "dyno %s: open its log file: %m", d->id);
+        }
 
         int pidfd = d->pid > 0 ? pidfd_open_(d->pid) : -1;
         bool ours = pidfd >= 0 && proc_starttime(d->pid) == d->init_starttime &&

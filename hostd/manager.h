@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "hostd.pb-c.h"
+#include "logfile.h"
 #include "logs.h"
 
 struct cg_manager;
@@ -21,6 +22,14 @@ struct pending {
         uint64_t req_id;
         int kind; /* HOSTD__V1__RESPONSE__RESULT_START, _STOP, _RESTART */
         struct pending *next;
+};
+
+/* A client following a dyno's log. */
+struct follower {
+        struct conn *conn;
+        uint64_t req_id;
+        uint64_t next_seq; /* the first line it has not been sent */
+        struct follower *next;
 };
 
 struct dyno {
@@ -36,9 +45,8 @@ struct dyno {
         int log_fd;
         int sync_fd;
         int state_dirfd;
-        int logfile_fd;       /* <run>/log: lines kept across restarts of hostd */
-        size_t logfile_lines; /* records in it */
-        bool adopted;         /* not our child: started by an earlier hostd */
+        struct logfile logfile; /* <run>/log: lines kept across restarts of hostd */
+        bool adopted;           /* not our child: started by an earlier hostd */
         bool stop_requested;
         bool restart_requested; /* start again once stopped */
         bool stop_timed_out;    /* R12 */
@@ -63,6 +71,7 @@ struct dyno {
         struct line_splitter splitter;
         struct log_ring *ring;
         struct pending *pending;
+        struct follower *followers;
 };
 
 struct manager {
@@ -101,6 +110,9 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
  * reply goes to conn when the new process runs. */
 void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
                      struct conn *conn, uint64_t req_id);
+
+/* Send conn every line the dyno logs from now on, until the dyno ends (a restart goes on). */
+void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

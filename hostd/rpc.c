@@ -285,25 +285,23 @@ static void call_host_info(struct conn *c, uint64_t id)
         free(ptrs);
 }
 
-static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest *req)
+static void fill_log_line(Hostd__V1__LogLine *o, const struct dyno *d, const struct log_line *l)
 {
-        struct manager *m = c->srv->m;
-        char msg[256];
-        int code = validate_id("id", req->id, msg, sizeof msg);
-        if (code)
-                return conn_reply_error(c, id, code, "%s", msg);
-        if (req->follow)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED,
-                                        "logs.follow: following logs is not implemented yet");
-        struct dyno *d = manager_find(m, req->id);
-        if (!d)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
-                                        req->id);
+        hostd__v1__log_line__init(o);
+        o->time_usec = l->time_usec;
+        o->dyno_id = d->id;
+        o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
+        o->process = l->source == LOG_SOURCE_PLATFORM ? (char *)"hostd" :
+                                                        (*d->spec->name ? d->spec->name : d->id);
+        o->text.data = (uint8_t *)l->text;
+        o->text.len = l->len;
+}
 
-        size_t total = log_ring_count(d->ring);
-        size_t n = req->lines && req->lines < total ? req->lines : total;
-        size_t first = total - n;
-        /* One reply must fit a frame: send the newest lines that fit, in order. */
+/* One LogBatch response with the ring's lines [from, to). */
+static void send_log_batch(struct conn *c, uint64_t id, const struct dyno *d, size_t from,
+                           size_t to, bool end)
+{
+        size_t n = to - from;
         Hostd__V1__LogLine *lines = calloc(n ? n : 1, sizeof *lines);
         Hostd__V1__LogLine **ptrs = calloc(n ? n : 1, sizeof *ptrs);
         if (!lines || !ptrs) {
@@ -311,40 +309,86 @@ static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest 
                 free(ptrs);
                 return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "logs: out of memory");
         }
-        size_t budget = m->config->max_frame - 1024, used = 0, k = n;
-        while (k > 0) {
-                const struct log_line *l = log_ring_get(d->ring, first + k - 1);
-                size_t cost = l->len + 64 + strlen(d->id) * 2;
-                if (used + cost > budget)
-                        break;
-                used += cost;
-                k--;
-        }
-        for (size_t i = k; i < n; i++) {
-                const struct log_line *l = log_ring_get(d->ring, first + i);
-                Hostd__V1__LogLine *o = &lines[i - k];
-                hostd__v1__log_line__init(o);
-                o->time_usec = l->time_usec;
-                o->dyno_id = d->id;
-                o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
-                o->process = l->source == LOG_SOURCE_PLATFORM ?
-                                     (char *)"hostd" :
-                                     (*d->spec->name ? d->spec->name : d->id);
-                o->text.data = (uint8_t *)l->text;
-                o->text.len = l->len;
-                ptrs[i - k] = o;
+        for (size_t i = 0; i < n; i++) {
+                fill_log_line(&lines[i], d, log_ring_get(d->ring, from + i));
+                ptrs[i] = &lines[i];
         }
         Hostd__V1__LogBatch batch = HOSTD__V1__LOG_BATCH__INIT;
-        batch.n_lines = n - k;
+        batch.n_lines = n;
         batch.lines = ptrs;
         Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
         resp.id = id;
         resp.result_case = HOSTD__V1__RESPONSE__RESULT_LOGS;
         resp.logs = &batch;
-        resp.end_of_stream = true;
+        resp.end_of_stream = end;
         conn_reply(c, &resp);
         free(lines);
         free(ptrs);
+}
+
+static size_t log_line_cost(const struct dyno *d, const struct log_line *l)
+{
+        return l->len + 64 + strlen(d->id) * 2;
+}
+
+void rpc_send_logs(struct conn *c, uint64_t id, const struct dyno *d, size_t first, bool follow)
+{
+        size_t total = log_ring_count(d->ring);
+        size_t budget = d->m->config->max_frame - 1024;
+        if (!follow) {
+                /* One reply, one frame: the newest lines that fit, in order. */
+                size_t used = 0, k = total;
+                while (k > first) {
+                        size_t cost = log_line_cost(d, log_ring_get(d->ring, k - 1));
+                        if (used + cost > budget)
+                                break;
+                        used += cost;
+                        k--;
+                }
+                return send_log_batch(c, id, d, k, total, true);
+        }
+        /* A stream: every line, in as many frames as it takes. */
+        do {
+                size_t used = 0, k = first;
+                while (k < total) {
+                        size_t cost = log_line_cost(d, log_ring_get(d->ring, k));
+                        if (k > first && used + cost > budget)
+                                break;
+                        used += cost;
+                        k++;
+                }
+                send_log_batch(c, id, d, first, k, false);
+                first = k;
+        } while (first < total && !c->closed);
+}
+
+void rpc_end_stream(struct conn *c, uint64_t id)
+{
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.end_of_stream = true;
+        conn_reply(c, &resp);
+}
+
+bool conn_is_closed(const struct conn *c) { return c->closed; }
+
+static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest *req)
+{
+        struct manager *m = c->srv->m;
+        char msg[256];
+        int code = validate_id("id", req->id, msg, sizeof msg);
+        if (code)
+                return conn_reply_error(c, id, code, "%s", msg);
+        struct dyno *d = manager_find(m, req->id);
+        if (!d)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                                        req->id);
+
+        size_t total = log_ring_count(d->ring);
+        size_t first = req->lines && req->lines < total ? total - req->lines : 0;
+        rpc_send_logs(c, id, d, first, req->follow);
+        if (req->follow)
+                dyno_follow_logs(d, c, id);
 }
 
 static const char *call_name(Hostd__V1__Request__CallCase cc)

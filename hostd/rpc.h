@@ -10,6 +10,7 @@
 struct manager;
 struct rpc_server;
 struct conn;
+struct dyno;
 
 /* Listen on the configured socket. Refuses to start when another hostd answers there. */
 int rpc_server_new(struct manager *m, struct rpc_server **ret);
@@ -20,3 +21,11 @@ void conn_unref(struct conn *c);
 /* Queue a response on the connection (dropped if the connection is closed). */
 void conn_reply(struct conn *c, Hostd__V1__Response *resp);
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...) _printf_(4, 5);
+bool conn_is_closed(const struct conn *c);
+
+/* Send a dyno's kept lines from ring index first on. Without follow: one response with the
+ * newest lines that fit a frame, ending the call. With follow: every line, in as many
+ * responses as it takes, the stream left open. */
+void rpc_send_logs(struct conn *c, uint64_t id, const struct dyno *d, size_t first, bool follow);
+/* The last response of a stream. */
+void rpc_end_stream(struct conn *c, uint64_t id);

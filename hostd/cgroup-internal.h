@@ -1,0 +1,95 @@
+/* Shared between cgroup.c and the two drivers (cgroup-v1.c, cgroup-v2.c). Not for other parts
+ * of hostd: they use cgroup.h. */
+#pragma once
+
+#include "cgroup.h"
+
+#include <stddef.h>
+
+/* The controllers hostd uses. On v2 they all live in the one unified hierarchy. */
+enum cg_controller {
+        CG_CTRL_MEMORY,
+        CG_CTRL_CPU,
+        CG_CTRL_CPUACCT,
+        CG_CTRL_PIDS,
+        CG_CTRL_FREEZER,
+        CG_CTRL_CPUSET,
+        _CG_CTRL_MAX,
+};
+
+/* One mounted hierarchy: several controllers share one when they are co-mounted
+ * ("cpu,cpuacct") and, on v2, all of them share the unified one. */
+struct cg_hier {
+        char *mount;    /* "/sys/fs/cgroup/memory" */
+        char *own_rel;  /* hostd's own cgroup, relative to the mount ("" is the root) */
+        char *base_rel; /* own_rel + "/" + root_rel: "/process_api/x/hostd" */
+        char *lib_ctrl; /* a controller name libcgroup knows this hierarchy by */
+        unsigned ctrls; /* bit (1u << enum cg_controller) for each controller in it */
+};
+
+struct cg_manager {
+        const struct cg_ops *ops;
+        char *root_rel;
+        struct cg_hier hier[_CG_CTRL_MAX];
+        size_t n_hier;
+        int hier_of[_CG_CTRL_MAX]; /* index into hier, -1: not mounted */
+        bool cpuset_enabled;       /* v2: +cpuset is on in the subtree_control chain */
+};
+
+struct cg_ops {
+        enum cg_mode mode;
+        /* Find the hierarchies and hostd's place in them, then create <base>/dynos. */
+        int (*setup)(struct cg_manager *m);
+        int (*create)(struct cg_manager *m, const char *id, const struct cg_limits *lim);
+        int (*attach)(struct cg_manager *m, const char *id, pid_t pid);
+        /* Start killing everything in the cgroup; cg_destroy then waits and removes. */
+        int (*kill)(struct cg_manager *m, const char *id);
+        /* The memory controller's file and key that count OOM kills. */
+        const char *oom_file;
+};
+
+extern const struct cg_ops cg_v1_ops;
+extern const struct cg_ops cg_v2_ops;
+
+const char *cg_controller_name(enum cg_controller c);
+/* The hierarchy that answers for "the dyno" as a whole: memory on v1, the unified one on v2. */
+struct cg_hier *cg_primary(struct cg_manager *m);
+struct cg_hier *cg_hier_for(struct cg_manager *m, enum cg_controller c);
+
+/* Add a hierarchy for controller c at mount with hostd's own cgroup own (as in
+ * /proc/self/cgroup), or join the one already added for that mount. */
+int cg_add_hier(struct cg_manager *m, enum cg_controller c, const char *mount, const char *own);
+
+/* "<mount><base_rel>/dynos/<id>" (id NULL: "<mount><base_rel>/dynos"). */
+int cg_hier_dyno_dir(const struct cg_manager *m, const struct cg_hier *h, const char *id,
+                     char **ret);
+/* The same relative to the mount. */
+int cg_hier_dyno_rel(const struct cg_manager *m, const struct cg_hier *h, const char *id,
+                     char **ret);
+
+/* The cgroup path of pid (0: self) in the hierarchy that holds controller (NULL: the v2
+ * unified "0::" line), from /proc/<pid>/cgroup. */
+int cg_proc_cgroup_path(pid_t pid, const char *controller, char **ret);
+
+/* cgroupfs helpers: small direct reads and writes of one control file in folder dir. */
+int cg_write(const char *dir, const char *file, const char *value);
+int cg_write_u64(const char *dir, const char *file, uint64_t value);
+int cg_read(const char *dir, const char *file, char **ret); /* trailing newline removed */
+bool cg_file_exists(const char *dir, const char *file);
+/* The pids in dir/cgroup.procs. */
+int cg_read_pids(const char *dir, pid_t **ret, size_t *ret_n);
+/* Send sig to every pid in dir/cgroup.procs; the number signalled. -ENOENT when dir is gone. */
+int cg_kill_dir(const char *dir, int sig);
+/* mkdir that reports whether it made the folder: 1 made, 0 existed (and is a folder). */
+int cg_mkdir(const char *path);
+
+/* libcgroup wrappers: they return 0 or a negative errno, never an ECG* code. */
+int cg_lib_errno(int ecg);
+int cg_lib_init(void);
+/* Remove the empty cgroup rel of hierarchy h. Missing is success. */
+int cg_lib_rmdir(const struct cg_hier *h, const char *rel);
+/* The number after "key " in a keyed control file ("oom_kill 3"). */
+int cg_lib_read_key(const struct cg_hier *h, const char *rel, const char *file, const char *key,
+                    uint64_t *ret);
+
+int cg_validate_id(const char *id);

@@ -1,0 +1,383 @@
+/* cgroup v1 driver (legacy and hybrid hosts): one hierarchy per controller, or per group of
+ * co-mounted controllers, each with hostd's own place in it. */
+#include "cgroup-internal.h"
+#include "util.h"
+
+#include <libcgroup.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+/* Memory first: it is the primary hierarchy, and cg_create makes it first so that an
+ * existing dyno is reported before anything else is touched. */
+static const enum cg_controller v1_controllers[] = {
+        CG_CTRL_MEMORY, CG_CTRL_CPU, CG_CTRL_CPUACCT, CG_CTRL_PIDS, CG_CTRL_FREEZER, CG_CTRL_CPUSET,
+};
+
+static bool v1_required(enum cg_controller c)
+{
+        return c == CG_CTRL_MEMORY || c == CG_CTRL_CPU || c == CG_CTRL_PIDS;
+}
+
+#define BIT(c) (1u << (c))
+
+/* Make one level of hostd's tree (a component of root_rel, or "dynos") in hierarchy h, with
+ * libcgroup: this runs once at start, where its cost does not matter. */
+static int v1_prepare_level(const struct cg_hier *h, const char *parent_rel, const char *rel,
+                            bool *ret_created)
+{
+        _cleanup_free_ char *path = strjoin3(h->mount, rel, NULL);
+        _cleanup_free_ char *parent = strjoin3(h->mount, parent_rel, NULL);
+        if (!path || !parent)
+                return -ENOMEM;
+
+        struct stat st;
+        bool exists = stat(path, &st) == 0;
+        if (!exists && errno != ENOENT)
+                return -errno;
+        if (exists && !S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        *ret_created = false;
+
+        bool cpuset = h->ctrls & BIT(CG_CTRL_CPUSET);
+        _cleanup_free_ char *cpus = NULL, *mems = NULL;
+        if (cpuset) {
+                /* v1 cpuset children start with empty cpus and mems, and no task can join a
+                 * cpuset without both: copy the parent's into every level we own. */
+                if (exists) {
+                        _cleanup_free_ char *c = NULL, *mm = NULL;
+                        if (cg_read(path, "cpuset.cpus", &c) == 0 && *c &&
+                            cg_read(path, "cpuset.mems", &mm) == 0 && *mm)
+                                return 0;
+                }
+                int r = cg_read(parent, "cpuset.cpus", &cpus);
+                if (r < 0)
+                        return r;
+                r = cg_read(parent, "cpuset.mems", &mems);
+                if (r < 0)
+                        return r;
+        } else if (exists)
+                return 0;
+
+        struct cgroup *cg = cgroup_new_cgroup(rel);
+        if (!cg)
+                return -ENOMEM;
+        int r = 0;
+        struct cgroup_controller *ctl = cgroup_add_controller(cg, cpuset ? "cpuset" : h->lib_ctrl);
+        if (!ctl)
+                r = -ENOMEM;
+        if (r == 0 && cpuset)
+                r = cg_lib_errno(cgroup_add_value_string(ctl, "cpuset.cpus", cpus));
+        if (r == 0 && cpuset)
+                r = cg_lib_errno(cgroup_add_value_string(ctl, "cpuset.mems", mems));
+        if (r == 0)
+                r = cg_lib_errno(exists ? cgroup_modify_cgroup(cg) : cgroup_create_cgroup(cg, 0));
+        cgroup_free(&cg);
+        if (r < 0) {
+                /* libcgroup makes the folder before it writes the values. */
+                if (!exists)
+                        (void)rmdir(path);
+                return r;
+        }
+        *ret_created = !exists;
+        return 0;
+}
+
+static int v1_prepare_base(struct cg_manager *m)
+{
+        /* The levels under the own cgroup: root_rel's components, then "dynos". */
+        _cleanup_strv_free_ char **levels = NULL;
+        size_t n_levels = 0;
+        {
+                _cleanup_free_ char *rr = strjoin3(m->root_rel, *m->root_rel ? "/" : NULL, "dynos");
+                if (!rr)
+                        return -ENOMEM;
+                for (char *p = rr; p; n_levels++)
+                        p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL;
+                levels = calloc(n_levels + 1, sizeof *levels);
+                if (!levels)
+                        return -ENOMEM;
+                size_t k = 0;
+                char *save = NULL;
+                for (char *t = strtok_r(rr, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+                        levels[k] = strdup(t);
+                        if (!levels[k++])
+                                return -ENOMEM;
+                }
+        }
+
+        _cleanup_strv_free_ char **made = calloc(m->n_hier * n_levels + 1, sizeof *made);
+        if (!made)
+                return -ENOMEM;
+        size_t n_made = 0;
+        int r = 0;
+        for (size_t i = 0; i < m->n_hier && r == 0; i++) {
+                const struct cg_hier *h = &m->hier[i];
+                _cleanup_free_ char *rel = strdup(h->own_rel);
+                if (!rel)
+                        return -ENOMEM;
+                for (size_t l = 0; l < n_levels && r == 0; l++) {
+                        char *next = strjoin3(rel, "/", levels[l]);
+                        if (!next) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        bool created = false;
+                        r = v1_prepare_level(h, *rel ? rel : "/", next, &created);
+                        free(rel);
+                        rel = next;
+                        if (r == 0 && created) {
+                                made[n_made] = strjoin3(h->mount, rel, NULL);
+                                if (!made[n_made++])
+                                        r = -ENOMEM;
+                        }
+                }
+        }
+        if (r < 0)
+                /* Remove what this call made, deepest first, so a failed start leaves the
+                 * tree as it was. */
+                while (n_made > 0)
+                        if (made[--n_made])
+                                (void)rmdir(made[n_made]);
+        return r;
+}
+
+static int v1_setup(struct cg_manager *m)
+{
+        int r = cg_lib_init();
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
+                enum cg_controller c = v1_controllers[i];
+                const char *name = cg_controller_name(c);
+                _cleanup_free_ char *mnt = NULL, *own = NULL;
+                struct statfs fs;
+                /* On a hybrid host libcgroup also lists controllers of the unified mount
+                 * (hugetlb...): only real v1 hierarchies count here. */
+                if (cgroup_get_subsys_mount_point(name, &mnt) != 0 || !mnt ||
+                    statfs(mnt, &fs) < 0 || fs.f_type != CGROUP_SUPER_MAGIC ||
+                    cg_proc_cgroup_path(0, name, &own) < 0) {
+                        if (v1_required(c))
+                                return -EOPNOTSUPP;
+                        continue;
+                }
+                r = cg_add_hier(m, c, mnt, own);
+                if (r < 0)
+                        return r;
+        }
+        return v1_prepare_base(m);
+}
+
+/* Does the dyno get a folder in hierarchy h? cpuset only when it asks for CPUs. */
+static bool v1_hier_used(const struct cg_hier *h, const struct cg_limits *lim)
+{
+        return (h->ctrls & ~BIT(CG_CTRL_CPUSET)) || lim->cpus;
+}
+
+static int v1_set_limits(struct cg_manager *m, const char *id, const struct cg_limits *lim)
+{
+        _cleanup_free_ char *mem = NULL, *cpu = NULL, *pids = NULL;
+        int r = cg_hier_dyno_dir(m, cg_hier_for(m, CG_CTRL_MEMORY), id, &mem);
+        if (r == 0)
+                r = cg_hier_dyno_dir(m, cg_hier_for(m, CG_CTRL_CPU), id, &cpu);
+        if (r == 0)
+                r = cg_hier_dyno_dir(m, cg_hier_for(m, CG_CTRL_PIDS), id, &pids);
+        if (r < 0)
+                return r;
+
+        if (lim->memory > 0) {
+                if (lim->memory_swap > UINT64_MAX - lim->memory)
+                        return -ERANGE;
+                /* A new cgroup is unlimited, and memsw must stay >= limit: limit first. */
+                r = cg_write_u64(mem, "memory.limit_in_bytes", lim->memory);
+                if (r < 0)
+                        return r;
+                /* memsw exists only with swap accounting (swapaccount=1). */
+                if (cg_file_exists(mem, "memory.memsw.limit_in_bytes")) {
+                        r = cg_write_u64(mem, "memory.memsw.limit_in_bytes",
+                                         lim->memory + lim->memory_swap);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        if (lim->cpu_weight > 0) {
+                /* v2's weight 100 is v1's 1024 shares; the kernel's floor is 2. */
+                uint64_t shares = (uint64_t)lim->cpu_weight * 1024 / 100;
+                r = cg_write_u64(cpu, "cpu.shares", shares < 2 ? 2 : shares);
+                if (r < 0)
+                        return r;
+        }
+        if (lim->cpu_quota_us > 0) {
+                r = cg_write_u64(cpu, "cpu.cfs_period_us",
+                                 lim->cpu_period_us > 0 ? lim->cpu_period_us : 100000);
+                if (r < 0)
+                        return r;
+                r = cg_write_u64(cpu, "cpu.cfs_quota_us", lim->cpu_quota_us);
+                if (r < 0)
+                        return r;
+        }
+
+        if (lim->pids > 0) {
+                r = cg_write_u64(pids, "pids.max", lim->pids);
+                if (r < 0)
+                        return r;
+        }
+
+        if (lim->cpus) {
+                _cleanup_free_ char *set = NULL, *parent = NULL, *mems = NULL;
+                struct cg_hier *h = cg_hier_for(m, CG_CTRL_CPUSET);
+                r = cg_hier_dyno_dir(m, h, id, &set);
+                if (r == 0)
+                        r = cg_hier_dyno_dir(m, h, NULL, &parent);
+                if (r == 0)
+                        r = cg_read(parent, "cpuset.mems", &mems);
+                if (r == 0)
+                        r = cg_write(set, "cpuset.mems", mems);
+                if (r == 0)
+                        r = cg_write(set, "cpuset.cpus", lim->cpus);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Direct mkdir and writes: libcgroup 2.0.2's cgroup_create_cgroup took about 3 ms for the five
+ * hierarchies here (it chowns every control file and rereads /proc/mounts for each value)
+ * against about 0.2 ms for these, and dynos must start in milliseconds. */
+static int v1_create(struct cg_manager *m, const char *id, const struct cg_limits *lim)
+{
+        if (lim->cpus && !cg_hier_for(m, CG_CTRL_CPUSET))
+                return -EOPNOTSUPP;
+
+        char *made[_CG_CTRL_MAX] = {};
+        size_t n_made = 0;
+        int r = 0;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                const struct cg_hier *h = &m->hier[i];
+                if (!v1_hier_used(h, lim))
+                        continue;
+                char *dir;
+                r = cg_hier_dyno_dir(m, h, id, &dir);
+                if (r < 0)
+                        break;
+                r = cg_mkdir(dir);
+                if (r <= 0) {
+                        free(dir);
+                        /* Existing in any hierarchy, even a leftover in one, is existing:
+                         * the caller finds it with cg_list and removes it with cg_destroy. */
+                        r = r == 0 ? -EEXIST : r;
+                        break;
+                }
+                made[n_made++] = dir;
+        }
+        if (r >= 0)
+                r = v1_set_limits(m, id, lim);
+        /* No process has joined yet, so the new folders are empty and rmdir works. */
+        while (n_made > 0) {
+                char *dir = made[--n_made];
+                if (r < 0)
+                        (void)rmdir(dir);
+                free(dir);
+        }
+        return r < 0 ? r : 0;
+}
+
+/* Direct write to cgroup.procs: libcgroup 2.0.2's cgroup_attach_task_pid writes the v1
+ * "tasks" file, which moves one thread, not the process. */
+static int v1_attach(struct cg_manager *m, const char *id, pid_t pid)
+{
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", (int)pid);
+        for (size_t i = 0; i < m->n_hier; i++) {
+                const struct cg_hier *h = &m->hier[i];
+                _cleanup_free_ char *dir = NULL;
+                int r = cg_hier_dyno_dir(m, h, id, &dir);
+                if (r < 0)
+                        return r;
+                r = cg_write(dir, "cgroup.procs", buf);
+                /* A dyno without dedicated CPUs has no cpuset folder. */
+                if (r == -ENOENT && h->ctrls == BIT(CG_CTRL_CPUSET))
+                        continue;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Freeze, kill, thaw, so that nothing forks between reading cgroup.procs and the kill. Direct
+ * cgroupfs: libcgroup 2.0.2 has no freezer call (set FROZEN and wait until it holds). */
+static int v1_kill(struct cg_manager *m, const char *id)
+{
+        /* Freezing and thawing cost the kernel a few ms even for an empty cgroup; nothing
+         * can enter one but hostd's own attach, so skip them when every hierarchy is empty. */
+        bool exists = false, populated = false;
+        for (size_t i = 0; i < m->n_hier && !populated; i++) {
+                _cleanup_free_ char *dir = NULL;
+                _cleanup_free_ pid_t *pids = NULL;
+                size_t n;
+                int r = cg_hier_dyno_dir(m, &m->hier[i], id, &dir);
+                if (r < 0)
+                        return r;
+                r = cg_read_pids(dir, &pids, &n);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                exists = true;
+                populated = n > 0;
+        }
+        if (!populated)
+                return exists ? 0 : -ENOENT;
+
+        _cleanup_free_ char *fdir = NULL;
+        struct cg_hier *fh = cg_hier_for(m, CG_CTRL_FREEZER);
+        bool frozen = false;
+        if (fh) {
+                int r = cg_hier_dyno_dir(m, fh, id, &fdir);
+                if (r < 0)
+                        return r;
+                if (cg_write(fdir, "freezer.state", "FROZEN") == 0) {
+                        frozen = true;
+                        /* Tasks in uninterruptible sleep can keep it FREEZING; the kill
+                         * loop of cg_destroy covers that case, so wait only briefly. */
+                        uint64_t deadline = now_monotonic_usec() + 1000 * 1000;
+                        for (;;) {
+                                _cleanup_free_ char *state = NULL;
+                                if (cg_read(fdir, "freezer.state", &state) < 0 ||
+                                    strcmp(state, "FROZEN") == 0 ||
+                                    now_monotonic_usec() >= deadline)
+                                        break;
+                                usleep(1000);
+                        }
+                }
+        }
+
+        int ret = -ENOENT;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                _cleanup_free_ char *dir = NULL;
+                int r = cg_hier_dyno_dir(m, &m->hier[i], id, &dir);
+                if (r < 0)
+                        return r;
+                r = cg_kill_dir(dir, SIGKILL);
+                if (r >= 0)
+                        ret = 0;
+                else if (r != -ENOENT && ret == -ENOENT)
+                        ret = r;
+        }
+        /* A frozen task does not act on SIGKILL until thawed. */
+        if (frozen)
+                (void)cg_write(fdir, "freezer.state", "THAWED");
+        return ret;
+}
+
+const struct cg_ops cg_v1_ops = {
+        .mode = CG_MODE_V1,
+        .setup = v1_setup,
+        .create = v1_create,
+        .attach = v1_attach,
+        .kill = v1_kill,
+        .oom_file = "memory.oom_control",
+};

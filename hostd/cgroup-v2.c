@@ -1,0 +1,269 @@
+/* cgroup v2 driver: the unified hierarchy at /sys/fs/cgroup.
+ *
+ * All writes here are direct cgroupfs. libcgroup 2.0.2's cgroup_create_cgroup enables each
+ * controller in the subtree_control of every ancestor from the mount root down, which writes
+ * outside hostd's subtree and fails (EBUSY) at any ancestor that holds processes. */
+#include "cgroup-internal.h"
+#include "util.h"
+
+#include <signal.h>
+
+#define CG2_MOUNT "/sys/fs/cgroup"
+
+static const char *const v2_base_controllers[] = { "memory", "pids", "cpu" };
+static const char *const v2_cpuset_controllers[] = { "cpuset" };
+
+static bool word_in(const char *list, const char *word)
+{
+        size_t n = strlen(word);
+        for (const char *p = list; *p;) {
+                p += strspn(p, " \n");
+                size_t k = strcspn(p, " \n");
+                if (k == n && strncmp(p, word, n) == 0)
+                        return true;
+                p += k;
+        }
+        return false;
+}
+
+/* Enable controllers for the children of dir, writing only those not yet on. */
+static int v2_enable(const char *dir, const char *const *names, size_t n)
+{
+        _cleanup_free_ char *on = NULL;
+        int r = cg_read(dir, "cgroup.subtree_control", &on);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (word_in(on, names[i]))
+                        continue;
+                _cleanup_free_ char *w = strjoin3("+", names[i], NULL);
+                if (!w)
+                        return -ENOMEM;
+                r = cg_write(dir, "cgroup.subtree_control", w);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Walk own -> <root_rel components> -> dynos: create the missing folders (recorded in made,
+ * when given) and enable controllers in each, so that every dyno folder has their files. */
+static int v2_enable_chain(struct cg_manager *m, const char *const *names, size_t n, char ***made,
+                           size_t *n_made)
+{
+        const struct cg_hier *h = cg_primary(m);
+        _cleanup_free_ char *rest = strjoin3(m->root_rel, *m->root_rel ? "/" : NULL, "dynos");
+        _cleanup_free_ char *dir = strjoin3(h->mount, h->own_rel, NULL);
+        if (!rest || !dir)
+                return -ENOMEM;
+
+        char *save = NULL;
+        for (char *t = strtok_r(rest, "/", &save);; t = strtok_r(NULL, "/", &save)) {
+                int r = v2_enable(dir, names, n);
+                if (r < 0)
+                        return r;
+                if (!t)
+                        return 0;
+                char *next = strjoin3(dir, "/", t);
+                if (!next)
+                        return -ENOMEM;
+                free(dir);
+                dir = next;
+                r = cg_mkdir(dir);
+                if (r < 0)
+                        return r;
+                if (r > 0 && made) {
+                        char **nv = realloc(*made, (*n_made + 2) * sizeof **made);
+                        char *copy = strdup(dir);
+                        if (nv)
+                                *made = nv;
+                        if (!nv || !copy) {
+                                free(copy);
+                                (void)rmdir(dir);
+                                return -ENOMEM;
+                        }
+                        nv[(*n_made)++] = copy;
+                        nv[*n_made] = NULL;
+                }
+        }
+}
+
+static int v2_setup(struct cg_manager *m)
+{
+        /* libcgroup is still used to read the counters (cg_lib_read_key). */
+        int r = cg_lib_init();
+        if (r < 0)
+                return r;
+
+        _cleanup_free_ char *own = NULL, *owndir = NULL, *avail = NULL;
+        r = cg_proc_cgroup_path(0, NULL, &own);
+        if (r < 0)
+                return r == -ENOENT ? -ENOMEDIUM : r;
+        owndir = strjoin3(CG2_MOUNT, strcmp(own, "/") == 0 ? "" : own, NULL);
+        if (!owndir)
+                return -ENOMEM;
+        r = cg_read(owndir, "cgroup.controllers", &avail);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(v2_base_controllers); i++)
+                if (!word_in(avail, v2_base_controllers[i]))
+                        return -EOPNOTSUPP;
+
+        static const enum cg_controller ctrls[] = { CG_CTRL_MEMORY, CG_CTRL_CPU, CG_CTRL_PIDS };
+        for (size_t i = 0; i < ELEMENTSOF(ctrls); i++) {
+                r = cg_add_hier(m, ctrls[i], CG2_MOUNT, own);
+                if (r < 0)
+                        return r;
+        }
+        if (word_in(avail, "cpuset")) {
+                r = cg_add_hier(m, CG_CTRL_CPUSET, CG2_MOUNT, own);
+                if (r < 0)
+                        return r;
+        }
+
+        /* No internal processes: a non-root cgroup that holds processes cannot hand
+         * controllers to children. hostd must first move itself out (for instance into
+         * <base>/supervisor); the root cgroup is exempt. */
+        if (!*m->root_rel && strcmp(own, "/") != 0) {
+                _cleanup_free_ pid_t *pids = NULL;
+                size_t n;
+                r = cg_read_pids(owndir, &pids, &n);
+                if (r < 0)
+                        return r;
+                if (n > 0)
+                        return -EBUSY;
+        }
+
+        _cleanup_strv_free_ char **made = NULL;
+        size_t n_made = 0;
+        r = v2_enable_chain(m, v2_base_controllers, ELEMENTSOF(v2_base_controllers), &made,
+                            &n_made);
+        if (r < 0)
+                while (n_made > 0)
+                        (void)rmdir(made[--n_made]);
+        return r;
+}
+
+static int v2_set_limits(const char *dir, const struct cg_limits *lim)
+{
+        int r;
+        if (lim->memory > 0) {
+                r = cg_write_u64(dir, "memory.max", lim->memory);
+                if (r < 0)
+                        return r;
+        }
+        /* memory.swap.max exists only with swap accounting. */
+        if (cg_file_exists(dir, "memory.swap.max")) {
+                r = cg_write_u64(dir, "memory.swap.max", lim->memory_swap);
+                if (r < 0)
+                        return r;
+        }
+        if (lim->cpu_weight > 0) {
+                r = cg_write_u64(dir, "cpu.weight",
+                                 lim->cpu_weight > 10000 ? 10000 : lim->cpu_weight);
+                if (r < 0)
+                        return r;
+        }
+        if (lim->cpu_quota_us > 0) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%u %u", lim->cpu_quota_us,
+                         lim->cpu_period_us > 0 ? lim->cpu_period_us : 100000);
+                r = cg_write(dir, "cpu.max", buf);
+                if (r < 0)
+                        return r;
+        }
+        if (lim->pids > 0) {
+                r = cg_write_u64(dir, "pids.max", lim->pids);
+                if (r < 0)
+                        return r;
+        }
+        if (lim->cpus) {
+                r = cg_write(dir, "cpuset.cpus", lim->cpus);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int v2_create(struct cg_manager *m, const char *id, const struct cg_limits *lim)
+{
+        int r;
+        if (lim->cpus && !m->cpuset_enabled) {
+                /* Only dynos with dedicated CPUs need cpuset, so it is turned on late. */
+                if (!cg_hier_for(m, CG_CTRL_CPUSET))
+                        return -EOPNOTSUPP;
+                r = v2_enable_chain(m, v2_cpuset_controllers, 1, NULL, NULL);
+                if (r < 0)
+                        return r;
+                m->cpuset_enabled = true;
+        }
+
+        _cleanup_free_ char *dir = NULL;
+        r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
+        if (r < 0)
+                return r;
+        r = cg_mkdir(dir);
+        if (r == 0)
+                return -EEXIST;
+        if (r < 0)
+                return r;
+        r = v2_set_limits(dir, lim);
+        if (r < 0)
+                (void)rmdir(dir);
+        return r;
+}
+
+/* Direct, like v1: one write, and libcgroup 2.0.2 would first have to be handed the whole
+ * cgroup description. */
+static int v2_attach(struct cg_manager *m, const char *id, pid_t pid)
+{
+        _cleanup_free_ char *dir = NULL;
+        int r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
+        if (r < 0)
+                return r;
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", (int)pid);
+        return cg_write(dir, "cgroup.procs", buf);
+}
+
+static int v2_kill(struct cg_manager *m, const char *id)
+{
+        struct cg_hier *h = cg_primary(m);
+        _cleanup_free_ char *dir = NULL, *rel = NULL;
+        int r = cg_hier_dyno_dir(m, h, id, &dir);
+        if (r == 0)
+                r = cg_hier_dyno_rel(m, h, id, &rel);
+        if (r < 0)
+                return r;
+        if (access(dir, F_OK) < 0)
+                return -errno;
+
+        /* cgroup.kill (Linux 5.14) kills every process, forks included, in one step;
+         * libcgroup 2.0.2 has no call for it. */
+        if (cg_file_exists(dir, "cgroup.kill"))
+                return cg_write(dir, "cgroup.kill", "1");
+
+        /* Older kernels: freeze (5.2), kill, thaw, so nothing forks in between. Direct:
+         * libcgroup 2.0.2 has no freezer call. */
+        bool frozen = cg_write(dir, "cgroup.freeze", "1") == 0;
+        if (frozen) {
+                uint64_t deadline = now_monotonic_usec() + 1000 * 1000;
+                uint64_t v = 0;
+                while (cg_lib_read_key(h, rel, "cgroup.events", "frozen", &v) == 0 && v != 1 &&
+                       now_monotonic_usec() < deadline)
+                        usleep(1000);
+        }
+        r = cg_kill_dir(dir, SIGKILL);
+        if (frozen)
+                (void)cg_write(dir, "cgroup.freeze", "0");
+        return r < 0 ? r : 0;
+}
+
+const struct cg_ops cg_v2_ops = {
+        .mode = CG_MODE_V2,
+        .setup = v2_setup,
+        .create = v2_create,
+        .attach = v2_attach,
+        .kill = v2_kill,
+        .oom_file = "memory.events",
+};
