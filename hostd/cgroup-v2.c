@@ -1,8 +1,9 @@
 /* cgroup v2 driver: the unified hierarchy at /sys/fs/cgroup.
  *
  * All writes here are direct cgroupfs. libcgroup 2.0.2's cgroup_create_cgroup enables each
- * controller in the subtree_control of every ancestor from the mount root down, which writes
- * outside hostd's subtree and fails (EBUSY) at any ancestor that holds processes. */
+ * controller in the subtree_control of every ancestor below the mount root, which writes
+ * outside hostd's subtree and fails (EBUSY) at any ancestor that holds processes (seen in the
+ * v2 guest of VM.md). */
 #include "cgroup-internal.h"
 #include "util.h"
 
@@ -213,8 +214,8 @@ static int v2_create(struct cg_manager *m, const char *id, const struct cg_limit
         return r;
 }
 
-/* Direct, like v1: one write, and libcgroup 2.0.2 would first have to be handed the whole
- * cgroup description. */
+/* Direct, like v1: one write to cgroup.procs, where libcgroup would need the cgroup built
+ * with all its controllers first. */
 static int v2_attach(struct cg_manager *m, const char *id, pid_t pid)
 {
         _cleanup_free_ char *dir = NULL;

@@ -123,8 +123,8 @@ int cg_hier_dyno_dir(const struct cg_manager *m, const struct cg_hier *h, const 
                     asprintf_safe(ret, "%s%s/dynos", h->mount, h->base_rel);
 }
 
-/* One parser for both modes: on v2 the unified "0::" line names no controller, and
- * cg_contains needs the same lookup for any pid. */
+/* Direct: libcgroup 2.0.2's cgroup_get_current_controller_path fails (ECGOTHER) on a v2 host,
+ * whose "0::" line names no controller; one parser serves both modes and cg_contains. */
 int cg_proc_cgroup_path(pid_t pid, const char *controller, char **ret)
 {
         char path[64];

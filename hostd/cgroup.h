@@ -25,7 +25,9 @@ struct cg_manager;
 
 /* Detect the mode and hostd's own cgroup, then prepare <own>/<root_rel> (created if needed)
  * with the controllers dynos need. root_rel may be "" (the own cgroup itself); it must be a
- * relative path without "..". */
+ * relative path without "..". -ENOMEDIUM: no cgroup filesystem; -EOPNOTSUPP: memory, cpu or
+ * pids is missing; -EBUSY (v2): a non-root own cgroup that holds processes (hostd itself)
+ * cannot hand controllers down, so hostd must leave it first. */
 int cg_manager_new(const char *root_rel, struct cg_manager **ret);
 void cg_manager_free(struct cg_manager *m);
 enum cg_mode cg_manager_mode(const struct cg_manager *m);
@@ -41,7 +43,7 @@ int cg_attach(struct cg_manager *m, const char *id, pid_t pid);
 int cg_destroy(struct cg_manager *m, const char *id);
 /* Send sig to every process in the dyno's cgroup. Returns the number signalled. */
 int cg_signal_all(struct cg_manager *m, const char *id, int sig);
-/* 1 when pid is in the dyno's cgroup, 0 when not, negative errno. */
+/* 1 when pid is in the dyno's cgroup, 0 when not, negative errno (-ESRCH: no such pid). */
 int cg_contains(struct cg_manager *m, const char *id, pid_t pid);
 /* Number of processes in the dyno's cgroup. */
 int cg_count_procs(struct cg_manager *m, const char *id);

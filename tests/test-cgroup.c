@@ -1,0 +1,573 @@
+/* Integration test of the cgroup driver against the real kernel: root only (exit 77 otherwise,
+ * or where no cgroupfs is mounted).
+ *
+ * It is a guest in whatever cgroup it was started in: everything it makes lives under
+ * <own>/hostd-test-cg-<pid> in each hierarchy, and that folder is removed at the end. */
+#include "cgroup.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static int n_passed, n_failed;
+
+#define CHECK(cond)                                                                                \
+        do {                                                                                       \
+                if (cond)                                                                          \
+                        n_passed++;                                                                \
+                else {                                                                             \
+                        n_failed++;                                                                \
+                        fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);         \
+                }                                                                                  \
+        } while (0)
+
+#define CHECK_R(expr, want)                                                                        \
+        do {                                                                                       \
+                int _r = (expr), _w = (want);                                                      \
+                if (_r == _w)                                                                      \
+                        n_passed++;                                                                \
+                else {                                                                             \
+                        n_failed++;                                                                \
+                        fprintf(stderr, "%s:%d: FAILED: %s = %d (%s), want %d\n", __FILE__,        \
+                                __LINE__, #expr, _r, _r < 0 ? strerror(-_r) : "", _w);             \
+                }                                                                                  \
+        } while (0)
+
+static struct cg_manager *m;
+static enum cg_mode mode;
+static char root_rel[64];
+
+static const char *const v1_controllers[] = { "memory", "cpu",     "cpuacct",
+                                              "pids",   "freezer", "cpuset" };
+
+/* The folder of a controller's hierarchy that holds the dyno (NULL controller on v2). */
+static char *dyno_dir(const char *id, const char *controller)
+{
+        char *p = NULL;
+        if (cg_file_path(m, id, controller, "x", &p) < 0)
+                return NULL;
+        p[strlen(p) - 2] = 0;
+        return p;
+}
+
+static bool dir_exists(const char *path)
+{
+        struct stat st;
+        return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whether the dyno has a folder in any hierarchy (v1) or in the unified one (v2). */
+static bool exists_anywhere(const char *id)
+{
+        for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
+                _cleanup_free_ char *d =
+                        dyno_dir(id, mode == CG_MODE_V1 ? v1_controllers[i] : NULL);
+                if (d && dir_exists(d))
+                        return true;
+        }
+        return false;
+}
+
+static bool exists_in_all(const char *id)
+{
+        const char *const *c = v1_controllers;
+        size_t n = mode == CG_MODE_V1 ? ELEMENTSOF(v1_controllers) - 1 : 1; /* no cpuset */
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *d = dyno_dir(id, mode == CG_MODE_V1 ? c[i] : NULL);
+                if (d && !dir_exists(d)) {
+                        /* cpuacct and freezer are optional on v1 */
+                        if (mode == CG_MODE_V1 &&
+                            (strcmp(c[i], "cpuacct") == 0 || strcmp(c[i], "freezer") == 0))
+                                continue;
+                        return false;
+                }
+        }
+        return true;
+}
+
+static char *read_ctl(const char *id, const char *controller, const char *file)
+{
+        _cleanup_free_ char *p = NULL;
+        if (cg_file_path(m, id, controller, file, &p) < 0)
+                return NULL;
+        char *s = NULL;
+        if (read_full_file(p, &s, NULL) < 0)
+                return NULL;
+        s[strcspn(s, "\n")] = 0;
+        return s;
+}
+
+static bool ctl_is(const char *id, const char *controller, const char *file, const char *want)
+{
+        _cleanup_free_ char *s = read_ctl(id, controller, file);
+        if (!s || strcmp(s, want) != 0) {
+                fprintf(stderr, "  %s: '%s', want '%s'\n", file, s ? s : "(unreadable)", want);
+                return false;
+        }
+        return true;
+}
+
+static bool list_has(const char *id)
+{
+        _cleanup_strv_free_ char **v = NULL;
+        if (cg_list(m, &v) < 0)
+                return false;
+        for (char **p = v; *p; p++)
+                if (strcmp(*p, id) == 0)
+                        return true;
+        return false;
+}
+
+/* A child that waits for a byte on the pipe (sent once it is in its cgroup), then runs fn. */
+static pid_t spawn(int *ret_go, void (*fn)(void))
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -1;
+        pid_t pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                char c;
+                close(p[1]);
+                if (read(p[0], &c, 1) != 1)
+                        _exit(100);
+                fn();
+                _exit(0);
+        }
+        close(p[0]);
+        *ret_go = p[1];
+        return pid;
+}
+
+static void go(int fd)
+{
+        (void)!write(fd, "x", 1);
+        close(fd);
+}
+
+static void do_pause(void)
+{
+        for (;;)
+                pause();
+}
+
+static pid_t grandchild = -1;
+static int grandchild_pipe[2];
+
+static void do_fork_and_pause(void)
+{
+        pid_t g = fork();
+        if (g == 0)
+                do_pause();
+        (void)!write(grandchild_pipe[1], &g, sizeof g);
+        do_pause();
+}
+
+static void do_allocate(void)
+{
+        /* 128 MiB, every page touched, in a 32 MiB cgroup with no swap. */
+        size_t n = 128u << 20;
+        char *p = malloc(n);
+        if (!p)
+                _exit(101);
+        for (size_t i = 0; i < n; i += 4096)
+                p[i] = 1;
+        _exit(0);
+}
+
+/* Bounded, so that a driver that fails to kill makes the test fail, not hang. */
+static int wait_status(pid_t pid)
+{
+        for (int i = 0; i < 2000; i++) {
+                int st;
+                pid_t r = waitpid(pid, &st, WNOHANG);
+                if (r == pid)
+                        return st;
+                if (r < 0)
+                        return -1;
+                usleep(10000);
+        }
+        fprintf(stderr, "  pid %d still alive after 20 s\n", (int)pid);
+        (void)kill(pid, SIGKILL);
+        return -1;
+}
+
+/* ---- cases ---- */
+
+static void test_validation(void)
+{
+        static const char *const bad_roots[] = {
+                "/abs", "..", "a/../b", "a//b", "a/", ".", "a/./b"
+        };
+        struct cg_manager *x = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(bad_roots); i++)
+                CHECK_R(cg_manager_new(bad_roots[i], &x), -EINVAL);
+        CHECK_R(cg_manager_new(NULL, &x), -EINVAL);
+        CHECK(x == NULL);
+
+        static const char *const bad_ids[] = { "", "a/b", "..", ".", "../x", "/x" };
+        struct cg_limits lim = { .memory = 64 << 20 };
+        for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
+                char *s = NULL;
+                uint64_t u;
+                CHECK_R(cg_create(m, bad_ids[i], &lim), -EINVAL);
+                CHECK_R(cg_destroy(m, bad_ids[i]), -EINVAL);
+                CHECK_R(cg_attach(m, bad_ids[i], getpid()), -EINVAL);
+                CHECK_R(cg_signal_all(m, bad_ids[i], 0), -EINVAL);
+                CHECK_R(cg_oom_kills(m, bad_ids[i], &u), -EINVAL);
+                CHECK_R(cg_dyno_path(m, bad_ids[i], &s), -EINVAL);
+                CHECK_R(cg_file_path(m, bad_ids[i], NULL, "x", &s), -EINVAL);
+        }
+        CHECK_R(cg_create(m, NULL, &lim), -EINVAL);
+        CHECK_R(cg_create(m, "ok", NULL), -EINVAL);
+        CHECK(!exists_anywhere("ok"));
+}
+
+static void test_paths(void)
+{
+        _cleanup_free_ char *dp = NULL, *fp = NULL, *own = NULL, *want = NULL, *text = NULL;
+        CHECK_R(cg_dyno_path(m, "p1", &dp), 0);
+        /* The own cgroup, as the kernel shows it. */
+        CHECK_R(read_full_file("/proc/self/cgroup", &text, NULL), 0);
+        for (char *l = text, *n; l && *l; l = n) {
+                n = strchr(l, '\n');
+                if (n)
+                        *n++ = 0;
+                const char *tag = mode == CG_MODE_V1 ? ":memory:" : "0::";
+                char *at = strstr(l, tag);
+                if (at && (mode == CG_MODE_V1 || at == l))
+                        own = strdup(at + strlen(tag));
+        }
+        CHECK(own != NULL);
+        if (!own || !dp)
+                return;
+        CHECK(asprintf_safe(&want, "%s/%s/dynos/p1", strcmp(own, "/") == 0 ? "" : own, root_rel) ==
+              0);
+        CHECK(strcmp(dp, want) == 0);
+
+        if (mode == CG_MODE_V1) {
+                CHECK_R(cg_file_path(m, "p1", "memory", "memory.limit_in_bytes", &fp), 0);
+                _cleanup_free_ char *w =
+                        strjoin3("/sys/fs/cgroup/memory", want, "/memory.limit_in_bytes");
+                CHECK(fp && strcmp(fp, w) == 0);
+                char *s = NULL;
+                CHECK_R(cg_file_path(m, "p1", "nosuch", "x", &s), -EINVAL);
+        } else {
+                CHECK_R(cg_file_path(m, "p1", "memory", "memory.max", &fp), 0);
+                _cleanup_free_ char *w = strjoin3("/sys/fs/cgroup", want, "/memory.max");
+                CHECK(fp && strcmp(fp, w) == 0);
+        }
+}
+
+static void test_create_limits(void)
+{
+        struct cg_limits lim = {
+                .memory = 64 << 20,
+                .memory_swap = 0,
+                .cpu_weight = 200,
+                .cpu_quota_us = 50000,
+                .cpu_period_us = 100000,
+                .pids = 32,
+        };
+        CHECK_R(cg_create(m, "lim", &lim), 0);
+        CHECK(exists_in_all("lim"));
+        if (mode == CG_MODE_V1) {
+                CHECK(ctl_is("lim", "memory", "memory.limit_in_bytes", "67108864"));
+                _cleanup_free_ char *memsw =
+                        read_ctl("lim", "memory", "memory.memsw.limit_in_bytes");
+                if (memsw)
+                        CHECK(strcmp(memsw, "67108864") == 0);
+                CHECK(ctl_is("lim", "cpu", "cpu.shares", "2048"));
+                CHECK(ctl_is("lim", "cpu", "cpu.cfs_quota_us", "50000"));
+                CHECK(ctl_is("lim", "cpu", "cpu.cfs_period_us", "100000"));
+                CHECK(ctl_is("lim", "pids", "pids.max", "32"));
+        } else {
+                CHECK(ctl_is("lim", NULL, "memory.max", "67108864"));
+                _cleanup_free_ char *swap = read_ctl("lim", NULL, "memory.swap.max");
+                if (swap)
+                        CHECK(strcmp(swap, "0") == 0);
+                CHECK(ctl_is("lim", NULL, "cpu.weight", "200"));
+                CHECK(ctl_is("lim", NULL, "cpu.max", "50000 100000"));
+                CHECK(ctl_is("lim", NULL, "pids.max", "32"));
+        }
+
+        /* Second create: refused, and the first one's limits stay. */
+        struct cg_limits other = { .memory = 128 << 20 };
+        CHECK_R(cg_create(m, "lim", &other), -EEXIST);
+        CHECK(ctl_is("lim", mode == CG_MODE_V1 ? "memory" : NULL,
+                     mode == CG_MODE_V1 ? "memory.limit_in_bytes" : "memory.max", "67108864"));
+        CHECK(list_has("lim"));
+
+        CHECK_R(cg_destroy(m, "lim"), 0);
+        CHECK(!exists_anywhere("lim"));
+        CHECK(!list_has("lim"));
+}
+
+static void test_attach_signal(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
+        CHECK_R(cg_create(m, "att", &lim), 0);
+        int gofd;
+        pid_t pid = spawn(&gofd, do_pause);
+        CHECK(pid > 0);
+        CHECK_R(cg_attach(m, "missing", pid), -ENOENT);
+        CHECK_R(cg_attach(m, "att", pid), 0);
+        go(gofd);
+
+        CHECK_R(cg_contains(m, "att", pid), 1);
+        CHECK_R(cg_contains(m, "att", getpid()), 0);
+        CHECK_R(cg_count_procs(m, "att"), 1);
+
+        /* What the kernel says, in every hierarchy the dyno uses. */
+        _cleanup_free_ char *path = NULL, *text = NULL, *dp = NULL;
+        CHECK_R(cg_dyno_path(m, "att", &dp), 0);
+        CHECK(asprintf_safe(&path, "/proc/%d/cgroup", (int)pid) == 0);
+        CHECK_R(read_full_file(path, &text, NULL), 0);
+        if (text && dp) {
+                if (mode == CG_MODE_V1) {
+                        _cleanup_free_ char *line = strjoin3(":memory:", dp, "\n");
+                        CHECK(strstr(text, line) != NULL);
+                        _cleanup_free_ char *tail = NULL;
+                        CHECK(asprintf_safe(&tail, "/%s/dynos/att\n", root_rel) == 0);
+                        for (const char *c = "cpu"; c; c = strcmp(c, "cpu") == 0 ? "pids" : NULL) {
+                                _cleanup_free_ char *tag = strjoin3(":", c, ":");
+                                const char *l = strstr(text, tag);
+                                CHECK(l && strstr(l, tail) &&
+                                      strstr(l, tail) < strchr(l, '\n') + 1);
+                        }
+                } else {
+                        _cleanup_free_ char *line = strjoin3("0::", dp, "\n");
+                        CHECK(strstr(text, line) != NULL);
+                }
+        }
+
+        CHECK_R(cg_signal_all(m, "att", SIGTERM), 1);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+        CHECK_R(cg_count_procs(m, "att"), 0);
+        CHECK_R(cg_signal_all(m, "att", SIGTERM), 0);
+        CHECK_R(cg_destroy(m, "att"), 0);
+        CHECK_R(cg_signal_all(m, "att", SIGTERM), -ENOENT);
+        CHECK_R(cg_contains(m, "att", getpid()), 0);
+}
+
+static void test_destroy_live(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
+        CHECK_R(cg_create(m, "live", &lim), 0);
+        CHECK(pipe2(grandchild_pipe, O_CLOEXEC) == 0);
+        int gofd;
+        pid_t pid = spawn(&gofd, do_fork_and_pause);
+        CHECK(pid > 0);
+        CHECK_R(cg_attach(m, "live", pid), 0);
+        go(gofd);
+        CHECK(read(grandchild_pipe[0], &grandchild, sizeof grandchild) == sizeof grandchild);
+        close(grandchild_pipe[0]);
+        close(grandchild_pipe[1]);
+        CHECK_R(cg_count_procs(m, "live"), 2);
+        CHECK_R(cg_contains(m, "live", grandchild), 1);
+
+        uint64_t t0 = now_monotonic_usec();
+        CHECK_R(cg_destroy(m, "live"), 0);
+        fprintf(stderr, "  destroy with 2 live processes: %.3f ms\n",
+                (double)(now_monotonic_usec() - t0) / 1000);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        /* We are the subreaper, so the orphaned grandchild came to us. */
+        st = wait_status(grandchild);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK(!exists_anywhere("live"));
+        CHECK(!list_has("live"));
+
+        /* Missing is success, and so is doing it again. */
+        CHECK_R(cg_destroy(m, "live"), 0);
+        CHECK_R(cg_destroy(m, "never-made"), 0);
+}
+
+static void test_oom(void)
+{
+        struct cg_limits lim = { .memory = 32 << 20, .memory_swap = 0, .pids = 32 };
+        CHECK_R(cg_create(m, "oom", &lim), 0);
+        uint64_t kills = UINT64_MAX;
+        CHECK_R(cg_oom_kills(m, "oom", &kills), 0);
+        CHECK(kills == 0);
+
+        int gofd;
+        pid_t pid = spawn(&gofd, do_allocate);
+        CHECK(pid > 0);
+        CHECK_R(cg_attach(m, "oom", pid), 0);
+        go(gofd);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        if (!WIFSIGNALED(st))
+                fprintf(stderr, "  allocating child: exit status %d\n", WEXITSTATUS(st));
+        CHECK_R(cg_oom_kills(m, "oom", &kills), 0);
+        CHECK(kills >= 1 && kills != UINT64_MAX);
+        CHECK_R(cg_destroy(m, "oom"), 0);
+        CHECK_R(cg_oom_kills(m, "oom", &kills), -ENOENT);
+}
+
+static void test_cpuset(void)
+{
+        /* A CPU that does not exist: the kernel refuses it and nothing may be left behind. */
+        struct cg_limits bad = { .memory = 64 << 20, .cpus = "999" };
+        int r = cg_create(m, "cpus", &bad);
+        CHECK(r == -EINVAL || r == -EOPNOTSUPP || r == -ERANGE);
+        CHECK(!exists_anywhere("cpus"));
+        CHECK(!list_has("cpus"));
+        if (r == -EOPNOTSUPP) {
+                fprintf(stderr, "  no cpuset controller: dedicated CPUs not tested\n");
+                return;
+        }
+
+        struct cg_limits lim = { .memory = 64 << 20, .cpus = "0" };
+        CHECK_R(cg_create(m, "cpus", &lim), 0);
+        CHECK(ctl_is("cpus", mode == CG_MODE_V1 ? "cpuset" : NULL, "cpuset.cpus", "0"));
+        int gofd;
+        pid_t pid = spawn(&gofd, do_pause);
+        CHECK_R(cg_attach(m, "cpus", pid), 0);
+        go(gofd);
+        cpu_set_t set;
+        CHECK(sched_getaffinity(pid, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1 &&
+              CPU_ISSET(0, &set));
+        CHECK_R(cg_destroy(m, "cpus"), 0);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK(!exists_anywhere("cpus"));
+}
+
+static void test_leftover(void)
+{
+        if (mode != CG_MODE_V1)
+                return;
+        /* A dyno folder in one hierarchy only, as a crash between two mkdirs leaves it. */
+        _cleanup_free_ char *d = dyno_dir("half", "pids");
+        CHECK(d && mkdir(d, 0755) == 0);
+        CHECK(list_has("half"));
+        struct cg_limits lim = { .memory = 64 << 20 };
+        CHECK_R(cg_create(m, "half", &lim), -EEXIST);
+        _cleanup_free_ char *md = dyno_dir("half", "memory");
+        CHECK(md && !dir_exists(md));
+        CHECK_R(cg_destroy(m, "half"), 0);
+        CHECK(!exists_anywhere("half"));
+        CHECK(!list_has("half"));
+}
+
+static void test_list(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20 };
+        CHECK_R(cg_create(m, "l-b", &lim), 0);
+        CHECK_R(cg_create(m, "l-a", &lim), 0);
+        _cleanup_strv_free_ char **v = NULL;
+        CHECK_R(cg_list(m, &v), 0);
+        CHECK(v && v[0] && v[1] && !v[2] && strcmp(v[0], "l-a") == 0 && strcmp(v[1], "l-b") == 0);
+        CHECK_R(cg_destroy(m, "l-a"), 0);
+        CHECK_R(cg_destroy(m, "l-b"), 0);
+        _cleanup_strv_free_ char **e = NULL;
+        CHECK_R(cg_list(m, &e), 0);
+        CHECK(e && !e[0]);
+}
+
+static void test_timing(void)
+{
+        struct cg_limits lim = {
+                .memory = 512 << 20, .cpu_weight = 100, .cpu_quota_us = 100000, .pids = 256
+        };
+        const int n = 50;
+        uint64_t tc = 0, td = 0;
+        for (int i = 0; i < n; i++) {
+                uint64_t t0 = now_monotonic_usec();
+                CHECK_R(cg_create(m, "time", &lim), 0);
+                uint64_t t1 = now_monotonic_usec();
+                CHECK_R(cg_destroy(m, "time"), 0);
+                tc += t1 - t0;
+                td += now_monotonic_usec() - t1;
+        }
+        double c = (double)tc / n / 1000, d = (double)td / n / 1000;
+        fprintf(stderr, "  cg_create %.3f ms, cg_destroy (empty) %.3f ms, mean of %d\n", c, d, n);
+        /* Loose: catches a sleep or a slow library call in the path, not machine noise. */
+        CHECK(c < 20 && d < 20);
+}
+
+/* Remove everything this test made: the dynos, then <base>/dynos and <base> in every
+ * hierarchy. */
+static void cleanup(void)
+{
+        if (!m)
+                return;
+        _cleanup_strv_free_ char **v = NULL;
+        if (cg_list(m, &v) == 0)
+                for (char **p = v; *p; p++)
+                        (void)cg_destroy(m, *p);
+        for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
+                _cleanup_free_ char *d =
+                        dyno_dir("x", mode == CG_MODE_V1 ? v1_controllers[i] : NULL);
+                if (!d)
+                        continue;
+                char *s = strrchr(d, '/'); /* <base>/dynos/x */
+                *s = 0;
+                (void)rmdir(d);
+                s = strrchr(d, '/');
+                *s = 0;
+                if (rmdir(d) < 0 && errno != ENOENT)
+                        fprintf(stderr, "cleanup: rmdir %s: %m\n", d);
+                /* The good-neighbour promise, checked. */
+                CHECK(!dir_exists(d));
+        }
+        cg_manager_free(m);
+        m = NULL;
+}
+
+int main(void)
+{
+        if (geteuid() != 0) {
+                fprintf(stderr, "skip: needs root\n");
+                return 77;
+        }
+        log_set_max_level(LOG_LEVEL_DEBUG);
+        snprintf(root_rel, sizeof root_rel, "hostd-test-cg-%d", (int)getpid());
+        int r = cg_manager_new(root_rel, &m);
+        if (r == -ENOMEDIUM || r == -EOPNOTSUPP) {
+                fprintf(stderr, "skip: no usable cgroup filesystem: %s\n", strerror(-r));
+                return 77;
+        }
+        if (r == -EBUSY) {
+                fprintf(stderr,
+                        "skip: own cgroup holds processes and cannot delegate controllers (cgroup v2)\n");
+                return 77;
+        }
+        if (r < 0) {
+                fprintf(stderr, "cg_manager_new(%s): %s\n", root_rel, strerror(-r));
+                return 1;
+        }
+        mode = cg_manager_mode(m);
+        fprintf(stderr, "cgroup %s, base %s\n", cg_mode_name(mode), root_rel);
+        /* Orphans of killed children come to us, so the test can see how they died. */
+        (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+        /* Preparing an existing base again is fine. */
+        struct cg_manager *again = NULL;
+        CHECK_R(cg_manager_new(root_rel, &again), 0);
+        cg_manager_free(again);
+
+        test_validation();
+        test_paths();
+        test_create_limits();
+        test_attach_signal();
+        test_destroy_live();
+        test_oom();
+        test_cpuset();
+        test_leftover();
+        test_list();
+        test_timing();
+
+        cleanup();
+        printf("%d passed, %d failed\n", n_passed, n_failed);
+        return n_failed ? 1 : 0;
+}
