@@ -89,6 +89,48 @@ static int v2_enable_chain(struct cg_manager *m, const char *const *names, size_
         }
 }
 
+/* A hostd started from inside its own supervisor cgroup (a re-exec, a restart by a
+ * process that lives there) must find the same base: <base>/supervisor means own is the
+ * cgroup <base> was made under. */
+static int v2_strip_supervisor(char *own, const char *root_rel)
+{
+        size_t n = strlen(own), sl = strlen("/supervisor");
+        if (n <= sl || strcmp(own + n - sl, "/supervisor") != 0)
+                return 0;
+        own[n - sl] = 0;
+        n -= sl;
+        size_t rl = strlen(root_rel);
+        if (rl > 0) {
+                if (n <= rl || own[n - rl - 1] != '/' || strcmp(own + n - rl, root_rel) != 0)
+                        return 0;
+                own[n - rl - 1] = 0;
+        }
+        if (!*own)
+                strcpy(own, "/");
+        return 0;
+}
+
+static int v2_move_self(struct cg_manager *m, const char *owndir)
+{
+        const struct cg_hier *h = cg_primary(m);
+        _cleanup_free_ char *base = strjoin3(h->mount, h->base_rel, NULL);
+        _cleanup_free_ char *sup = base ? strjoin3(base, "/supervisor", NULL) : NULL;
+        if (!sup)
+                return -ENOMEM;
+        int r = mkdir_p(sup, 0755);
+        if (r < 0)
+                return r;
+        r = cg_write(sup, "cgroup.procs", "0");
+        if (r < 0)
+                return r;
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n;
+        r = cg_read_pids(owndir, &pids, &n);
+        if (r < 0)
+                return r;
+        return n > 0 ? -EBUSY : 0;
+}
+
 static int v2_setup(struct cg_manager *m)
 {
         /* libcgroup is still used to read the counters (cg_lib_read_key). */
@@ -100,6 +142,9 @@ static int v2_setup(struct cg_manager *m)
         r = cg_proc_cgroup_path(0, NULL, &own);
         if (r < 0)
                 return r == -ENOENT ? -ENOMEDIUM : r;
+        r = v2_strip_supervisor(own, m->root_rel);
+        if (r < 0)
+                return r;
         owndir = strjoin3(CG2_MOUNT, strcmp(own, "/") == 0 ? "" : own, NULL);
         if (!owndir)
                 return -ENOMEM;
@@ -123,16 +168,12 @@ static int v2_setup(struct cg_manager *m)
         }
 
         /* No internal processes: a non-root cgroup that holds processes cannot hand
-         * controllers to children. hostd must first move itself out (for instance into
-         * <base>/supervisor); the root cgroup is exempt. */
-        if (!*m->root_rel && strcmp(own, "/") != 0) {
-                _cleanup_free_ pid_t *pids = NULL;
-                size_t n;
-                r = cg_read_pids(owndir, &pids, &n);
+         * controllers to children, so hostd moves itself into <base>/supervisor first (the
+         * root cgroup is exempt). Anything else left in its own cgroup is not ours to move. */
+        if (strcmp(own, "/") != 0) {
+                r = v2_move_self(m, owndir);
                 if (r < 0)
                         return r;
-                if (n > 0)
-                        return -EBUSY;
         }
 
         _cleanup_strv_free_ char **made = NULL;

@@ -126,6 +126,11 @@ int main(int argc, char **argv)
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
                 sigaction(relayed[i], &sa, NULL);
+        /* hostd started us with these blocked so that none sent before now was lost: take
+         * them now. (Keep the list in step with spawn.c.) */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
 
         for (;;) {
                 int status;

@@ -39,6 +39,10 @@
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 
+/* What hostd-init relays to the dyno (keep in step with init.c). */
+static const int init_relayed_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
+                                            SIGUSR1, SIGUSR2, SIGWINCH };
+
 /* The descriptors the first process keeps, at fixed numbers. */
 enum {
         FD_STATE = 3, /* the init's: its state folder */
@@ -300,6 +304,15 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
                 child_fail(errno, "set up the init's stdio");
         close(nul);
+
+        /* A namespace's init drops a signal it has no handler for. Until hostd-init has set
+         * its handlers, hold the signals it relays blocked: blocked, they stay pending (a
+         * stop sent right after the start is not lost), and the mask survives execve. */
+        sigset_t relayed;
+        sigemptyset(&relayed);
+        for (size_t i = 0; i < ELEMENTSOF(init_relayed_signals); i++)
+                sigaddset(&relayed, init_relayed_signals[i]);
+        sigprocmask(SIG_BLOCK, &relayed, NULL);
 
         char pidbuf[16];
         snprintf(pidbuf, sizeof pidbuf, "%d", (int)cmd);

@@ -1,6 +1,6 @@
 """Fixtures for hostd's integration tests: a sample root filesystem and a real hostd.
 
-Each test that uses `hostd` gets its own daemon: a private folder under /tmp with its config,
+Each test that uses `hostd` gets its own daemon: a private folder under $TMPDIR (/tmp) with its config,
 socket, run, state and layers folders, and its own cgroup root, `hostd-test-<pid>-<n>`, under
 the test's own cgroup in every hierarchy. At teardown the fixture stops the dynos still known
 to hostd (through the API), stops hostd, then checks that nothing is left: no process in the
@@ -215,7 +215,7 @@ class Rootfs:
 @pytest.fixture(scope="session")
 def rootfs():
     """scripts/make-sample-rootfs into a fresh folder: .stack and .slug are the two layers."""
-    path = tempfile.mkdtemp(prefix="hostd-rootfs-", dir="/tmp")
+    path = tempfile.mkdtemp(prefix="hostd-rootfs-")
     os.chmod(path, 0o755)
     r = subprocess.run(
         [MAKE_ROOTFS, path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -263,7 +263,7 @@ class Hostd:
 
     def __init__(self, overrides=None):
         self.n = next(_instance_counter)
-        self.tmp = tempfile.mkdtemp(prefix="hostd-test-", dir="/tmp")
+        self.tmp = tempfile.mkdtemp(prefix="hostd-test-")
         os.chmod(self.tmp, 0o755)
         self.socket_path = os.path.join(self.tmp, "hostd.sock")
         self.run_dir = os.path.join(self.tmp, "run")

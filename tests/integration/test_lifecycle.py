@@ -271,3 +271,13 @@ def test_line_of_exactly_10000_bytes_not_split(hostd, make_spec):
         lines = wait_log(c, "lc-edge", "after")
         assert lines == ["D" * 10000, "E" * 10000, "E", "after"], [len(l) for l in lines]
         c.stop("lc-edge", grace=1)
+
+
+def test_a_stop_right_after_the_start_is_not_lost(hostd, make_spec):
+    """The dyno init takes its signal handlers after it starts; a SIGTERM sent before that must
+    wait for them, not vanish (on a slow machine it did: the stop ran into the grace, R12)."""
+    with hostd.client() as c:
+        for i in range(10):
+            c.start(make_spec(f"lc-race-{i}"))
+            down = c.stop(f"lc-race-{i}", grace=20)
+            assert down.exit.signal == 15 and down.exit.error != "R12", down.exit
