@@ -305,6 +305,16 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
                 child_fail(errno, "set up the init's stdio");
         close(nul);
 
+        /* The init needs no privilege but CAP_KILL, to relay signals to the dyno's other uid
+         * (it writes its exit record as the owner of the run folder). Root's capabilities
+         * after execve are the bounding set: leave only that one in it. */
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+                if (c != CAP_KILL && cap_drop_bound(c) < 0)
+                        child_fail(errno, "drop capability %d from the init's bounding set",
+                                   (int)c);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_fail(errno, "set no_new_privs for the init");
+
         /* A namespace's init drops a signal it has no handler for. Until hostd-init has set
          * its handlers, hold the signals it relays blocked: blocked, they stay pending (a
          * stop sent right after the start is not lost), and the mask survives execve. */

@@ -40,6 +40,22 @@ def stop(c, dyno_id):
 # -- credentials ----------------------------------------------------------------------------------
 
 
+def test_the_dyno_init_keeps_only_cap_kill(hostd, make_spec):
+    """The init runs as root in the dyno's namespaces: all it may do is relay signals."""
+    with hostd.client() as c:
+        dyno = c.start(make_spec("iso-init-caps"))
+        with open(f"/proc/{dyno.pid}/status") as f:
+            kv = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+        cap_kill = 1 << 5
+        for cap in ("CapPrm", "CapEff", "CapBnd"):
+            assert int(kv[cap], 16) == cap_kill, f"init {cap} is {kv[cap]}, want CAP_KILL only"
+        assert int(kv["CapInh"], 16) == 0 and int(kv["CapAmb"], 16) == 0
+        assert kv["NoNewPrivs"].strip() == "1"
+        # It still does its job: the stop's SIGTERM reaches the command.
+        down = stop(c, "iso-init-caps")
+        assert down.exit.signal == 15, down.exit
+
+
 def test_runs_as_the_unprivileged_uid_hostd_reports(hostd, make_spec):
     with hostd.client() as c:
         dyno, lines = run_probe(c, make_spec("iso-uid", command=probe("echo uid=$(id -u)\necho gid=$(id -g)")))
