@@ -295,6 +295,7 @@ class Hostd:
             else:
                 self.config[k] = v
         self.own_cgroups = own_cgroup_dirs()
+        self.extra_env = {}  # added to hostd's environment at each start
         self.proc = None
         self.pids = []  # every hostd pid this instance started
         self.dyno_pids = set()  # init pids seen in replies
@@ -326,6 +327,7 @@ class Hostd:
             raise RuntimeError(f"{HOSTD_BIN} missing: build first (meson compile -C build)")
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
+        env.update(self.extra_env)
         with open(self.log_path, "a") as log:
             log.write(f"=== {time.strftime('%H:%M:%S')} starting {HOSTD_BIN} --config {self.config_path}\n")
             log.flush()
