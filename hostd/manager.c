@@ -374,6 +374,7 @@ static int dyno_save(struct dyno *d)
         rec.boot_id = d->m->boot_id;
         rec.stop_deadline_usec = d->stop_deadline_usec;
         rec.stop_requested = d->stop_requested;
+        rec.grace_seconds = d->grace_seconds;
 
         size_t len = hostd__store__dyno_record__get_packed_size(&rec);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
@@ -632,34 +633,48 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
         }
 }
 
-void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                  struct conn *conn, uint64_t req_id)
+/* The dyno a stop or restart names, after checking the request; NULL once answered. */
+static struct dyno *find_to_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                                 struct conn *conn, uint64_t req_id)
 {
         char msg[256];
         int code = validate_id("id", id, msg, sizeof msg);
         if (code) {
                 conn_reply_error(conn, req_id, code, "%s", msg);
-                return;
+                return NULL;
         }
         if (grace_set && grace > 3600) {
                 conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT,
                                  "grace_seconds: %u is over 3600", grace);
-                return;
+                return NULL;
         }
         struct dyno *d = manager_find(m, id);
-        if (!d) {
+        if (!d)
                 conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
                                  id);
+        return d;
+}
+
+/* The spec's grace period, else the host's. */
+static uint32_t dyno_default_grace(const struct dyno *d)
+{
+        return d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ?
+                       d->spec->grace_seconds :
+                       d->m->config->grace_seconds;
+}
+
+void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
+                  struct conn *conn, uint64_t req_id)
+{
+        struct dyno *d = find_to_stop(m, id, grace_set, grace, conn, req_id);
+        if (!d)
                 return;
-        }
         if (!dyno_is_live(d)) {
                 reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
                 return;
         }
         if (!grace_set)
-                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ?
-                                d->spec->grace_seconds :
-                                m->config->grace_seconds;
+                grace = dyno_default_grace(d);
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP);
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
                 /* Already stopping: a shorter grace takes effect, a longer one does not. */
@@ -1067,23 +1082,9 @@ static void dyno_relaunch(struct dyno *d)
 void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
                      struct conn *conn, uint64_t req_id)
 {
-        char msg[256];
-        int code = validate_id("id", id, msg, sizeof msg);
-        if (code) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
+        struct dyno *d = find_to_stop(m, id, grace_set, grace, conn, req_id);
+        if (!d)
                 return;
-        }
-        if (grace_set && grace > 3600) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                 "grace_seconds: %u is over 3600", grace);
-                return;
-        }
-        struct dyno *d = manager_find(m, id);
-        if (!d) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
-                                 id);
-                return;
-        }
         if (m->n_live >= m->config->max_dynos && !dyno_is_live(d)) {
                 conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
                                  "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id,
@@ -1097,9 +1098,7 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
         }
         d->restart_requested = true;
         if (!grace_set)
-                grace = d->spec->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS ?
-                                d->spec->grace_seconds :
-                                m->config->grace_seconds;
+                grace = dyno_default_grace(d);
         dyno_stop_begin(d, grace);
 }
 
@@ -1144,6 +1143,7 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->init_starttime = rec->init_starttime;
         d->stop_deadline_usec = rec->stop_deadline_usec;
         d->stop_requested = rec->stop_requested;
+        d->grace_seconds = rec->grace_seconds;
         if (dp->exit) {
                 d->exit_known = true;
                 d->exited = dp->exit->exited;
@@ -1217,9 +1217,7 @@ static void dyno_readopt(struct dyno *d)
         }
         log_info("dyno %s: re-adopted, pid %d (%s)", d->id, (int)d->pid, dyno_state_name(d->state));
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
-                d->grace_seconds = d->spec->grace_case ? d->spec->grace_seconds :
-                                                         m->config->grace_seconds;
-                dyno_stop_begin(d, d->grace_seconds);
+                dyno_stop_begin(d, d->grace_seconds); /* the deadline is in the record */
         }
 }
 
