@@ -151,17 +151,26 @@ _printf_(3, 4) static void conn_protocol_error(struct conn *c, int code, const c
 
 /* ---- calls ---- */
 
+/* The dyno a call names, after checking the id; NULL once the error is answered. */
+static struct dyno *find_dyno(struct conn *c, uint64_t id, const char *dyno_id)
+{
+        char msg[256];
+        int code = validate_id("id", dyno_id, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(c, id, code, "%s", msg);
+                return NULL;
+        }
+        struct dyno *d = manager_find(c->srv->m, dyno_id);
+        if (!d)
+                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", dyno_id);
+        return d;
+}
+
 static void call_get(struct conn *c, uint64_t id, const Hostd__V1__GetRequest *req)
 {
-        struct manager *m = c->srv->m;
-        char msg[256];
-        int code = validate_id("id", req->id, msg, sizeof msg);
-        if (code)
-                return conn_reply_error(c, id, code, "%s", msg);
-        struct dyno *d = manager_find(m, req->id);
+        struct dyno *d = find_dyno(c, id, req->id);
         if (!d)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
-                                        req->id);
+                return;
         Hostd__V1__Dyno dp;
         Hostd__V1__ExitInfo ei;
         dyno_to_proto(d, &dp, &ei);
@@ -374,15 +383,9 @@ bool conn_is_closed(const struct conn *c) { return c->closed; }
 
 static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest *req)
 {
-        struct manager *m = c->srv->m;
-        char msg[256];
-        int code = validate_id("id", req->id, msg, sizeof msg);
-        if (code)
-                return conn_reply_error(c, id, code, "%s", msg);
-        struct dyno *d = manager_find(m, req->id);
+        struct dyno *d = find_dyno(c, id, req->id);
         if (!d)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
-                                        req->id);
+                return;
 
         size_t total = log_ring_count(d->ring);
         size_t first = req->lines && req->lines < total ? total - req->lines : 0;
