@@ -1,0 +1,178 @@
+/* Unit test of the checks on wire input (validate.c) and the text helpers they use. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+#include "validate.h"
+
+static int failed, passed;
+
+#define CHECK(cond)                                                                                \
+        do {                                                                                       \
+                if (cond)                                                                          \
+                        passed++;                                                                  \
+                else {                                                                             \
+                        failed++;                                                                  \
+                        fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);   \
+                }                                                                                  \
+        } while (0)
+
+static struct config cfg;
+static char stack[] = "/tmp/hostd-test-validate-XXXXXX";
+
+static void test_ids(void)
+{
+        static const char *const good[] = {
+                "a", "web-1", "A.b_c-9", "0abc",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        };
+        static const char *const bad[] = {
+                "",     ".",   "..",
+                "../x", "a/b", "-a",
+                ".a",   "_a",  "a b",
+                "a\n",  "é",   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                CHECK(dyno_id_valid(good[i]));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK(!dyno_id_valid(bad[i]));
+        char msg[256];
+        CHECK(validate_id("spec.id", "a/b", msg, sizeof msg) == HOSTD__V1__CODE__INVALID_ARGUMENT);
+        CHECK(strstr(msg, "spec.id") != NULL);
+        CHECK(validate_id("spec.id", "", msg, sizeof msg) == HOSTD__V1__CODE__INVALID_ARGUMENT);
+        CHECK(strstr(msg, "required") != NULL);
+}
+
+static void test_text(void)
+{
+        CHECK(utf8_valid("plain"));
+        CHECK(utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+        CHECK(!utf8_valid("\xff"));
+        CHECK(!utf8_valid("\xc0\xaf"));         /* overlong '/' */
+        CHECK(!utf8_valid("\xed\xa0\x80"));     /* a surrogate */
+        CHECK(!utf8_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
+        CHECK(!utf8_valid("\xe2\x82"));         /* cut short */
+
+        char buf[64];
+        CHECK(strcmp(escape_value("ok", 80, buf, sizeof buf), "ok") == 0);
+        CHECK(strcmp(escape_value("a\xff\n", 80, buf, sizeof buf), "a\\xff\\x0a") == 0);
+        CHECK(strcmp(escape_value("abcdef", 3, buf, sizeof buf), "abc...") == 0);
+        /* Never past the buffer, whatever the input. */
+        char small[8];
+        escape_value("\xff\xff\xff\xff\xff", 80, small, sizeof small);
+        CHECK(strlen(small) < sizeof small);
+}
+
+static Hostd__V1__DynoSpec spec_good(void)
+{
+        Hostd__V1__DynoSpec s = HOSTD__V1__DYNO_SPEC__INIT;
+        s.id = (char *)"web-1";
+        s.type = HOSTD__V1__DYNO_TYPE__WORKER;
+        s.command = (char *)"sleep 1";
+        s.stack_path = stack;
+        return s;
+}
+
+/* The code a spec gets, and that the message names want. */
+static void expect(const Hostd__V1__DynoSpec *s, int code, const char *want)
+{
+        char msg[512] = "";
+        const struct size_def *size = NULL;
+        int r = validate_spec(s, &cfg, &size, msg, sizeof msg);
+        CHECK(r == code);
+        if (want)
+                CHECK(strstr(msg, want) != NULL);
+        if (r != code || (want && !strstr(msg, want)))
+                fprintf(stderr, "  got %d '%s', want %d '%s'\n", r, msg, code, want ? want : "");
+        if (code == 0)
+                CHECK(size && strcmp(size->name, cfg.default_size) == 0);
+}
+
+static void test_spec(void)
+{
+        Hostd__V1__DynoSpec s = spec_good();
+        expect(&s, 0, NULL);
+
+        s = spec_good();
+        s.size = (char *)"huge";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.size: unknown size 'huge'");
+
+        s = spec_good();
+        s.command = (char *)"";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: required");
+
+        char *big = malloc(cfg.max_command + 2);
+        memset(big, 'x', cfg.max_command + 1);
+        big[cfg.max_command + 1] = 0;
+        s = spec_good();
+        s.command = big;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command:");
+        free(big);
+
+        s = spec_good();
+        s.command = (char *)"echo \xff";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "UTF-8");
+
+        Hostd__V1__EnvVar e1 = HOSTD__V1__ENV_VAR__INIT, e2 = HOSTD__V1__ENV_VAR__INIT;
+        Hostd__V1__EnvVar *env[2] = { &e1, &e2 };
+        e1.name = (char *)"PORT";
+        e1.value = (char *)"1";
+        s = spec_good();
+        s.n_env = 1;
+        s.env = env;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "PORT is set by hostd");
+
+        e1.name = (char *)"1BAD";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.env[0].name");
+
+        e1.name = e2.name = (char *)"SAME";
+        e2.value = (char *)"2";
+        s.n_env = 2;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "given twice");
+
+        s = spec_good();
+        s.type = HOSTD__V1__DYNO_TYPE__WEB;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port: required for a web dyno");
+        s.port = 70000;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port");
+
+        s = spec_good();
+        s.stack_path = (char *)"relative/path";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not an absolute path");
+        s.stack_path = (char *)"/nonexistent/stack";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "No such file");
+        s.stack_path = (char *)"/etc/hostname";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not a folder");
+        s.stack_path = (char *)"/tmp/a,upperdir=/x";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "overlayfs");
+
+        s = spec_good();
+        s.stack_digest = (char *)"abc";
+        expect(&s, HOSTD__V1__CODE__UNIMPLEMENTED, "stack_digest");
+
+        s = spec_good();
+        s.grace_case = HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS;
+        s.grace_seconds = 3601;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds");
+}
+
+int main(void)
+{
+        if (config_init_defaults(&cfg) < 0)
+                return 1;
+        if (!mkdtemp(stack)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        test_ids();
+        test_text();
+        test_spec();
+        rmdir(stack);
+        config_free(&cfg);
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 0;
+}
