@@ -1,0 +1,107 @@
+"""hostctl, the operator's command line, against a real hostd: what an operator types and reads."""
+
+import json
+import os
+import subprocess
+import time
+
+from conftest import BUILD_DIR
+from hostd_client import pb
+
+HOSTCTL = os.path.join(BUILD_DIR, "hostctl", "hostctl")
+
+
+def hostctl(hostd, *args, input=None, socket=None):
+    return subprocess.run(
+        [HOSTCTL, "--socket", socket or hostd.socket_path, *args],
+        capture_output=True, text=True, input=input, timeout=60,
+    )
+
+
+def test_start_from_flags_then_ps_inspect_logs_stop(hostd, rootfs):
+    r = hostctl(hostd, "start", "--id", "ctl-1", "--name", "worker.1", "--type", "worker",
+                "--stack", rootfs.stack, "--slug", rootfs.slug, "--env", "GREETING=hi",
+                "--", 'echo "$GREETING from $DYNO"; exec sleep 1000')
+    assert r.returncode == 0, r.stderr
+    assert "ctl-1" in r.stdout and "up" in r.stdout
+
+    ps = hostctl(hostd, "ps")
+    assert ps.returncode == 0
+    header, *rows = ps.stdout.splitlines()
+    assert header.split()[:5] == ["ID", "NAME", "TYPE", "SIZE", "STATE"]
+    row = next(l for l in rows if l.startswith("ctl-1"))
+    assert row.split()[1:5] == ["worker.1", "worker", "standard-1x", "up"]
+
+    js = json.loads(hostctl(hostd, "--json", "inspect", "ctl-1").stdout)
+    assert js["spec"]["id"] == "ctl-1" and js["state"] == "up"
+    assert js["memory_limit"] == 536870912 and js["pid"] > 0
+
+    logs = ""
+    for _ in range(100):
+        logs = hostctl(hostd, "logs", "ctl-1").stdout
+        if "hi from worker.1" in logs:
+            break
+        time.sleep(0.05)
+    assert "app[worker.1]: hi from worker.1" in logs, logs
+
+    stop = hostctl(hostd, "stop", "ctl-1", "--grace", "2")
+    assert stop.returncode == 0, stop.stderr
+    assert "down" in stop.stdout
+    with hostd.client() as c:
+        assert c.get("ctl-1").state == pb.DOWN
+
+
+def test_start_from_a_json_spec_with_flags_overriding(hostd, rootfs, tmp_path):
+    spec = {
+        "id": "ctl-spec",
+        "type": "worker",
+        "size": "standard-2x",
+        "command": "exec sleep 1000",
+        "stack_path": rootfs.stack,
+        "slug_path": rootfs.slug,
+        "env": {"A": "1"},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    r = hostctl(hostd, "--json", "start", "--spec", str(path), "--name", "worker.7")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["spec"]["name"] == "worker.7" and d["spec"]["size"] == "standard-2x"
+    assert d["memory_limit"] == 1 << 30
+    # The same spec from standard input, once more: the id exists.
+    again = hostctl(hostd, "start", "--spec", "-", input=json.dumps(spec))
+    assert again.returncode == 1
+    assert "ALREADY_EXISTS" in again.stderr
+    assert hostctl(hostd, "stop", "ctl-spec", "--grace", "1").returncode == 0
+
+
+def test_errors_have_the_documented_exit_status(hostd, tmp_path):
+    # 1: hostd said no, and hostctl says what hostd said.
+    r = hostctl(hostd, "stop", "no-such-dyno")
+    assert r.returncode == 1 and "NOT_FOUND" in r.stderr and "no-such-dyno" in r.stderr
+    # 2: usage, before anything is sent.
+    r = hostctl(hostd, "start", "--port", "70000", "--id", "x")
+    assert r.returncode == 2 and "--port" in r.stderr
+    r = hostctl(hostd, "start", "--id", "x", "--env", "NOEQUALS")
+    assert r.returncode == 2 and "--env" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "x", "colour": "red"}')
+    r = hostctl(hostd, "start", "--spec", str(bad))
+    assert r.returncode == 2 and "colour" in r.stderr
+    r = hostctl(hostd, "frobnicate")
+    assert r.returncode == 2
+    # 3: nobody there.
+    r = hostctl(hostd, "ps", socket=str(tmp_path / "nothing.sock"))
+    assert r.returncode == 3 and "nothing.sock" in r.stderr
+    # None of it started a dyno.
+    with hostd.client() as c:
+        assert c.list() == []
+
+
+def test_help_tells_each_command(hostd):
+    r = hostctl(hostd, "--help")
+    assert r.returncode == 0
+    for cmd in ("ps", "inspect", "start", "stop", "logs"):
+        assert cmd in r.stdout
+        sub = hostctl(hostd, cmd, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"Usage: hostctl {cmd}"), sub.stdout
