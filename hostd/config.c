@@ -96,6 +96,13 @@ static const struct key_def hostd_keys[] = {
         /* the kernel's ceiling for fs.nr_open */
         { "rlimit-nofile", VALUE_U64, CONFIG_FIELD(rlimit_nofile), 1, 1073741816 },
         { "shm-size", VALUE_BYTES64, CONFIG_FIELD(shm_size), 1 * MiB, 16 * TiB },
+        { "images-dir", VALUE_PATH, CONFIG_FIELD(images_dir), 0, 0 },
+        { "image-max-compressed", VALUE_BYTES64, CONFIG_FIELD(image_max_compressed), 1 * MiB,
+          16 * TiB },
+        { "image-max-unpacked", VALUE_BYTES64, CONFIG_FIELD(image_max_unpacked), 1 * MiB,
+          16 * TiB },
+        { "image-max-files", VALUE_U64, CONFIG_FIELD(image_max_files), 1, 100000000 },
+        { "images-budget", VALUE_BYTES64, CONFIG_FIELD(images_budget), 0, 1024 * TiB },
 };
 
 static const struct key_def size_keys[] = {
@@ -462,11 +469,16 @@ int config_init_defaults(struct config *c)
                 .log_line_max = 10000,
                 .rlimit_nofile = 10000,
                 .shm_size = 64 * MiB,
+                .image_max_compressed = 4 * GiB,
+                .image_max_unpacked = 16 * GiB,
+                .image_max_files = 1000000,
+                .images_budget = 50 * GiB,
         };
 
         if (!(t.socket_path = strdup("/run/hostd/hostd.sock")) ||
             !(t.run_dir = strdup("/run/hostd")) || !(t.state_dir = strdup("/var/lib/hostd")) ||
-            !(t.layers_dir = strdup("/var/lib/hostd/layers")) || !(t.init_path = strdup("")) ||
+            !(t.layers_dir = strdup("/var/lib/hostd/layers")) ||
+            !(t.images_dir = strdup("/var/lib/hostd/images")) || !(t.init_path = strdup("")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")))
                 return -ENOMEM;
 

@@ -36,10 +36,15 @@ struct config {
         uint32_t max_env;       /* variables */
         uint32_t max_env_bytes; /* all names and values together */
         uint32_t max_dynos;
-        uint32_t log_lines;     /* ring per dyno, 1500 */
-        uint32_t log_line_max;  /* split longer lines, 10000 */
-        uint64_t rlimit_nofile; /* 10000 */
-        uint64_t shm_size;      /* /dev/shm tmpfs size inside a dyno */
+        uint32_t log_lines;            /* ring per dyno, 1500 */
+        uint32_t log_line_max;         /* split longer lines, 10000 */
+        uint64_t rlimit_nofile;        /* 10000 */
+        uint64_t shm_size;             /* /dev/shm tmpfs size inside a dyno */
+        char *images_dir;              /* /var/lib/hostd/images: the image store */
+        uint64_t image_max_compressed; /* a tarball as fetched */
+        uint64_t image_max_unpacked;   /* its files' data once unpacked */
+        uint64_t image_max_files;      /* its entries */
+        uint64_t images_budget;        /* gc keeps unused images within this many bytes */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
+#include "images.h"
+#include "importer.h"
 #include "logfile.h"
 #include "rpc.h"
 #include "seccomp-filter.h"
@@ -201,6 +203,8 @@ static void dyno_free(struct dyno *d)
         free(d->layer_dir);
         free(d->run_dir);
         free(d->cgroup_path);
+        free(d->stack_root);
+        free(d->slug_root);
         free(d->id);
         free(d);
 }
@@ -543,7 +547,7 @@ static void dyno_finish(struct dyno *d)
                         ;
         }
 
-        r = rm_rf(d->layer_dir);
+        r = layer_remove(d->layer_dir);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
 
@@ -633,6 +637,37 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
         }
 }
 
+/* A stop of a dyno still waiting for its images: it never ran, so it is simply down. */
+static void dyno_cancel_waiting(struct dyno *d)
+{
+        d->waiting_images = false;
+        d->stop_requested = true;
+        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+        d->finished_usec = now_realtime_usec();
+        free(d->exit_reason);
+        d->exit_reason = strdup("stopped before its images arrived");
+        d->exit_known = true; /* the reason only: it never ran */
+        if (d->m->n_live > 0)
+                d->m->n_live--;
+        dyno_log_platform(d, "Stopped before its images arrived");
+        dyno_save(d);
+        char msg[256];
+        snprintf(msg, sizeof msg, "dyno '%s': stopped before its images arrived", d->id);
+        for (struct pending **pp = &d->pending; *pp;) {
+                struct pending *p = *pp;
+                if (p->kind == HOSTD__V1__RESPONSE__RESULT_STOP) {
+                        pp = &p->next;
+                        continue;
+                }
+                conn_reply_error(p->conn, p->req_id, HOSTD__V1__CODE__ABORTED, "%s", msg);
+                *pp = p->next;
+                conn_unref(p->conn);
+                free(p);
+        }
+        followers_end(d);
+        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_STOP);
+}
+
 /* The dyno a stop or restart names, after checking the request; NULL once answered. */
 static struct dyno *find_to_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
                                  struct conn *conn, uint64_t req_id)
@@ -676,6 +711,10 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
         if (!grace_set)
                 grace = dyno_default_grace(d);
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP);
+        if (d->waiting_images) {
+                dyno_cancel_waiting(d);
+                return;
+        }
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
                 /* Already stopping: a shorter grace takes effect, a longer one does not. */
                 int64_t deadline = now_realtime_usec() + (int64_t)grace * 1000000;
@@ -790,7 +829,7 @@ static void dyno_abort_start(struct dyno *d)
         int r = cg_destroy(m->cg, d->id);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup: %m", d->id);
-        r = rm_rf(d->layer_dir);
+        r = layer_remove(d->layer_dir);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
         r = rm_rf(d->run_dir);
@@ -862,6 +901,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         int r;
 
         /* The run folder holds the record, the log file and, later, the init's exit status. */
+        closep(&d->state_dirfd), d->state_dirfd = -1; /* a resumed start had it open */
         if (mkdir(d->run_dir, 0700) < 0 && errno != EEXIST)
                 return r = -errno,
                        snprintf(errbuf, errlen, "create %s: %s", d->run_dir, strerror(-r)), r;
@@ -880,19 +920,14 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         if (r < 0)
                 return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
 
-        /* The writable layer: the app's /app belongs to the dyno's user. */
-        static const char *const sub[] = { "", "/upper", "/work", "/merged", "/upper/app" };
-        for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
-                _cleanup_free_ char *p = strjoin3(d->layer_dir, sub[i], NULL);
-                if (!p)
-                        return -ENOMEM;
-                if (mkdir(p, 0755) < 0)
-                        return r = -errno,
-                               snprintf(errbuf, errlen, "create %s: %s", p, strerror(-r)), r;
-                if (strcmp(sub[i], "/upper/app") == 0 && chown(p, d->uid, d->uid) < 0)
-                        return r = -errno,
-                               snprintf(errbuf, errlen, "chown %s: %s", p, strerror(-r)), r;
-        }
+        /* The writable layer over the shared, read-only stack and slug. */
+        _cleanup_free_ char *layer = NULL, *overlay = NULL;
+        r = layer_create(m->config->layers_dir, d->id, d->uid, &layer, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = layer_mount_options(d->stack_root, d->slug_root, d->layer_dir, &overlay);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "overlay options: %s", strerror(-r)), r;
 
         struct cg_limits lim = {
                 .memory = size->memory,
@@ -928,9 +963,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                          NULL };
         struct spawn_params p = {
                 .id = d->id,
-                .stack = d->spec->stack_path,
-                .slug = *d->spec->slug_path ? d->spec->slug_path : NULL,
                 .layer_dir = d->layer_dir,
+                .overlay_options = overlay,
                 .uid = d->uid,
                 .argv = argv,
                 .envp = envp,
@@ -938,7 +972,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .log_read_fd = d->log_fd,
                 .log_write_fd = log_w,
                 .init_exe_fd = m->init_exe_fd,
-                .seccomp = m->seccomp,
+                .seccomp = &m->seccomp,
                 .rlimit_nofile = m->config->rlimit_nofile,
                 .shm_size = m->config->shm_size,
         };
@@ -955,6 +989,162 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         if (r < 0)
                 return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
         return 0;
+}
+
+/* A start that cannot go on: tell whoever waits, and undo everything. */
+static void dyno_fail_start(struct dyno *d, int code, const char *msg)
+{
+        log_error("%s", msg);
+        dyno_answer_error(d, code, msg);
+        dyno_abort_start(d);
+}
+
+/* The folder for one lower layer: the spec's path, or an image of the store. Returns 0 with
+ * *root set (NULL for no slug), 1 when an import has begun and the dyno must wait, or a
+ * negative errno with msg. */
+static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind kind,
+                              const char *path, const char *digest, const char *url, bool dry_run,
+                              char **root, char *msg, size_t len)
+{
+        struct manager *m = d->m;
+        free(*root);
+        *root = NULL;
+        if (!*digest) {
+                if (*path && !(*root = strdup(path)))
+                        return -ENOMEM;
+                return 0;
+        }
+        struct image_info info;
+        int r = importer_busy(m, digest) ? -ENOENT : image_lookup(m->images, digest, &info);
+        if (r == 0) {
+                if (info.kind != kind) {
+                        snprintf(msg, len, "spec.%s_digest: image %.12s is a %s, not a %s", what,
+                                 digest, info.kind == IMAGE_KIND_STACK ? "stack" : "slug", what);
+                        return -EMEDIUMTYPE;
+                }
+                (void)image_touch(m->images, digest);
+                return image_rootfs_path(m->images, digest, root);
+        }
+        if (r != -ENOENT) {
+                snprintf(msg, len, "spec.%s_digest: image %.12s: %s", what, digest, strerror(-r));
+                return r;
+        }
+        if (!*url) {
+                snprintf(msg, len,
+                         "spec.%s_digest: image %s is not on this host and spec.%s_url is empty",
+                         what, digest, what);
+                return -ENOENT;
+        }
+        if (dry_run)
+                return 1;
+        r = importer_start(m, url, digest, kind, NULL, 0);
+        if (r < 0) {
+                snprintf(msg, len, "spec.%s_url: start the import: %s", what, strerror(-r));
+                return r;
+        }
+        dyno_log_platform(d, "Fetching %s %.12s from %s", what, digest, url);
+        return 1;
+}
+
+/* Resolve the dyno's layers and launch it, or wait for its images to arrive. */
+static void dyno_begin(struct dyno *d)
+{
+        const Hostd__V1__DynoSpec *s = d->spec;
+        char msg[512], full[600];
+        /* Twice: the first pass only checks, so that a slug that cannot be had does not
+         * leave a stack import running for nothing. */
+        int r = 0, w = 0;
+        for (int pass = 0; pass < 2 && r >= 0; pass++) {
+                bool dry = pass == 0;
+                r = dyno_resolve_layer(d, "stack", IMAGE_KIND_STACK, s->stack_path, s->stack_digest,
+                                       s->stack_url, dry, &d->stack_root, msg, sizeof msg);
+                w = r;
+                if (r >= 0) {
+                        r = dyno_resolve_layer(d, "slug", IMAGE_KIND_SLUG, s->slug_path,
+                                               s->slug_digest, s->slug_url, dry, &d->slug_root, msg,
+                                               sizeof msg);
+                        if (r > w)
+                                w = r;
+                }
+        }
+        if (r < 0) {
+                snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
+                dyno_fail_start(d,
+                                r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
+                                               HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                full);
+                return;
+        }
+        d->waiting_images = w > 0;
+        if (d->waiting_images) {
+                dyno_save(d);
+                return;
+        }
+        if (d->restarts == 0)
+                dyno_log_platform(d, "Starting process with size %s", d->size->name);
+        r = dyno_launch(d, msg, sizeof msg);
+        if (r < 0) {
+                snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
+                dyno_fail_start(d,
+                                r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
+                                               HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                full);
+        }
+}
+
+struct waiting_ctx {
+        struct dyno **v;
+        size_t n;
+        const char *digest;
+};
+
+static void collect_waiting(struct dyno *d, void *userdata)
+{
+        struct waiting_ctx *c = userdata;
+        if (d->waiting_images && (strcmp(d->spec->stack_digest, c->digest) == 0 ||
+                                  strcmp(d->spec->slug_digest, c->digest) == 0))
+                c->v[c->n++] = d;
+}
+
+void manager_image_ready(struct manager *m, const char *digest, int error, const char *msg)
+{
+        /* Collect first: a failed start frees its dyno. */
+        struct waiting_ctx c = { calloc(m->n_dynos ? m->n_dynos : 1, sizeof(struct dyno *)), 0,
+                                 digest };
+        if (!c.v)
+                return;
+        manager_foreach(m, collect_waiting, &c);
+        for (size_t i = 0; i < c.n; i++) {
+                struct dyno *d = c.v[i];
+                d->waiting_images = false;
+                if (error < 0) {
+                        char full[600];
+                        snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
+                        dyno_fail_start(d, HOSTD__V1__CODE__FAILED_PRECONDITION, full);
+                } else
+                        dyno_begin(d);
+        }
+        free(c.v);
+}
+
+static void count_users(struct dyno *d, void *userdata)
+{
+        struct waiting_ctx *c = userdata;
+        if (dyno_is_live(d) && (strcmp(d->spec->stack_digest, c->digest) == 0 ||
+                                strcmp(d->spec->slug_digest, c->digest) == 0))
+                c->n++;
+}
+
+unsigned manager_image_users(struct manager *m, const char *digest)
+{
+        struct waiting_ctx c = { NULL, 0, digest };
+        manager_foreach(m, count_users, &c);
+        return (unsigned)c.n;
+}
+
+bool manager_image_in_use(const char *digest, void *userdata)
+{
+        return manager_image_users(userdata, digest) > 0;
 }
 
 void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn, uint64_t req_id)
@@ -1022,23 +1212,16 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         }
         m->n_live++;
 
+        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
         /* A new dyno of an old id starts with nothing of the old one's. */
         r = rm_rf(d->run_dir);
-        if (r >= 0)
-                r = dyno_launch(d, msg, sizeof msg);
-        else
-                snprintf(msg, sizeof msg, "remove %s: %s", d->run_dir, strerror(-r));
         if (r < 0) {
-                log_error("dyno %s: start failed: %s", d->id, msg);
-                conn_reply_error(conn, req_id,
-                                 r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
-                                                HOSTD__V1__CODE__FAILED_PRECONDITION,
-                                 "dyno '%s': %s", d->id, msg);
-                dyno_abort_start(d);
+                snprintf(msg, sizeof msg, "dyno '%s': remove %s: %s", d->id, d->run_dir,
+                         strerror(-r));
+                dyno_fail_start(d, HOSTD__V1__CODE__INTERNAL, msg);
                 return;
         }
-        dyno_log_platform(d, "Starting process with size %s", size->name);
-        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
+        dyno_begin(d);
 }
 
 /* Start an ended dyno again in place: same spec, logs kept, a fresh layer and a new uid. */
@@ -1069,14 +1252,7 @@ static void dyno_relaunch(struct dyno *d)
         d->restarts++;
         m->n_live++;
         dyno_log_platform(d, "Restarting");
-        r = dyno_launch(d, msg, sizeof msg);
-        if (r < 0) {
-                char full[600];
-                snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
-                log_error("%s", full);
-                dyno_answer_error(d, HOSTD__V1__CODE__FAILED_PRECONDITION, full);
-                dyno_abort_start(d);
-        }
+        dyno_begin(d);
 }
 
 void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
@@ -1178,6 +1354,22 @@ static void dyno_readopt(struct dyno *d)
                 int r = logfile_open_append(&d->logfile, d->state_dirfd, "log", d->logfile.lines);
                 if (r < 0)
                         log_warning_errno(r, "dyno %s: open its log file: %m", d->id);
+        }
+
+        if (d->state == HOSTD__V1__DYNO_STATE__STARTING && d->pid == 0) {
+                /* hostd died before the dyno's processes were recorded: whatever a half-done
+                 * launch made goes, and the start begins again (it never ran, so this is not
+                 * a second start). */
+                log_notice("dyno %s: its start was interrupted; starting it again", d->id);
+                int r = cg_destroy(m->cg, d->id);
+                if (r < 0)
+                        log_warning_errno(r, "dyno %s: remove cgroup: %m", d->id);
+                r = layer_remove(d->layer_dir);
+                if (r < 0)
+                        log_warning_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
+                d->adopted = false;
+                dyno_begin(d);
+                return;
         }
 
         int pidfd = d->pid > 0 ? pidfd_open_(d->pid) : -1;
@@ -1346,6 +1538,15 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "build the seccomp filter: %m");
                 goto fail;
         }
+        struct image_limits lim = {
+                .max_compressed = c->image_max_compressed,
+                .max_unpacked = c->image_max_unpacked,
+                .max_files = c->image_max_files,
+        };
+        if ((r = image_store_open(c->images_dir, &lim, &m->images)) < 0) {
+                log_error_errno(r, "open the image store %s: %m", c->images_dir);
+                goto fail;
+        }
         if ((r = cg_manager_new(c->cgroup_root, &m->cg)) < 0) {
                 log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;
@@ -1366,8 +1567,9 @@ void manager_free(struct manager *m)
         if (!m)
                 return;
         tdestroy(m->dynos, free_node);
-        if (m->seccomp)
-                seccomp_release(m->seccomp);
+        dyno_seccomp_free(&m->seccomp);
+        importer_free_all(m);
+        image_store_free(m->images);
         cg_manager_free(m->cg);
         closep(&m->init_exe_fd);
         sd_event_unref(m->event);

@@ -1,7 +1,7 @@
 /* The Manager owns everything: configuration, the cgroup driver, the event loop, the dynos. */
 #pragma once
 
-#include <seccomp.h>
+#include <linux/filter.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -14,6 +14,8 @@
 
 struct cg_manager;
 struct conn;
+struct image_store;
+struct import_job;
 struct rpc_server;
 
 /* A reply owed to a client once a dyno reaches a state. */
@@ -67,6 +69,9 @@ struct dyno {
         char *layer_dir;
         char *run_dir;
         char *cgroup_path;
+        char *stack_root;    /* the stack's folder: a spec path or an image's rootfs */
+        char *slug_root;     /* the slug's, or NULL */
+        bool waiting_images; /* STARTING, waiting for imports before it can launch */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source;
         struct line_splitter splitter;
         struct log_ring *ring;
@@ -79,7 +84,9 @@ struct manager {
         sd_event *event;
         struct cg_manager *cg;
         struct rpc_server *rpc;
-        scmp_filter_ctx seccomp;
+        struct image_store *images;
+        struct import_job *imports;
+        struct sock_fprog seccomp;
         int init_exe_fd;
         char *boot_id;
         char *dynos_run_dir; /* <run-dir>/dynos */
@@ -113,6 +120,10 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
 
 /* Send conn every line the dyno logs from now on, until the dyno ends (a restart goes on). */
 void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id);
+
+/* Whether a running or starting dyno uses the image; how many do. */
+bool manager_image_in_use(const char *digest, void *userdata /* struct manager * */);
+unsigned manager_image_users(struct manager *m, const char *digest);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

@@ -15,6 +15,8 @@
 
 #include "cgroup.h"
 #include "frame.h"
+#include "images.h"
+#include "importer.h"
 #include "manager.h"
 #include "validate.h"
 
@@ -394,6 +396,157 @@ static void call_logs(struct conn *c, uint64_t id, const Hostd__V1__LogsRequest 
                 dyno_follow_logs(d, c, id);
 }
 
+/* ---- images ---- */
+
+static void image_to_proto(struct manager *m, const struct image_info *info, Hostd__V1__Image *o)
+{
+        hostd__v1__image__init(o);
+        o->digest = (char *)info->digest;
+        o->kind = info->kind == IMAGE_KIND_STACK ? HOSTD__V1__IMAGE_KIND__STACK :
+                                                   HOSTD__V1__IMAGE_KIND__SLUG;
+        o->size_bytes = info->size_bytes;
+        o->imported_usec = info->imported_usec;
+        o->last_used_usec = info->last_used_usec;
+        o->users = manager_image_users(m, info->digest);
+}
+
+void rpc_reply_image(struct conn *c, uint64_t id, struct manager *m, const struct image_info *info)
+{
+        Hostd__V1__Image img;
+        image_to_proto(m, info, &img);
+        Hostd__V1__ImageImportReply reply = HOSTD__V1__IMAGE_IMPORT_REPLY__INIT;
+        reply.image = &img;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_IMPORT;
+        resp.image_import = &reply;
+        resp.end_of_stream = true;
+        conn_reply(c, &resp);
+}
+
+static bool digest_checked(struct conn *c, uint64_t id, const char *field, const char *digest)
+{
+        if (image_digest_valid(digest))
+                return true;
+        char esc[400];
+        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                         "%s: '%s' is not a sha256 (64 lower-case hex digits)", field,
+                         escape_value(digest, 80, esc, sizeof esc));
+        return false;
+}
+
+static void call_image_import(struct conn *c, uint64_t id, const Hostd__V1__ImageImportRequest *req)
+{
+        struct manager *m = c->srv->m;
+        char msg[512];
+        int code = validate_image_source("image_import.source", req->source, msg, sizeof msg);
+        if (code)
+                return conn_reply_error(c, id, code, "%s", msg);
+        if (!digest_checked(c, id, "image_import.sha256", req->sha256))
+                return;
+        if (req->kind != HOSTD__V1__IMAGE_KIND__STACK && req->kind != HOSTD__V1__IMAGE_KIND__SLUG)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                        "image_import.kind: stack or slug");
+        enum image_kind kind = req->kind == HOSTD__V1__IMAGE_KIND__STACK ? IMAGE_KIND_STACK :
+                                                                           IMAGE_KIND_SLUG;
+        struct image_info info;
+        if (!importer_busy(m, req->sha256) && image_lookup(m->images, req->sha256, &info) == 0) {
+                if (info.kind != kind)
+                        return conn_reply_error(c, id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                                                "image %.12s is here already, as a %s", req->sha256,
+                                                info.kind == IMAGE_KIND_STACK ? "stack" : "slug");
+                return rpc_reply_image(c, id, m, &info);
+        }
+        int r = importer_start(m, req->source, req->sha256, kind, c, id);
+        if (r < 0)
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                                 "image %.12s: start the import: %s", req->sha256, strerror(-r));
+}
+
+static void call_image_list(struct conn *c, uint64_t id)
+{
+        struct manager *m = c->srv->m;
+        _cleanup_free_ struct image_info *infos = NULL;
+        size_t n = 0;
+        int r = image_list(m->images, &infos, &n);
+        if (r < 0)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "image_list: %s",
+                                        strerror(-r));
+        _cleanup_free_ Hostd__V1__Image *imgs = calloc(n ? n : 1, sizeof *imgs);
+        _cleanup_free_ Hostd__V1__Image **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+        if (!imgs || !ptrs)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                                        "image_list: out of memory");
+        for (size_t i = 0; i < n; i++) {
+                image_to_proto(m, &infos[i], &imgs[i]);
+                ptrs[i] = &imgs[i];
+        }
+        Hostd__V1__ImageListReply reply = HOSTD__V1__IMAGE_LIST_REPLY__INIT;
+        reply.n_images = n;
+        reply.images = ptrs;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_LIST;
+        resp.image_list = &reply;
+        conn_reply(c, &resp);
+}
+
+static void call_image_remove(struct conn *c, uint64_t id, const Hostd__V1__ImageRemoveRequest *req)
+{
+        struct manager *m = c->srv->m;
+        if (!digest_checked(c, id, "image_remove.digest", req->digest))
+                return;
+        if (importer_busy(m, req->digest))
+                return conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                        "image %.12s is being imported", req->digest);
+        char err[512] = "";
+        int r = image_remove(m->images, req->digest, manager_image_in_use, m, err, sizeof err);
+        if (r == -ENOENT)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "image %s not found",
+                                        req->digest);
+        if (r == -EBUSY)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION, "%s", err);
+        if (r < 0)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s",
+                                        *err ? err : strerror(-r));
+        log_info("image %.12s removed", req->digest);
+        Hostd__V1__ImageRemoveReply reply = HOSTD__V1__IMAGE_REMOVE_REPLY__INIT;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_REMOVE;
+        resp.image_remove = &reply;
+        conn_reply(c, &resp);
+}
+
+/* An image being imported is not in the store yet: gc cannot see it. */
+static void call_image_gc(struct conn *c, uint64_t id, const Hostd__V1__ImageGcRequest *req)
+{
+        struct manager *m = c->srv->m;
+        uint64_t budget = req->budget_case == HOSTD__V1__IMAGE_GC_REQUEST__BUDGET_BUDGET_BYTES ?
+                                  req->budget_bytes :
+                                  m->config->images_budget;
+        _cleanup_strv_free_ char **removed = NULL;
+        uint64_t freed = 0;
+        int r = image_gc(m->images, budget, manager_image_in_use, m, &removed, &freed);
+        if (r < 0)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "image_gc: %s",
+                                        strerror(-r));
+        size_t n = 0;
+        while (removed && removed[n])
+                n++;
+        log_info("image gc: %zu removed, %llu bytes freed (budget %llu)", n,
+                 (unsigned long long)freed, (unsigned long long)budget);
+        Hostd__V1__ImageGcReply reply = HOSTD__V1__IMAGE_GC_REPLY__INIT;
+        reply.n_removed = n;
+        reply.removed = removed;
+        reply.freed_bytes = freed;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_GC;
+        resp.image_gc = &reply;
+        conn_reply(c, &resp);
+}
+
 static const char *call_name(Hostd__V1__Request__CallCase cc)
 {
         const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
@@ -443,6 +596,14 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case HOSTD__V1__REQUEST__CALL_LIST: call_list(c, id); break;
         case HOSTD__V1__REQUEST__CALL_HOST_INFO: call_host_info(c, id); break;
         case HOSTD__V1__REQUEST__CALL_LOGS: call_logs(c, id, req->logs); break;
+        case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
+                call_image_import(c, id, req->image_import);
+                break;
+        case HOSTD__V1__REQUEST__CALL_IMAGE_LIST: call_image_list(c, id); break;
+        case HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE:
+                call_image_remove(c, id, req->image_remove);
+                break;
+        case HOSTD__V1__REQUEST__CALL_IMAGE_GC: call_image_gc(c, id, req->image_gc); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
                 conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
                 break;

@@ -27,5 +27,9 @@ bool conn_is_closed(const struct conn *c);
  * newest lines that fit a frame, ending the call. With follow: every line, in as many
  * responses as it takes, the stream left open. */
 void rpc_send_logs(struct conn *c, uint64_t id, const struct dyno *d, size_t first, bool follow);
+/* An ImageImportReply with the image. */
+struct image_info;
+void rpc_reply_image(struct conn *c, uint64_t id, struct manager *m, const struct image_info *info);
+
 /* The last response of a stream. */
 void rpc_end_stream(struct conn *c, uint64_t id);

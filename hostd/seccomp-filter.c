@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <seccomp.h>
 #include <stddef.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -71,7 +74,7 @@ static const char *const denied[] = {
         "pidfd_getfd",
 };
 
-int dyno_seccomp_new(scmp_filter_ctx *ret)
+static int build(scmp_filter_ctx *ret)
 {
         scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
         if (!ctx)
@@ -118,4 +121,44 @@ int dyno_seccomp_new(scmp_filter_ctx *ret)
 fail:
         seccomp_release(ctx);
         return r;
+}
+
+int dyno_seccomp_new(struct sock_fprog *ret)
+{
+        scmp_filter_ctx ctx;
+        int r = build(&ctx);
+        if (r < 0)
+                return r;
+        /* libseccomp exports to a descriptor only: a memfd holds the program. */
+        _cleanup_close_ int fd = memfd_create("hostd-seccomp", MFD_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                seccomp_release(ctx);
+                return r;
+        }
+        r = seccomp_export_bpf(ctx, fd);
+        seccomp_release(ctx);
+        if (r < 0)
+                return r;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size_t n = (size_t)st.st_size / sizeof(struct sock_filter);
+        if (n == 0 || n > BPF_MAXINSNS || (size_t)st.st_size % sizeof(struct sock_filter))
+                return -EBADMSG;
+        struct sock_filter *insns = malloc((size_t)st.st_size);
+        if (!insns)
+                return -ENOMEM;
+        if (pread(fd, insns, (size_t)st.st_size, 0) != st.st_size) {
+                free(insns);
+                return -EIO;
+        }
+        *ret = (struct sock_fprog){ .len = (unsigned short)n, .filter = insns };
+        return 0;
+}
+
+void dyno_seccomp_free(struct sock_fprog *prog)
+{
+        free(prog->filter);
+        *prog = (struct sock_fprog){};
 }

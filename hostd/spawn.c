@@ -18,6 +18,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/seccomp.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -206,9 +207,8 @@ static _Noreturn void child_exec_command(const struct spawn_params *p)
 
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 child_fail(errno, "set no_new_privs");
-        int r = seccomp_load(p->seccomp);
-        if (r < 0)
-                child_fail(-r, "load the seccomp filter");
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp) < 0)
+                child_fail(errno, "load the seccomp filter");
 
         if (chdir("/app") < 0)
                 child_fail(errno, "enter /app");
@@ -258,17 +258,10 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
                 child_fail(errno, "make mounts private");
 
         umask(0);
-        char root[PATH_MAX], opts[3 * PATH_MAX + 64];
+        char root[PATH_MAX];
         child_path(root, sizeof root, "%s/merged", p->layer_dir);
-        if (p->slug)
-                child_path(opts, sizeof opts, "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work",
-                           p->slug, p->stack, p->layer_dir, p->layer_dir);
-        else
-                child_path(opts, sizeof opts, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work",
-                           p->stack, p->layer_dir, p->layer_dir);
-        if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
-                child_fail(errno, "mount the root filesystem (overlay of %s%s%s)",
-                           p->slug ? p->slug : "", p->slug ? " over " : "", p->stack);
+        if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, p->overlay_options) < 0)
+                child_fail(errno, "mount the root filesystem (overlay %s)", p->overlay_options);
 
         child_mkdir(root, "proc", 0555);
         child_mkdir(root, "dev", 0755);

@@ -2,25 +2,24 @@
  * command, with every privilege dropped. */
 #pragma once
 
-#include <seccomp.h>
+#include <linux/filter.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct cg_manager;
 
 struct spawn_params {
-        const char *id;        /* also the hostname */
-        const char *stack;     /* read-only lower layer */
-        const char *slug;      /* read-only lower layer above the stack; may be NULL */
-        const char *layer_dir; /* holds upper/, work/ and merged/ */
-        uid_t uid;             /* the dyno's uid and gid */
-        char **argv;           /* the command, run in the new root */
+        const char *id;              /* also the hostname */
+        const char *layer_dir;       /* holds upper/, work/ and merged/ (layer_create) */
+        const char *overlay_options; /* slug over stack, under the layer (layer_mount_options) */
+        uid_t uid;                   /* the dyno's uid and gid */
+        char **argv;                 /* the command, run in the new root */
         char **envp;
-        int state_dirfd;  /* the dyno's run folder: the init writes "exit" there */
-        int log_read_fd;  /* kept open by the init */
-        int log_write_fd; /* the command's stdout and stderr */
-        int init_exe_fd;  /* the hostd-init binary, executed by descriptor */
-        scmp_filter_ctx seccomp;
+        int state_dirfd;                  /* the dyno's run folder: the init writes "exit" there */
+        int log_read_fd;                  /* kept open by the init */
+        int log_write_fd;                 /* the command's stdout and stderr */
+        int init_exe_fd;                  /* the hostd-init binary, executed by descriptor */
+        const struct sock_fprog *seccomp; /* loaded last, after no_new_privs */
         uint64_t rlimit_nofile;
         uint64_t shm_size;
 };

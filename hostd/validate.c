@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "images.h"
 #include "util.h"
 
 /* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
@@ -92,6 +93,57 @@ static int validate_layer(const char *field, const char *path, char *msg, size_t
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s' is not a folder", field,
                             ESC(path));
         return 0;
+}
+
+/* Where an image may be fetched from: http(s), file:// or an absolute path on the host. */
+int validate_image_source(const char *field, const char *url, char *msg, size_t len)
+{
+        if (!*url)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: required", field);
+        if (strlen(url) > 4096)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 4096 bytes", field);
+        if (!utf8_valid(url))
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
+        for (const char *p = url; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "%s: holds a control character", field);
+        if (url[0] == '/' || startswith(url, "file:///") || startswith(url, "http://") ||
+            startswith(url, "https://"))
+                return 0;
+        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                    "%s: '%s' is not an http://, https:// or file:// URL nor an absolute path",
+                    field, ESC(url));
+}
+
+static int validate_layer_source(const char *what, const char *path, const char *digest,
+                                 const char *url, bool required, char *msg, size_t len)
+{
+        char field[32];
+        int r;
+        if (*path && *digest)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.%s_path and spec.%s_digest: give one, not both", what, what);
+        if (*url && !*digest)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.%s_url: needs spec.%s_digest",
+                            what, what);
+        if (*digest) {
+                if (!image_digest_valid(digest))
+                        return FAIL(
+                                HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                "spec.%s_digest: '%s' is not a sha256 (64 lower-case hex digits)",
+                                what, ESC(digest));
+                snprintf(field, sizeof field, "spec.%s_url", what);
+                if (*url && (r = validate_image_source(field, url, msg, len)))
+                        return r;
+                return 0;
+        }
+        if (!*path)
+                return required ? FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                       "spec.%s_digest or spec.%s_path: required", what, what) :
+                                  0;
+        snprintf(field, sizeof field, "spec.%s_path", what);
+        return validate_layer(field, path, msg, len);
 }
 
 static const char *const reserved_env[] = { "PORT", "DYNO", "HOME", "HEROKU_DYNO_ID" };
@@ -190,11 +242,6 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                             s->boot_timeout_seconds);
 
         /* Fields that later work implements: refused by name rather than ignored. */
-        if (*s->stack_digest || *s->slug_digest || *s->stack_url || *s->slug_url)
-                return FAIL(
-                        HOSTD__V1__CODE__UNIMPLEMENTED,
-                        "spec.stack_digest/slug_digest/stack_url/slug_url: images by id are not supported "
-                        "yet; give stack_path and slug_path");
         if (s->tty)
                 return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
                             "spec.tty: terminals are not supported yet");
@@ -204,11 +251,12 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         if (s->n_log_drains)
                 return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "spec.log_drains: not supported yet");
 
-        if (!*s->stack_path)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.stack_path: required");
-        if ((r = validate_layer("spec.stack_path", s->stack_path, msg, len)))
-                return r;
-        if (*s->slug_path && (r = validate_layer("spec.slug_path", s->slug_path, msg, len)))
+        /* The layers: a stack by image id (and where to fetch it) or by folder; a slug the
+         * same way, or none. */
+        if ((r = validate_layer_source("stack", s->stack_path, s->stack_digest, s->stack_url, true,
+                                       msg, len)) ||
+            (r = validate_layer_source("slug", s->slug_path, s->slug_digest, s->slug_url, false,
+                                       msg, len)))
                 return r;
 
         if (ret_size)

@@ -47,7 +47,11 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->max_env != b->max_env || a->max_env_bytes != b->max_env_bytes ||
             a->max_dynos != b->max_dynos || a->log_lines != b->log_lines ||
             a->log_line_max != b->log_line_max || a->rlimit_nofile != b->rlimit_nofile ||
-            a->shm_size != b->shm_size || a->n_sizes != b->n_sizes)
+            a->shm_size != b->shm_size || a->n_sizes != b->n_sizes ||
+            !streq_null(a->images_dir, b->images_dir) ||
+            a->image_max_compressed != b->image_max_compressed ||
+            a->image_max_unpacked != b->image_max_unpacked ||
+            a->image_max_files != b->image_max_files || a->images_budget != b->images_budget)
                 return false;
         for (size_t i = 0; i < a->n_sizes; i++) {
                 const struct size_def *x = &a->sizes[i], *y = &b->sizes[i];
@@ -118,6 +122,9 @@ static void test_defaults(void)
         CHECK(c.log_line_max == 10000);
         CHECK(c.rlimit_nofile == 10000);
         CHECK(c.shm_size == 64 * MiB);
+        CHECK(streq_null(c.images_dir, "/var/lib/hostd/images"));
+        CHECK(c.image_max_compressed == 4 * GiB && c.image_max_unpacked == 16 * GiB);
+        CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
 
         CHECK(c.n_sizes == ELEMENTSOF(heroku));
         for (size_t i = 0; i < ELEMENTSOF(heroku); i++) {
@@ -579,8 +586,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 22 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 22 + 9 * 8);
+        /* 27 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 27 + 9 * 8);
 }
 
 int main(void)

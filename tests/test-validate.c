@@ -150,9 +150,28 @@ static void test_spec(void)
         s.stack_path = (char *)"/tmp/a,upperdir=/x";
         expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "overlayfs");
 
+        static char digest[] = "a58f042b6b3d94d52e795ed3aa2bb6883957db58317ff0a046299060e530259b";
         s = spec_good();
-        s.stack_digest = (char *)"abc";
-        expect(&s, HOSTD__V1__CODE__UNIMPLEMENTED, "stack_digest");
+        s.stack_digest = digest;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "give one, not both");
+        s.stack_path = (char *)"";
+        expect(&s, 0, NULL);
+        s.stack_url = (char *)"https://images.example/stack.tar.gz";
+        expect(&s, 0, NULL);
+        s.stack_url = (char *)"ftp://images.example/stack.tar.gz";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.stack_url");
+        s.stack_url = (char *)"relative/stack.tar.gz";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.stack_url");
+        s.stack_url = (char *)"";
+        s.stack_digest = (char *)"ABC";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not a sha256");
+        s = spec_good();
+        s.slug_url = (char *)"/srv/slug.tar.gz";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "needs spec.slug_digest");
+        s = spec_good();
+        s.stack_path = (char *)"";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+               "spec.stack_digest or spec.stack_path: required");
 
         s = spec_good();
         s.grace_case = HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS;

@@ -1,0 +1,270 @@
+#include "importer.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "manager.h"
+#include "rpc.h"
+#include "util.h"
+
+/* What the child writes on its pipe: records under PIPE_BUF, so each arrives whole. */
+struct import_msg {
+        uint8_t type; /* IMPORT_MSG_* */
+        int32_t error;
+        uint64_t done, total;
+        char text[480];
+};
+enum { IMPORT_MSG_PROGRESS = 1, IMPORT_MSG_RESULT = 2 };
+
+struct import_watcher {
+        struct conn *conn;
+        uint64_t req_id;
+        struct import_watcher *next;
+};
+
+struct import_job {
+        struct manager *m;
+        char digest[65];
+        enum image_kind kind;
+        pid_t pid;
+        int pidfd, pipe_fd;
+        sd_event_source *pid_source, *pipe_source;
+        bool have_result;
+        int error;
+        char msg[480];
+        uint64_t done, total;
+        struct import_watcher *watchers;
+        struct import_job *next;
+};
+
+static struct import_job *job_find(struct manager *m, const char *digest)
+{
+        for (struct import_job *j = m->imports; j; j = j->next)
+                if (strcmp(j->digest, digest) == 0)
+                        return j;
+        return NULL;
+}
+
+bool importer_busy(struct manager *m, const char *digest) { return job_find(m, digest) != NULL; }
+
+static void job_unlink(struct import_job *j)
+{
+        for (struct import_job **pp = &j->m->imports; *pp; pp = &(*pp)->next)
+                if (*pp == j) {
+                        *pp = j->next;
+                        return;
+                }
+}
+
+static void job_free(struct import_job *j)
+{
+        while (j->watchers) {
+                struct import_watcher *w = j->watchers;
+                j->watchers = w->next;
+                conn_unref(w->conn);
+                free(w);
+        }
+        sd_event_source_disable_unref(j->pid_source);
+        sd_event_source_disable_unref(j->pipe_source);
+        closep(&j->pidfd);
+        closep(&j->pipe_fd);
+        free(j);
+}
+
+static int job_watch(struct import_job *j, struct conn *conn, uint64_t req_id)
+{
+        if (!conn)
+                return 0;
+        struct import_watcher *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        w->conn = conn_ref(conn);
+        w->req_id = req_id;
+        w->next = j->watchers;
+        j->watchers = w;
+        return 0;
+}
+
+static void send_progress(struct import_job *j)
+{
+        for (struct import_watcher *w = j->watchers; w; w = w->next) {
+                Hostd__V1__ImageImportProgress p = HOSTD__V1__IMAGE_IMPORT_PROGRESS__INIT;
+                p.done_bytes = j->done;
+                p.total_bytes = j->total;
+                Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+                resp.id = w->req_id;
+                resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_PROGRESS;
+                resp.image_progress = &p;
+                conn_reply(w->conn, &resp);
+        }
+}
+
+static void read_messages(struct import_job *j)
+{
+        struct import_msg msg;
+        for (;;) {
+                ssize_t n = read(j->pipe_fd, &msg, sizeof msg);
+                if (n != (ssize_t)sizeof msg)
+                        return; /* EAGAIN, EOF or a torn record: the exit handler decides */
+                msg.text[sizeof msg.text - 1] = 0;
+                if (msg.type == IMPORT_MSG_PROGRESS) {
+                        j->done = msg.done;
+                        j->total = msg.total;
+                        send_progress(j);
+                } else if (msg.type == IMPORT_MSG_RESULT) {
+                        j->have_result = true;
+                        j->error = msg.error;
+                        snprintf(j->msg, sizeof j->msg, "%s", msg.text);
+                }
+        }
+}
+
+static int on_pipe(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        read_messages(userdata);
+        return 0;
+}
+
+static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct import_job *j = userdata;
+        struct manager *m = j->m;
+        siginfo_t si = {};
+        waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG);
+        read_messages(j);
+        if (!j->have_result) {
+                j->error = -EIO;
+                snprintf(j->msg, sizeof j->msg, "image %.12s: the import process died (%s %d)",
+                         j->digest, si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+        }
+        job_unlink(j);
+
+        struct image_info info;
+        int r = j->error ? j->error : image_lookup(m->images, j->digest, &info);
+        if (j->error == 0 && r < 0)
+                snprintf(j->msg, sizeof j->msg, "image %.12s: imported but not found: %s",
+                         j->digest, strerror(-r));
+        if (r < 0)
+                log_warning("%s", j->msg);
+        else
+                log_info("image %.12s imported (%llu bytes, %llu files)", j->digest,
+                         (unsigned long long)info.size_bytes, (unsigned long long)info.files);
+        for (struct import_watcher *w = j->watchers; w; w = w->next) {
+                if (r < 0)
+                        conn_reply_error(w->conn, w->req_id,
+                                         r == -EBADMSG || r == -EINVAL || r == -EFBIG ?
+                                                 HOSTD__V1__CODE__INVALID_ARGUMENT :
+                                                 HOSTD__V1__CODE__UNAVAILABLE,
+                                         "%s", j->msg);
+                else
+                        rpc_reply_image(w->conn, w->req_id, m, &info);
+        }
+        char digest[65];
+        memcpy(digest, j->digest, sizeof digest);
+        int error = r < 0 ? r : 0;
+        char msg[480];
+        snprintf(msg, sizeof msg, "%s", j->msg);
+        job_free(j);
+        manager_image_ready(m, digest, error, msg);
+        return 0;
+}
+
+/* ---- the child ---- */
+
+struct child_ctx {
+        int fd;
+        uint64_t last;
+};
+
+static void child_send(int fd, const struct import_msg *msg) { (void)!write(fd, msg, sizeof *msg); }
+
+static void child_progress(uint64_t done, uint64_t total, void *userdata)
+{
+        struct child_ctx *c = userdata;
+        struct import_msg msg = { .type = IMPORT_MSG_PROGRESS, .done = done, .total = total };
+        child_send(c->fd, &msg);
+}
+
+static _Noreturn void child_run(struct manager *m, int fd, const char *source, const char *digest,
+                                enum image_kind kind)
+{
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        prctl(PR_SET_NAME, "hostd-import");
+
+        struct child_ctx ctx = { .fd = fd };
+        struct import_msg msg = { .type = IMPORT_MSG_RESULT };
+        msg.error = image_import(m->images, source, digest, kind, child_progress, &ctx, msg.text,
+                                 sizeof msg.text);
+        child_send(fd, &msg);
+        _exit(0);
+}
+
+int importer_start(struct manager *m, const char *source, const char *digest, enum image_kind kind,
+                   struct conn *conn, uint64_t req_id)
+{
+        struct import_job *j = job_find(m, digest);
+        if (j)
+                return job_watch(j, conn, req_id);
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->m = m;
+        j->pidfd = j->pipe_fd = -1;
+        snprintf(j->digest, sizeof j->digest, "%s", digest);
+        j->kind = kind;
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                free(j);
+                return -errno;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(p[0]);
+                close(p[1]);
+                free(j);
+                return r;
+        }
+        if (pid == 0) {
+                close(p[0]);
+                child_run(m, p[1], source, digest, kind);
+        }
+        close(p[1]);
+        j->pipe_fd = p[0];
+        j->pid = pid;
+        (void)fcntl(j->pipe_fd, F_SETFL, O_NONBLOCK);
+        j->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        int r = j->pidfd < 0 ? -errno : 0;
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &j->pipe_source, j->pipe_fd, EPOLLIN, on_pipe, j);
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &j->pid_source, j->pidfd, EPOLLIN, on_job_exit, j);
+        if (r >= 0)
+                r = job_watch(j, conn, req_id);
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                job_free(j);
+                return r;
+        }
+        j->next = m->imports;
+        m->imports = j;
+        log_info("image %.12s: importing from %s", digest, source);
+        return 0;
+}
+
+void importer_free_all(struct manager *m)
+{
+        while (m->imports) {
+                struct import_job *j = m->imports;
+                m->imports = j->next;
+                job_free(j);
+        }
+}
