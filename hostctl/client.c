@@ -339,3 +339,54 @@ int hostd_client_stream(struct hostd_client *c, Hostd__V1__Request *req,
                         return 0;
         }
 }
+
+int hostd_client_call_progress(struct hostd_client *c, Hostd__V1__Request *req,
+                               Hostd__V1__Response__ResultCase progress, hostd_stream_cb_t cb,
+                               void *userdata, Hostd__V1__Response__ResultCase expected,
+                               Hostd__V1__Response **ret)
+{
+        c->error[0] = 0;
+        c->code = HOSTD__V1__CODE__OK;
+        req->id = fresh_id(c);
+
+        int r = send_request(c, req, deadline_from_now(c));
+        if (r < 0)
+                return r;
+
+        bool reported = false;
+        for (;;) {
+                Hostd__V1__Response *resp;
+                /* A fresh deadline for each wait: a long import is fine, a silent one is not. */
+                r = read_response(c, deadline_from_now(c), &resp);
+                if (r == -ETIMEDOUT && reported)
+                        return client_fail(c, r, "hostd reported no progress for %" PRId64 " s",
+                                           (c->timeout_ms + 999) / 1000);
+                if (r < 0)
+                        return r;
+                if (!response_is_ours(resp, req->id)) {
+                        hostd__v1__response__free_unpacked(resp, NULL);
+                        continue;
+                }
+
+                r = check_status(c, resp);
+                if (r >= 0 && resp->result_case == expected) {
+                        *ret = resp;
+                        return 0;
+                }
+                if (r >= 0 && resp->end_of_stream &&
+                    resp->result_case == HOSTD__V1__RESPONSE__RESULT__NOT_SET)
+                        r = client_fail(c, -EPROTO, "hostd ended the call without an answer");
+                else if (r >= 0) {
+                        r = check_result(c, resp, progress);
+                        if (r >= 0)
+                                r = cb(resp, userdata);
+                        if (r >= 0 && resp->end_of_stream)
+                                r = client_fail(c, -EPROTO,
+                                                "hostd ended the call without an answer");
+                }
+                hostd__v1__response__free_unpacked(resp, NULL);
+                if (r < 0)
+                        return r;
+                reported = true;
+        }
+}

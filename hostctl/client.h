@@ -57,6 +57,19 @@ int hostd_client_stream(struct hostd_client *c, Hostd__V1__Request *req,
                         Hostd__V1__Response__ResultCase expected, hostd_stream_cb_t cb,
                         void *userdata);
 
+/* For a call that reports progress before it answers (an image import): send req with a fresh
+ * id, hand every Response carrying a `progress` result to cb, and end at the one carrying
+ * `expected`, which *ret receives as from hostd_client_call. Unlike a stream, the timeout
+ * applies to every wait, not only the first: the call may take as long as it likes while
+ * hostd keeps reporting. c->timeout_ms is read again before each wait, so cb may change it
+ * (negative: wait forever, for a phase in which hostd reports nothing). Returns 0,
+ * -EREMOTEIO for an error Status, -EPROTO when the stream ends without the answer, or cb's
+ * negative value (client->error then left empty). */
+int hostd_client_call_progress(struct hostd_client *c, Hostd__V1__Request *req,
+                               Hostd__V1__Response__ResultCase progress, hostd_stream_cb_t cb,
+                               void *userdata, Hostd__V1__Response__ResultCase expected,
+                               Hostd__V1__Response **ret);
+
 /* "NOT_FOUND" for HOSTD__V1__CODE__NOT_FOUND; "CODE_<n>" for codes this build does not know
  * (the buffer is used only then). */
 const char *hostd_code_name(Hostd__V1__Code code, char buf[static 24]);

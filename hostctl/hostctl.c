@@ -667,10 +667,17 @@ enum {
         OPT_PORT,
         OPT_STACK,
         OPT_SLUG,
+        OPT_STACK_DIGEST,
+        OPT_SLUG_DIGEST,
+        OPT_STACK_URL,
+        OPT_SLUG_URL,
         OPT_ENV,
         OPT_BOOT_TIMEOUT,
         OPT_COMMAND,
         OPT_SPEC,
+        OPT_SHA256,
+        OPT_KIND,
+        OPT_BUDGET,
 };
 
 /* Kept by hand: clang-format cannot tell that this macro is a list of initializers. */
@@ -972,6 +979,11 @@ static const char start_help[] =
         "      --port N             $PORT (0..65535; 0: none)\n"
         "      --stack PATH         the stack's root filesystem folder\n"
         "      --slug PATH          the app's slug folder\n"
+        "      --stack-digest HEX   the stack by image id (sha256), instead of --stack\n"
+        "      --slug-digest HEX    the slug by image id, instead of --slug\n"
+        "      --stack-url URL      where hostd fetches the stack when it lacks it\n"
+        "                           (http://, https://, file:// or an absolute path)\n"
+        "      --slug-url URL       the same for the slug\n"
         "      --env NAME=VALUE     a config var (repeatable; replaces one of the same name)\n"
         "      --grace SECONDS      stop grace period (default: the host's)\n"
         "      --boot-timeout SECONDS  R10 boot timeout of a web dyno (default: the host's)\n"
@@ -983,6 +995,7 @@ static const char start_help[] =
 struct start_flags {
         const char *spec_file;
         const char *id, *name, *app, *size, *stack, *slug, *command;
+        const char *stack_digest, *slug_digest, *stack_url, *slug_url;
         bool have_type, have_port, have_grace, have_boot;
         Hostd__V1__DynoType type;
         uint32_t port, grace, boot;
@@ -1007,6 +1020,10 @@ static int start_option(int c, const char *arg, void *userdata)
         case OPT_SIZE: f->size = arg; return EXIT_OK;
         case OPT_STACK: f->stack = arg; return EXIT_OK;
         case OPT_SLUG: f->slug = arg; return EXIT_OK;
+        case OPT_STACK_DIGEST: f->stack_digest = arg; return EXIT_OK;
+        case OPT_SLUG_DIGEST: f->slug_digest = arg; return EXIT_OK;
+        case OPT_STACK_URL: f->stack_url = arg; return EXIT_OK;
+        case OPT_SLUG_URL: f->slug_url = arg; return EXIT_OK;
         case OPT_COMMAND: f->command = arg; return EXIT_OK;
         case OPT_TYPE:
                 if (spec_parse_type(arg, &f->type) < 0)
@@ -1076,6 +1093,10 @@ static int apply_start_flags(const struct start_flags *f, Hostd__V1__DynoSpec *s
                 { f->size, &s->size },
                 { f->stack, &s->stack_path },
                 { f->slug, &s->slug_path },
+                { f->stack_digest, &s->stack_digest },
+                { f->slug_digest, &s->slug_digest },
+                { f->stack_url, &s->stack_url },
+                { f->slug_url, &s->slug_url },
                 { f->command, &s->command },
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
@@ -1136,6 +1157,10 @@ static int cmd_start(struct globals *g, int argc, char **argv)
                 { "port", required_argument, NULL, OPT_PORT },
                 { "stack", required_argument, NULL, OPT_STACK },
                 { "slug", required_argument, NULL, OPT_SLUG },
+                { "stack-digest", required_argument, NULL, OPT_STACK_DIGEST },
+                { "slug-digest", required_argument, NULL, OPT_SLUG_DIGEST },
+                { "stack-url", required_argument, NULL, OPT_STACK_URL },
+                { "slug-url", required_argument, NULL, OPT_SLUG_URL },
                 { "env", required_argument, NULL, OPT_ENV },
                 { "grace", required_argument, NULL, OPT_GRACE },
                 { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
@@ -1557,15 +1582,621 @@ static int cmd_version(struct globals *g, int argc, char **argv)
         return EXIT_OK;
 }
 
-/* ---- main ---- */
+/* ---- images ---- */
 
-static const struct command {
+struct command {
         const char *name;
         int (*run)(struct globals *g, int argc, char **argv);
-} commands[] = {
+};
+
+#define DIGEST_SHORT 12
+/* How often the progress bar is redrawn at most. */
+#define PROGRESS_REDRAW_USEC (100 * 1000)
+/* How often a plain progress line is printed at most, besides one per tenth of the total. */
+#define PROGRESS_LINE_USEC (1000 * 1000)
+
+static const char images_help[] =
+        "Usage: hostctl images COMMAND [ARGS...]\n"
+        "\n"
+        "Manage hostd's image store: stacks (base root filesystems) and slugs (the app, a\n"
+        "tarball of /app), each named by the sha256 of its tarball, its digest.\n"
+        "\n"
+        "Commands:\n"
+        "  ls [--no-trunc]          list the images\n"
+        "  import SOURCE --sha256 HEX --kind stack|slug\n"
+        "                           fetch, verify and unpack a tarball, with progress\n"
+        "  rm DIGEST                remove an image no dyno uses\n"
+        "  gc [--budget BYTES]      remove unused images, least recently used first, until\n"
+        "                           the store fits the budget\n"
+        "\n"
+        "\"hostctl images COMMAND --help\" describes each.\n"
+        "\n" COMMON_HELP;
+
+static const char images_ls_help[] =
+        "Usage: hostctl images ls [--no-trunc]\n"
+        "\n"
+        "List the images in hostd's store: DIGEST, KIND (stack or slug), SIZE (unpacked),\n"
+        "USERS (dynos using it), IMPORTED and LAST USED (how long ago). With --json, an object\n"
+        "{\"images\": [...]} of Image objects (digest, kind, size_bytes, imported_usec,\n"
+        "last_used_usec, users).\n"
+        "\n"
+        "      --no-trunc         show whole digests (their first 12 digits otherwise)\n"
+        "\n" COMMON_HELP;
+
+static const char images_import_help[] =
+        "Usage: hostctl images import SOURCE --sha256 HEX --kind stack|slug\n"
+        "\n"
+        "Have hostd fetch a stack or slug tarball, check its sha256 and unpack it into its\n"
+        "store, then show the image as \"images ls\" does (with --json, the Image object).\n"
+        "Importing an image that is there already shows it and changes nothing.\n"
+        "\n"
+        "SOURCE is an absolute path, or a file:///PATH, http:// or https:// URL. hostd reads\n"
+        "it itself, so a relative path is first made absolute against the current folder.\n"
+        "\n"
+        "      --sha256 HEX       the tarball's sha256: 64 hex digits (required)\n"
+        "      --kind KIND        stack (a base root filesystem) or slug (a tarball of\n"
+        "                         /app) (required)\n"
+        "\n"
+        "Progress goes to standard error: a bar on a terminal, else a line at most every\n"
+        "tenth of the total or every second (\"import 1a2b3c4d5e6f: 45.2M of 100.0M\").\n"
+        "--timeout applies to each wait for hostd's next report, not to the whole import;\n"
+        "once the whole tarball is fetched, hostctl waits for the unpacking without a limit.\n"
+        "\n" COMMON_HELP;
+
+static const char images_rm_help[] =
+        "Usage: hostctl images rm DIGEST\n"
+        "\n"
+        "Remove an image from hostd's store. DIGEST is its whole sha256, 64 hex digits\n"
+        "(\"hostctl images ls --no-trunc\" shows them). An image that a dyno uses, running or\n"
+        "starting, stays (FAILED_PRECONDITION). With --json: {\"removed\": [DIGEST]}.\n"
+        "\n" COMMON_HELP;
+
+static const char images_gc_help[] =
+        "Usage: hostctl images gc [--budget BYTES]\n"
+        "\n"
+        "Remove images that no dyno uses, least recently used first, until the store's\n"
+        "images add up to at most the budget; print each digest removed and the bytes\n"
+        "freed. With --json: {\"removed\": [DIGEST...], \"freed_bytes\": N}.\n"
+        "\n"
+        "      --budget BYTES     the budget, in bytes or with a unit K, M, G or T (binary\n"
+        "                         multiples, as in hostd's config: 512M, 2G, 1.5T)\n"
+        "                         (default: hostd's images-budget)\n"
+        "\n" COMMON_HELP;
+
+static const char *kind_name(Hostd__V1__ImageKind k, char buf[static 32])
+{
+        return enum_name(&hostd__v1__image_kind__descriptor, (int)k, buf);
+}
+
+/* A sha256 as hostd names images: 64 hex digits, lower-cased into out. */
+static bool parse_digest(const char *s, char out[static 65])
+{
+        if (strlen(s) != 64)
+                return false;
+        for (size_t i = 0; i < 64; i++) {
+                char ch = s[i] >= 'A' && s[i] <= 'F' ? (char)(s[i] - 'A' + 'a') : s[i];
+                if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+                        return false;
+                out[i] = ch;
+        }
+        out[64] = 0;
+        return true;
+}
+
+/* Bytes as the config file writes them: digits, or a number (with an optional fraction)
+ * and one of the units K, M, G, T (binary multiples): "0", "1048576", "512M", "2.5G".
+ * Nothing else: no sign, exponent, hex, space or lower-case unit. */
+static int parse_bytes_flag(const char *cmd, const char *flag, const char *arg, uint64_t *ret)
+{
+        const char *p = arg;
+        size_t digits = strspn(p, "0123456789");
+        bool fraction = false, unit = false;
+
+        p += digits;
+        if (digits > 0 && *p == '.') {
+                size_t n = strspn(p + 1, "0123456789");
+                fraction = n > 0;
+                p += n > 0 ? n + 1 : 0;
+        }
+        if (digits > 0 && *p && strchr("KMGT", *p)) {
+                unit = true;
+                p++;
+        }
+        if (digits == 0 || *p || (fraction && !unit))
+                return usage_error(cmd,
+                                   "%s: '%s' is not a size (expected bytes, or a number with K, "
+                                   "M, G or T: 512M, 2G)",
+                                   flag, arg);
+        int r = unit ? parse_size(arg, ret) : safe_atou64(arg, ret);
+        if (r == -ERANGE)
+                return usage_error(cmd, "%s: '%s' is out of range", flag, arg);
+        if (r < 0)
+                return usage_error(cmd, "%s: '%s' is not a size", flag, arg);
+        return EXIT_OK;
+}
+
+/* Always one decimal, for a counter that moves: "45.2M", "100.0M"; bytes below 1K. */
+static const char *format_progress_bytes(uint64_t v, char buf[static 32])
+{
+        static const char units[] = "KMGTPE";
+        if (v < 1024) {
+                snprintf(buf, 32, "%" PRIu64 "B", v);
+                return buf;
+        }
+        double d = (double)v / 1024;
+        int u = 0;
+        while (u < 5 && d >= 1024) {
+                d /= 1024;
+                u++;
+        }
+        snprintf(buf, 32, "%.1f%c", d, units[u]);
+        return buf;
+}
+
+static const char *format_age(int64_t usec, int64_t now, const char *none, char buf[static 48])
+{
+        char d[32];
+        if (usec <= 0)
+                return none;
+        snprintf(buf, 48, "%s ago", format_duration(now - usec, d));
+        return buf;
+}
+
+static int print_images(const char *cmd, Hostd__V1__Image *const *images, size_t n, bool no_trunc)
+{
+        static const char *const header[] = { "DIGEST", "KIND",     "SIZE",
+                                              "USERS",  "IMPORTED", "LAST USED" };
+        struct table t = { .n_cols = ELEMENTSOF(header) };
+        int64_t now = now_realtime_usec();
+        for (size_t i = 0; i < ELEMENTSOF(header); i++)
+                if (table_add(&t, header[i]) < 0)
+                        goto oom;
+        for (size_t i = 0; i < n; i++) {
+                const Hostd__V1__Image *img = images[i];
+                char digest[DIGEST_SHORT + 1], kb[32], sb[32], ub[16], ib[48], lb[48];
+                const char *d = or_dash(img->digest);
+                if (!no_trunc) {
+                        snprintf(digest, sizeof digest, "%s", d);
+                        d = digest;
+                }
+                snprintf(ub, sizeof ub, "%" PRIu32, img->users);
+                if (table_add(&t, d) < 0 || table_add(&t, kind_name(img->kind, kb)) < 0 ||
+                    table_add(&t, format_bytes(img->size_bytes, sb)) < 0 || table_add(&t, ub) < 0 ||
+                    table_add(&t, format_age(img->imported_usec, now, "-", ib)) < 0 ||
+                    table_add(&t, format_age(img->last_used_usec, now, "never", lb)) < 0)
+                        goto oom;
+        }
+        table_print(&t);
+        table_free(&t);
+        return EXIT_OK;
+oom:
+        table_free(&t);
+        fprintf(stderr, "hostctl: %s: out of memory\n", cmd);
+        return EXIT_REMOTE;
+}
+
+static int no_trunc_option(int c, const char *arg, void *userdata)
+{
+        if (c == OPT_NO_TRUNC)
+                *(bool *)userdata = true;
+        return EXIT_OK;
+}
+
+static int cmd_images_ls(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                              { "no-trunc", no_argument, NULL, OPT_NO_TRUNC },
+                                              {} };
+        const char *cmd = argv[0];
+        bool no_trunc = false, help;
+        int r = parse_options(g, argc, argv, ":h", opts, images_ls_help, no_trunc_option, &no_trunc,
+                              &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__ImageListRequest il = HOSTD__V1__IMAGE_LIST_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_LIST;
+        req.image_list = &il;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_LIST, &resp);
+        if (r < 0)
+                return call_failed(&c, r, cmd);
+        const Hostd__V1__ImageListReply *reply = resp->image_list;
+        if (g->json)
+                return print_message_json(&reply->base);
+        return print_images(cmd, reply->images, reply->n_images, no_trunc);
+}
+
+struct import_opts {
+        const char *cmd;
+        char sha256[65]; /* empty until --sha256 */
+        Hostd__V1__ImageKind kind;
+};
+
+static int import_option(int c, const char *arg, void *userdata)
+{
+        struct import_opts *o = userdata;
+        if (c == OPT_SHA256 && !parse_digest(arg, o->sha256))
+                return usage_error(o->cmd,
+                                   "--sha256: '%s' is not a sha256 (expected 64 hex digits)", arg);
+        if (c == OPT_KIND) {
+                if (strcasecmp(arg, "stack") == 0)
+                        o->kind = HOSTD__V1__IMAGE_KIND__STACK;
+                else if (strcasecmp(arg, "slug") == 0)
+                        o->kind = HOSTD__V1__IMAGE_KIND__SLUG;
+                else
+                        return usage_error(
+                                o->cmd, "--kind: unknown kind '%s' (expected stack or slug)", arg);
+        }
+        return EXIT_OK;
+}
+
+/* The source as hostd takes it. hostd opens a path itself, from its own working folder, so a
+ * relative one is made absolute here, against ours. */
+static int import_source(const char *cmd, const char *arg, char **ret)
+{
+        _cleanup_free_ char *cwd = NULL;
+        if (!*arg)
+                return usage_error(cmd, "empty SOURCE");
+        bool as_is = (startswith(arg, "http://") && arg[strlen("http://")]) ||
+                     (startswith(arg, "https://") && arg[strlen("https://")]) ||
+                     startswith(arg, "file:///") || arg[0] == '/';
+        if (!as_is) {
+                if (strcmp(arg, "http://") == 0 || strcmp(arg, "https://") == 0)
+                        return usage_error(cmd, "'%s': the URL names no host", arg);
+                if (startswith(arg, "file://"))
+                        return usage_error(
+                                cmd, "'%s': a file:// URL names an absolute path: file:///PATH",
+                                arg);
+                /* "ftp://host/x", "s3://bucket/x": a scheme (RFC 3986: a letter, then letters,
+                 * digits, '+', '-', '.') before "://" is a URL hostd cannot fetch, not a
+                 * relative path. */
+                const char *sep = strstr(arg, "://");
+                size_t n = sep ? (size_t)(sep - arg) : 0;
+                if (n > 0 &&
+                    ((arg[0] >= 'a' && arg[0] <= 'z') || (arg[0] >= 'A' && arg[0] <= 'Z')) &&
+                    strspn(arg,
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") ==
+                            n)
+                        return usage_error(cmd,
+                                           "'%s': unsupported source (expected a path, or a "
+                                           "file:///, http:// or https:// URL)",
+                                           arg);
+                cwd = get_current_dir_name();
+                if (!cwd) {
+                        fprintf(stderr, "hostctl: %s: %s: make the path absolute: %m\n", cmd, arg);
+                        return EXIT_USAGE;
+                }
+                while (startswith(arg, "./"))
+                        arg += 2;
+        }
+        *ret = as_is ? strdup(arg) : strjoin3(cwd, strcmp(cwd, "/") == 0 ? "" : "/", arg);
+        if (!*ret) {
+                fprintf(stderr, "hostctl: out of memory\n");
+                return EXIT_REMOTE;
+        }
+        return EXIT_OK;
+}
+
+struct import_progress {
+        struct hostd_client *client;
+        char digest[DIGEST_SHORT + 1];
+        bool tty;            /* draw a bar on stderr, else print lines */
+        bool drawn;          /* the bar is on stderr, its line not ended */
+        uint64_t shown;      /* bytes in the last line or bar, */
+        uint64_t shown_usec; /* and when it was written; 0: nothing yet */
+        int shown_tenth;     /* tenths of the total in the last line */
+};
+
+static size_t stderr_columns(void)
+{
+        struct winsize ws;
+        if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        return 80;
+}
+
+/* "[=========>          ] 45.2M/100.0M  45%", or a counter when hostd does not know the
+ * total; redrawn in place, one column short of the width so that no terminal wraps it. */
+static void progress_draw(struct import_progress *p, uint64_t done, uint64_t total)
+{
+        char a[32], b[32], text[96];
+        if (total == 0) {
+                fprintf(stderr, "\rimport %s: %s\033[K", p->digest, format_progress_bytes(done, a));
+                p->drawn = true;
+                return;
+        }
+        if (done > total)
+                done = total;
+        unsigned pct = (unsigned)((double)done * 100 / (double)total);
+        snprintf(text, sizeof text, " %s/%s %3u%%", format_progress_bytes(done, a),
+                 format_progress_bytes(total, b), pct);
+        /* The bar's width is that of the longest text, "TOTAL/TOTAL 100%", so that it stays. */
+        size_t cols = stderr_columns(), width = 40, longest = 2 * strlen(b) + 7;
+        if (cols < longest + 3 + 10) {
+                fprintf(stderr, "\r%s\033[K", text + 1);
+                p->drawn = true;
+                return;
+        }
+        if (width > cols - longest - 3)
+                width = cols - longest - 3;
+        size_t filled = (size_t)((double)done * (double)width / (double)total);
+        char bar[64];
+        for (size_t i = 0; i < width; i++)
+                bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
+        bar[width] = 0;
+        fprintf(stderr, "\r[%s]%s\033[K", bar, text);
+        p->drawn = true;
+}
+
+static void progress_end_line(struct import_progress *p)
+{
+        if (p->drawn)
+                fputc('\n', stderr);
+        p->drawn = false;
+}
+
+static int import_on_progress(const Hostd__V1__Response *resp, void *userdata)
+{
+        struct import_progress *p = userdata;
+        const Hostd__V1__ImageImportProgress *ip = resp->image_progress;
+        if (!ip)
+                return 0;
+        uint64_t done = ip->done_bytes, total = ip->total_bytes, now = now_monotonic_usec();
+        bool complete = total > 0 && done >= total;
+
+        /* The tarball is all there: hostd now unpacks it without reporting, for as long as
+         * that takes (a vanished hostd or importer still ends the call). */
+        if (complete)
+                p->client->timeout_ms = -1;
+
+        if (p->tty) {
+                if (p->shown_usec == 0 || complete || now - p->shown_usec >= PROGRESS_REDRAW_USEC) {
+                        progress_draw(p, done, total);
+                        p->shown = done;
+                        p->shown_usec = now;
+                }
+                return 0;
+        }
+
+        int tenth = total > 0 ? (int)((double)(done < total ? done : total) * 10 / (double)total) :
+                                -1;
+        bool due = p->shown_usec == 0 || (total > 0 && tenth > p->shown_tenth) ||
+                   (done != p->shown && now - p->shown_usec >= PROGRESS_LINE_USEC);
+        if (!due)
+                return 0;
+        char a[32], b[32];
+        if (total > 0)
+                fprintf(stderr, "import %s: %s of %s\n", p->digest, format_progress_bytes(done, a),
+                        format_progress_bytes(total, b));
+        else
+                fprintf(stderr, "import %s: %s\n", p->digest, format_progress_bytes(done, a));
+        p->shown = done;
+        p->shown_usec = now;
+        p->shown_tenth = tenth;
+        return 0;
+}
+
+static int cmd_images_import(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "sha256", required_argument, NULL, OPT_SHA256 },
+                { "kind", required_argument, NULL, OPT_KIND },
+                {},
+        };
+        struct import_opts o = { .cmd = argv[0] };
+        const char *cmd = argv[0];
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, images_import_help, import_option, &o,
+                              &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind >= argc)
+                return usage_error(cmd, "missing SOURCE");
+        if (argc - optind > 1)
+                return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        if (!o.sha256[0])
+                return usage_error(cmd, "--sha256 is required");
+        if (o.kind == HOSTD__V1__IMAGE_KIND__IMAGE_KIND_UNSPECIFIED)
+                return usage_error(cmd, "--kind is required (stack or slug)");
+        _cleanup_free_ char *source = NULL;
+        r = import_source(cmd, argv[optind], &source);
+        if (r != EXIT_OK)
+                return r;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        struct import_progress p = { .client = &c, .tty = isatty(STDERR_FILENO) };
+        snprintf(p.digest, sizeof p.digest, "%s", o.sha256);
+        char what[64];
+        snprintf(what, sizeof what, "%s %s", cmd, p.digest);
+
+        Hostd__V1__ImageImportRequest ir = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        ir.source = source;
+        ir.sha256 = o.sha256;
+        ir.kind = o.kind;
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
+        req.image_import = &ir;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call_progress(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_PROGRESS,
+                                       import_on_progress, &p,
+                                       HOSTD__V1__RESPONSE__RESULT_IMAGE_IMPORT, &resp);
+        progress_end_line(&p);
+        if (r < 0)
+                return call_failed(&c, r, what);
+        Hostd__V1__Image *img = resp->image_import->image;
+        if (!img) {
+                fprintf(stderr, "hostctl: %s: hostd's reply has no image\n", what);
+                return EXIT_UNREACHABLE;
+        }
+        if (g->json)
+                return print_message_json(&img->base);
+        return print_images(cmd, &img, 1, false);
+}
+
+static int cmd_images_rm(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        const char *cmd = argv[0];
+        char digest[65];
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, images_rm_help, NULL, NULL, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind >= argc)
+                return usage_error(cmd, "missing DIGEST");
+        if (argc - optind > 1)
+                return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        /* No prefixes: removing is not undone, and a prefix that is unique now may not be
+         * by the time hostd acts on it. */
+        if (!parse_digest(argv[optind], digest))
+                return usage_error(cmd,
+                                   "'%s' is not a whole digest (64 hex digits; \"hostctl images "
+                                   "ls --no-trunc\" shows them)",
+                                   argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__ImageRemoveRequest rr = HOSTD__V1__IMAGE_REMOVE_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        rr.digest = digest;
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE;
+        req.image_remove = &rr;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_REMOVE, &resp);
+        if (r < 0)
+                return call_failed(&c, r, cmd);
+
+        if (g->json) {
+                /* ImageRemoveReply is empty: say what went, in gc's shape. */
+                _cleanup_json_ struct json_object *o = json_object_new_object();
+                struct json_object *a = json_object_new_array();
+                if (!o || !a) {
+                        json_object_put(a);
+                        return print_json(NULL, true);
+                }
+                json_object_array_add(a, json_object_new_string(digest));
+                json_object_object_add(o, "removed", a);
+                return print_json(o, true);
+        }
+        printf("removed %s\n", digest);
+        return EXIT_OK;
+}
+
+struct gc_opts {
+        const char *cmd;
+        uint64_t budget;
+        bool budget_set; /* else hostd's images-budget */
+};
+
+static int gc_option(int c, const char *arg, void *userdata)
+{
+        struct gc_opts *o = userdata;
+        if (c == OPT_BUDGET) {
+                o->budget_set = true;
+                return parse_bytes_flag(o->cmd, "--budget", arg, &o->budget);
+        }
+        return EXIT_OK;
+}
+
+static int cmd_images_gc(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                              { "budget", required_argument, NULL, OPT_BUDGET },
+                                              {} };
+        struct gc_opts o = { .cmd = argv[0] };
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", opts, images_gc_help, gc_option, &o, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error(o.cmd, "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__ImageGcRequest gr = HOSTD__V1__IMAGE_GC_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        if (o.budget_set) {
+                gr.budget_case = HOSTD__V1__IMAGE_GC_REQUEST__BUDGET_BUDGET_BYTES;
+                gr.budget_bytes = o.budget;
+        }
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_GC;
+        req.image_gc = &gr;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_GC, &resp);
+        if (r < 0)
+                return call_failed(&c, r, o.cmd);
+        const Hostd__V1__ImageGcReply *reply = resp->image_gc;
+        if (g->json)
+                return print_message_json(&reply->base);
+
+        char b[32];
+        for (size_t i = 0; i < reply->n_removed; i++) {
+                _cleanup_free_ char *d = escape_str(reply->removed[i]);
+                printf("removed %s\n", d ? d : "?");
+        }
+        printf("freed %s (%zu image%s)\n", format_bytes(reply->freed_bytes, b), reply->n_removed,
+               reply->n_removed == 1 ? "" : "s");
+        return EXIT_OK;
+}
+
+static const struct command images_commands[] = {
+        { "ls", cmd_images_ls },
+        { "import", cmd_images_import },
+        { "rm", cmd_images_rm },
+        { "gc", cmd_images_gc },
+};
+
+static int cmd_images(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        bool help;
+        /* '+': options up to the sub-command are the group's, the rest are the sub-command's. */
+        int r = parse_options(g, argc, argv, "+:h", opts, images_help, NULL, NULL, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind >= argc)
+                return usage_error("images", "missing command (ls, import, rm or gc)");
+
+        const char *name = argv[optind];
+        for (size_t i = 0; i < ELEMENTSOF(images_commands); i++) {
+                if (strcmp(images_commands[i].name, name) != 0)
+                        continue;
+                /* The sub-command's argv[0] names it in full, for its messages:
+                 * "hostctl: images rm: ...", "Try 'hostctl images rm --help'." */
+                char full[32];
+                snprintf(full, sizeof full, "images %s", name);
+                argv[optind] = full;
+                return images_commands[i].run(g, argc - optind, argv + optind);
+        }
+        return usage_error("images", "unknown command '%s' (expected ls, import, rm or gc)", name);
+}
+
+/* ---- main ---- */
+
+static const struct command commands[] = {
         { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
         { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
-        { "host", cmd_host }, { "version", cmd_version },
+        { "host", cmd_host }, { "version", cmd_version }, { "images", cmd_images },
 };
 
 static const char main_help[] =
@@ -1585,6 +2216,12 @@ static const char main_help[] =
         "  logs ID [--lines N] [-f] show (or follow) a dyno's log lines\n"
         "  host                     show the host's capacity and dyno sizes\n"
         "  version                  show the versions of hostctl and hostd\n"
+        "  images ls [--no-trunc]   list the stacks and slugs in hostd's image store\n"
+        "  images import SOURCE --sha256 HEX --kind stack|slug\n"
+        "                           fetch, verify and unpack a stack or slug tarball\n"
+        "  images rm DIGEST         remove an image no dyno uses\n"
+        "  images gc [--budget BYTES]\n"
+        "                           remove unused images, least recently used first\n"
         "\n"
         "Options (also accepted after the command):\n"
         "      --socket PATH        hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"
