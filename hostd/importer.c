@@ -268,3 +268,48 @@ void importer_free_all(struct manager *m)
                 job_free(j);
         }
 }
+
+struct sweep {
+        int pidfd;
+        sd_event_source *source;
+};
+
+static int on_sweep_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct sweep *sw = userdata;
+        siginfo_t si = {};
+        waitid(P_PIDFD, (id_t)sw->pidfd, &si, WEXITED | WNOHANG);
+        if (si.si_code != CLD_EXITED || si.si_status != 0)
+                log_warning("image store: deleting removed images failed (%s %d); the next start "
+                            "of hostd retries",
+                            si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+        sd_event_source_disable_unref(sw->source);
+        close(sw->pidfd);
+        free(sw);
+        return 0;
+}
+
+void importer_sweep(struct manager *m)
+{
+        struct sweep *sw = calloc(1, sizeof *sw);
+        if (!sw)
+                return;
+        pid_t pid = fork();
+        if (pid < 0) {
+                log_warning_errno(errno, "image store: fork to delete removed images: %m");
+                free(sw);
+                return;
+        }
+        if (pid == 0) {
+                prctl(PR_SET_NAME, "hostd-sweep");
+                _exit(image_store_sweep(m->images) < 0 ? 1 : 0);
+        }
+        sw->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (sw->pidfd < 0 ||
+            sd_event_add_io(m->event, &sw->source, sw->pidfd, EPOLLIN, on_sweep_exit, sw) < 0) {
+                /* Unwatched, it would stay a zombie: wait for it here, once. */
+                (void)waitpid(pid, NULL, 0);
+                closep(&sw->pidfd);
+                free(sw);
+        }
+}

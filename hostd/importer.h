@@ -17,6 +17,10 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
                    struct conn *conn, uint64_t req_id);
 /* Whether a job for digest is running. */
 bool importer_busy(struct manager *m, const char *digest);
+/* Delete, in a child process, the files of images that remove and gc took out of the store
+ * (see image_store_defer_deletes()): the loop never waits for a slow disk. */
+void importer_sweep(struct manager *m);
+
 /* Stop following every job (hostd is exiting); the children finish on their own. */
 void importer_free_all(struct manager *m);
 

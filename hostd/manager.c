@@ -1547,6 +1547,7 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "open the image store %s: %m", c->images_dir);
                 goto fail;
         }
+        image_store_defer_deletes(m->images, true);
         if ((r = cg_manager_new(c->cgroup_root, &m->cg)) < 0) {
                 log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;

@@ -510,6 +510,7 @@ static void call_image_remove(struct conn *c, uint64_t id, const Hostd__V1__Imag
                 return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s",
                                         *err ? err : strerror(-r));
         log_info("image %.12s removed", req->digest);
+        importer_sweep(m);
         Hostd__V1__ImageRemoveReply reply = HOSTD__V1__IMAGE_REMOVE_REPLY__INIT;
         Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
         resp.id = id;
@@ -536,6 +537,8 @@ static void call_image_gc(struct conn *c, uint64_t id, const Hostd__V1__ImageGcR
                 n++;
         log_info("image gc: %zu removed, %llu bytes freed (budget %llu)", n,
                  (unsigned long long)freed, (unsigned long long)budget);
+        if (n > 0)
+                importer_sweep(m);
         Hostd__V1__ImageGcReply reply = HOSTD__V1__IMAGE_GC_REPLY__INIT;
         reply.n_removed = n;
         reply.removed = removed;

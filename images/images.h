@@ -58,6 +58,12 @@ int image_touch(struct image_store *s, const char *digest);
 /* Every image, sorted by digest; *ret is malloc'ed. */
 int image_list(struct image_store *s, struct image_info **ret, size_t *ret_n);
 
+/* Deleting an image's files can take seconds (tens of thousands of synced files): a daemon
+ * that must not block asks remove and gc only to take images out of the store (an instant
+ * rename to .tmp-rm-*), and runs image_store_sweep() elsewhere to delete what they left. */
+void image_store_defer_deletes(struct image_store *s, bool defer);
+int image_store_sweep(struct image_store *s);
+
 /* Remove an image. in_use(digest, userdata) says whether a dyno (running or starting) uses
  * it: then -EBUSY and nothing changes. */
 typedef bool (*image_in_use_t)(const char *digest, void *userdata);

@@ -31,6 +31,7 @@ struct image_store {
         char *root; /* absolute, symlinks resolved: it ends up in overlayfs options */
         int root_fd;
         struct image_limits limits;
+        bool defer_deletes; /* remove and gc only rename; image_store_sweep() deletes */
 };
 
 static inline void closedirp(DIR **d)
@@ -452,8 +453,34 @@ static int image_delete(struct image_store *s, const char *digest, int *ret_clea
         (void)rm_rf_at_root(s, name);
         if (renameat(s->root_fd, digest, s->root_fd, name) < 0)
                 return -errno;
-        *ret_cleanup = rm_rf_at_root(s, name);
+        *ret_cleanup = s->defer_deletes ? 0 : rm_rf_at_root(s, name);
         return 0;
+}
+
+void image_store_defer_deletes(struct image_store *s, bool defer) { s->defer_deletes = defer; }
+
+int image_store_sweep(struct image_store *s)
+{
+        /* A descriptor of its own: a dup would share the root's directory offset. */
+        int fd = openat(s->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        _cleanup_closedir_ DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        int ret = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!startswith(de->d_name, ".tmp-rm-"))
+                        continue;
+                int r = rm_rf_at_root(s, de->d_name);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
 }
 
 int image_remove(struct image_store *s, const char *digest, image_in_use_t in_use, void *userdata,

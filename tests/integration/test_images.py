@@ -191,3 +191,18 @@ def test_hostctl_starts_a_dyno_by_digest_fetching_its_images(store_hostd, tarbal
     with store_hostd.client() as c:
         assert c.get("img-ctl").spec.stack_digest == tarballs["stack"][1]
         c.stop("img-ctl", grace=1)
+
+
+def test_removed_images_are_deleted_off_the_loop(store_hostd, tarballs):
+    images_dir = store_hostd.config["images-dir"]
+    with store_hostd.client() as c:
+        img = import_image(c, *tarballs["stack"], pb.STACK)
+        resp = c.call(pb.Request(image_remove=pb.ImageRemoveRequest(digest=img.digest)))
+        assert resp.status.code == pb.OK, resp.status.message
+        # Out of the store at once; its files deleted by a child process soon after.
+        assert not os.path.exists(os.path.join(images_dir, img.digest))
+        deadline = time.monotonic() + 20
+        while [n for n in os.listdir(images_dir) if n.startswith(".tmp-rm-")]:
+            assert time.monotonic() < deadline, os.listdir(images_dir)
+            time.sleep(0.05)
+        assert c.call(pb.Request(image_list=pb.ImageListRequest())).image_list.images == []
