@@ -205,4 +205,4 @@ def test_removed_images_are_deleted_off_the_loop(store_hostd, tarballs):
         while [n for n in os.listdir(images_dir) if n.startswith(".tmp-rm-")]:
             assert time.monotonic() < deadline, os.listdir(images_dir)
             time.sleep(0.05)
-        assert c.call(pb.Request(image_list=pb.ImageListRequest())).image_list.images == []
+        assert len(c.call(pb.Request(image_list=pb.ImageListRequest())).image_list.images) == 0
