@@ -114,6 +114,7 @@ static void read_messages(struct import_job *j)
                         j->done = msg.done;
                         j->total = msg.total;
                         send_progress(j);
+                        manager_image_progress(j->m, j->digest, j->done, j->total);
                 } else if (msg.type == IMPORT_MSG_RESULT) {
                         j->have_result = true;
                         j->error = msg.error;

@@ -24,6 +24,9 @@ void importer_sweep(struct manager *m);
 /* Stop following every job (hostd is exiting); the children finish on their own. */
 void importer_free_all(struct manager *m);
 
+/* Called by the importer as bytes arrive, for the dynos that wait for the image. */
+void manager_image_progress(struct manager *m, const char *digest, uint64_t done, uint64_t total);
+
 /* Called by the importer when a job ends: error 0 (the image is in the store) or a negative
  * errno with msg. */
 void manager_image_ready(struct manager *m, const char *digest, int error, const char *msg);

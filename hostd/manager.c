@@ -1042,6 +1042,7 @@ static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind 
                 snprintf(msg, len, "spec.%s_url: start the import: %s", what, strerror(-r));
                 return r;
         }
+        d->fetch_quarter[kind == IMAGE_KIND_SLUG] = 0;
         dyno_log_platform(d, "Fetching %s %.12s from %s", what, digest, url);
         return 1;
 }
@@ -1125,6 +1126,34 @@ void manager_image_ready(struct manager *m, const char *digest, int error, const
                         dyno_begin(d);
         }
         free(c.v);
+}
+
+struct progress_ctx {
+        const char *digest;
+        uint64_t done, total;
+};
+
+static void log_progress(struct dyno *d, void *userdata)
+{
+        struct progress_ctx *p = userdata;
+        if (!d->waiting_images || p->total == 0)
+                return;
+        bool stack = strcmp(d->spec->stack_digest, p->digest) == 0;
+        if (!stack && strcmp(d->spec->slug_digest, p->digest) != 0)
+                return;
+        /* A line at each quarter: enough to see a fetch move, not a flood. */
+        unsigned q = (unsigned)(p->done * 4 / p->total);
+        if (q <= d->fetch_quarter[!stack] || q > 4)
+                return;
+        d->fetch_quarter[!stack] = q;
+        dyno_log_platform(d, "Fetching %s %.12s: %llu of %llu bytes", stack ? "stack" : "slug",
+                          p->digest, (unsigned long long)p->done, (unsigned long long)p->total);
+}
+
+void manager_image_progress(struct manager *m, const char *digest, uint64_t done, uint64_t total)
+{
+        struct progress_ctx p = { digest, done, total };
+        manager_foreach(m, log_progress, &p);
 }
 
 static void count_users(struct dyno *d, void *userdata)

@@ -102,6 +102,9 @@ def test_missing_images_are_fetched_then_the_dyno_starts(store_hostd, make_spec,
         logs = c.log_texts("img-fetch")
         assert any(l.startswith("Fetching stack") for l in logs), logs
         assert any(l.startswith("Fetching slug") for l in logs), logs
+        # Progress, as the bytes came: the last quarter of the stack's fetch at least.
+        size = os.path.getsize(tarballs["stack"][0])
+        assert f"Fetching stack {tarballs['stack'][1][:12]}: {size} of {size} bytes" in logs, logs
         resp = c.call(pb.Request(image_list=pb.ImageListRequest()))
         assert {i.digest for i in resp.image_list.images} == {tarballs["stack"][1], tarballs["slug"][1]}
         c.stop("img-fetch", grace=1)
