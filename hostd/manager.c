@@ -868,7 +868,6 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         d->state = HOSTD__V1__DYNO_STATE__UP;
         d->started_usec = now_realtime_usec();
         dyno_save(d);
-        dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
         dyno_log_platform(d, "State changed from starting to up");
         dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
         if (!d->restart_requested)
@@ -976,6 +975,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .rlimit_nofile = m->config->rlimit_nofile,
                 .shm_size = m->config->shm_size,
         };
+        /* Before the command can print anything: its lines follow this one. */
+        dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
         r = spawn_dyno(&p, m->cg, &d->pid, &d->pidfd, &d->sync_fd);
         if (r < 0)
                 return snprintf(errbuf, errlen, "create the dyno's processes: %s", strerror(-r)), r;
