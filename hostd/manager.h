@@ -69,9 +69,9 @@ struct dyno {
         char *layer_dir;
         char *run_dir;
         char *cgroup_path;
-        char *stack_root;       /* the stack's folder: a spec path or an image's rootfs */
-        char *slug_root;        /* the slug's, or NULL */
-        bool waiting_images;    /* STARTING, waiting for imports before it can launch */
+        char *stack_root;          /* the stack's folder: a spec path or an image's rootfs */
+        char *slug_root;           /* the slug's, or NULL */
+        bool waiting_images;       /* STARTING, waiting for imports before it can launch */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source;
         struct line_splitter splitter;
