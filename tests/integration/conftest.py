@@ -35,7 +35,7 @@ HOSTD_BIN = os.path.join(BUILD_DIR, "hostd", "hostd")
 HOSTD_INIT_BIN = os.path.join(BUILD_DIR, "hostd", "hostd-init")
 MAKE_ROOTFS = os.path.join(SOURCE_DIR, "scripts", "make-sample-rootfs")
 
-READY_TIMEOUT = 10.0
+READY_TIMEOUT = 30.0  # a wait for readiness, not a measure: the v2 tier under load is slow
 STOP_TIMEOUT = 15.0
 
 _instance_counter = itertools.count(1)

@@ -1,0 +1,275 @@
+/* netd's configuration file: systemd-style INI, one [netd] section, parsed strictly. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include "ipam.h"
+#include "util.h"
+
+#define NETD_SOCKET_DEFAULT "/run/netd/netd.sock"
+#define NETD_STATE_DIR_DEFAULT "/var/lib/netd"
+#define NETD_SUBNET_DEFAULT "10.217.0.0/16"
+#define NETD_NETNS_DIR_DEFAULT "/run/hostd/netns"
+#define NETD_MTU_DEFAULT 1500
+
+static int set_string(char **field, const char *v)
+{
+        char *s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+int netd_config_init_defaults(struct netd_config *c)
+{
+        *c = (struct netd_config){
+                .mtu = NETD_MTU_DEFAULT,
+                .host_port_min = NFT_HOST_PORT_MIN_DEFAULT,
+                .host_port_max = NFT_HOST_PORT_MAX_DEFAULT,
+                .log_level = LOG_LEVEL_INFO,
+        };
+        if (set_string(&c->socket_path, NETD_SOCKET_DEFAULT) < 0 ||
+            set_string(&c->state_dir, NETD_STATE_DIR_DEFAULT) < 0 ||
+            set_string(&c->bridge, NFT_BRIDGE_DEFAULT) < 0 ||
+            set_string(&c->subnet, NETD_SUBNET_DEFAULT) < 0 ||
+            set_string(&c->table, NFT_TABLE_DEFAULT) < 0 ||
+            set_string(&c->netns_dir, NETD_NETNS_DIR_DEFAULT) < 0) {
+                netd_config_free(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void netd_config_free(struct netd_config *c)
+{
+        free(c->socket_path);
+        free(c->state_dir);
+        free(c->bridge);
+        free(c->subnet);
+        free(c->table);
+        free(c->netns_dir);
+        *c = (struct netd_config){};
+}
+
+static char *strip(char *s)
+{
+        s += strspn(s, " \t\r\f\v");
+        size_t n = strlen(s);
+        while (n > 0 && strchr(" \t\r\f\v", s[n - 1]))
+                s[--n] = 0;
+        return s;
+}
+
+static bool name_valid(const char *s, size_t max, bool first_alpha)
+{
+        size_t n = strlen(s);
+        if (n < 1 || n > max)
+                return false;
+        if (first_alpha &&
+            !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+                return false;
+        return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* "10.217.0.1 udp 53" */
+static int parse_allow(struct netd_config *c, const char *v, char *why, size_t whylen)
+{
+        char addr[64], proto[8], port[16], extra[2];
+        if (sscanf(v, "%63s %7s %15s %1s", addr, proto, port, extra) != 3) {
+                snprintf(why, whylen, "expected 'ADDRESS tcp|udp PORT', got '%s'", v);
+                return -EINVAL;
+        }
+        struct nft_host_service s = {};
+        if (inet_pton(AF_INET, addr, &s.addr) != 1) {
+                snprintf(why, whylen, "not an IPv4 address: '%s'", addr);
+                return -EINVAL;
+        }
+        if (strcmp(proto, "tcp") == 0)
+                s.proto = IPPROTO_TCP;
+        else if (strcmp(proto, "udp") == 0)
+                s.proto = IPPROTO_UDP;
+        else {
+                snprintf(why, whylen, "protocol '%s' is neither tcp nor udp", proto);
+                return -EINVAL;
+        }
+        uint32_t p;
+        if (safe_atou32(port, &p) < 0 || p < 1 || p > 65535) {
+                snprintf(why, whylen, "port '%s' is not in 1..65535", port);
+                return -EINVAL;
+        }
+        s.port = (uint16_t)p;
+        if (c->n_allow >= NETD_ALLOW_MAX) {
+                snprintf(why, whylen, "more than %d allow entries", NETD_ALLOW_MAX);
+                return -EINVAL;
+        }
+        c->allow[c->n_allow++] = s;
+        return 0;
+}
+
+static int parse_port_range(struct netd_config *c, const char *v, char *why, size_t whylen)
+{
+        char lo[16], hi[16], extra[2];
+        uint32_t a, b;
+        if (sscanf(v, "%15[0-9]-%15[0-9]%1s", lo, hi, extra) != 2 || safe_atou32(lo, &a) < 0 ||
+            safe_atou32(hi, &b) < 0 || a < 1 || b > 65535 || a > b) {
+                snprintf(why, whylen, "expected a range MIN-MAX within 1..65535, got '%s'", v);
+                return -EINVAL;
+        }
+        c->host_port_min = (uint16_t)a;
+        c->host_port_max = (uint16_t)b;
+        return 0;
+}
+
+static int set_key(struct netd_config *c, const char *key, const char *v, bool *allow_seen,
+                   char *why, size_t whylen)
+{
+        uint32_t u;
+        if (strcmp(key, "socket") == 0) {
+                if (v[0] != '/' || strlen(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+                        snprintf(why, whylen, "not an absolute path that fits a unix socket");
+                        return -EINVAL;
+                }
+                return set_string(&c->socket_path, v);
+        }
+        if (strcmp(key, "state-dir") == 0 || strcmp(key, "netns-dir") == 0) {
+                if (v[0] != '/') {
+                        snprintf(why, whylen, "not an absolute path: '%s'", v);
+                        return -EINVAL;
+                }
+                return set_string(key[0] == 's' ? &c->state_dir : &c->netns_dir, v);
+        }
+        if (strcmp(key, "bridge") == 0) {
+                if (!name_valid(v, IFNAMSIZ - 1, false)) {
+                        snprintf(why, whylen, "invalid interface name '%s' ([A-Za-z0-9_-]{1,15})",
+                                 v);
+                        return -EINVAL;
+                }
+                return set_string(&c->bridge, v);
+        }
+        if (strcmp(key, "table") == 0) {
+                if (!name_valid(v, NFT_NAME_MAX, true)) {
+                        snprintf(why, whylen,
+                                 "invalid table name '%s' ([A-Za-z_][A-Za-z0-9_-]{0,31})", v);
+                        return -EINVAL;
+                }
+                return set_string(&c->table, v);
+        }
+        if (strcmp(key, "subnet") == 0) {
+                struct in_addr net;
+                unsigned prefix;
+                if (ipam_parse_subnet(v, &net, &prefix, why, whylen) < 0)
+                        return -EINVAL;
+                return set_string(&c->subnet, v);
+        }
+        if (strcmp(key, "mtu") == 0) {
+                if (safe_atou32(v, &u) < 0 || u < 68 || u > 65535) {
+                        snprintf(why, whylen, "not a number in 68..65535: '%s'", v);
+                        return -EINVAL;
+                }
+                c->mtu = u;
+                return 0;
+        }
+        if (strcmp(key, "host-ports") == 0)
+                return parse_port_range(c, v, why, whylen);
+        if (strcmp(key, "log-level") == 0) {
+                int l = log_parse_level(v);
+                if (l < 0) {
+                        snprintf(why, whylen,
+                                 "unknown log level '%s' (err, warning, notice, info, debug)", v);
+                        return -EINVAL;
+                }
+                c->log_level = l;
+                return 0;
+        }
+        if (strcmp(key, "allow") == 0) {
+                /* The first allow in the file replaces the defaults (none); an empty value
+                 * clears the list, as systemd's list settings do. */
+                if (!*allow_seen || v[0] == 0)
+                        c->n_allow = 0;
+                *allow_seen = true;
+                if (v[0] == 0)
+                        return 0;
+                /* a list separated by commas, or one entry per line */
+                _cleanup_free_ char *copy = strdup(v);
+                if (!copy)
+                        return -ENOMEM;
+                char *save = NULL;
+                for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                        int r = parse_allow(c, strip(t), why, whylen);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        snprintf(why, whylen, "unknown key");
+        return -ENOENT;
+}
+
+int netd_config_load_file(struct netd_config *c, const char *path, char *err, size_t errlen)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                int r = -errno;
+                snprintf(err, errlen, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        char line[4096];
+        unsigned lineno = 0;
+        bool in_section = false, allow_seen = false;
+        while (fgets(line, sizeof line, f)) {
+                lineno++;
+                size_t n = strlen(line);
+                if (n == sizeof line - 1 && line[n - 1] != '\n') {
+                        snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+                        return -EINVAL;
+                }
+                char *s = strip(line);
+                n = strlen(s);
+                if (n > 0 && s[n - 1] == '\n')
+                        s[--n] = 0;
+                s = strip(s);
+                if (s[0] == 0 || s[0] == '#' || s[0] == ';')
+                        continue;
+                if (s[0] == '[') {
+                        if (strcmp(s, "[netd]") != 0) {
+                                snprintf(err, errlen, "%s:%u: unknown section %s (only [netd])",
+                                         path, lineno, s);
+                                return -EINVAL;
+                        }
+                        in_section = true;
+                        continue;
+                }
+                char *eq = strchr(s, '=');
+                if (!eq) {
+                        snprintf(err, errlen, "%s:%u: expected KEY = VALUE", path, lineno);
+                        return -EINVAL;
+                }
+                *eq = 0;
+                char *key = strip(s), *value = strip(eq + 1);
+                if (!in_section) {
+                        snprintf(err, errlen, "%s:%u: key '%s' outside the [netd] section", path,
+                                 lineno, key);
+                        return -EINVAL;
+                }
+                char why[256] = "";
+                int r = set_key(c, key, value, &allow_seen, why, sizeof why);
+                if (r == -ENOMEM) {
+                        snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
+                        return r;
+                }
+                if (r < 0) {
+                        snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, why);
+                        return -EINVAL;
+                }
+        }
+        if (ferror(f)) {
+                snprintf(err, errlen, "%s: read error", path);
+                return -EIO;
+        }
+        return 0;
+}

@@ -1,0 +1,51 @@
+/* netd's manager: the ipam, the host ports, the bridge, the firewall, and the calls of the
+ * netd API over them. Each call either completes or undoes what it did. */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "link.h"
+
+/* hostd.v1.Code numbers, which netd.v1.Status carries. */
+enum {
+        NETD_CODE_OK = 0,
+        NETD_CODE_INVALID_ARGUMENT = 3,
+        NETD_CODE_NOT_FOUND = 5,
+        NETD_CODE_ALREADY_EXISTS = 6,
+        NETD_CODE_FAILED_PRECONDITION = 9,
+        NETD_CODE_RESOURCE_EXHAUSTED = 8,
+        NETD_CODE_UNIMPLEMENTED = 12,
+        NETD_CODE_INTERNAL = 13,
+};
+
+struct netd;
+
+struct netd_attach_reply {
+        struct in_addr address, gateway;
+        uint8_t mac[6];
+        uint16_t host_port; /* 0: not a web dyno */
+};
+
+/* Open the state, check the subnet against the host's routes, make the bridge, reconcile with
+ * what an earlier run left, install the firewall. Logs its errors. */
+int netd_new(const struct netd_config *cfg, struct netd **ret);
+void netd_free(struct netd *n);
+
+/* The calls return a NETD_CODE_* and, unless OK, a message in msg naming the field or dyno. */
+int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
+                uint32_t port, struct netd_attach_reply *ret, char *msg, size_t msglen);
+int netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen);
+/* Detach every dyno not in live (NULL-terminated), whose namespace file is gone, and every
+ * link or firewall element that belongs to no attachment. *ret_freed: a strv. */
+int netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg, size_t msglen);
+
+struct netd_attachment {
+        char dyno_id[64];
+        struct in_addr address;
+        uint16_t host_port;
+};
+/* Every attachment, sorted by address. *ret is malloc'ed. */
+int netd_list(struct netd *n, struct netd_attachment **ret, size_t *ret_n);

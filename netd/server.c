@@ -1,0 +1,375 @@
+/* netd's API server; see server.h. Written like hostd's rpc.c. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "frame.h"
+#include "ipam.h"
+#include "netd.h"
+#include "netd.pb-c.h"
+#include "util.h"
+
+#define CONN_MAX_PENDING (16u << 20)
+#define CONN_MAX 256
+#define FRAME_MAX (1u << 20)
+
+struct server {
+        struct netd *n;
+        sd_event *event;
+        int fd;
+        sd_event_source *source;
+        size_t n_conns;
+};
+
+struct conn {
+        struct server *srv;
+        int fd;
+        sd_event_source *source;
+        struct frame_reader rd;
+        struct frame_writer wr;
+        bool close_after_flush;
+};
+
+static void conn_free(struct conn *c)
+{
+        sd_event_source_disable_unref(c->source);
+        closep(&c->fd);
+        frame_reader_free(&c->rd);
+        frame_writer_free(&c->wr);
+        c->srv->n_conns--;
+        free(c);
+}
+
+/* false when the connection was closed (and freed) */
+static bool conn_flush(struct conn *c)
+{
+        int r = frame_writer_flush(&c->wr, c->fd);
+        if ((r < 0 && r != -EAGAIN) || (r == 0 && c->close_after_flush)) {
+                if (r < 0)
+                        log_debug("connection: write: %s", strerror(-r));
+                conn_free(c);
+                return false;
+        }
+        uint32_t ev = frame_writer_pending(&c->wr) ? EPOLLOUT : 0;
+        if (!c->close_after_flush)
+                ev |= EPOLLIN;
+        sd_event_source_set_io_events(c->source, ev);
+        return true;
+}
+
+static void conn_reply(struct conn *c, Netd__V1__Response *resp)
+{
+        size_t len = netd__v1__response__get_packed_size(resp);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf ||
+            (netd__v1__response__pack(resp, buf), frame_writer_append(&c->wr, buf, len) < 0)) {
+                log_warning("connection: cannot queue a %zu-byte reply; disconnecting", len);
+                c->close_after_flush = true;
+        }
+}
+
+static void reply_status(struct conn *c, uint64_t id, int code, const char *msg)
+{
+        Netd__V1__Status st = NETD__V1__STATUS__INIT;
+        st.code = (uint32_t)code;
+        st.message = (char *)msg;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.status = &st;
+        conn_reply(c, &resp);
+}
+
+static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachRequest *req)
+{
+        char msg[1024] = "";
+        struct netd_attach_reply ar;
+        int code = netd_attach(c->srv->n, req->dyno_id, req->netns_path, req->web, req->port, &ar,
+                               msg, sizeof msg);
+        if (code != NETD_CODE_OK)
+                return reply_status(c, id, code, msg);
+        char addr[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], mac[18];
+        inet_ntop(AF_INET, &ar.address, addr, sizeof addr);
+        inet_ntop(AF_INET, &ar.gateway, gw, sizeof gw);
+        snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", ar.mac[0], ar.mac[1], ar.mac[2],
+                 ar.mac[3], ar.mac[4], ar.mac[5]);
+        Netd__V1__AttachReply a = NETD__V1__ATTACH_REPLY__INIT;
+        a.address = addr;
+        a.gateway = gw;
+        a.mac = mac;
+        a.host_port = ar.host_port;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = NETD__V1__RESPONSE__RESULT_ATTACH;
+        resp.attach = &a;
+        conn_reply(c, &resp);
+}
+
+static void call_detach(struct conn *c, uint64_t id, const Netd__V1__DetachRequest *req)
+{
+        char msg[1024] = "";
+        int code = netd_detach(c->srv->n, req->dyno_id, msg, sizeof msg);
+        if (code != NETD_CODE_OK)
+                return reply_status(c, id, code, msg);
+        Netd__V1__DetachReply d = NETD__V1__DETACH_REPLY__INIT;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = NETD__V1__RESPONSE__RESULT_DETACH;
+        resp.detach = &d;
+        conn_reply(c, &resp);
+}
+
+static void call_list(struct conn *c, uint64_t id)
+{
+        _cleanup_free_ struct netd_attachment *a = NULL;
+        size_t n = 0;
+        int r = netd_list(c->srv->n, &a, &n);
+        if (r < 0)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "list: out of memory");
+        _cleanup_free_ Netd__V1__Attachment *items = calloc(n + 1, sizeof *items);
+        _cleanup_free_ Netd__V1__Attachment **ptrs = calloc(n + 1, sizeof *ptrs);
+        _cleanup_free_ char *addrs = calloc(n + 1, INET_ADDRSTRLEN);
+        if (!items || !ptrs || !addrs)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "list: out of memory");
+        for (size_t i = 0; i < n; i++) {
+                netd__v1__attachment__init(&items[i]);
+                items[i].dyno_id = a[i].dyno_id;
+                items[i].address = addrs + i * INET_ADDRSTRLEN;
+                inet_ntop(AF_INET, &a[i].address, items[i].address, INET_ADDRSTRLEN);
+                items[i].host_port = a[i].host_port;
+                ptrs[i] = &items[i];
+        }
+        Netd__V1__ListReply l = NETD__V1__LIST_REPLY__INIT;
+        l.n_attachments = n;
+        l.attachments = ptrs;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = NETD__V1__RESPONSE__RESULT_LIST;
+        resp.list = &l;
+        conn_reply(c, &resp);
+}
+
+static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
+{
+        char msg[1024] = "";
+        _cleanup_free_ char **live = calloc(req->n_live_dyno_ids + 1, sizeof *live);
+        if (!live)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "gc: out of memory");
+        for (size_t i = 0; i < req->n_live_dyno_ids; i++)
+                live[i] = req->live_dyno_ids[i];
+        _cleanup_strv_free_ char **freed = NULL;
+        int code = netd_gc(c->srv->n, live, &freed, msg, sizeof msg);
+        if (code != NETD_CODE_OK)
+                return reply_status(c, id, code, msg);
+        size_t n = 0;
+        while (freed[n])
+                n++;
+        Netd__V1__GcReply g = NETD__V1__GC_REPLY__INIT;
+        g.n_freed = n;
+        g.freed = freed;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = NETD__V1__RESPONSE__RESULT_GC;
+        resp.gc = &g;
+        conn_reply(c, &resp);
+}
+
+/* The counters of the dynos asked for (all attached ones when none is named); a dyno that is
+ * not attached is NOT_FOUND. */
+static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest *req)
+{
+        _cleanup_free_ struct netd_attachment *a = NULL;
+        size_t n = req->n_dyno_ids;
+        if (n == 0 && netd_list(c->srv->n, &a, &n) < 0)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+        _cleanup_free_ Netd__V1__LinkStats *items = calloc(n + 1, sizeof *items);
+        _cleanup_free_ Netd__V1__LinkStats **ptrs = calloc(n + 1, sizeof *ptrs);
+        if (!items || !ptrs)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+        for (size_t i = 0; i < n; i++) {
+                char *dyno = a ? a[i].dyno_id : req->dyno_ids[i];
+                char msg[256];
+                struct link_stats ls;
+                if (!ipam_dyno_id_valid(dyno)) {
+                        snprintf(msg, sizeof msg, "stats.dyno_ids[%zu]: invalid dyno id", i);
+                        return reply_status(c, id, NETD_CODE_INVALID_ARGUMENT, msg);
+                }
+                int r = link_stats(dyno, &ls);
+                if (r < 0) {
+                        snprintf(msg, sizeof msg, "dyno %s: %s", dyno,
+                                 r == -ENOENT ? "not attached" : strerror(-r));
+                        return reply_status(c, id,
+                                            r == -ENOENT ? NETD_CODE_NOT_FOUND : NETD_CODE_INTERNAL,
+                                            msg);
+                }
+                netd__v1__link_stats__init(&items[i]);
+                items[i].dyno_id = dyno;
+                items[i].rx_bytes = ls.rx_bytes;
+                items[i].tx_bytes = ls.tx_bytes;
+                items[i].rx_packets = ls.rx_packets;
+                items[i].tx_packets = ls.tx_packets;
+                ptrs[i] = &items[i];
+        }
+        Netd__V1__StatsReply s = NETD__V1__STATS_REPLY__INIT;
+        s.n_stats = n;
+        s.stats = ptrs;
+        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = NETD__V1__RESPONSE__RESULT_STATS;
+        resp.stats = &s;
+        conn_reply(c, &resp);
+}
+
+static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
+{
+        Netd__V1__Request *req = netd__v1__request__unpack(NULL, len, msg);
+        if (!req) {
+                reply_status(c, 0, NETD_CODE_INVALID_ARGUMENT, "not a netd.v1.Request");
+                c->close_after_flush = true;
+                return;
+        }
+        /* protobuf-c cuts a string at a NUL byte: such a request packs back smaller. */
+        if (netd__v1__request__get_packed_size(req) != len) {
+                reply_status(c, req->id, NETD_CODE_INVALID_ARGUMENT,
+                             "request: a string holds a NUL byte, or the encoding is not "
+                             "canonical");
+                netd__v1__request__free_unpacked(req, NULL);
+                return;
+        }
+        switch (req->call_case) {
+        case NETD__V1__REQUEST__CALL_ATTACH: call_attach(c, req->id, req->attach); break;
+        case NETD__V1__REQUEST__CALL_DETACH: call_detach(c, req->id, req->detach); break;
+        case NETD__V1__REQUEST__CALL_LIST: call_list(c, req->id); break;
+        case NETD__V1__REQUEST__CALL_GC: call_gc(c, req->id, req->gc); break;
+        case NETD__V1__REQUEST__CALL_STATS: call_stats(c, req->id, req->stats); break;
+        case NETD__V1__REQUEST__CALL__NOT_SET:
+                reply_status(c, req->id, NETD_CODE_INVALID_ARGUMENT, "request: no call set");
+                break;
+        default: reply_status(c, req->id, NETD_CODE_UNIMPLEMENTED, "request: unknown call"); break;
+        }
+        netd__v1__request__free_unpacked(req, NULL);
+}
+
+static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct conn *c = userdata;
+        if (revents & EPOLLOUT && !conn_flush(c))
+                return 0;
+        if (c->close_after_flush || !(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                return 0;
+        ssize_t n = frame_reader_fill(&c->rd, c->fd);
+        if (n == 0 || (n < 0 && n != -EAGAIN)) {
+                conn_free(c);
+                return 0;
+        }
+        for (int i = 0; i < 64 && !c->close_after_flush; i++) {
+                const uint8_t *msg;
+                size_t len;
+                int r = frame_reader_next(&c->rd, &msg, &len);
+                if (r == 0)
+                        break;
+                if (r < 0) {
+                        reply_status(c, 0,
+                                     r == -EMSGSIZE ? NETD_CODE_RESOURCE_EXHAUSTED :
+                                                      NETD_CODE_INVALID_ARGUMENT,
+                                     r == -EMSGSIZE ? "frame over the limit" :
+                                                      "malformed frame length");
+                        c->close_after_flush = true;
+                        break;
+                }
+                conn_handle(c, msg, len);
+        }
+        conn_flush(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct server *srv = userdata;
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        log_warning_errno(errno, "accept: %m");
+                return 0;
+        }
+        if (srv->n_conns >= CONN_MAX) {
+                log_warning("refusing a connection: %zu open", srv->n_conns);
+                close(cfd);
+                return 0;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c) {
+                close(cfd);
+                return 0;
+        }
+        c->srv = srv;
+        c->fd = cfd;
+        frame_reader_init(&c->rd, FRAME_MAX);
+        frame_writer_init(&c->wr, CONN_MAX_PENDING);
+        srv->n_conns++;
+        int r = sd_event_add_io(srv->event, &c->source, cfd, EPOLLIN, on_conn, c);
+        if (r < 0) {
+                log_error_errno(-r, "watch a connection: %m");
+                conn_free(c);
+        }
+        return 0;
+}
+
+int server_new(struct netd *n, sd_event *event, const char *path, struct server **ret)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof sa.sun_path)
+                return log_error_errno(ENAMETOOLONG, "socket %s: %m", path);
+        strcpy(sa.sun_path, path);
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                int r = mkdir_p(dir, 0755);
+                if (r < 0)
+                        return log_error_errno(-r, "create %s: %m", dir);
+        }
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "socket: %m");
+        /* A socket file may be left by a netd that died; one that answers is another netd. */
+        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
+                return log_error_errno(EADDRINUSE, "socket %s: another netd is listening there",
+                                       path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return log_error_errno(errno, "remove stale socket %s: %m", path);
+        mode_t old = umask(0077);
+        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        umask(old);
+        if (r < 0)
+                return log_error_errno(errno, "bind %s: %m", path);
+        if (listen(fd, 128) < 0)
+                return log_error_errno(errno, "listen on %s: %m", path);
+        struct server *srv = calloc(1, sizeof *srv);
+        if (!srv)
+                return -ENOMEM;
+        srv->n = n;
+        srv->event = event;
+        r = sd_event_add_io(event, &srv->source, fd, EPOLLIN, on_accept, srv);
+        if (r < 0) {
+                free(srv);
+                return log_error_errno(-r, "watch %s: %m", path);
+        }
+        srv->fd = TAKE_FD(fd);
+        *ret = srv;
+        return 0;
+}
+
+void server_free(struct server *s)
+{
+        if (!s)
+                return;
+        sd_event_source_disable_unref(s->source);
+        closep(&s->fd);
+        free(s);
+}

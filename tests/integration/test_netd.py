@@ -1,0 +1,466 @@
+"""netd integration tests: the real daemon, real veths and nftables, spoken to over its socket.
+
+Good neighbour: nothing here touches the host's own network namespace. The test makes a "host"
+network and mount namespace (held by a `sleep` started with `unshare --net --mount`) and runs
+netd inside it; dynos and an "outside" network are further namespaces held by `sleep`
+processes. All of it is removed at the end: processes are killed by pid, which takes their
+namespaces and the private mounts with them, and the temporary folder is deleted.
+
+Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_netd.py
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from hostd_client import BUILD_DIR, decode_varint, encode_varint  # noqa: E402
+
+import netd_pb2 as npb  # noqa: E402  (hostd_client put $HOSTD_BUILD_DIR/proto on sys.path)
+
+NETD_BIN = os.path.join(BUILD_DIR, "netd", "netd")
+BRIDGE = "hostd-test-br"
+TABLE = "hostd-test"
+SUBNET = "10.217.0.0/24"
+GATEWAY = "10.217.0.1"
+PORT_MIN, PORT_MAX = 20000, 20009
+OUTSIDE_HOST_IP = "198.51.100.1"
+OUTSIDE_IP = "198.51.100.2"
+
+INVALID_ARGUMENT, NOT_FOUND = 3, 5
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
+    reason="needs root, unshare and nsenter",
+)
+
+
+def run(*cmd, check=True, timeout=30):
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd}: exit {p.returncode}: {p.stderr.strip()}")
+    return p
+
+
+class NetdClient:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def call(self, name, msg):
+        req = npb.Request(id=self.next_id)
+        getattr(req, name).CopyFrom(msg)
+        self.next_id += 1
+        payload = req.SerializeToString()
+        self.sock.sendall(encode_varint(len(payload)) + payload)
+        while True:
+            d = decode_varint(self.buf) if self.buf else None
+            if d and len(self.buf) >= d[1] + d[0]:
+                resp = npb.Response.FromString(self.buf[d[1] : d[1] + d[0]])
+                self.buf = self.buf[d[1] + d[0] :]
+                assert resp.id == req.id
+                return resp
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("netd closed the connection")
+            self.buf += data
+
+
+class Lab:
+    """The private "host" namespaces, netd in them, and helpers for dynos and the outside."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hostd-test-netd-")
+        self.netns_dir = os.path.join(self.dir, "netns")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.socket = os.path.join(self.dir, "netd.sock")
+        os.mkdir(self.netns_dir)
+        self.procs = []
+        self.host = self.spawn(["unshare", "--net", "--mount", "--propagation", "private",
+                                "sleep", "infinity"])
+        self.wait_ns(self.host.pid)
+        self.h("ip", "link", "set", "lo", "up")
+        self.config = os.path.join(self.dir, "netd.conf")
+        with open(self.config, "w") as f:
+            f.write(f"""# test configuration
+[netd]
+socket = {self.socket}
+state-dir = {self.state_dir}
+bridge = {BRIDGE}
+subnet = {SUBNET}
+table = {TABLE}
+host-ports = {PORT_MIN}-{PORT_MAX}
+netns-dir = {self.netns_dir}
+allow = {GATEWAY} udp 53
+log-level = debug
+""")
+        self.netd = None
+        self.dynos = {}
+
+    def spawn(self, cmd, **kw):
+        p = subprocess.Popen(cmd, **kw)
+        self.procs.append(p)
+        return p
+
+    def wait_ns(self, pid):
+        """Until pid is in a network namespace of its own: neither the test's nor the "host"
+        one, which an `nsenter ... unshare --net` passes through first."""
+        known = {os.readlink("/proc/self/ns/net")}
+        if getattr(self, "host", None) and pid != self.host.pid:
+            known.add(os.readlink(f"/proc/{self.host.pid}/ns/net"))
+        for _ in range(500):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/net") not in known:
+                    return
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+        raise AssertionError(f"pid {pid} never entered its own network namespace")
+
+    def h(self, *cmd, check=True):
+        """Run cmd in the test's "host" namespaces."""
+        return run("nsenter", "-t", str(self.host.pid), "-n", "-m", *cmd, check=check)
+
+    def start_netd(self, config=None):
+        self.netd = self.spawn(["nsenter", "-t", str(self.host.pid), "-n", "-m", NETD_BIN,
+                                "--config", config or self.config], stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.time() + 30  # a cold start (nf_tables modules, the VM tier) is slow
+        while time.time() < deadline:
+            if self.netd.poll() is not None:
+                raise AssertionError(f"netd exited {self.netd.returncode}: "
+                                     f"{self.netd.stderr.read()}")
+            try:
+                return NetdClient(self.socket)
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("netd did not open its socket")
+
+    def kill_netd(self, sig=signal.SIGKILL):
+        self.netd.send_signal(sig)
+        self.netd.wait(10)
+        self.netd.stderr.close()
+
+    def make_dyno(self, dyno_id):
+        """A network namespace held by a sleep, bind-mounted at netns-dir/<id>."""
+        p = self.spawn(["nsenter", "-t", str(self.host.pid), "-n", "-m", "unshare", "--net",
+                        "sleep", "infinity"])
+        self.wait_ns(p.pid)
+        path = os.path.join(self.netns_dir, dyno_id)
+        open(path, "w").close()
+        self.h("mount", "--bind", f"/proc/{p.pid}/ns/net", path)
+        self.dynos[dyno_id] = p
+        return path
+
+    def remove_dyno(self, dyno_id):
+        path = os.path.join(self.netns_dir, dyno_id)
+        self.h("umount", path, check=False)
+        os.unlink(path)
+        p = self.dynos.pop(dyno_id)
+        p.kill()
+        p.wait()
+
+    def d(self, dyno_id, *cmd, check=True, timeout=30):
+        """Run cmd in a dyno's network namespace."""
+        return run("nsenter", "-t", str(self.dynos[dyno_id].pid), "-n", *cmd, check=check,
+                   timeout=timeout)
+
+    def host_links(self):
+        return [l for l in self.h("ip", "-o", "link").stdout.splitlines()]
+
+    def dyno_veths(self):
+        return [l for l in self.host_links() if re.match(r"^\d+: dy[0-9a-f]{12}@", l)]
+
+    def cleanup(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for s in (p.stdout, p.stderr):
+                if s:
+                    s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def lab():
+    lab = Lab()
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
+
+
+def attach(c, dyno_id, lab, web=False, port=0):
+    return c.call("attach", npb.AttachRequest(dyno_id=dyno_id, web=web, port=port,
+                                              netns_path=os.path.join(lab.netns_dir, dyno_id)))
+
+
+def ok(resp):
+    assert not resp.HasField("status") or resp.status.code == 0, resp.status.message
+    return resp
+
+
+def test_attach_detach_idempotent(lab):
+    c = lab.start_netd()
+    lab.make_dyno("web.1")
+    a = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    assert a.gateway == GATEWAY
+    assert a.address.startswith("10.217.0.") and a.address != GATEWAY
+    assert PORT_MIN <= a.host_port <= PORT_MAX
+    assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", a.mac)
+
+    addrs = lab.d("web.1", "ip", "-o", "-4", "addr", "show", "dev", "eth0").stdout
+    assert f"inet {a.address}/24" in addrs
+    assert f"default via {GATEWAY} dev eth0" in lab.d("web.1", "ip", "route").stdout
+    assert a.mac in lab.d("web.1", "ip", "-o", "link", "show", "eth0").stdout
+    assert "UP" in lab.d("web.1", "ip", "-o", "link", "show", "lo").stdout
+    assert len(lab.dyno_veths()) == 1
+
+    again = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    assert again == a
+    assert len(lab.dyno_veths()) == 1
+
+    lst = ok(c.call("list", npb.ListRequest())).list.attachments
+    assert [(x.dyno_id, x.address, x.host_port) for x in lst] == [("web.1", a.address,
+                                                                    a.host_port)]
+    st = ok(c.call("stats", npb.StatsRequest(dyno_ids=["web.1"]))).stats.stats
+    assert st[0].dyno_id == "web.1"
+    assert c.call("stats", npb.StatsRequest(dyno_ids=["nope"])).status.code == NOT_FOUND
+
+    ok(c.call("detach", npb.DetachRequest(dyno_id="web.1")))
+    assert lab.dyno_veths() == []
+    assert "eth0" not in lab.d("web.1", "ip", "-o", "link").stdout
+    assert list(ok(c.call("list", npb.ListRequest())).list.attachments) == []
+    ok(c.call("detach", npb.DetachRequest(dyno_id="web.1")))
+    c.close()
+
+
+def test_bad_input(lab):
+    c = lab.start_netd()
+    lab.make_dyno("w.1")
+    r = attach(c, "../x", lab)
+    assert r.status.code == INVALID_ARGUMENT and "dyno_id" in r.status.message
+    r = c.call("attach", npb.AttachRequest(dyno_id="w.1", netns_path="/proc/self/ns/net"))
+    assert r.status.code == INVALID_ARGUMENT and "netns_path" in r.status.message
+    r = attach(c, "w.1", lab, web=True, port=0)
+    assert r.status.code == INVALID_ARGUMENT and "port" in r.status.message
+    r = c.call("attach", npb.AttachRequest(dyno_id="w.2",
+                                           netns_path=os.path.join(lab.netns_dir, "w.2")))
+    assert r.status.code == NOT_FOUND and "w.2" in r.status.message
+    # nothing was left by the refused calls
+    assert list(ok(c.call("list", npb.ListRequest())).list.attachments) == []
+    assert lab.dyno_veths() == []
+    c.close()
+
+
+def test_bad_config(lab):
+    bad = os.path.join(lab.dir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("[netd]\nmtu = 12\n")
+    p = lab.h(NETD_BIN, "--config", bad, check=False)
+    assert p.returncode != 0 and ":2: mtu" in p.stderr
+    # a subnet that overlaps a route the host already has is refused
+    lab.h("ip", "link", "add", "hostd-test-d0", "type", "veth", "peer", "name", "hostd-test-d1")
+    lab.h("ip", "addr", "add", "10.217.0.5/28", "dev", "hostd-test-d0")
+    lab.h("ip", "link", "set", "hostd-test-d1", "up")
+    lab.h("ip", "link", "set", "hostd-test-d0", "up")
+    p = lab.h(NETD_BIN, "--config", lab.config, check=False)
+    assert p.returncode != 0 and "overlaps" in p.stderr, p.stderr
+
+
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+s.settimeout(float(sys.argv[2]))
+try:
+    while True:
+        c, peer = s.accept()
+        print(peer[0], flush=True)
+        c.sendall(b"hello from " + sys.argv[3].encode())
+        c.close()
+except socket.timeout:
+    pass
+"""
+
+CONNECT = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    print(s.recv(100).decode())
+except OSError as e:
+    print("failed", e)
+"""
+
+
+def listen(lab, pid, port, name, seconds=8):
+    p = lab.spawn(["nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", LISTENER,
+                   str(port), str(seconds), name], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "listening"
+    return p
+
+
+def connect(lab, pid, addr, port):
+    return run("nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", CONNECT, addr,
+               str(port)).stdout.strip()
+
+
+def test_traffic(lab):
+    c = lab.start_netd()
+    lab.make_dyno("web.1")
+    lab.make_dyno("web.2")
+    a = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    b = ok(attach(c, "web.2", lab, web=True, port=5000)).attach
+    # the outside: a namespace joined to the host by a veth
+    outside = lab.spawn(["nsenter", "-t", str(lab.host.pid), "-n", "-m", "unshare", "--net",
+                         "sleep", "infinity"])
+    lab.wait_ns(outside.pid)
+    lab.h("ip", "link", "add", "hostd-test-o0", "type", "veth", "peer", "name", "eth0",
+          "netns", str(outside.pid))
+    lab.h("ip", "addr", "add", f"{OUTSIDE_HOST_IP}/24", "dev", "hostd-test-o0")
+    lab.h("ip", "link", "set", "hostd-test-o0", "up")
+    o = ["nsenter", "-t", str(outside.pid), "-n"]
+    run(*o, "ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0")
+    run(*o, "ip", "link", "set", "eth0", "up")
+    run(*o, "ip", "link", "set", "lo", "up")
+
+    # outbound: masqueraded to the host's address
+    srv = listen(lab, outside.pid, 8080, "outside")
+    assert connect(lab, lab.dynos["web.1"].pid, OUTSIDE_IP, 8080) == "hello from outside"
+    srv.kill()
+    out, _ = srv.communicate()
+    assert out.split() == [OUTSIDE_HOST_IP]
+
+    # inbound: the host port reaches $PORT in the web dyno
+    srv = listen(lab, lab.dynos["web.1"].pid, 5000, "web.1")
+    assert connect(lab, outside.pid, OUTSIDE_HOST_IP, a.host_port) == "hello from web.1"
+    srv.kill()
+    out, _ = srv.communicate()
+    assert out.split() == [OUTSIDE_IP]
+
+    # dyno to dyno: nothing arrives, neither directly nor through the host port
+    srv = listen(lab, lab.dynos["web.2"].pid, 5000, "web.2", seconds=4)
+    assert connect(lab, lab.dynos["web.1"].pid, b.address, 5000).startswith("failed")
+    assert connect(lab, lab.dynos["web.1"].pid, OUTSIDE_HOST_IP, b.host_port).startswith(
+        "failed")
+    # nor to the host's own services (a listener on the gateway address)
+    host_srv = listen(lab, lab.host.pid, 7000, "host", seconds=4)
+    assert connect(lab, lab.dynos["web.1"].pid, GATEWAY, 7000).startswith("failed")
+    out, _ = srv.communicate()
+    assert out.strip() == ""
+    out, _ = host_srv.communicate()
+    assert out.strip() == ""
+    c.close()
+
+
+def snapshot(lab):
+    nft = lab.h("nft", "list", "table", "inet", TABLE).stdout
+    with open(os.path.join(lab.state_dir, "ipam")) as f:
+        ipam = f.read()
+    with open(os.path.join(lab.state_dir, "ports")) as f:
+        ports = f.read()
+    return {
+        "links": lab.host_links(),
+        # IPv6 duplicate address detection may still be running on a new link: not ours
+        "addrs": lab.h("ip", "-o", "addr").stdout.replace(" tentative", ""),
+        "routes": lab.h("ip", "route").stdout,
+        "nft": nft,
+        "ipam": ipam,
+        "ports": ports,
+    }
+
+
+def test_crash_restart(lab):
+    c = lab.start_netd()
+    for d in ("web.1", "run.1", "gone.1", "lost.1"):
+        lab.make_dyno(d)
+    a = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    ok(attach(c, "gone.1", lab, web=True, port=5000))
+    ok(attach(c, "lost.1", lab))
+    lab.kill_netd()  # between two attaches
+    c.close()
+
+    # while netd is down: gone.1's namespace goes; lost.1's record is lost
+    lab.remove_dyno("gone.1")
+    ipam_path = os.path.join(lab.state_dir, "ipam")
+    with open(ipam_path) as f:
+        lines = [l for l in f.read().splitlines() if not l.endswith(" lost.1")]
+    with open(ipam_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    c = lab.start_netd()
+    lst = ok(c.call("list", npb.ListRequest())).list.attachments
+    assert [(x.dyno_id, x.address, x.host_port) for x in lst] == [("web.1", a.address,
+                                                                    a.host_port)]
+    # lost.1's veth had no record: removed. gone.1's went with its namespace.
+    assert len(lab.dyno_veths()) == 1
+    assert "eth0" not in lab.d("lost.1", "ip", "-o", "link").stdout
+    again = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    assert again == a
+    nft = lab.h("nft", "list", "table", "inet", TABLE).stdout
+    assert a.address in nft and str(a.host_port) in nft
+    with open(os.path.join(lab.state_dir, "ports")) as f:
+        assert "gone.1" not in f.read()
+
+    # kill -9 right after an attach request is sent, then restart: consistent either way
+    req = npb.Request(id=99, attach=npb.AttachRequest(
+        dyno_id="run.1", netns_path=os.path.join(lab.netns_dir, "run.1")))
+    payload = req.SerializeToString()
+    c.sock.sendall(encode_varint(len(payload)) + payload)
+    lab.kill_netd()
+    c.close()
+    c = lab.start_netd()
+    ids = sorted(x.dyno_id for x in ok(c.call("list", npb.ListRequest())).list.attachments)
+    assert len(lab.dyno_veths()) in (len(ids), len(ids) - 1)  # run.1 may hold an address only
+    ok(c.call("detach", npb.DetachRequest(dyno_id="run.1")))
+
+    # gc: everything not live goes
+    freed = ok(c.call("gc", npb.GcRequest(live_dyno_ids=[]))).gc.freed
+    assert list(freed) == ["web.1"]
+    assert lab.dyno_veths() == []
+    assert list(ok(c.call("list", npb.ListRequest())).list.attachments) == []
+    assert "elements" not in lab.h("nft", "list", "set", "inet", TABLE, "dynos").stdout
+    assert "elements" not in lab.h("nft", "list", "map", "inet", TABLE, "ports").stdout
+
+    # SIGTERM leaves the dynos' network in place
+    ok(attach(c, "web.1", lab, web=True, port=5000))
+    lab.kill_netd(signal.SIGTERM)
+    assert lab.netd.returncode == 0
+    assert len(lab.dyno_veths()) == 1
+    c.close()
+
+
+def test_cycles(lab):
+    c = lab.start_netd()
+    lab.make_dyno("base.1")
+    lab.make_dyno("cycle.1")
+    ok(attach(c, "base.1", lab, web=True, port=5000))
+    before = snapshot(lab)
+    for i in range(50):
+        a = ok(attach(c, "cycle.1", lab, web=True, port=5000)).attach
+        assert a.host_port
+        ok(c.call("detach", npb.DetachRequest(dyno_id="cycle.1")))
+    # the address waits in quarantine until the dyno's namespace is gone; gc then frees it
+    lab.remove_dyno("cycle.1")
+    ok(c.call("gc", npb.GcRequest(live_dyno_ids=["base.1"])))
+    assert snapshot(lab) == before
+    c.close()
