@@ -1023,7 +1023,8 @@ static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind 
                                  digest, info.kind == IMAGE_KIND_STACK ? "stack" : "slug", what);
                         return -EMEDIUMTYPE;
                 }
-                (void)image_touch(m->images, digest);
+                if (!dry_run) /* once per start: a touch is an atomic rewrite with fsyncs */
+                        (void)image_touch(m->images, digest);
                 return image_rootfs_path(m->images, digest, root);
         }
         if (r != -ENOENT) {
