@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -434,4 +436,42 @@ const char *escape_value(const char *s, size_t max, char *buf, size_t buflen)
         }
         buf[o] = 0;
         return buf;
+}
+
+int unix_listen(const char *path, const char *daemon)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof sa.sun_path)
+                return log_error_errno(ENAMETOOLONG, "socket %s: %m", path);
+        strcpy(sa.sun_path, path);
+
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                int r = mkdir_p(dir, 0755);
+                if (r < 0)
+                        return log_error_errno(r, "create %s: %m", dir);
+        }
+
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "socket: %m");
+        /* A socket file may be left by a daemon that died; one that answers is another. */
+        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
+                return log_error_errno(EADDRINUSE, "socket %s: another %s is listening there", path,
+                                       daemon);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return log_error_errno(errno, "remove stale socket %s: %m", path);
+        mode_t old = umask(0077);
+        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        umask(old);
+        if (r < 0)
+                return log_error_errno(errno, "bind %s: %m", path);
+        if (listen(fd, 128) < 0)
+                return log_error_errno(errno, "listen on %s: %m", path);
+        return TAKE_FD(fd);
 }

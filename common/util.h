@@ -88,6 +88,11 @@ int mkdir_p(const char *path, mode_t mode);
 /* Remove a tree without following symlinks or crossing mount points. ENOENT is success. */
 int rm_rf(const char *path);
 
+/* A listening, non-blocking Unix stream socket at path, mode 0600, its folder made if needed.
+ * A stale socket file is replaced; one where another daemon answers is -EADDRINUSE. Logs
+ * what failed (daemon names who "another" is). Returns the descriptor or a negative errno. */
+int unix_listen(const char *path, const char *daemon);
+
 /* Strings */
 int safe_atou64(const char *s, uint64_t *ret);
 int safe_atou32(const char *s, uint32_t *ret);

@@ -319,43 +319,15 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
 int server_new(struct netd *n, sd_event *event, const char *path, struct server **ret)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof sa.sun_path)
-                return log_error_errno(ENAMETOOLONG, "socket %s: %m", path);
-        strcpy(sa.sun_path, path);
-        _cleanup_free_ char *dir = strdup(path);
-        if (!dir)
-                return -ENOMEM;
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-                *slash = 0;
-                int r = mkdir_p(dir, 0755);
-                if (r < 0)
-                        return log_error_errno(-r, "create %s: %m", dir);
-        }
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int fd = unix_listen(path, "netd");
         if (fd < 0)
-                return log_error_errno(errno, "socket: %m");
-        /* A socket file may be left by a netd that died; one that answers is another netd. */
-        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
-                return log_error_errno(EADDRINUSE, "socket %s: another netd is listening there",
-                                       path);
-        if (unlink(path) < 0 && errno != ENOENT)
-                return log_error_errno(errno, "remove stale socket %s: %m", path);
-        mode_t old = umask(0077);
-        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-        umask(old);
-        if (r < 0)
-                return log_error_errno(errno, "bind %s: %m", path);
-        if (listen(fd, 128) < 0)
-                return log_error_errno(errno, "listen on %s: %m", path);
+                return fd;
         struct server *srv = calloc(1, sizeof *srv);
         if (!srv)
                 return -ENOMEM;
         srv->n = n;
         srv->event = event;
-        r = sd_event_add_io(event, &srv->source, fd, EPOLLIN, on_accept, srv);
+        int r = sd_event_add_io(event, &srv->source, fd, EPOLLIN, on_accept, srv);
         if (r < 0) {
                 free(srv);
                 return log_error_errno(-r, "watch %s: %m", path);
