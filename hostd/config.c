@@ -47,11 +47,12 @@ static const struct {
 #define NEW_SIZE_CPU_WEIGHT 100
 
 enum value_type {
-        VALUE_PATH,          /* absolute path */
-        VALUE_PATH_OR_EMPTY, /* absolute path or "" */
-        VALUE_SOCKET,        /* absolute path that fits sockaddr_un */
-        VALUE_CGROUP,        /* relative path without "..", or "" */
-        VALUE_SIZE_NAME,     /* a size's name; checked against the sizes at the end */
+        VALUE_PATH,            /* absolute path */
+        VALUE_PATH_OR_EMPTY,   /* absolute path or "" */
+        VALUE_SOCKET_OR_EMPTY, /* a Unix socket's path or "" */
+        VALUE_SOCKET,          /* absolute path that fits sockaddr_un */
+        VALUE_CGROUP,          /* relative path without "..", or "" */
+        VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
         VALUE_LOG_LEVEL,
         VALUE_U32,
         VALUE_U64,
@@ -103,6 +104,8 @@ static const struct key_def hostd_keys[] = {
           16 * TiB },
         { "image-max-files", VALUE_U64, CONFIG_FIELD(image_max_files), 1, 100000000 },
         { "images-budget", VALUE_BYTES64, CONFIG_FIELD(images_budget), 0, 1024 * TiB },
+        { "netd-socket", VALUE_SOCKET_OR_EMPTY, CONFIG_FIELD(netd_socket), 0, 0 },
+        { "netns-dir", VALUE_PATH, CONFIG_FIELD(netns_dir), 0, 0 },
 };
 
 static const struct key_def size_keys[] = {
@@ -123,7 +126,7 @@ static const char *const log_level_names[] = {
 static bool value_is_string(enum value_type t)
 {
         return t == VALUE_PATH || t == VALUE_PATH_OR_EMPTY || t == VALUE_SOCKET ||
-               t == VALUE_CGROUP || t == VALUE_SIZE_NAME;
+               t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME;
 }
 
 static char **string_field(void *base, const struct key_def *k)
@@ -278,7 +281,8 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                         return r;
                 break;
         case VALUE_SOCKET:
-                r = check_path(v, false, why, whylen);
+        case VALUE_SOCKET_OR_EMPTY:
+                r = check_path(v, k->type == VALUE_SOCKET_OR_EMPTY, why, whylen);
                 if (r < 0)
                         return r;
                 if (strlen(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
@@ -378,6 +382,7 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_PATH:
         case VALUE_PATH_OR_EMPTY:
         case VALUE_SOCKET:
+        case VALUE_SOCKET_OR_EMPTY:
         case VALUE_CGROUP:
         case VALUE_SIZE_NAME: text = *(char *const *)field ?: ""; break;
         case VALUE_LOG_LEVEL: {
@@ -479,6 +484,7 @@ int config_init_defaults(struct config *c)
             !(t.run_dir = strdup("/run/hostd")) || !(t.state_dir = strdup("/var/lib/hostd")) ||
             !(t.layers_dir = strdup("/var/lib/hostd/layers")) ||
             !(t.images_dir = strdup("/var/lib/hostd/images")) || !(t.init_path = strdup("")) ||
+            !(t.netd_socket = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")))
                 return -ENOMEM;
 

@@ -45,6 +45,8 @@ struct config {
         uint64_t image_max_unpacked;   /* its files' data once unpacked */
         uint64_t image_max_files;      /* its entries */
         uint64_t images_budget;        /* gc keeps unused images within this many bytes */
+        char *netd_socket;             /* netd's API socket; "": no netd, dynos get loopback only */
+        char *netns_dir; /* where dynos' network namespaces are bind-mounted for netd */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <search.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "images.h"
 #include "importer.h"
 #include "logfile.h"
+#include "netd-client.h"
 #include "rpc.h"
 #include "seccomp-filter.h"
 #include "spawn.h"
@@ -205,6 +207,9 @@ static void dyno_free(struct dyno *d)
         free(d->cgroup_path);
         free(d->stack_root);
         free(d->slug_root);
+        free(d->address);
+        if (d->netd_attach)
+                netd_cancel(d->m->netd, d->netd_attach);
         free(d->id);
         free(d);
 }
@@ -355,7 +360,8 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
         }
         out->cgroup = d->cgroup_path;
         out->restarts = d->restarts;
-        out->address = (char *)"";
+        out->address = d->address ? d->address : (char *)"";
+        out->host_port = d->host_port;
         if (d->size) {
                 out->memory_limit = d->size->memory;
                 out->swap_limit = d->size->swap ? (uint64_t)((double)d->size->memory *
@@ -465,6 +471,7 @@ static void dyno_answer_error(struct dyno *d, int code, const char *msg)
 }
 
 static void dyno_relaunch(struct dyno *d);
+static void dyno_net_release(struct dyno *d);
 
 /* ---- teardown ---- */
 
@@ -540,6 +547,7 @@ static void dyno_finish(struct dyno *d)
         int r = cg_destroy(m->cg, d->id);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup %s: %m", d->id, d->cgroup_path);
+        dyno_net_release(d);
 
         /* Every writer is gone now: take the last lines. */
         if (d->log_fd >= 0) {
@@ -816,6 +824,241 @@ static uint64_t proc_starttime(pid_t pid)
 }
 
 /* Undo a start that did not complete: kill, wait, remove everything, forget the dyno. */
+/* ---- network (netd) ---- */
+
+/* netd's answers come fast (milliseconds); this only bounds a hung netd. */
+#define NETD_TIMEOUT_USEC (30ULL * 1000000)
+
+static void dyno_fail_start(struct dyno *d, int code, const char *msg);
+
+static char *netns_path(const struct manager *m, const char *id)
+{
+        return strjoin3(m->config->netns_dir, "/", id);
+}
+
+/* Remove the bind mount that names a dyno's network namespace for netd. Once it is gone and
+ * the dyno's processes with it, the kernel frees the namespace. */
+static void netns_unbind(struct manager *m, const char *id)
+{
+        _cleanup_free_ char *path = netns_path(m, id);
+        if (!path)
+                return;
+        if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warning_errno(errno, "dyno %s: unmount %s: %m", id, path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                log_warning_errno(errno, "dyno %s: remove %s: %m", id, path);
+}
+
+static int netns_bind(struct manager *m, const struct dyno *d, char **ret_path)
+{
+        _cleanup_free_ char *path = netns_path(m, d->id);
+        char ns[64];
+        if (!path)
+                return -ENOMEM;
+        netns_unbind(m, d->id); /* a leftover of an earlier run of this id */
+        int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+        if (fd < 0)
+                return -errno;
+        close(fd);
+        /* Our child, not yet reaped: its /proc entry cannot name another process. */
+        snprintf(ns, sizeof ns, "/proc/%d/ns/net", (int)d->pid);
+        if (mount(ns, path, NULL, MS_BIND, NULL) < 0) {
+                int r = -errno;
+                unlink(path);
+                return r;
+        }
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+static void on_netd_logged(void *userdata, int code, const char *msg,
+                           const Netd__V1__Response *resp)
+{
+        char *what = userdata;
+        if (code)
+                log_warning("netd: %s: %s", what, msg);
+        free(what);
+}
+
+/* The dyno's processes are gone (or never ran): release its network. A detach of a dyno netd
+ * does not know is a no-op there, so this is sent whether or not an Attach got through. */
+static void dyno_net_release(struct dyno *d)
+{
+        struct manager *m = d->m;
+        if (!m->netd)
+                return;
+        if (d->netd_attach) {
+                netd_cancel(m->netd, d->netd_attach);
+                d->netd_attach = 0;
+        }
+        netns_unbind(m, d->id);
+        free(d->address);
+        d->address = NULL;
+        d->host_port = 0;
+
+        Netd__V1__Request req = NETD__V1__REQUEST__INIT;
+        Netd__V1__DetachRequest det = NETD__V1__DETACH_REQUEST__INIT;
+        det.dyno_id = d->id;
+        req.call_case = NETD__V1__REQUEST__CALL_DETACH;
+        req.detach = &det;
+        char *what = NULL;
+        asprintf_safe(&what, "detach dyno %s", d->id);
+        int64_t r = netd_call(m->netd, &req, on_netd_logged, what);
+        if (r < 0) {
+                /* netd cleans it at its next start, or at our next Gc. */
+                log_warning_errno((int)r, "dyno %s: netd detach: %m", d->id);
+                free(what);
+        }
+}
+
+static void on_attached(void *userdata, int code, const char *msg, const Netd__V1__Response *resp)
+{
+        struct dyno *d = userdata;
+        char full[600];
+        d->netd_attach = 0;
+        if (!code &&
+            (!resp || resp->result_case != NETD__V1__RESPONSE__RESULT_ATTACH || !resp->attach)) {
+                code = HOSTD__V1__CODE__INTERNAL;
+                msg = "netd answered an Attach with something else";
+        }
+        if (code) {
+                snprintf(full, sizeof full, "dyno '%s': attach to the network: %s", d->id, msg);
+                dyno_fail_start(d,
+                                code == HOSTD__V1__CODE__DEADLINE_EXCEEDED ||
+                                                code == HOSTD__V1__CODE__RESOURCE_EXHAUSTED ?
+                                        code :
+                                        HOSTD__V1__CODE__UNAVAILABLE,
+                                full);
+                return;
+        }
+        free(d->address);
+        d->address = strdup(resp->attach->address);
+        d->host_port = resp->attach->host_port;
+        log_debug("dyno %s: address %s, host port %" PRIu32, d->id, resp->attach->address,
+                  d->host_port);
+        /* Wired: the first process may build the root and run the command. */
+        int r = spawn_go(d->sync_fd);
+        if (r < 0) {
+                snprintf(full, sizeof full, "dyno '%s': let the dyno's processes go on: %s", d->id,
+                         strerror(-r));
+                dyno_fail_start(d, HOSTD__V1__CODE__INTERNAL, full);
+        }
+}
+
+/* Name the new network namespace for netd and ask it to wire the dyno; the dyno's first
+ * process waits until it is done (on_attached). */
+static int dyno_net_attach(struct dyno *d, char *errbuf, size_t errlen)
+{
+        struct manager *m = d->m;
+        _cleanup_free_ char *path = NULL;
+        int r = netns_bind(m, d, &path);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "name the network namespace in %s: %s",
+                                m->config->netns_dir, strerror(-r)),
+                       r;
+
+        Netd__V1__Request req = NETD__V1__REQUEST__INIT;
+        Netd__V1__AttachRequest at = NETD__V1__ATTACH_REQUEST__INIT;
+        at.dyno_id = d->id;
+        at.netns_path = path;
+        at.web = d->spec->type == HOSTD__V1__DYNO_TYPE__WEB && d->spec->port > 0;
+        at.port = at.web ? d->spec->port : 0;
+        at.size = d->size->name;
+        req.call_case = NETD__V1__REQUEST__CALL_ATTACH;
+        req.attach = &at;
+        int64_t h = netd_call(m->netd, &req, on_attached, d);
+        if (h < 0) {
+                snprintf(errbuf, errlen, "attach to the network: netd at %s: %s",
+                         m->config->netd_socket, strerror((int)-h));
+                return h == -ENOMEM ? -ENOMEM : -ENETUNREACH; /* UNAVAILABLE to the caller */
+        }
+        d->netd_attach = h;
+        return 0;
+}
+
+struct live_ids {
+        char **v;
+        size_t n;
+};
+
+static void collect_live(struct dyno *d, void *userdata)
+{
+        struct live_ids *l = userdata;
+        if (dyno_is_live(d))
+                l->v[l->n++] = d->id;
+}
+
+static void on_gc(void *userdata, int code, const char *msg, const Netd__V1__Response *resp)
+{
+        if (code) {
+                log_warning("netd: gc: %s", msg);
+                return;
+        }
+        if (resp->result_case == NETD__V1__RESPONSE__RESULT_GC && resp->gc)
+                for (size_t i = 0; i < resp->gc->n_freed; i++)
+                        log_notice("netd: freed the network of dyno %s, which no longer runs",
+                                   resp->gc->freed[i]);
+}
+
+/* Fill in what a record could not hold (hostd died between netd's answer and the record). */
+static void on_list(void *userdata, int code, const char *msg, const Netd__V1__Response *resp)
+{
+        struct manager *m = userdata;
+        if (code) {
+                log_warning("netd: list: %s", msg);
+                return;
+        }
+        if (resp->result_case != NETD__V1__RESPONSE__RESULT_LIST || !resp->list)
+                return;
+        for (size_t i = 0; i < resp->list->n_attachments; i++) {
+                const Netd__V1__Attachment *a = resp->list->attachments[i];
+                struct dyno *d = manager_find(m, a->dyno_id);
+                if (!d || !dyno_is_live(d) || d->netd_attach || d->address)
+                        continue;
+                d->address = strdup(a->address);
+                d->host_port = a->host_port;
+        }
+}
+
+/* A Gc of every dyno that is not live here, then a List: netd may have missed Detaches while
+ * it or we were away. Live includes starting dynos, and netd answers in order, so an Attach
+ * sent after this is not undone by it. */
+static void netd_sync(struct manager *m)
+{
+        struct live_ids l = { .v = calloc(m->n_dynos + 1, sizeof(char *)) };
+        if (!l.v)
+                return;
+        manager_foreach(m, collect_live, &l);
+        Netd__V1__Request req = NETD__V1__REQUEST__INIT;
+        Netd__V1__GcRequest gc = NETD__V1__GC_REQUEST__INIT;
+        gc.live_dyno_ids = l.v;
+        gc.n_live_dyno_ids = l.n;
+        req.call_case = NETD__V1__REQUEST__CALL_GC;
+        req.gc = &gc;
+        int64_t r = netd_call(m->netd, &req, on_gc, NULL);
+        free(l.v);
+        if (r < 0) {
+                log_warning_errno((int)r, "netd: gc: %m");
+                return;
+        }
+        Netd__V1__ListRequest lst = NETD__V1__LIST_REQUEST__INIT;
+        req = (Netd__V1__Request)NETD__V1__REQUEST__INIT;
+        req.call_case = NETD__V1__REQUEST__CALL_LIST;
+        req.list = &lst;
+        r = netd_call(m->netd, &req, on_list, m);
+        if (r < 0)
+                log_warning_errno((int)r, "netd: list: %m");
+}
+
+/* Every new connection begins with netd_sync, once the records are all loaded: before that,
+ * a dyno not yet read back would look gone. manager_reconcile syncs at its end. */
+static void on_netd_connected(struct netd_client *c, void *userdata)
+{
+        struct manager *m = userdata;
+        if (m->reconciled)
+                netd_sync(m);
+}
+
 static void dyno_abort_start(struct dyno *d)
 {
         struct manager *m = d->m;
@@ -825,6 +1068,7 @@ static void dyno_abort_start(struct dyno *d)
                 while (waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED) < 0 && errno == EINTR)
                         ;
         }
+        dyno_net_release(d);
         dyno_close_sources(d);
         int r = cg_destroy(m->cg, d->id);
         if (r < 0)
@@ -850,6 +1094,13 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 return 0;
         d->sync_source = sd_event_source_disable_unref(d->sync_source);
         closep(&d->sync_fd), d->sync_fd = -1;
+        if (r == 0 && d->netd_attach) {
+                /* Closed before we let it go: the first process died waiting. */
+                r = 1;
+                err.error = ECHILD;
+                snprintf(err.where, sizeof err.where,
+                         "the dyno's first process ended while netd wired it");
+        }
 
         if (r != 0) {
                 char msg[512];
@@ -859,9 +1110,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 else
                         snprintf(msg, sizeof msg, "dyno %s: read the setup result: %s", d->id,
                                  strerror(-r));
-                log_error("%s", msg);
-                dyno_answer_error(d, HOSTD__V1__CODE__FAILED_PRECONDITION, msg);
-                dyno_abort_start(d);
+                dyno_fail_start(d, HOSTD__V1__CODE__FAILED_PRECONDITION, msg);
                 return 0;
         }
 
@@ -974,6 +1223,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .seccomp = &m->seccomp,
                 .rlimit_nofile = m->config->rlimit_nofile,
                 .shm_size = m->config->shm_size,
+                .hold = m->netd != NULL,
         };
         /* Before the command can print anything: its lines follow this one. */
         dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
@@ -989,6 +1239,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         r = dyno_save(d);
         if (r < 0)
                 return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
+        if (m->netd)
+                return dyno_net_attach(d, errbuf, errlen);
         return 0;
 }
 
@@ -996,8 +1248,12 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
 static void dyno_fail_start(struct dyno *d, int code, const char *msg)
 {
         log_error("%s", msg);
-        dyno_answer_error(d, code, msg);
+        /* Undo first, answer after: whoever is told of the failure finds nothing left. */
+        struct pending *pending = TAKE_PTR(d->pending);
         dyno_abort_start(d);
+        for (struct pending *p = pending; p; p = p->next)
+                conn_reply_error(p->conn, p->req_id, code, "%s", msg);
+        pending_free_all(pending);
 }
 
 /* The folder for one lower layer: the spec's path, or an image of the store. Returns 0 with
@@ -1089,8 +1345,9 @@ static void dyno_begin(struct dyno *d)
         if (r < 0) {
                 snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
                 dyno_fail_start(d,
-                                r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
-                                               HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                r == -ENOMEM      ? HOSTD__V1__CODE__INTERNAL :
+                                r == -ENETUNREACH ? HOSTD__V1__CODE__UNAVAILABLE :
+                                                    HOSTD__V1__CODE__FAILED_PRECONDITION,
                                 full);
         }
 }
@@ -1347,6 +1604,8 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->started_usec = dp->started_usec;
         d->finished_usec = dp->finished_usec;
         d->restarts = dp->restarts;
+        d->address = *dp->address ? strdup(dp->address) : NULL;
+        d->host_port = dp->host_port;
         d->init_starttime = rec->init_starttime;
         d->stop_deadline_usec = rec->stop_deadline_usec;
         d->stop_requested = rec->stop_requested;
@@ -1497,6 +1756,25 @@ int manager_reconcile(struct manager *m)
                 if (r < 0)
                         log_error_errno(r, "remove %s: %m", path);
         }
+
+        if (!m->netd)
+                return 0;
+        _cleanup_(closedirp_) DIR *netns = opendir(m->config->netns_dir);
+        while (netns && (de = readdir(netns)))
+                if (de->d_name[0] != '.' && !is_live_dyno(m, de->d_name)) {
+                        log_notice("removing leftover network namespace name %s/%s",
+                                   m->config->netns_dir, de->d_name);
+                        netns_unbind(m, de->d_name);
+                }
+        m->reconciled = true;
+        int r = netd_client_connect(m->netd);
+        if (r == 0)
+                netd_sync(m); /* already connected (an Attach or Detach above connected) */
+        else if (r < 0)
+                log_warning_errno(r,
+                                  "netd at %s: %m; dynos cannot start until it answers, and "
+                                  "its leftovers are collected when it does",
+                                  m->config->netd_socket);
         return 0;
 }
 
@@ -1559,8 +1837,9 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 r = -ENOMEM;
                 goto fail;
         }
-        const char *dirs[] = { c->run_dir, m->dynos_run_dir, c->state_dir, c->layers_dir };
-        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+        const char *dirs[] = { c->run_dir, m->dynos_run_dir, c->state_dir, c->layers_dir,
+                               *c->netd_socket ? c->netns_dir : NULL };
+        for (size_t i = 0; i < ELEMENTSOF(dirs) && dirs[i]; i++)
                 if ((r = mkdir_p(dirs[i], 0755)) < 0) {
                         log_error_errno(r, "create %s: %m", dirs[i]);
                         goto fail;
@@ -1583,8 +1862,15 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;
         }
-        log_info("cgroup %s, dynos run from %s", cg_mode_name(cg_manager_mode(m->cg)),
-                 m->dynos_run_dir);
+        if (*c->netd_socket && (r = netd_client_new(e, c->netd_socket, NETD_TIMEOUT_USEC,
+                                                    on_netd_connected, m, &m->netd)) < 0) {
+                log_error_errno(r, "set up the netd client: %m");
+                goto fail;
+        }
+        log_info("cgroup %s, dynos run from %s, network: %s%s",
+                 cg_mode_name(cg_manager_mode(m->cg)), m->dynos_run_dir,
+                 m->netd ? "netd at " : "loopback only (no netd-socket)",
+                 m->netd ? c->netd_socket : "");
         *ret = m;
         return 0;
 fail:
@@ -1599,6 +1885,7 @@ void manager_free(struct manager *m)
         if (!m)
                 return;
         tdestroy(m->dynos, free_node);
+        netd_client_free(m->netd);
         dyno_seccomp_free(&m->seccomp);
         importer_free_all(m);
         image_store_free(m->images);

@@ -16,6 +16,7 @@ struct cg_manager;
 struct conn;
 struct image_store;
 struct import_job;
+struct netd_client;
 struct rpc_server;
 
 /* A reply owed to a client once a dyno reaches a state. */
@@ -72,6 +73,9 @@ struct dyno {
         char *stack_root;          /* the stack's folder: a spec path or an image's rootfs */
         char *slug_root;           /* the slug's, or NULL */
         bool waiting_images;       /* STARTING, waiting for imports before it can launch */
+        char *address;             /* netd's answer to the Attach; NULL without one */
+        uint32_t host_port;        /* web dynos: the host port netd maps to $PORT */
+        int64_t netd_attach;       /* the Attach in flight (its first process waits); 0: none */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source;
         struct line_splitter splitter;
@@ -87,6 +91,8 @@ struct manager {
         struct rpc_server *rpc;
         struct image_store *images;
         struct import_job *imports;
+        struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
+        bool reconciled;          /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
         int init_exe_fd;
         char *boot_id;

@@ -352,8 +352,8 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
         close(TAKE_FD(child_end));
 
         int r = cg_attach(cg, p->id, pid);
-        if (r >= 0 && send(parent_end, "g", 1, MSG_NOSIGNAL) != 1)
-                r = -errno;
+        if (r >= 0 && !p->hold)
+                r = spawn_go(parent_end);
         if (r < 0) {
                 syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
                 siginfo_t si;
@@ -367,6 +367,8 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
         *ret_sync_fd = TAKE_FD(parent_end);
         return 0;
 }
+
+int spawn_go(int sync_fd) { return send(sync_fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno; }
 
 int spawn_read_result(int sync_fd, struct spawn_error *err)
 {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -22,14 +23,20 @@ struct spawn_params {
         const struct sock_fprog *seccomp; /* loaded last, after no_new_privs */
         uint64_t rlimit_nofile;
         uint64_t shm_size;
+        bool hold; /* leave the first process waiting for spawn_go() (netd wires it first) */
 };
 
 /* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
  * dyno's cgroup. Returns 0 with the init's host pid, a pidfd for it and the hostd end of the
- * sync socket: the socket reports a setup error as a struct spawn_error, or reaches EOF once
- * both the init and the command have been executed. On failure nothing is left running. */
+ * sync socket. The first process waits for a byte on that socket (sent here unless p->hold)
+ * before it does anything; then the socket reports a setup error as a struct spawn_error, or
+ * reaches EOF once both the init and the command have been executed. On failure nothing is
+ * left running. */
 int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
                int *ret_sync_fd);
+
+/* Let a held first process go on: it sets up the root filesystem and runs the command. */
+int spawn_go(int sync_fd);
 
 struct spawn_error {
         int32_t error;   /* positive errno */

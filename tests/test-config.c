@@ -51,7 +51,8 @@ static bool config_equal(const struct config *a, const struct config *b)
             !streq_null(a->images_dir, b->images_dir) ||
             a->image_max_compressed != b->image_max_compressed ||
             a->image_max_unpacked != b->image_max_unpacked ||
-            a->image_max_files != b->image_max_files || a->images_budget != b->images_budget)
+            a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
+            !streq_null(a->netd_socket, b->netd_socket) || !streq_null(a->netns_dir, b->netns_dir))
                 return false;
         for (size_t i = 0; i < a->n_sizes; i++) {
                 const struct size_def *x = &a->sizes[i], *y = &b->sizes[i];
@@ -125,6 +126,7 @@ static void test_defaults(void)
         CHECK(streq_null(c.images_dir, "/var/lib/hostd/images"));
         CHECK(c.image_max_compressed == 4 * GiB && c.image_max_unpacked == 16 * GiB);
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
+        CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
 
         CHECK(c.n_sizes == ELEMENTSOF(heroku));
         for (size_t i = 0; i < ELEMENTSOF(heroku); i++) {
@@ -174,6 +176,8 @@ static void test_override(void)
                                  "uid-min = 1000\n"
                                  "uid-max = 1999\n"
                                  "default-size = performance-m\n"
+                                 "netd-socket = /run/netd/netd.sock\n"
+                                 "netns-dir = /run/dynos/netns\n"
                                  "rlimit-nofile = 65536",
                                  err, sizeof err) == 0);
         CHECK(err[0] == 0);
@@ -189,6 +193,8 @@ static void test_override(void)
         CHECK(c.uid_min == 1000 && c.uid_max == 1999);
         CHECK(streq_null(c.default_size, "performance-m"));
         CHECK(c.rlimit_nofile == 65536);
+        CHECK(streq_null(c.netd_socket, "/run/netd/netd.sock"));
+        CHECK(streq_null(c.netns_dir, "/run/dynos/netns"));
         /* untouched */
         CHECK(streq_null(c.run_dir, "/run/hostd"));
         CHECK(c.max_dynos == 1000);
@@ -324,6 +330,13 @@ static void test_errors(void)
                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
                   "e.conf:2:", "key 'socket'", "too long for a unix socket" },
                 { "[hostd]\nrun-dir = run\n", "e.conf:2:", "key 'run-dir'",
+                  "not an absolute path" },
+                { "[hostd]\nnetd-socket = netd.sock\n", "e.conf:2:", "key 'netd-socket'",
+                  "not an absolute path" },
+                { "[hostd]\nnetd-socket = /run/netd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+                  "e.conf:2:", "key 'netd-socket'", "too long for a unix socket" },
+                { "[hostd]\nnetns-dir =\n", "e.conf:2:", "key 'netns-dir'",
                   "not an absolute path" },
                 { "[hostd]\nstate-dir = ./state\n", "e.conf:2:", "key 'state-dir'",
                   "not an absolute path" },
@@ -586,8 +599,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 27 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 27 + 9 * 8);
+        /* 29 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 29 + 9 * 8);
 }
 
 int main(void)

@@ -296,6 +296,7 @@ class Hostd:
                 self.config[k] = v
         self.own_cgroups = own_cgroup_dirs()
         self.extra_env = {}  # added to hostd's environment at each start
+        self.command_prefix = []  # e.g. nsenter into a test's network and mount namespaces
         self.proc = None
         self.pids = []  # every hostd pid this instance started
         self.dyno_pids = set()  # init pids seen in replies
@@ -332,7 +333,7 @@ class Hostd:
             log.write(f"=== {time.strftime('%H:%M:%S')} starting {HOSTD_BIN} --config {self.config_path}\n")
             log.flush()
             self.proc = subprocess.Popen(
-                [HOSTD_BIN, "--config", self.config_path],
+                [*self.command_prefix, HOSTD_BIN, "--config", self.config_path],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -1,0 +1,301 @@
+/* A client of netd on hostd's event loop. Writes are queued and flushed when the socket is
+ * writable, so that netd being slow never blocks hostd; replies are matched to calls by id. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "hostd.pb-c.h"
+#include "netd-client.h"
+#include "util.h"
+
+/* Requests are small; this bounds what a stalled netd makes us hold. */
+#define NETD_MAX_PENDING_BYTES (4u << 20)
+
+struct netd_call {
+        int64_t handle; /* also the request id */
+        netd_reply_fn fn;
+        void *userdata;
+        uint64_t deadline_usec; /* CLOCK_MONOTONIC */
+        struct netd_call *next;
+};
+
+struct netd_client {
+        sd_event *event;
+        char *path;
+        uint64_t timeout_usec;
+        netd_connected_fn connected;
+        void *userdata;
+        int fd;
+        sd_event_source *io, *timer;
+        struct frame_reader reader;
+        struct frame_writer writer;
+        struct netd_call *calls, **calls_tail; /* in the order sent */
+        int64_t next_handle;
+        unsigned generation; /* of the connection: a new one on each connect */
+};
+
+static uint64_t now_mono(struct netd_client *c)
+{
+        uint64_t t = 0;
+        sd_event_now(c->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static void calls_append(struct netd_client *c, struct netd_call *call)
+{
+        call->next = NULL;
+        *c->calls_tail = call;
+        c->calls_tail = &call->next;
+}
+
+static struct netd_call *calls_take(struct netd_client *c, int64_t handle)
+{
+        for (struct netd_call **pp = &c->calls; *pp; pp = &(*pp)->next) {
+                struct netd_call *call = *pp;
+                if (call->handle != handle)
+                        continue;
+                *pp = call->next;
+                if (!*pp)
+                        c->calls_tail = pp;
+                return call;
+        }
+        return NULL;
+}
+
+static void timer_update(struct netd_client *c)
+{
+        if (!c->calls) {
+                if (c->timer)
+                        sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                return;
+        }
+        /* Calls are appended with increasing deadlines: the first is the earliest. */
+        uint64_t when = c->calls->deadline_usec;
+        if (c->timer) {
+                sd_event_source_set_time(c->timer, when);
+                sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        }
+}
+
+/* Close the connection and fail every call waiting on it. Callbacks may call netd_call, which
+ * opens a new connection: the list is detached first. */
+static void client_reset(struct netd_client *c, int code, const char *why)
+{
+        c->io = sd_event_source_disable_unref(c->io);
+        closep(&c->fd), c->fd = -1;
+        frame_reader_free(&c->reader);
+        frame_writer_free(&c->writer);
+
+        struct netd_call *calls = c->calls;
+        c->calls = NULL;
+        c->calls_tail = &c->calls;
+        timer_update(c);
+        while (calls) {
+                struct netd_call *call = calls;
+                calls = call->next;
+                call->fn(call->userdata, code, why, NULL);
+                free(call);
+        }
+}
+
+static void handle_response(struct netd_client *c, const uint8_t *msg, size_t len)
+{
+        Netd__V1__Response *resp = netd__v1__response__unpack(NULL, len, msg);
+        if (!resp) {
+                log_error("netd: undecodable response (%zu bytes); reconnecting", len);
+                client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd sent an undecodable response");
+                return;
+        }
+        struct netd_call *call = calls_take(c, (int64_t)resp->id);
+        if (!call) {
+                /* Cancelled, or timed out already. */
+                netd__v1__response__free_unpacked(resp, NULL);
+                return;
+        }
+        timer_update(c);
+        int code = resp->status ? (int)resp->status->code : 0;
+        const char *message = resp->status && resp->status->message && *resp->status->message ?
+                                      resp->status->message :
+                                      (code ? "netd refused the request" : "");
+        call->fn(call->userdata, code, message, resp);
+        free(call);
+        netd__v1__response__free_unpacked(resp, NULL);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct netd_client *c = userdata;
+
+        if (revents & EPOLLOUT) {
+                int r = frame_writer_flush(&c->writer, c->fd);
+                if (r == 0)
+                        sd_event_source_set_io_events(c->io, EPOLLIN);
+                else if (r != -EAGAIN) {
+                        log_warning_errno(r, "netd: write: %m");
+                        client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd: write failed");
+                        return 0;
+                }
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                ssize_t n = frame_reader_fill(&c->reader, c->fd);
+                if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
+                        if (n < 0)
+                                log_warning_errno((int)n, "netd: read: %m");
+                        else
+                                log_warning("netd closed the connection");
+                        client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd closed the connection");
+                        return 0;
+                }
+                /* A callback may reset the connection (a call it makes fails): stop then. */
+                unsigned gen = c->generation;
+                for (;;) {
+                        const uint8_t *msg;
+                        size_t len;
+                        int r = frame_reader_next(&c->reader, &msg, &len);
+                        if (r == 0)
+                                break;
+                        if (r < 0) {
+                                log_error_errno(r, "netd: bad frame: %m");
+                                client_reset(c, HOSTD__V1__CODE__UNAVAILABLE,
+                                             "netd sent a bad frame");
+                                return 0;
+                        }
+                        handle_response(c, msg, len);
+                        if (c->fd < 0 || c->generation != gen)
+                                return 0;
+                }
+        }
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct netd_client *c = userdata;
+        while (c->calls && c->calls->deadline_usec <= usec) {
+                struct netd_call *call = calls_take(c, c->calls->handle);
+                log_warning("netd: no answer to call %" PRId64 " within %" PRIu64 " ms",
+                            call->handle, c->timeout_usec / 1000);
+                call->fn(call->userdata, HOSTD__V1__CODE__DEADLINE_EXCEEDED,
+                         "netd did not answer in time", NULL);
+                free(call);
+        }
+        timer_update(c);
+        return 0;
+}
+
+int netd_client_connect(struct netd_client *c)
+{
+        if (c->fd >= 0)
+                return 0;
+        c->generation++;
+
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(c->path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, c->path);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* A Unix socket connects at once or not at all (EAGAIN: netd's backlog is full). */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                return -errno;
+        int r = sd_event_add_io(c->event, &c->io, fd, EPOLLIN, on_io, c);
+        if (r < 0)
+                return r;
+        frame_reader_init(&c->reader, FRAME_MAX_DEFAULT);
+        frame_writer_init(&c->writer, NETD_MAX_PENDING_BYTES);
+        c->fd = TAKE_FD(fd);
+        log_debug("netd: connected to %s", c->path);
+        if (c->connected)
+                c->connected(c, c->userdata);
+        return 1;
+}
+
+int64_t netd_call(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn fn, void *userdata)
+{
+        int r = netd_client_connect(c);
+        if (r < 0)
+                return r;
+        _cleanup_free_ struct netd_call *call = calloc(1, sizeof *call);
+        if (!call)
+                return -ENOMEM;
+        call->handle = c->next_handle++;
+        call->fn = fn;
+        call->userdata = userdata;
+        call->deadline_usec = now_mono(c) + c->timeout_usec;
+        req->id = (uint64_t)call->handle;
+
+        size_t len = netd__v1__request__get_packed_size(req);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        netd__v1__request__pack(req, buf);
+        r = frame_writer_append(&c->writer, buf, len);
+        if (r < 0)
+                return r;
+        /* Written from the loop: a reply can never reach fn before netd_call returns. */
+        sd_event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);
+
+        int64_t handle = call->handle;
+        calls_append(c, TAKE_PTR(call));
+        if (c->calls->handle == handle)
+                timer_update(c);
+        return handle;
+}
+
+void netd_cancel(struct netd_client *c, int64_t handle)
+{
+        if (!c || handle <= 0)
+                return;
+        free(calls_take(c, handle));
+        timer_update(c);
+}
+
+int netd_client_new(sd_event *e, const char *socket_path, uint64_t timeout_usec,
+                    netd_connected_fn connected, void *userdata, struct netd_client **ret)
+{
+        struct netd_client *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->event = sd_event_ref(e);
+        c->fd = -1;
+        c->timeout_usec = timeout_usec;
+        c->connected = connected;
+        c->userdata = userdata;
+        c->calls_tail = &c->calls;
+        c->next_handle = 1;
+        c->path = strdup(socket_path);
+        int r = c->path ? sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC, 0, 0, on_timer, c) :
+                          -ENOMEM;
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        if (r < 0) {
+                netd_client_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+void netd_client_free(struct netd_client *c)
+{
+        if (!c)
+                return;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        closep(&c->fd);
+        frame_reader_free(&c->reader);
+        frame_writer_free(&c->writer);
+        while (c->calls) {
+                struct netd_call *call = c->calls;
+                c->calls = call->next;
+                free(call);
+        }
+        sd_event_unref(c->event);
+        free(c->path);
+        free(c);
+}
