@@ -50,6 +50,7 @@ enum value_type {
         VALUE_PATH,            /* absolute path */
         VALUE_PATH_OR_EMPTY,   /* absolute path or "" */
         VALUE_SOCKET_OR_EMPTY, /* a Unix socket's path or "" */
+        VALUE_BACKOFF,         /* durations: "0, 20m, 40m" (s, m, h; seconds without a unit) */
         VALUE_SOCKET,          /* absolute path that fits sockaddr_un */
         VALUE_CGROUP,          /* relative path without "..", or "" */
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
@@ -106,6 +107,8 @@ static const struct key_def hostd_keys[] = {
         { "images-budget", VALUE_BYTES64, CONFIG_FIELD(images_budget), 0, 1024 * TiB },
         { "netd-socket", VALUE_SOCKET_OR_EMPTY, CONFIG_FIELD(netd_socket), 0, 0 },
         { "netns-dir", VALUE_PATH, CONFIG_FIELD(netns_dir), 0, 0 },
+        /* a week: a longer wait is no restart at all */
+        { "restart-backoff", VALUE_BACKOFF, CONFIG_FIELD(restart_backoff), 0, 7 * 24 * 3600 },
 };
 
 static const struct key_def size_keys[] = {
@@ -254,6 +257,58 @@ static int check_cgroup_path(const char *v, char *why, size_t whylen)
         }
 }
 
+static int parse_backoff(const struct key_def *k, const char *v, struct backoff *out, char *why,
+                         size_t whylen)
+{
+        struct backoff b = {};
+        if (v[strspn(v, " \t")] == 0) {
+                *out = b; /* empty: crashed dynos are not restarted (the caller does it) */
+                return 0;
+        }
+        for (const char *p = v;;) {
+                p += strspn(p, " \t");
+                size_t n = strcspn(p, ",");
+                size_t len = n;
+                while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                        len--;
+                char item[32];
+                if (len == 0 || len >= sizeof item) {
+                        snprintf(why, whylen,
+                                 "'%s': expected durations separated by commas "
+                                 "(0, 20m, 40m; s, m, h)",
+                                 v);
+                        return -EINVAL;
+                }
+                memcpy(item, p, len);
+                item[len] = 0;
+                uint64_t mult = 1;
+                char unit = item[len - 1];
+                if (unit == 's' || unit == 'm' || unit == 'h') {
+                        mult = unit == 'h' ? 3600 : unit == 'm' ? 60 : 1;
+                        item[len - 1] = 0;
+                }
+                uint64_t u;
+                if (safe_atou64(item, &u) < 0) {
+                        snprintf(why, whylen, "'%.*s' is not a duration (s, m, h)", (int)len, p);
+                        return -EINVAL;
+                }
+                if (u > k->max / mult) {
+                        snprintf(why, whylen, "'%.*s' is over a week", (int)len, p);
+                        return -ERANGE;
+                }
+                if (b.n == RESTART_BACKOFF_MAX) {
+                        snprintf(why, whylen, "more than %d durations", RESTART_BACKOFF_MAX);
+                        return -E2BIG;
+                }
+                b.seconds[b.n++] = (uint32_t)(u * mult);
+                if (!p[n])
+                        break;
+                p += n + 1;
+        }
+        *out = b;
+        return 0;
+}
+
 static int range_error(const struct key_def *k, char *why, size_t whylen)
 {
         char lo[32], hi[32];
@@ -352,6 +407,7 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                 *(double *)field = d;
                 return 0;
         }
+        case VALUE_BACKOFF: return parse_backoff(k, v, field, why, whylen);
         case VALUE_BOOL:
                 if (parse_bool(v, (bool *)field) < 0) {
                         snprintf(why, whylen, "not a boolean (yes, no, true, false, 1, 0)");
@@ -376,7 +432,7 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
 {
         const void *field = (const char *)base + k->offset;
         const char *text = "";
-        char buf[64];
+        char buf[256];
 
         switch (k->type) {
         case VALUE_PATH:
@@ -404,6 +460,25 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_BYTES64: text = format_bytes(*(const uint64_t *)field, buf); break;
         case VALUE_DOUBLE: text = format_double(*(const double *)field, buf); break;
         case VALUE_BOOL: text = *(const bool *)field ? "yes" : "no"; break;
+        case VALUE_BACKOFF: {
+                const struct backoff *b = field;
+                size_t o = 0;
+                buf[0] = 0;
+                for (uint32_t i = 0; i < b->n && o < sizeof buf; i++) {
+                        uint32_t x = b->seconds[i];
+                        const char *sep = i ? ", " : "";
+                        if (x && x % 3600 == 0)
+                                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%uh", sep,
+                                                      x / 3600);
+                        else if (x && x % 60 == 0)
+                                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%um", sep,
+                                                      x / 60);
+                        else
+                                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%u", sep, x);
+                }
+                text = buf;
+                break;
+        }
         }
         fprintf(f, "%s =%s%s\n", k->name, text[0] ? " " : "", text);
 }
@@ -478,6 +553,9 @@ int config_init_defaults(struct config *c)
                 .image_max_unpacked = 16 * GiB,
                 .image_max_files = 1000000,
                 .images_budget = 50 * GiB,
+                .restart_backoff = { .seconds = { 0, 20 * 60, 40 * 60, 60 * 60, 180 * 60,
+                                                  320 * 60 },
+                                     .n = 6 },
         };
 
         if (!(t.socket_path = strdup("/run/hostd/hostd.sock")) ||

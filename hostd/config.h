@@ -18,6 +18,15 @@ struct size_def {
         bool swap;               /* swap allowed up to the R15 multiple */
 };
 
+#define RESTART_BACKOFF_MAX 16
+
+/* Seconds to wait before the restarts of a crashing dyno: the n-th crash in a row waits the
+ * n-th, the last repeats. { 0 }: restart at once, always (no back-off). */
+struct backoff {
+        uint32_t seconds[RESTART_BACKOFF_MAX];
+        uint32_t n;
+};
+
 struct config {
         char *socket_path;  /* /run/hostd/hostd.sock */
         char *run_dir;      /* /run/hostd: per-boot records */
@@ -47,6 +56,7 @@ struct config {
         uint64_t images_budget;        /* gc keeps unused images within this many bytes */
         char *netd_socket;             /* netd's API socket; "": no netd, dynos get loopback only */
         char *netns_dir; /* where dynos' network namespaces are bind-mounted for netd */
+        struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         struct size_def *sizes;
         size_t n_sizes;
 };

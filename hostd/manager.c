@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "boot.h"
 #include "cgroup.h"
 #include "images.h"
 #include "importer.h"
@@ -149,7 +150,7 @@ void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id)
         f->next_seq = log_ring_next_seq(d->ring);
         f->next = d->followers;
         d->followers = f;
-        if (!dyno_is_live(d) && !d->restart_requested)
+        if (!dyno_is_live(d) && !d->restart_requested && !d->restart_at_usec)
                 followers_end(d);
 }
 
@@ -181,6 +182,9 @@ static void dyno_close_sources(struct dyno *d)
         d->log_source = sd_event_source_disable_unref(d->log_source);
         d->sync_source = sd_event_source_disable_unref(d->sync_source);
         d->timer_source = sd_event_source_disable_unref(d->timer_source);
+        d->boot_source = sd_event_source_disable_unref(d->boot_source);
+        d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        closep(&d->boot_fd), d->boot_fd = -1;
         closep(&d->pidfd), d->pidfd = -1;
         closep(&d->log_fd), d->log_fd = -1;
         closep(&d->sync_fd), d->sync_fd = -1;
@@ -220,7 +224,7 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
-        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = -1;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = -1;
         logfile_init(&d->logfile);
         d->id = strdup(id);
         d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
@@ -385,6 +389,10 @@ static int dyno_save(struct dyno *d)
         rec.stop_deadline_usec = d->stop_deadline_usec;
         rec.stop_requested = d->stop_requested;
         rec.grace_seconds = d->grace_seconds;
+        rec.boot_deadline_usec = d->booting ? d->boot_deadline_usec : 0;
+        rec.crashes = d->crashes;
+        rec.restart_at_usec = d->restart_at_usec;
+        rec.up_usec = d->up_usec;
 
         size_t len = hostd__store__dyno_record__get_packed_size(&rec);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
@@ -472,6 +480,10 @@ static void dyno_answer_error(struct dyno *d, int code, const char *msg)
 
 static void dyno_relaunch(struct dyno *d);
 static void dyno_net_release(struct dyno *d);
+static bool dyno_crash_restart(struct dyno *d, Hostd__V1__DynoState before);
+static void dyno_arm_restart(struct dyno *d);
+static bool dyno_needs_boot(const struct dyno *d);
+static uint32_t dyno_boot_timeout(const struct dyno *d);
 
 /* ---- teardown ---- */
 
@@ -519,6 +531,8 @@ static void dyno_describe_exit(struct dyno *d)
                               strsignal(d->exit_signal));
         if (d->stop_timed_out)
                 d->exit_error = strdup("R12");
+        else if (d->boot_timed_out)
+                d->exit_error = strdup("R10");
 }
 
 /* The init has exited (or was found gone): collect everything and remove the dyno's kernel
@@ -559,6 +573,7 @@ static void dyno_finish(struct dyno *d)
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
 
+        d->booting = false;
         dyno_describe_exit(d);
         d->finished_usec = now_realtime_usec();
         if (d->stop_requested)
@@ -583,6 +598,8 @@ static void dyno_finish(struct dyno *d)
         dyno_close_sources(d);
         if (m->n_live > 0)
                 m->n_live--;
+        bool again = d->state == HOSTD__V1__DYNO_STATE__CRASHED && !d->restart_requested &&
+                     dyno_crash_restart(d, before);
         dyno_save(d);
         dyno_flush_followers(d);
         if (d->restart_requested) {
@@ -590,8 +607,75 @@ static void dyno_finish(struct dyno *d)
                 dyno_relaunch(d);
                 return;
         }
-        followers_end(d);
+        if (!again)
+                followers_end(d); /* a dyno that restarts goes on logging */
         dyno_answer(d, 0);
+}
+
+/* ---- crash restarts ---- */
+
+static int on_restart_due(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        struct manager *m = d->m;
+        d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        if (d->state != HOSTD__V1__DYNO_STATE__CRASHED || !d->restart_at_usec)
+                return 0;
+        d->restart_at_usec = 0;
+        if (m->n_live >= m->config->max_dynos) {
+                log_warning("dyno %s: cannot restart, this host runs %zu dynos (max-dynos); "
+                            "trying again in a minute",
+                            d->id, m->n_live);
+                d->restart_at_usec = now_realtime_usec() + 60 * 1000000LL;
+                dyno_arm_restart(d);
+                return 0;
+        }
+        dyno_relaunch(d);
+        return 0;
+}
+
+static void dyno_arm_restart(struct dyno *d)
+{
+        int64_t left = d->restart_at_usec - now_realtime_usec();
+        d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        int r = sd_event_add_time_relative(d->m->event, &d->restart_source, CLOCK_MONOTONIC,
+                                           left > 0 ? (uint64_t)left : 0, 0, on_restart_due, d);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: restart timer: %m; it stays crashed", d->id);
+}
+
+static void dyno_cancel_restart(struct dyno *d)
+{
+        d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        d->restart_at_usec = 0;
+}
+
+/* A formation dyno restarts after any exit, exit 0 included, with the back-off of the config:
+ * the n-th crash in a row waits its n-th delay. A crash after a good boot starts the count
+ * again: a web dyno booted when it bound $PORT; a worker, once it ran for its boot timeout.
+ * One-off dynos never restart. Returns whether a restart is scheduled. */
+static bool dyno_crash_restart(struct dyno *d, Hostd__V1__DynoState before)
+{
+        const struct backoff *b = &d->m->config->restart_backoff;
+        if (d->spec->type == HOSTD__V1__DYNO_TYPE__ONE_OFF || b->n == 0)
+                return false;
+        int64_t now = now_realtime_usec();
+        bool booted =
+                before == HOSTD__V1__DYNO_STATE__UP &&
+                (dyno_needs_boot(d) || now - d->up_usec >= (int64_t)dyno_boot_timeout(d) * 1000000);
+        if (booted)
+                d->crashes = 0;
+        if (d->crashes < UINT32_MAX)
+                d->crashes++;
+        uint32_t wait = b->seconds[d->crashes - 1 < b->n ? d->crashes - 1 : b->n - 1];
+        d->restart_at_usec = now + (int64_t)wait * 1000000;
+        if (wait == 0)
+                dyno_log_platform(d, "Crashed: restarting now (crash %u in a row)", d->crashes);
+        else
+                dyno_log_platform(d, "Crashed: restarting in %u seconds (crash %u in a row)", wait,
+                                  d->crashes);
+        dyno_arm_restart(d);
+        return true;
 }
 
 static int on_init_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -620,8 +704,11 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
 {
         d->stop_requested = true;
         d->grace_seconds = grace;
-        if (d->state == HOSTD__V1__DYNO_STATE__STARTING)
+        if (d->state == HOSTD__V1__DYNO_STATE__STARTING && !d->booting)
                 return; /* on_sync begins the stop once the start is settled */
+        d->booting = false;
+        d->boot_source = sd_event_source_disable_unref(d->boot_source);
+        closep(&d->boot_fd), d->boot_fd = -1;
 
         if (d->state != HOSTD__V1__DYNO_STATE__STOPPING) {
                 d->state = HOSTD__V1__DYNO_STATE__STOPPING;
@@ -713,6 +800,15 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
         if (!d)
                 return;
         if (!dyno_is_live(d)) {
+                if (d->restart_at_usec) {
+                        /* Crashed, waiting to restart: stopped, it stays down. */
+                        dyno_cancel_restart(d);
+                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        d->stop_requested = true;
+                        dyno_log_platform(d, "State changed from crashed to down");
+                        dyno_save(d);
+                        followers_end(d);
+                }
                 reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
                 return;
         }
@@ -1085,6 +1181,98 @@ static void dyno_abort_start(struct dyno *d)
         dyno_free(d);
 }
 
+/* ---- boot (web dynos) ---- */
+
+#define BOOT_PROBE_INTERVAL_USEC (100ULL * 1000)
+
+/* A web dyno is up once it listens on $PORT; anything else is up once its command runs. */
+static bool dyno_needs_boot(const struct dyno *d)
+{
+        return d->spec->type == HOSTD__V1__DYNO_TYPE__WEB && d->spec->port > 0;
+}
+
+static uint32_t dyno_boot_timeout(const struct dyno *d)
+{
+        return d->spec->boot_case == HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS ?
+                       d->spec->boot_timeout_seconds :
+                       d->m->config->boot_timeout;
+}
+
+static void dyno_boot_end(struct dyno *d)
+{
+        d->booting = false;
+        d->boot_source = sd_event_source_disable_unref(d->boot_source);
+        closep(&d->boot_fd), d->boot_fd = -1;
+}
+
+static void dyno_set_up(struct dyno *d)
+{
+        dyno_boot_end(d);
+        d->state = HOSTD__V1__DYNO_STATE__UP;
+        d->up_usec = now_realtime_usec();
+        dyno_save(d);
+        dyno_log_platform(d, "State changed from starting to up");
+}
+
+static int on_boot_tick(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        if (!d->booting || d->state != HOSTD__V1__DYNO_STATE__STARTING) {
+                dyno_boot_end(d);
+                return 0;
+        }
+        int r = boot_probe_listening(d->boot_fd, (uint16_t)d->spec->port);
+        if (r > 0) {
+                dyno_set_up(d);
+                return 0;
+        }
+        if (r < 0)
+                log_msg(LOG_LEVEL_DEBUG, r, "dyno %s: boot probe: %m", d->id);
+        if (now_realtime_usec() >= d->boot_deadline_usec) {
+                dyno_log_platform(d,
+                                  "Error R10 (Boot timeout) -> Web process failed to bind to "
+                                  "$PORT within %u seconds of launch",
+                                  dyno_boot_timeout(d));
+                dyno_log_platform(d, "Stopping process with SIGKILL");
+                dyno_boot_end(d);
+                d->boot_timed_out = true;
+                if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
+                        log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
+                cg_signal_all(d->m->cg, d->id, SIGKILL);
+                return 0;
+        }
+        sd_event_source_set_time_relative(s, BOOT_PROBE_INTERVAL_USEC);
+        return 0;
+}
+
+/* Watch for the bind: the kernel is asked every 100 ms, from the first moment, so that "up"
+ * follows the bind by at most that. */
+static void dyno_boot_begin(struct dyno *d)
+{
+        struct manager *m = d->m;
+        d->booting = true;
+        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        int fd = boot_probe_open(d->pid, m->netns_fd);
+        if (fd < 0) {
+                /* No sock_diag in this kernel: say so, and do not hold the dyno hostage. */
+                log_warning_errno(fd, "dyno %s: cannot watch for the bind to $PORT (%m); up now",
+                                  d->id);
+                dyno_set_up(d);
+                return;
+        }
+        d->boot_fd = fd;
+        int r = sd_event_add_time_relative(m->event, &d->boot_source, CLOCK_MONOTONIC, 0, 0,
+                                           on_boot_tick, d);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d->boot_source, SD_EVENT_ON);
+        if (r < 0) {
+                log_warning_errno(r, "dyno %s: boot timer: %m; up now", d->id);
+                dyno_set_up(d);
+                return;
+        }
+        dyno_save(d);
+}
+
 static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct dyno *d = userdata;
@@ -1114,10 +1302,12 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 return 0;
         }
 
-        d->state = HOSTD__V1__DYNO_STATE__UP;
         d->started_usec = now_realtime_usec();
-        dyno_save(d);
-        dyno_log_platform(d, "State changed from starting to up");
+        if (dyno_needs_boot(d)) {
+                d->boot_deadline_usec = d->started_usec + (int64_t)dyno_boot_timeout(d) * 1000000;
+                dyno_boot_begin(d);
+        } else
+                dyno_set_up(d);
         dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
         if (!d->restart_requested)
                 dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
@@ -1519,7 +1709,10 @@ static void dyno_relaunch(struct dyno *d)
         char msg[512];
         int r;
 
+        dyno_cancel_restart(d);
         d->restart_requested = d->stop_requested = d->stop_timed_out = false;
+        d->booting = d->boot_timed_out = false;
+        d->boot_deadline_usec = 0;
         d->exit_known = d->exited = d->oom_killed = false;
         d->exit_code = d->exit_signal = 0;
         free(d->exit_reason);
@@ -1556,6 +1749,7 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
                 return;
         }
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
+        d->crashes = 0; /* an explicit restart starts the back-off again */
         if (!dyno_is_live(d)) {
                 dyno_relaunch(d);
                 return;
@@ -1610,6 +1804,10 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->stop_deadline_usec = rec->stop_deadline_usec;
         d->stop_requested = rec->stop_requested;
         d->grace_seconds = rec->grace_seconds;
+        d->boot_deadline_usec = rec->boot_deadline_usec;
+        d->crashes = rec->crashes;
+        d->restart_at_usec = rec->restart_at_usec;
+        d->up_usec = rec->up_usec;
         if (dp->exit) {
                 d->exit_known = true;
                 d->exited = dp->exit->exited;
@@ -1692,10 +1890,15 @@ static void dyno_readopt(struct dyno *d)
                 log_error_errno(r, "dyno %s: watch: %m", d->id);
         if (d->state == HOSTD__V1__DYNO_STATE__STARTING) {
                 /* The reply was lost with the old hostd; the command runs. */
-                d->state = HOSTD__V1__DYNO_STATE__UP;
                 if (!d->started_usec)
                         d->started_usec = now_realtime_usec();
-                dyno_save(d);
+                if (dyno_needs_boot(d)) {
+                        if (!d->boot_deadline_usec)
+                                d->boot_deadline_usec =
+                                        d->started_usec + (int64_t)dyno_boot_timeout(d) * 1000000;
+                        dyno_boot_begin(d); /* the deadline is the old one */
+                } else
+                        dyno_set_up(d);
         }
         log_info("dyno %s: re-adopted, pid %d (%s)", d->id, (int)d->pid, dyno_state_name(d->state));
         if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
@@ -1734,6 +1937,8 @@ int manager_reconcile(struct manager *m)
                 }
                 if (dyno_is_live(d))
                         dyno_readopt(d);
+                else if (d->state == HOSTD__V1__DYNO_STATE__CRASHED && d->restart_at_usec)
+                        dyno_arm_restart(d); /* the back-off goes on where it was */
         }
 
         /* Kernel objects and files that belong to no running dyno. */
@@ -1820,7 +2025,7 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 return -ENOMEM;
         m->config = c;
         m->event = sd_event_ref(e);
-        m->init_exe_fd = -1;
+        m->init_exe_fd = m->netns_fd = -1;
         int r;
 
         if ((r = read_boot_id(&m->boot_id)) < 0) {
@@ -1830,6 +2035,11 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
         m->init_exe_fd = open_init(c);
         if (m->init_exe_fd < 0) {
                 r = log_error_errno(errno, "open the dyno init (init = '%s'): %m", c->init_path);
+                goto fail;
+        }
+        m->netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (m->netns_fd < 0) {
+                r = log_error_errno(errno, "open hostd's network namespace: %m");
                 goto fail;
         }
         m->dynos_run_dir = strjoin3(c->run_dir, "/dynos", NULL);
@@ -1891,6 +2101,7 @@ void manager_free(struct manager *m)
         image_store_free(m->images);
         cg_manager_free(m->cg);
         closep(&m->init_exe_fd);
+        closep(&m->netns_fd);
         sd_event_unref(m->event);
         free(m->boot_id);
         free(m->dynos_run_dir);

@@ -70,14 +70,22 @@ struct dyno {
         char *layer_dir;
         char *run_dir;
         char *cgroup_path;
-        char *stack_root;          /* the stack's folder: a spec path or an image's rootfs */
-        char *slug_root;           /* the slug's, or NULL */
-        bool waiting_images;       /* STARTING, waiting for imports before it can launch */
-        char *address;             /* netd's answer to the Attach; NULL without one */
-        uint32_t host_port;        /* web dynos: the host port netd maps to $PORT */
-        int64_t netd_attach;       /* the Attach in flight (its first process waits); 0: none */
+        char *stack_root;    /* the stack's folder: a spec path or an image's rootfs */
+        char *slug_root;     /* the slug's, or NULL */
+        bool waiting_images; /* STARTING, waiting for imports before it can launch */
+        char *address;       /* netd's answer to the Attach; NULL without one */
+        uint32_t host_port;  /* web dynos: the host port netd maps to $PORT */
+        int64_t netd_attach; /* the Attach in flight (its first process waits); 0: none */
+        bool booting;        /* a web dyno's command runs; STARTING until it binds $PORT */
+        bool boot_timed_out; /* R10 */
+        int64_t boot_deadline_usec;
+        int boot_fd;               /* sock_diag in the dyno's network namespace, while booting */
+        int64_t up_usec;           /* when it last became up */
+        uint32_t crashes;          /* in a row: the restart back-off's position */
+        int64_t restart_at_usec;   /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
-        sd_event_source *pid_source, *log_source, *sync_source, *timer_source;
+        sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
+                *restart_source;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct pending *pending;
@@ -95,6 +103,7 @@ struct manager {
         bool reconciled;          /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
         int init_exe_fd;
+        int netns_fd; /* hostd's own network namespace, to come back to (boot.c) */
         char *boot_id;
         char *dynos_run_dir; /* <run-dir>/dynos */
         void *dynos;         /* tsearch tree of struct dyno *, by id */

@@ -52,7 +52,11 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->image_max_compressed != b->image_max_compressed ||
             a->image_max_unpacked != b->image_max_unpacked ||
             a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
-            !streq_null(a->netd_socket, b->netd_socket) || !streq_null(a->netns_dir, b->netns_dir))
+            !streq_null(a->netd_socket, b->netd_socket) ||
+            !streq_null(a->netns_dir, b->netns_dir) ||
+            a->restart_backoff.n != b->restart_backoff.n ||
+            memcmp(a->restart_backoff.seconds, b->restart_backoff.seconds,
+                   sizeof a->restart_backoff.seconds) != 0)
                 return false;
         for (size_t i = 0; i < a->n_sizes; i++) {
                 const struct size_def *x = &a->sizes[i], *y = &b->sizes[i];
@@ -127,6 +131,9 @@ static void test_defaults(void)
         CHECK(c.image_max_compressed == 4 * GiB && c.image_max_unpacked == 16 * GiB);
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
+        /* Heroku's: at once, then 20, 40, 60, 180, 320 minutes */
+        CHECK(c.restart_backoff.n == 6 && c.restart_backoff.seconds[0] == 0 &&
+              c.restart_backoff.seconds[1] == 1200 && c.restart_backoff.seconds[5] == 19200);
 
         CHECK(c.n_sizes == ELEMENTSOF(heroku));
         for (size_t i = 0; i < ELEMENTSOF(heroku); i++) {
@@ -178,6 +185,7 @@ static void test_override(void)
                                  "default-size = performance-m\n"
                                  "netd-socket = /run/netd/netd.sock\n"
                                  "netns-dir = /run/dynos/netns\n"
+                                 "restart-backoff = 0, 90s ,2m,1h,5\n"
                                  "rlimit-nofile = 65536",
                                  err, sizeof err) == 0);
         CHECK(err[0] == 0);
@@ -195,6 +203,12 @@ static void test_override(void)
         CHECK(c.rlimit_nofile == 65536);
         CHECK(streq_null(c.netd_socket, "/run/netd/netd.sock"));
         CHECK(streq_null(c.netns_dir, "/run/dynos/netns"));
+        CHECK(c.restart_backoff.n == 5 && c.restart_backoff.seconds[0] == 0 &&
+              c.restart_backoff.seconds[1] == 90 && c.restart_backoff.seconds[2] == 120 &&
+              c.restart_backoff.seconds[3] == 3600 && c.restart_backoff.seconds[4] == 5);
+        CHECK(config_load_string(&c, "b.conf", "[hostd]\nrestart-backoff =\n", err, sizeof err) ==
+              0);
+        CHECK(c.restart_backoff.n == 0); /* never restart */
         /* untouched */
         CHECK(streq_null(c.run_dir, "/run/hostd"));
         CHECK(c.max_dynos == 1000);
@@ -338,6 +352,16 @@ static void test_errors(void)
                   "e.conf:2:", "key 'netd-socket'", "too long for a unix socket" },
                 { "[hostd]\nnetns-dir =\n", "e.conf:2:", "key 'netns-dir'",
                   "not an absolute path" },
+                { "[hostd]\nrestart-backoff = 0,,5\n", "e.conf:2:", "key 'restart-backoff'",
+                  "expected durations" },
+                { "[hostd]\nrestart-backoff = 5d\n", "e.conf:2:", "key 'restart-backoff'",
+                  "not a duration" },
+                { "[hostd]\nrestart-backoff = -1\n", "e.conf:2:", "key 'restart-backoff'",
+                  "not a duration" },
+                { "[hostd]\nrestart-backoff = 169h\n", "e.conf:2:", "key 'restart-backoff'",
+                  "over a week" },
+                { "[hostd]\nrestart-backoff = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+                  "e.conf:2:", "key 'restart-backoff'", "more than 16" },
                 { "[hostd]\nstate-dir = ./state\n", "e.conf:2:", "key 'state-dir'",
                   "not an absolute path" },
                 { "[hostd]\nlayers-dir = layers\n", "e.conf:2:", "key 'layers-dir'",
@@ -599,8 +623,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 29 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 29 + 9 * 8);
+        /* 30 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 30 + 9 * 8);
 }
 
 int main(void)

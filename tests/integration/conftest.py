@@ -288,6 +288,9 @@ class Hostd:
             "max-command": 4096,
             "max-env": 32,
             "max-env-bytes": 16384,
+            # No automatic restarts: most tests look at how a dyno ended. test_crash.py sets
+            # its own back-off.
+            "restart-backoff": "",
         }
         for k, v in (overrides or {}).items():
             if v is None:

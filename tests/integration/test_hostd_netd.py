@@ -134,7 +134,8 @@ def test_web_dyno_is_wired_reachable_and_walled_off(lab, hostd_factory, make_spe
     c = h.client()
 
     d = c.start(web_spec(make_spec, "web-1"))
-    assert d.state == pb.UP
+    assert d.state in (pb.STARTING, pb.UP)  # up once it listens on $PORT
+    assert c.wait_state("web-1", pb.UP).address == d.address
     assert ipaddress.ip_address(d.address) in ipaddress.ip_network(SUBNET)
     assert PORT_MIN <= d.host_port <= PORT_MAX
     # inspect says the same as netd
@@ -196,7 +197,8 @@ def test_restart_rewires_the_dyno(lab, hostd_factory, make_spec):
     c = h.client()
     d = c.start(web_spec(make_spec, "web-1"))
     r = c.restart("web-1", grace=2)
-    assert r.state == pb.UP and r.pid != d.pid and r.address and r.host_port
+    assert r.state in (pb.STARTING, pb.UP) and r.pid != d.pid and r.address and r.host_port
+    c.wait_state("web-1", pb.UP)
     assert list(netd_list(lab)) == ["web-1"]
     assert len(lab.dyno_veths()) == 1
     assert fetch(lab, outside.pid, OUTSIDE_HOST_IP, r.host_port, "hello from web.1") == \
