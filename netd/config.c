@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "ipam.h"
@@ -111,6 +112,109 @@ static int parse_allow(struct netd_config *c, const char *v, char *why, size_t w
         return 0;
 }
 
+bool netd_size_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+        return n >= 1 && n <= NETD_SIZE_NAME_MAX &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+int netd_parse_rate(const char *s, uint64_t *ret)
+{
+        static const struct {
+                const char *unit;
+                uint64_t bits;
+        } units[] = {
+                { "bit", 1 }, { "kbit", 1000 }, { "mbit", 1000000 }, { "gbit", 1000000000 },
+                { "B/s", 8 }, { "kB/s", 8000 }, { "MB/s", 8000000 }, { "GB/s", 8000000000 },
+        };
+        size_t digits = strspn(s, "0123456789");
+        if (digits == 0 || digits > 12)
+                return -EINVAL;
+        char num[16];
+        memcpy(num, s, digits);
+        num[digits] = 0;
+        uint64_t v;
+        if (safe_atou64(num, &v) < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcasecmp(s + digits, units[i].unit) == 0) {
+                        /* v < 10^12 and a unit <= 8*10^9: no overflow in 64 bits */
+                        uint64_t bits = v * units[i].bits;
+                        if (bits < NETD_EGRESS_RATE_MIN_BITS || bits > NETD_EGRESS_RATE_MAX_BITS)
+                                return -ERANGE;
+                        *ret = bits;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+uint64_t netd_config_egress_rate(const struct netd_config *c, const char *size)
+{
+        for (size_t i = 0; size && i < c->n_egress_rate; i++)
+                if (strcmp(c->egress_rate[i].size, size) == 0)
+                        return c->egress_rate[i].bits_per_second;
+        return 0;
+}
+
+/* "standard-1x 100mbit" */
+static int parse_egress_rate(struct netd_config *c, const char *v, char *why, size_t whylen)
+{
+        char size[NETD_SIZE_NAME_MAX + 2], rate[32], extra[2];
+        if (sscanf(v, "%64s %31s %1s", size, rate, extra) != 2) {
+                snprintf(why, whylen, "expected 'SIZE RATE' (e.g. 'standard-1x 100mbit'), got '%s'",
+                         v);
+                return -EINVAL;
+        }
+        if (!netd_size_name_valid(size)) {
+                snprintf(why, whylen, "invalid size name '%s' (1 to %d of a-z, 0-9 and -)", size,
+                         NETD_SIZE_NAME_MAX);
+                return -EINVAL;
+        }
+        uint64_t bits;
+        int r = netd_parse_rate(rate, &bits);
+        if (r == -ERANGE) {
+                snprintf(why, whylen, "size %s: rate '%s' is not within 8kbit..17gbit", size, rate);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(why, whylen,
+                         "size %s: invalid rate '%s' (an integer and bit, kbit, mbit, gbit, B/s, "
+                         "kB/s, MB/s or GB/s)",
+                         size, rate);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < c->n_egress_rate; i++)
+                if (strcmp(c->egress_rate[i].size, size) == 0) {
+                        snprintf(why, whylen, "size %s is given a rate twice", size);
+                        return -EINVAL;
+                }
+        if (c->n_egress_rate >= NETD_EGRESS_RATE_MAX) {
+                snprintf(why, whylen, "more than %d egress-rate entries", NETD_EGRESS_RATE_MAX);
+                return -EINVAL;
+        }
+        struct netd_egress_rate *e = &c->egress_rate[c->n_egress_rate++];
+        memcpy(e->size, size, strlen(size) + 1); /* checked: fits */
+        e->bits_per_second = bits;
+        return 0;
+}
+
+/* A list key: entries separated by commas, or one per line; an empty entry is an error. */
+static int parse_list(struct netd_config *c, const char *v,
+                      int (*one)(struct netd_config *c, const char *v, char *why, size_t whylen),
+                      char *why, size_t whylen)
+{
+        _cleanup_free_ char *copy = strdup(v);
+        if (!copy)
+                return -ENOMEM;
+        for (char *rest = copy, *t; (t = strsep(&rest, ","));) {
+                int r = one(c, strip(t), why, whylen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int parse_port_range(struct netd_config *c, const char *v, char *why, size_t whylen)
 {
         char lo[16], hi[16], extra[2];
@@ -125,7 +229,11 @@ static int parse_port_range(struct netd_config *c, const char *v, char *why, siz
         return 0;
 }
 
-static int set_key(struct netd_config *c, const char *key, const char *v, bool *allow_seen,
+struct list_seen {
+        bool allow, egress_rate;
+};
+
+static int set_key(struct netd_config *c, const char *key, const char *v, struct list_seen *seen,
                    char *why, size_t whylen)
 {
         uint32_t u;
@@ -189,22 +297,17 @@ static int set_key(struct netd_config *c, const char *key, const char *v, bool *
         if (strcmp(key, "allow") == 0) {
                 /* The first allow in the file replaces the defaults (none); an empty value
                  * clears the list, as systemd's list settings do. */
-                if (!*allow_seen || v[0] == 0)
+                if (!seen->allow || v[0] == 0)
                         c->n_allow = 0;
-                *allow_seen = true;
-                if (v[0] == 0)
-                        return 0;
-                /* a list separated by commas, or one entry per line */
-                _cleanup_free_ char *copy = strdup(v);
-                if (!copy)
-                        return -ENOMEM;
-                char *save = NULL;
-                for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                        int r = parse_allow(c, strip(t), why, whylen);
-                        if (r < 0)
-                                return r;
-                }
-                return 0;
+                seen->allow = true;
+                return v[0] == 0 ? 0 : parse_list(c, v, parse_allow, why, whylen);
+        }
+        if (strcmp(key, "egress-rate") == 0) {
+                /* as allow: the file's first replaces the defaults (none), empty clears */
+                if (!seen->egress_rate || v[0] == 0)
+                        c->n_egress_rate = 0;
+                seen->egress_rate = true;
+                return v[0] == 0 ? 0 : parse_list(c, v, parse_egress_rate, why, whylen);
         }
         snprintf(why, whylen, "unknown key");
         return -ENOENT;
@@ -220,7 +323,8 @@ int netd_config_load_file(struct netd_config *c, const char *path, char *err, si
         }
         char line[4096];
         unsigned lineno = 0;
-        bool in_section = false, allow_seen = false;
+        bool in_section = false;
+        struct list_seen seen = {};
         while (fgets(line, sizeof line, f)) {
                 lineno++;
                 size_t n = strlen(line);
@@ -257,7 +361,7 @@ int netd_config_load_file(struct netd_config *c, const char *path, char *err, si
                         return -EINVAL;
                 }
                 char why[256] = "";
-                int r = set_key(c, key, value, &allow_seen, why, sizeof why);
+                int r = set_key(c, key, value, &seen, why, sizeof why);
                 if (r == -ENOMEM) {
                         snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
                         return r;

@@ -26,6 +26,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The largest egress rate: libnl takes a tbf rate in an int of bytes per second. */
+#define LINK_EGRESS_RATE_MAX UINT64_C(2147483647)
+/* The tbf's bucket holds this much traffic at the rate (but at least two full frames and 16
+ * KiB), and its queue this much more before it drops. */
+#define LINK_EGRESS_BURST_USEC 10000
+#define LINK_EGRESS_LATENCY_USEC 50000
+
 /* The dyno's end of the pair, inside its namespace. */
 #define LINK_DYNO_IFNAME "eth0"
 /* Host ends are LINK_HOST_IFNAME_PREFIX followed by 12 lower-case hex digits. */
@@ -60,6 +67,9 @@ struct link_attach_params {
         int prefixlen;          /* ... and its prefix length (the subnet of the bridge) */
         struct in_addr gateway; /* the bridge's address: the dyno's default route */
         unsigned mtu;           /* of both ends */
+        /* A tbf qdisc at the root of eth0 limits what the dyno sends to this many bytes per
+         * second (1000..LINK_EGRESS_RATE_MAX); 0: no qdisc of netd's. */
+        uint64_t egress_rate;
 };
 
 struct link_attach_result {
@@ -70,14 +80,16 @@ struct link_attach_result {
 };
 
 /* Attach a dyno: a veth pair whose host end (named by link_host_ifname, alias = dyno id) is on
- * the bridge with bridge port isolation on, then up; whose other end is created directly inside
+ * the bridge with bridge port isolation on and IPv6 off (disable_ipv6), then up; whose other end is created directly inside
  * the dyno's namespace as eth0 with the address, the MTU, up; the dyno's loopback up and a
  * default route via the gateway (which must be inside address/prefixlen: the kernel refuses a
- * gateway it cannot reach, -ENETUNREACH).
+ * gateway it cannot reach, -ENETUNREACH). With an egress rate, a tbf qdisc at the root of eth0,
+ * put there before eth0 goes up; the dyno, without CAP_NET_ADMIN, cannot remove it.
  *
  * Idempotent: if the dyno is already attached (host end with this alias whose peer is the eth0
  * of this namespace) the pair is kept (same MAC, same ifindex) and every setting above is
- * re-applied, which repairs an attach interrupted half-way. A host end of this dyno whose peer
+ * re-applied, which repairs an attach interrupted half-way; the tbf is replaced in place (its
+ * counters kept) or, without an egress rate, deleted. A host end of this dyno whose peer
  * is elsewhere (an older namespace of the same id) or without an alias (an attach killed between
  * creating the pair and labelling it) is deleted and the pair made afresh.
  *

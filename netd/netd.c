@@ -7,6 +7,7 @@
 #include "netd.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -409,13 +410,22 @@ static int code_for(int r)
 }
 
 int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
-                uint32_t port, struct netd_attach_reply *ret, char *msg, size_t msglen)
+                uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
+                size_t msglen)
 {
         char nerr[512] = "";
         if (!ipam_dyno_id_valid(dyno_id)) {
                 snprintf(msg, msglen,
                          "attach.dyno_id: invalid dyno id (1 to 63 of [A-Za-z0-9._-], starting "
                          "with a letter or digit)");
+                return NETD_CODE_INVALID_ARGUMENT;
+        }
+        if (!size)
+                size = "";
+        if (size[0] && !netd_size_name_valid(size)) {
+                snprintf(msg, msglen,
+                         "attach.size: dyno %s: invalid size name (1 to %d of a-z, 0-9 and -)",
+                         dyno_id, NETD_SIZE_NAME_MAX);
                 return NETD_CODE_INVALID_ARGUMENT;
         }
         _cleanup_free_ char *want = strjoin3(n->cfg->netns_dir, "/", dyno_id);
@@ -474,11 +484,13 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
                 .prefixlen = (int)n->prefix,
                 .gateway = n->gateway,
                 .mtu = n->cfg->mtu,
+                /* a size without a configured rate: no limit */
+                .egress_rate = netd_config_egress_rate(n->cfg, size) / 8,
         };
         struct link_attach_result lr = {};
         r = link_attach(&p, &lr);
         if (r < 0) {
-                snprintf(msg, msglen, "dyno %s: create its veth in %s: %s", dyno_id, netns_path,
+                snprintf(msg, msglen, "dyno %s: set up its veth in %s: %s", dyno_id, netns_path,
                          strerror(-r));
                 goto undo;
         }
@@ -494,9 +506,14 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
                                            .host_port = host_port };
         memcpy(ret->mac, lr.mac, sizeof ret->mac);
         if (lr.created) {
-                char b[INET_ADDRSTRLEN];
-                log_info("dyno %s: attached, %s%s%u", dyno_id, ip_str(addr, b),
-                         host_port ? ", host port " : "", host_port ? host_port : 0);
+                char b[INET_ADDRSTRLEN], hp[32] = "", rate[96] = "";
+                if (host_port)
+                        snprintf(hp, sizeof hp, ", host port %u", host_port);
+                if (p.egress_rate)
+                        snprintf(rate, sizeof rate,
+                                 ", egress limited to %" PRIu64 " bit/s (size %s)",
+                                 p.egress_rate * 8, size);
+                log_info("dyno %s: attached, %s%s%s", dyno_id, ip_str(addr, b), hp, rate);
         }
         return NETD_CODE_OK;
 

@@ -35,8 +35,10 @@ int netd_new(const struct netd_config *cfg, struct netd **ret);
 void netd_free(struct netd *n);
 
 /* The calls return a NETD_CODE_* and, unless OK, a message in msg naming the field or dyno. */
+/* size: the dyno's size ("" for none), which picks its egress rate limit. */
 int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
-                uint32_t port, struct netd_attach_reply *ret, char *msg, size_t msglen);
+                uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
+                size_t msglen);
 int netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen);
 /* Detach every dyno not in live (NULL-terminated), whose namespace file is gone, and every
  * link or firewall element that belongs to no attachment. *ret_freed: a strv. */

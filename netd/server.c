@@ -86,8 +86,8 @@ static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachReque
 {
         char msg[1024] = "";
         struct netd_attach_reply ar;
-        int code = netd_attach(c->srv->n, req->dyno_id, req->netns_path, req->web, req->port, &ar,
-                               msg, sizeof msg);
+        int code = netd_attach(c->srv->n, req->dyno_id, req->netns_path, req->web, req->port,
+                               req->size, &ar, msg, sizeof msg);
         if (code != NETD_CODE_OK)
                 return reply_status(c, id, code, msg);
         char addr[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], mac[18];

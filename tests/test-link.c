@@ -33,6 +33,8 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/nexthop.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/tbf.h>
 #include <netlink/route/route.h>
 
 static int n_passed, n_failed;
@@ -574,6 +576,15 @@ static void check_attached(const char *id, const char *ns, struct in_addr a,
         CHECK(port_isolated(res->host_ifindex) == 1);
         if (bridge_tool)
                 CHECK(bridge_tool_isolated(name) == 1);
+        /* no IPv6 on the host end (where the kernel has IPv6 at all) */
+        char path[128], v[8] = "";
+        snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+        FILE *f = fopen(path, "re");
+        if (f) {
+                CHECK(fgets(v, sizeof v, f) && strcmp(v, "1\n") == 0);
+                fclose(f);
+        } else
+                CHECK(errno == ENOENT && access("/proc/sys/net/ipv6", F_OK) < 0);
 
         _cleanup_(nl_socket_freep) struct nl_sock *ds = nl_in(ns);
         _cleanup_(rtnl_link_putp) struct rtnl_link *eth = get_link(ds, "eth0");
@@ -747,6 +758,88 @@ static void test_idempotent(void)
 
         free(before);
         free(before_a);
+        CHECK(in_host_netns());
+}
+
+/* The root qdisc of eth0 in ns: its kind ("" if the kernel's default, which dumps with handle
+ * 0) and, for a tbf, its rate in bytes per second and its handle. */
+static void eth0_root_qdisc(const char *ns, char kind[static 16], int *rate, uint32_t *handle)
+{
+        _cleanup_(nl_socket_freep) struct nl_sock *sk = nl_in(ns);
+        _cleanup_(nl_cache_freep) struct nl_cache *links = NULL, *qdiscs = NULL;
+        kind[0] = 0;
+        *rate = -1;
+        *handle = 0;
+        if (!sk || rtnl_link_alloc_cache(sk, AF_UNSPEC, &links) < 0 ||
+            rtnl_qdisc_alloc_cache(sk, &qdiscs) < 0) {
+                snprintf(kind, 16, "?");
+                return;
+        }
+        int ifindex = rtnl_link_name2i(links, "eth0");
+        for (struct nl_object *o = nl_cache_get_first(qdiscs); o; o = nl_cache_get_next(o)) {
+                struct rtnl_qdisc *q = (struct rtnl_qdisc *)o;
+                if (rtnl_tc_get_ifindex(TC_CAST(q)) != ifindex ||
+                    rtnl_tc_get_parent(TC_CAST(q)) != TC_H_ROOT ||
+                    rtnl_tc_get_handle(TC_CAST(q)) == 0)
+                        continue;
+                snprintf(kind, 16, "%s", rtnl_tc_get_kind(TC_CAST(q)));
+                *handle = rtnl_tc_get_handle(TC_CAST(q));
+                if (strcmp(kind, "tbf") == 0)
+                        *rate = rtnl_qdisc_tbf_get_rate(q);
+        }
+}
+
+/* The egress limit: a tbf at the root of eth0, replaced in place on a new attach, gone when
+ * an attach asks for none; bad rates refused before anything changes. */
+static void test_egress(void)
+{
+        char *before_a = dump_ns(ns_a), kind[16];
+        int rate;
+        uint32_t handle, handle0;
+        struct link_attach_params p = params(ID_A, ns_a, addr_a);
+        struct link_attach_result r;
+
+        eth0_root_qdisc(ns_a, kind, &rate, &handle);
+        CHECK(strcmp(kind, "") == 0);
+        p.egress_rate = 125000; /* 1mbit */
+        CHECK_R(link_attach(&p, &r), 0);
+        CHECK(!r.created && r.host_ifindex == res_a.host_ifindex);
+        eth0_root_qdisc(ns_a, kind, &rate, &handle0);
+        CHECK(strcmp(kind, "tbf") == 0 && rate == 125000);
+
+        p.egress_rate = 12500000;
+        CHECK_R(link_attach(&p, &r), 0);
+        eth0_root_qdisc(ns_a, kind, &rate, &handle);
+        CHECK(strcmp(kind, "tbf") == 0 && rate == 12500000 && handle == handle0);
+
+        p.egress_rate = 999;
+        CHECK_R(link_attach(&p, &r), -EINVAL);
+        p.egress_rate = LINK_EGRESS_RATE_MAX + 1;
+        CHECK_R(link_attach(&p, &r), -EINVAL);
+        eth0_root_qdisc(ns_a, kind, &rate, &handle);
+        CHECK(strcmp(kind, "tbf") == 0 && rate == 12500000);
+
+        p.egress_rate = 0;
+        CHECK_R(link_attach(&p, &r), 0);
+        eth0_root_qdisc(ns_a, kind, &rate, &handle);
+        CHECK(strcmp(kind, "") == 0);
+        CHECK_R(link_attach(&p, &r), 0); /* none to delete: fine */
+
+        /* a new pair made with a limit has it from the start */
+        p = params(ID_C, ns_c, addr_c);
+        p.egress_rate = LINK_EGRESS_RATE_MAX;
+        CHECK_R(link_attach(&p, &r), 0);
+        CHECK(r.created);
+        eth0_root_qdisc(ns_c, kind, &rate, &handle);
+        CHECK(strcmp(kind, "tbf") == 0 && (uint64_t)rate == LINK_EGRESS_RATE_MAX);
+        CHECK_R(link_detach(ID_C), 0);
+        CHECK(!link_exists(ns_c, "eth0"));
+
+        char *after_a = dump_ns(ns_a);
+        CHECK(before_a && after_a && strcmp(before_a, after_a) == 0);
+        report_diff("dyno A (egress limits)", before_a, after_a);
+        free(before_a);
+        free(after_a);
         CHECK(in_host_netns());
 }
 
@@ -1001,6 +1094,7 @@ int main(void)
         test_traffic();
         test_stats();
         test_idempotent();
+        test_egress();
         test_collisions();
         test_failures();
         test_cycles();

@@ -35,6 +35,10 @@ GATEWAY = "10.217.0.1"
 PORT_MIN, PORT_MAX = 20000, 20009
 OUTSIDE_HOST_IP = "198.51.100.1"
 OUTSIDE_IP = "198.51.100.2"
+# Two more addresses of the "outside" namespace, routed to it from the host: the cloud
+# metadata address, which dynos must not reach, and a control that they do reach.
+METADATA_IP = "169.254.169.254"
+CONTROL_IP = "203.0.113.7"
 
 INVALID_ARGUMENT, NOT_FOUND = 3, 5
 
@@ -140,7 +144,7 @@ log-level = debug
         self.netd = self.spawn(["nsenter", "-t", str(self.host.pid), "-n", "-m", NETD_BIN,
                                 "--config", config or self.config], stderr=subprocess.PIPE,
                                text=True)
-        deadline = time.time() + 30  # a cold start (nf_tables modules, the VM tier) is slow
+        deadline = time.time() + 90  # a cold start (nf_tables modules, the VM tier) is slow
         while time.time() < deadline:
             if self.netd.poll() is not None:
                 raise AssertionError(f"netd exited {self.netd.returncode}: "
@@ -206,8 +210,8 @@ def lab():
         lab.cleanup()
 
 
-def attach(c, dyno_id, lab, web=False, port=0):
-    return c.call("attach", npb.AttachRequest(dyno_id=dyno_id, web=web, port=port,
+def attach(c, dyno_id, lab, web=False, port=0, size=""):
+    return c.call("attach", npb.AttachRequest(dyno_id=dyno_id, web=web, port=port, size=size,
                                               netns_path=os.path.join(lab.netns_dir, dyno_id)))
 
 
@@ -231,6 +235,10 @@ def test_attach_detach_idempotent(lab):
     assert a.mac in lab.d("web.1", "ip", "-o", "link", "show", "eth0").stdout
     assert "UP" in lab.d("web.1", "ip", "-o", "link", "show", "lo").stdout
     assert len(lab.dyno_veths()) == 1
+    # the host end is a bridge port only: no IPv6 (addresses, routes) of its own
+    veth = lab.dyno_veths()[0].split(":")[1].strip().split("@")[0]
+    assert lab.h("cat", f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6").stdout.strip() == "1"
+    assert lab.h("ip", "-o", "-6", "addr", "show", "dev", veth).stdout == ""
 
     again = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
     assert again == a
@@ -275,6 +283,18 @@ def test_bad_config(lab):
         f.write("[netd]\nmtu = 12\n")
     p = lab.h(NETD_BIN, "--config", bad, check=False)
     assert p.returncode != 0 and ":2: mtu" in p.stderr
+    for value, why in [("standard-1x fast", "invalid rate 'fast'"),
+                       ("standard-1x 100", "invalid rate '100'"),
+                       ("standard-1x 1kbit", "not within 8kbit..17gbit"),
+                       ("standard-1x 100gbit", "not within 8kbit..17gbit"),
+                       ("Standard_1x 1mbit", "invalid size name"),
+                       ("standard-1x", "expected 'SIZE RATE'"),
+                       ("eco 1mbit, eco 2mbit", "size eco is given a rate twice")]:
+        with open(bad, "w") as f:
+            f.write(f"[netd]\n# rates\negress-rate = {value}\n")
+        p = lab.h(NETD_BIN, "--config", bad, check=False)
+        assert p.returncode != 0 and ":3: egress-rate: " in p.stderr and why in p.stderr, \
+            (value, p.stderr)
     # a subnet that overlaps a route the host already has is refused
     lab.h("ip", "link", "add", "hostd-test-d0", "type", "veth", "peer", "name", "hostd-test-d1")
     lab.h("ip", "addr", "add", "10.217.0.5/28", "dev", "hostd-test-d0")
@@ -288,7 +308,7 @@ LISTENER = """
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+s.bind((sys.argv[4], int(sys.argv[1])))
 s.listen(8)
 print("listening", flush=True)
 s.settimeout(float(sys.argv[2]))
@@ -312,9 +332,9 @@ except OSError as e:
 """
 
 
-def listen(lab, pid, port, name, seconds=8):
+def listen(lab, pid, port, name, seconds=8, addr="0.0.0.0"):
     p = lab.spawn(["nsenter", "-t", str(pid), "-n", "/usr/bin/python3", "-c", LISTENER,
-                   str(port), str(seconds), name], stdout=subprocess.PIPE, text=True)
+                   str(port), str(seconds), name, addr], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "listening"
     return p
 
@@ -324,13 +344,9 @@ def connect(lab, pid, addr, port):
                str(port)).stdout.strip()
 
 
-def test_traffic(lab):
-    c = lab.start_netd()
-    lab.make_dyno("web.1")
-    lab.make_dyno("web.2")
-    a = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
-    b = ok(attach(c, "web.2", lab, web=True, port=5000)).attach
-    # the outside: a namespace joined to the host by a veth
+def make_outside(lab):
+    """The outside: a namespace joined to the host by a veth, holding OUTSIDE_IP and, routed
+    to it from the host, METADATA_IP and CONTROL_IP."""
     outside = lab.spawn(["nsenter", "-t", str(lab.host.pid), "-n", "-m", "unshare", "--net",
                          "sleep", "infinity"])
     lab.wait_ns(outside.pid)
@@ -340,8 +356,21 @@ def test_traffic(lab):
     lab.h("ip", "link", "set", "hostd-test-o0", "up")
     o = ["nsenter", "-t", str(outside.pid), "-n"]
     run(*o, "ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0")
+    for extra in (METADATA_IP, CONTROL_IP):
+        run(*o, "ip", "addr", "add", f"{extra}/32", "dev", "eth0")
+        lab.h("ip", "route", "add", f"{extra}/32", "via", OUTSIDE_IP)
     run(*o, "ip", "link", "set", "eth0", "up")
     run(*o, "ip", "link", "set", "lo", "up")
+    return outside
+
+
+def test_traffic(lab):
+    c = lab.start_netd()
+    lab.make_dyno("web.1")
+    lab.make_dyno("web.2")
+    a = ok(attach(c, "web.1", lab, web=True, port=5000)).attach
+    b = ok(attach(c, "web.2", lab, web=True, port=5000)).attach
+    outside = make_outside(lab)
 
     # outbound: masqueraded to the host's address
     srv = listen(lab, outside.pid, 8080, "outside")
@@ -369,6 +398,177 @@ def test_traffic(lab):
     assert out.strip() == ""
     out, _ = host_srv.communicate()
     assert out.strip() == ""
+    c.close()
+
+
+def test_metadata_address(lab):
+    """169.254.169.254 is an address of the outside, routed from the host like any other: a
+    listener on it sees nothing of a dyno, while one on another address of the same namespace
+    (and the same route) is reached, so a broken test setup cannot pass for a working drop."""
+    c = lab.start_netd()
+    lab.make_dyno("web.1")
+    ok(attach(c, "web.1", lab, web=True, port=5000))
+    outside = make_outside(lab)
+    dyno = lab.dynos["web.1"].pid
+
+    meta = listen(lab, outside.pid, 80, "metadata", seconds=6, addr=METADATA_IP)
+    control = listen(lab, outside.pid, 80, "control", seconds=6, addr=CONTROL_IP)
+    # the host itself reaches both: the route and the listeners work
+    assert connect(lab, lab.host.pid, METADATA_IP, 80) == "hello from metadata"
+    assert connect(lab, lab.host.pid, CONTROL_IP, 80) == "hello from control"
+    assert connect(lab, dyno, CONTROL_IP, 80) == "hello from control"
+    assert connect(lab, dyno, METADATA_IP, 80).startswith("failed")
+    out, _ = meta.communicate()
+    assert out.split() == [OUTSIDE_HOST_IP]  # the host's own connection only
+    out, _ = control.communicate()
+    assert out.split() == [OUTSIDE_HOST_IP, OUTSIDE_HOST_IP]  # the host's, the dyno's (NAT)
+    # and UDP: nothing arrives either (a datagram to the metadata address, one to the control)
+    sink = lab.spawn(["nsenter", "-t", str(outside.pid), "-n", "/usr/bin/python3", "-c",
+                      UDP_SINK, METADATA_IP, CONTROL_IP, "53", "4"], stdout=subprocess.PIPE,
+                     text=True)
+    assert sink.stdout.readline().strip() == "listening"
+    for addr in (METADATA_IP, CONTROL_IP):
+        lab.d("web.1", "/usr/bin/python3", "-c", UDP_SEND, addr, "53")
+    out, _ = sink.communicate()
+    assert out.split() == [CONTROL_IP]
+    drops = lab.h("nft", "list", "chain", "inet", TABLE, "forward").stdout
+    assert "@blocked drop" in drops
+    c.close()
+
+
+UDP_SINK = """
+import select, socket, sys
+socks = []
+for a in sys.argv[1:3]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((a, int(sys.argv[3])))
+    socks.append(s)
+print("listening", flush=True)
+while True:
+    r, _, _ = select.select(socks, [], [], float(sys.argv[4]))
+    if not r:
+        break
+    for s in r:
+        s.recv(100)
+        print(s.getsockname()[0], flush=True)
+"""
+
+UDP_SEND = """
+import socket, sys
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def qdisc(lab, dyno_id):
+    return lab.d(dyno_id, "tc", "-s", "qdisc", "show", "dev", "eth0").stdout
+
+
+def tbf_counters(text):
+    sent = re.search(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)", text)
+    assert sent, text
+    return {"bytes": int(sent[1]), "packets": int(sent[2]), "overlimits": int(sent[4])}
+
+
+SINK = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(1)
+print("listening", flush=True)
+s.settimeout(60)
+c, _ = s.accept()
+n = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    n += len(d)
+c.sendall(str(n).encode())
+c.close()
+"""
+
+SEND = """
+import socket, sys, time
+n = int(sys.argv[3])
+t = time.monotonic()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(b"x" * n)
+s.shutdown(socket.SHUT_WR)
+got = s.recv(100).decode()
+print(got, time.monotonic() - t)
+"""
+
+
+def send_outside(lab, outside, dyno_id, nbytes, port):
+    sink = lab.spawn(["nsenter", "-t", str(outside.pid), "-n", "/usr/bin/python3", "-c", SINK,
+                      str(port)], stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "listening"
+    out = lab.d(dyno_id, "/usr/bin/python3", "-c", SEND, OUTSIDE_IP, str(port), str(nbytes),
+                timeout=90).stdout.split()
+    sink.wait(10)
+    assert int(out[0]) == nbytes, out
+    return float(out[1])
+
+
+def test_egress_rate(lab):
+    with open(lab.config, "a") as f:
+        f.write("egress-rate = standard-1x 1mbit, performance-l 250mbit\n"
+                "egress-rate = private-s 10MB/s\n")
+    c = lab.start_netd()
+    for d in ("slow.1", "fast.1", "big.1", "free.1", "plain.1"):
+        lab.make_dyno(d)
+    ok(attach(c, "slow.1", lab, web=True, port=5000, size="standard-1x"))
+    ok(attach(c, "fast.1", lab, size="performance-l"))
+    ok(attach(c, "big.1", lab, size="private-s"))
+    ok(attach(c, "free.1", lab, size="standard-2x"))  # a size without a rate
+    ok(attach(c, "plain.1", lab))  # no size at all
+    assert re.search(r"qdisc tbf \S+ root .*rate 1Mbit burst 16Kb", qdisc(lab, "slow.1")), \
+        qdisc(lab, "slow.1")
+    assert re.search(r"qdisc tbf \S+ root .*rate 250Mbit", qdisc(lab, "fast.1"))
+    assert re.search(r"qdisc tbf \S+ root .*rate 80Mbit", qdisc(lab, "big.1"))
+    for d in ("free.1", "plain.1"):
+        assert "tbf" not in qdisc(lab, d) and "noqueue" in qdisc(lab, d), qdisc(lab, d)
+    r = attach(c, "plain.1", lab, size="Standard_1X")
+    assert r.status.code == INVALID_ARGUMENT and "attach.size" in r.status.message
+    assert "noqueue" in qdisc(lab, "plain.1")  # still attached, unchanged
+    assert "inet 10.217.0." in lab.d("plain.1", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+
+    # the dyno cannot take it away: without CAP_NET_ADMIN (here: as nobody) tc is refused
+    p = lab.d("slow.1", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+              "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+    assert p.returncode != 0 and "Operation not permitted" in p.stderr, p.stderr
+    assert "qdisc tbf" in qdisc(lab, "slow.1")
+
+    # the limit works: 256 KiB at 1mbit (16 KiB of burst) spend well over a second in the
+    # tbf, which holds packets back (overlimits) and passes them all (sent)
+    outside = make_outside(lab)
+    before = tbf_counters(qdisc(lab, "slow.1"))
+    nbytes = 256 * 1024
+    took = send_outside(lab, outside, "slow.1", nbytes, 8081)
+    after = tbf_counters(qdisc(lab, "slow.1"))
+    assert after["bytes"] - before["bytes"] >= nbytes
+    assert after["overlimits"] > before["overlimits"]
+    assert took > 1.0, took  # (256 - 16) KiB at 125 kB/s: about 2 s, whatever the machine
+    # an unlimited dyno sends the same through no qdisc at all
+    send_outside(lab, outside, "free.1", nbytes, 8082)
+    assert "tbf" not in qdisc(lab, "free.1")
+
+    # attach again: same size, the same qdisc with its counters; another size, its rate;
+    # a size without a rate, none
+    ok(attach(c, "slow.1", lab, web=True, port=5000, size="standard-1x"))
+    again = tbf_counters(qdisc(lab, "slow.1"))
+    assert again["bytes"] >= after["bytes"]
+    ok(attach(c, "slow.1", lab, web=True, port=5000, size="performance-l"))
+    assert "rate 250Mbit" in qdisc(lab, "slow.1")
+    ok(attach(c, "slow.1", lab, web=True, port=5000, size="standard-2x"))
+    assert "tbf" not in qdisc(lab, "slow.1")
+    ok(attach(c, "free.1", lab, size="standard-1x"))
+    assert "rate 1Mbit" in qdisc(lab, "free.1")
+
+    # detach takes it with eth0
+    ok(c.call("detach", npb.DetachRequest(dyno_id="free.1")))
+    assert "eth0" not in lab.d("free.1", "ip", "-o", "link").stdout
     c.close()
 
 
