@@ -12,6 +12,8 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/statfs.h>
 #include <time.h>
 
@@ -531,6 +533,92 @@ int cg_oom_kills(struct cg_manager *m, const char *id, uint64_t *ret)
         if (r < 0)
                 return r;
         return cg_lib_read_key(h, rel, m->ops->oom_file, "oom_kill", ret);
+}
+
+static int read_u64_file(const char *path, uint64_t *ret)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file(path, &text, NULL);
+        if (r < 0)
+                return r;
+        text[strcspn(text, "\n")] = 0;
+        return safe_atou64(text, ret);
+}
+
+int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, uint64_t *ret_swap)
+{
+        bool v2 = m->ops->mode == CG_MODE_V2;
+        _cleanup_free_ char *mem_path = NULL, *swap_path = NULL;
+        int r = cg_file_path(m, id, "memory", v2 ? "memory.current" : "memory.usage_in_bytes",
+                             &mem_path);
+        if (r < 0)
+                return r;
+        r = cg_file_path(m, id, "memory",
+                         v2 ? "memory.swap.current" : "memory.memsw.usage_in_bytes", &swap_path);
+        if (r < 0)
+                return r;
+        uint64_t mem, other = 0;
+        r = read_u64_file(mem_path, &mem);
+        if (r < 0)
+                return r;
+        /* Without swap accounting there is no swap to count. */
+        if (read_u64_file(swap_path, &other) < 0)
+                other = v2 ? 0 : mem;
+        *ret_memory = mem;
+        /* v1 counts memory and swap together in memsw. */
+        *ret_swap = v2 ? other : other > mem ? other - mem : 0;
+        return 0;
+}
+
+int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
+                    uint32_t *ret_epoll_events)
+{
+        _cleanup_free_ char *path = NULL;
+        if (m->ops->mode == CG_MODE_V2) {
+                int r = cg_file_path(m, id, NULL, "memory.events", &path);
+                if (r < 0)
+                        return r;
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                *ret_fd = fd;
+                *ret_epoll_events = EPOLLPRI;
+                return 0;
+        }
+
+        _cleanup_free_ char *control = NULL;
+        int r = cg_file_path(m, id, "memory", "memory.memsw.usage_in_bytes", &path);
+        if (r >= 0)
+                r = cg_file_path(m, id, "memory", "cgroup.event_control", &control);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int usage = open(path, O_RDONLY | O_CLOEXEC);
+        if (usage < 0)
+                return errno == ENOENT ? -EOPNOTSUPP : -errno;
+        _cleanup_close_ int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0)
+                return -errno;
+        char line[64];
+        snprintf(line, sizeof line, "%d %d %" PRIu64, efd, usage, quota);
+        /* The kernel holds the usage file from here on: ours may close. */
+        r = write_string_file(control, line);
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(efd);
+        *ret_epoll_events = EPOLLIN;
+        return 0;
+}
+
+void cg_memory_watch_ack(struct cg_manager *m, int fd)
+{
+        char buf[512];
+        if (m->ops->mode == CG_MODE_V2) {
+                /* kernfs reports a change until the file is read again. */
+                (void)!pread(fd, buf, sizeof buf, 0);
+                return;
+        }
+        uint64_t n;
+        (void)!read(fd, &n, sizeof n);
 }
 
 static int strv_contains(char **v, size_t n, const char *s)

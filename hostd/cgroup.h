@@ -50,6 +50,16 @@ int cg_count_procs(struct cg_manager *m, const char *id);
 /* OOM kills the kernel counted in the dyno's cgroup (memory.events oom_kill on v2,
  * memory.oom_control oom_kill on v1). */
 int cg_oom_kills(struct cg_manager *m, const char *id, uint64_t *ret);
+/* Memory the dyno's processes use now: in memory (charged page cache included) and in swap. */
+int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, uint64_t *ret_swap);
+/* A descriptor the kernel makes ready when the dyno's memory use may have passed its quota
+ * (and so gone to swap): on v1 an eventfd (EPOLLIN; read 8 bytes to take the event) for a
+ * threshold at quota bytes of memory.memsw.usage_in_bytes; on v2 memory.events, which is
+ * EPOLLPRI after each change (call cg_memory_watch_ack to take it). -EOPNOTSUPP: the kernel
+ * does not account swap (v1 without memsw). */
+int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
+                    uint32_t *ret_epoll_events);
+void cg_memory_watch_ack(struct cg_manager *m, int fd);
 /* The ids of every dyno cgroup that exists (for reconciliation): a NULL-terminated strv. */
 int cg_list(struct cg_manager *m, char ***ret);
 /* Path of a controller's file for the dyno, for tests and inspect: e.g. ("memory",

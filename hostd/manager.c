@@ -184,6 +184,9 @@ static void dyno_close_sources(struct dyno *d)
         d->timer_source = sd_event_source_disable_unref(d->timer_source);
         d->boot_source = sd_event_source_disable_unref(d->boot_source);
         d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        d->memory_source = sd_event_source_disable_unref(d->memory_source);
+        d->memory_timer = sd_event_source_disable_unref(d->memory_timer);
+        closep(&d->memory_fd), d->memory_fd = -1;
         closep(&d->boot_fd), d->boot_fd = -1;
         closep(&d->pidfd), d->pidfd = -1;
         closep(&d->log_fd), d->log_fd = -1;
@@ -224,7 +227,7 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
-        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = -1;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = -1;
         logfile_init(&d->logfile);
         d->id = strdup(id);
         d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
@@ -533,6 +536,8 @@ static void dyno_describe_exit(struct dyno *d)
                 d->exit_error = strdup("R12");
         else if (d->boot_timed_out)
                 d->exit_error = strdup("R10");
+        else if (d->oom_killed)
+                d->exit_error = strdup("R15");
 }
 
 /* The init has exited (or was found gone): collect everything and remove the dyno's kernel
@@ -588,9 +593,11 @@ static void dyno_finish(struct dyno *d)
                         d,
                         "Error R12 (Exit timeout) -> Process failed to exit within %u seconds of SIGTERM",
                         d->grace_seconds);
-        if (d->oom_killed)
+        if (d->oom_killed) {
+                dyno_log_platform(d, "Error R15 (Memory quota vastly exceeded)");
                 dyno_log_platform(
                         d, "Process killed by the kernel's OOM killer (memory quota exceeded)");
+        }
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
         dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
                           dyno_state_name(d->state));
@@ -1181,6 +1188,74 @@ static void dyno_abort_start(struct dyno *d)
         dyno_free(d);
 }
 
+/* ---- memory: R14 ---- */
+
+/* Heroku repeats R14 while a dyno stays over its quota; this is how often, at most. */
+#define R14_INTERVAL_USEC (20ULL * 1000000)
+
+/* Over the quota (memory and swap together, so some of it is in swap): the two R14 lines, at
+ * most every 20 s, and a look again in 20 s in case the kernel says nothing more (the
+ * notification is the trigger, this is only the backstop while over). */
+static void dyno_memory_check(struct dyno *d)
+{
+        uint64_t mem, swap;
+        if (!dyno_is_live(d) || !d->size || cg_memory_usage(d->m->cg, d->id, &mem, &swap) < 0)
+                return;
+        uint64_t total = mem + swap, quota = d->size->memory;
+        if (total <= quota) {
+                if (d->memory_timer)
+                        sd_event_source_set_enabled(d->memory_timer, SD_EVENT_OFF);
+                return;
+        }
+        int64_t now = now_realtime_usec();
+        if (!d->r14_last_usec || now - d->r14_last_usec >= (int64_t)R14_INTERVAL_USEC) {
+                d->r14_last_usec = now;
+                dyno_log_platform(d, "Process running mem=%" PRIu64 "M(%.1f%%)",
+                                  (total + (1 << 19)) >> 20, (double)total * 100.0 / (double)quota);
+                dyno_log_platform(d, "Error R14 (Memory quota exceeded)");
+        }
+        if (d->memory_timer) {
+                sd_event_source_set_time_relative(d->memory_timer, R14_INTERVAL_USEC);
+                sd_event_source_set_enabled(d->memory_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+static int on_memory_event(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct dyno *d = userdata;
+        cg_memory_watch_ack(d->m->cg, fd);
+        dyno_memory_check(d);
+        return 0;
+}
+
+static int on_memory_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        dyno_memory_check(userdata);
+        return 0;
+}
+
+/* Sizes with swap may go over their quota (into swap) without being killed: that is R14.
+ * Without swap the kernel stops them at the quota (R15), and there is nothing to watch. */
+static void dyno_memory_watch(struct dyno *d)
+{
+        struct manager *m = d->m;
+        uint32_t events;
+        if (!d->size || !d->size->swap || d->memory_source)
+                return;
+        int r = cg_memory_watch(m->cg, d->id, d->size->memory, &d->memory_fd, &events);
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &d->memory_source, d->memory_fd, events,
+                                    on_memory_event, d);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &d->memory_timer, CLOCK_MONOTONIC,
+                                               R14_INTERVAL_USEC, 0, on_memory_timer, d);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d->memory_timer, SD_EVENT_OFF);
+        if (r < 0)
+                log_warning_errno(r, "dyno %s: no memory notifications (%m): no R14 warnings",
+                                  d->id);
+}
+
 /* ---- boot (web dynos) ---- */
 
 #define BOOT_PROBE_INTERVAL_USEC (100ULL * 1000)
@@ -1321,6 +1396,7 @@ static int dyno_watch(struct dyno *d)
         int r = sd_event_add_io(d->m->event, &d->pid_source, d->pidfd, EPOLLIN, on_init_exit, d);
         if (r < 0)
                 return r;
+        dyno_memory_watch(d);
         if (d->log_fd >= 0) {
                 r = sd_event_add_io(d->m->event, &d->log_source, d->log_fd, EPOLLIN, on_log, d);
                 if (r < 0)

@@ -83,9 +83,11 @@ struct dyno {
         int64_t up_usec;           /* when it last became up */
         uint32_t crashes;          /* in a row: the restart back-off's position */
         int64_t restart_at_usec;   /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
+        int memory_fd;             /* the kernel's memory notification (cg_memory_watch) */
+        int64_t r14_last_usec;     /* the last R14 lines, for their rate limit */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
-                *restart_source;
+                *restart_source, *memory_source, *memory_timer;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct pending *pending;

@@ -40,7 +40,7 @@ def listening(pid, port):
 
 def test_web_dyno_is_up_only_once_it_binds(hostd, make_spec):
     c = hostd.client()
-    d = c.start(web(make_spec, "web-late", "sleep 2; exec /app/bin/web", boot=30))
+    d = c.start(web(make_spec, "web-late", "sleep 5; exec /app/bin/web", boot=30))
     # the command runs, but nothing listens yet
     assert d.state == pb.STARTING and d.pid
     assert not listening(d.pid, 5000)

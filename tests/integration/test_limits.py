@@ -166,8 +166,10 @@ def test_allocation_past_limit_is_oom_killed_and_reported(hostd_factory, make_sp
         assert d.exit.oom_killed, f"exit info without oom_killed: {d.exit}"
         assert not d.exit.exited and d.exit.signal == 9, f"not killed by SIGKILL: {d.exit}"
         assert "oom" in d.exit.reason.lower(), f"the reason {d.exit.reason!r} does not say OOM"
+        assert d.exit.error == "R15", d.exit
         logs = platform_lines(c, "oom")
         assert any("oom" in l.lower() for l in logs), f"no OOM line in the log: {logs}"
+        assert "Error R15 (Memory quota vastly exceeded)" in logs, logs
         assert not any(l.startswith("held ") for l in c.log_texts("oom")), "the allocation succeeded"
         assert wait_gone(d.pid, 5), f"the dyno's init {d.pid} still runs"
         assert h.find_cgroups("oom") == [], "the OOM-killed dyno's cgroup is still there"
@@ -177,10 +179,10 @@ def test_same_allocation_fits_a_larger_size(hostd, make_spec):
     """The control: HOG really holds its 200 MB and lives within 512 MiB."""
     with hostd.client() as c:
         c.start(make_spec("no-oom", command=HOG))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a wait, not a measure: the VM tier under load is slow
         while not any(l.startswith("held ") for l in c.log_texts("no-oom")):
             assert c.get("no-oom").state == pb.UP, c.get("no-oom").exit
-            assert time.monotonic() < deadline, "the allocation did not finish in 30 s"
+            assert time.monotonic() < deadline, "the allocation did not finish in 90 s"
             time.sleep(0.1)
         _, usage = read_cgroup_file(hostd, "no-oom", "memory.usage_in_bytes", "memory.current")
         assert int(usage) >= 200_000_000, f"the dyno uses only {usage} bytes"
