@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 
 #include "client.h"
@@ -2193,12 +2195,233 @@ static int cmd_images(struct globals *g, int argc, char **argv)
         return usage_error("images", "unknown command '%s' (expected ls, import, rm or gc)", name);
 }
 
+/* ---- exec ---- */
+
+static const char exec_help[] =
+        "Usage: hostctl exec [-i] [-t] ID [--] COMMAND [ARG...]\n"
+        "\n"
+        "Run COMMAND inside the running dyno ID: in its namespaces (it sees the dyno's files\n"
+        "and processes) and its cgroup, as the dyno's user, with no capability and the dyno's\n"
+        "seccomp filter, in /app, with the dyno's environment. COMMAND is looked up in the\n"
+        "dyno's PATH. Its output, stdout and stderr together, is written to standard output.\n"
+        "hostctl exits with COMMAND's exit status (128 + the signal when it was killed).\n"
+        "\n"
+        "  -i, --interactive      send standard input to COMMAND (without it COMMAND's input\n"
+        "                         is empty)\n"
+        "  -t, --tty              give COMMAND a terminal, of the size of hostctl's own when\n"
+        "                         standard input is one (it is then put in raw mode while\n"
+        "                         COMMAND runs, and a resize follows)\n" COMMON_HELP "\n"
+        "When hostd refuses or cannot be reached, hostctl says so on standard error and exits\n"
+        "1 or 3 as every command does.\n";
+
+struct exec_opts {
+        bool interactive, tty;
+};
+
+static int exec_option(int c, const char *arg, void *userdata)
+{
+        struct exec_opts *o = userdata;
+        if (c == 'i')
+                o->interactive = true;
+        else if (c == 't')
+                o->tty = true;
+        else
+                return usage_error("exec", "unknown option");
+        return EXIT_OK;
+}
+
+static int exec_send(struct hostd_client *c, Hostd__V1__Request *req)
+{
+        req->id = c->next_id++;
+        size_t len = hostd__v1__request__get_packed_size(req);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        hostd__v1__request__pack(req, buf);
+        return frame_write_all(c->fd, buf, len);
+}
+
+static int exec_input(struct hostd_client *c, uint64_t stream, const void *data, size_t len,
+                      bool eof, unsigned columns, unsigned rows)
+{
+        Hostd__V1__StreamInput in = HOSTD__V1__STREAM_INPUT__INIT;
+        in.stream_id = stream;
+        in.data.data = (uint8_t *)data;
+        in.data.len = len;
+        in.eof = eof;
+        in.columns = columns;
+        in.rows = rows;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_STREAM_INPUT;
+        req.stream_input = &in;
+        return exec_send(c, &req);
+}
+
+static volatile sig_atomic_t exec_resized;
+static void on_sigwinch(int sig) { exec_resized = 1; }
+
+static struct termios exec_saved_termios;
+static bool exec_raw;
+static void exec_restore_terminal(void)
+{
+        if (exec_raw)
+                tcsetattr(STDIN_FILENO, TCSADRAIN, &exec_saved_termios);
+        exec_raw = false;
+}
+
+static int cmd_exec(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "interactive", no_argument, NULL, 'i' },
+                { "tty", no_argument, NULL, 't' },
+                {},
+        };
+        struct exec_opts o = {};
+        bool help;
+        /* '+': options end at the ID, so that COMMAND's own options are left alone. */
+        int r = parse_options(g, argc, argv, "+:hit", opts, exec_help, exec_option, &o, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind >= argc || !*argv[optind])
+                return usage_error("exec", "missing dyno ID");
+        const char *id = argv[optind++];
+        if (optind < argc && strcmp(argv[optind], "--") == 0)
+                optind++;
+        if (optind >= argc || !*argv[optind])
+                return usage_error("exec", "missing COMMAND (give it after the ID)");
+
+        struct winsize ws = {};
+        bool term = o.tty && isatty(STDIN_FILENO) && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+
+        Hostd__V1__ExecRequest er = HOSTD__V1__EXEC_REQUEST__INIT;
+        er.id = (char *)id;
+        er.argv = argv + optind;
+        er.n_argv = (size_t)(argc - optind);
+        er.tty = o.tty;
+        er.tty_columns = term ? ws.ws_col : 0;
+        er.tty_rows = term ? ws.ws_row : 0;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
+        req.exec = &er;
+        r = exec_send(&c, &req);
+        uint64_t stream = req.id;
+        if (r >= 0 && !o.interactive)
+                r = exec_input(&c, stream, NULL, 0, true, 0, 0);
+        if (r < 0) {
+                fprintf(stderr, "hostctl: exec %s: send: %s\n", id, strerror(-r));
+                return EXIT_UNREACHABLE;
+        }
+
+        if (term) {
+                struct sigaction sa = { .sa_handler = on_sigwinch };
+                sigaction(SIGWINCH, &sa, NULL);
+                if (tcgetattr(STDIN_FILENO, &exec_saved_termios) == 0) {
+                        struct termios raw = exec_saved_termios;
+                        cfmakeraw(&raw);
+                        if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0) {
+                                exec_raw = true;
+                                atexit(exec_restore_terminal);
+                        }
+                }
+        }
+
+        bool input_open = o.interactive;
+        int status = -1;
+        while (status < 0) {
+                if (exec_resized) {
+                        exec_resized = 0;
+                        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+                                exec_input(&c, stream, NULL, 0, false, ws.ws_col, ws.ws_row);
+                }
+                struct pollfd pfd[2] = { { .fd = c.fd, .events = POLLIN },
+                                         { .fd = input_open ? STDIN_FILENO : -1,
+                                           .events = POLLIN } };
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (pfd[1].revents) {
+                        char buf[32768];
+                        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                input_open = false;
+                                r = exec_input(&c, stream, NULL, 0, true, 0, 0);
+                        } else
+                                r = exec_input(&c, stream, buf, (size_t)n, false, 0, 0);
+                        if (r < 0)
+                                break;
+                }
+                if (!pfd[0].revents)
+                        continue;
+                ssize_t n = frame_reader_fill(&c.reader, c.fd);
+                if (n == 0) {
+                        r = -ECONNRESET;
+                        break;
+                }
+                if (n < 0 && n != -EAGAIN) {
+                        r = (int)n;
+                        break;
+                }
+                const uint8_t *msg;
+                size_t len;
+                while (status < 0 && (r = frame_reader_next(&c.reader, &msg, &len)) > 0) {
+                        _cleanup_response_ Hostd__V1__Response *resp =
+                                hostd__v1__response__unpack(NULL, len, msg);
+                        if (!resp) {
+                                r = -EBADMSG;
+                                break;
+                        }
+                        if (resp->status && resp->status->code != HOSTD__V1__CODE__OK) {
+                                exec_restore_terminal();
+                                char cb[24];
+                                fprintf(stderr, "hostctl: exec %s: %s: %s\n", id,
+                                        hostd_code_name(resp->status->code, cb),
+                                        resp->status->message);
+                                return EXIT_REMOTE;
+                        }
+                        if (resp->id != stream ||
+                            resp->result_case != HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT)
+                                continue;
+                        const Hostd__V1__StreamOutput *out = resp->stream_output;
+                        for (size_t done = 0; done < out->data.len;) {
+                                ssize_t w = write(STDOUT_FILENO, out->data.data + done,
+                                                  out->data.len - done);
+                                if (w < 0 && errno == EINTR)
+                                        continue;
+                                if (w <= 0)
+                                        break; /* nobody reads our output: the rest is lost */
+                                done += (size_t)w;
+                        }
+                        if (out->exited)
+                                status = out->exit_code;
+                }
+                if (r < 0)
+                        break;
+        }
+        exec_restore_terminal();
+        if (status >= 0)
+                return status > 255 ? 255 : status;
+        fprintf(stderr, "hostctl: exec %s: the connection to hostd broke: %s\n", id, strerror(-r));
+        return EXIT_UNREACHABLE;
+}
+
 /* ---- main ---- */
 
 static const struct command commands[] = {
         { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
         { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
         { "host", cmd_host }, { "version", cmd_version }, { "images", cmd_images },
+        { "exec", cmd_exec },
 };
 
 static const char main_help[] =
@@ -2216,6 +2439,8 @@ static const char main_help[] =
         "  restart ID [--grace SECONDS]\n"
         "                           restart a dyno\n"
         "  logs ID [--lines N] [-f] show (or follow) a dyno's log lines\n"
+        "  exec [-i] [-t] ID -- COMMAND...\n"
+        "                           run a command inside a running dyno\n"
         "  host                     show the host's capacity and dyno sizes\n"
         "  version                  show the versions of hostctl and hostd\n"
         "  images ls [--no-trunc]   list the stacks and slugs in hostd's image store\n"

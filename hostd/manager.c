@@ -17,6 +17,7 @@
 
 #include "boot.h"
 #include "cgroup.h"
+#include "exec.h"
 #include "images.h"
 #include "importer.h"
 #include "logfile.h"
@@ -878,7 +879,7 @@ static const char dyno_prelude[] =
         "for f in /app/.profile /app/.profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; "
         "unset f; eval \"$0\"";
 
-static char **dyno_build_env(const struct dyno *d)
+char **dyno_build_env(const struct dyno *d)
 {
         const Hostd__V1__DynoSpec *s = d->spec;
         size_t n = s->n_env + 8, k = 0;
@@ -2170,6 +2171,7 @@ void manager_free(struct manager *m)
 {
         if (!m)
                 return;
+        exec_free_all(m);
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
         dyno_seccomp_free(&m->seccomp);

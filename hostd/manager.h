@@ -17,6 +17,7 @@ struct conn;
 struct image_store;
 struct import_job;
 struct netd_client;
+struct exec_session;
 struct rpc_server;
 
 /* A reply owed to a client once a dyno reaches a state. */
@@ -101,8 +102,10 @@ struct manager {
         struct rpc_server *rpc;
         struct image_store *images;
         struct import_job *imports;
-        struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
-        bool reconciled;          /* every record is loaded: netd may be told what is live */
+        struct netd_client *netd;   /* NULL: no netd configured, dynos have loopback only */
+        struct exec_session *execs; /* processes started in dynos by Exec, streaming */
+        size_t n_execs;
+        bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
         int init_exe_fd;
         int netns_fd; /* hostd's own network namespace, to come back to (boot.c) */
@@ -142,6 +145,10 @@ void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id);
 /* Whether a running or starting dyno uses the image; how many do. */
 bool manager_image_in_use(const char *digest, void *userdata /* struct manager * */);
 unsigned manager_image_users(struct manager *m, const char *digest);
+
+/* The environment of the dyno's command: config vars, PATH, HOME, DYNO, HEROKU_DYNO_ID, PORT.
+ * A NULL-terminated strv, or NULL (out of memory). */
+char **dyno_build_env(const struct dyno *d);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "cgroup.h"
+#include "exec.h"
 #include "frame.h"
 #include "images.h"
 #include "importer.h"
@@ -607,6 +608,8 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 call_image_remove(c, id, req->image_remove);
                 break;
         case HOSTD__V1__REQUEST__CALL_IMAGE_GC: call_image_gc(c, id, req->image_gc); break;
+        case HOSTD__V1__REQUEST__CALL_EXEC: exec_start(m, c, id, req->exec); break;
+        case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
                 conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
                 break;

@@ -159,6 +159,45 @@ static void child_loopback_up(void)
                 child_fail(errno, "bring loopback up");
 }
 
+/* Drop everything a dyno's process must not have, in crun's order: rlimits, the bounding set,
+ * groups, gid and uid, the other capability sets, no_new_privs, and the seccomp filter last. */
+static void child_become_dyno_user(uid_t uid, uint64_t rlimit_nofile,
+                                   const struct sock_fprog *seccomp)
+{
+        struct rlimit nofile = { rlimit_nofile, rlimit_nofile };
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+                child_fail(errno, "set RLIMIT_NOFILE to %llu", (unsigned long long)rlimit_nofile);
+        struct rlimit core = { 0, 0 };
+        if (setrlimit(RLIMIT_CORE, &core) < 0)
+                child_fail(errno, "set RLIMIT_CORE");
+
+        /* The bounding set needs CAP_SETPCAP, so it goes before the uid switch. */
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+                if (cap_drop_bound(c) < 0)
+                        child_fail(errno, "drop capability %d from the bounding set", (int)c);
+
+        gid_t gid = (gid_t)uid;
+        if (setgroups(0, NULL) < 0)
+                child_fail(errno, "drop supplementary groups");
+        if (setresgid(gid, gid, gid) < 0)
+                child_fail(errno, "set gid %u", (unsigned)gid);
+        if (setresuid(uid, uid, uid) < 0)
+                child_fail(errno, "set uid %u", (unsigned)uid);
+
+        /* The uid switch emptied permitted and effective; clear inheritable and ambient too. */
+        cap_t none = cap_init();
+        if (!none || cap_set_proc(none) < 0)
+                child_fail(errno, "clear capabilities");
+        cap_free(none);
+        if (cap_reset_ambient() < 0)
+                child_fail(errno, "clear ambient capabilities");
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_fail(errno, "set no_new_privs");
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, seccomp) < 0)
+                child_fail(errno, "load the seccomp filter");
+}
+
 /* The command's process, inside the new root: drop everything, then exec. */
 static _Noreturn void child_exec_command(const struct spawn_params *p)
 {
@@ -176,39 +215,7 @@ static _Noreturn void child_exec_command(const struct spawn_params *p)
         close(nul);
         close(FD_LOG_W);
 
-        struct rlimit nofile = { p->rlimit_nofile, p->rlimit_nofile };
-        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
-                child_fail(errno, "set RLIMIT_NOFILE to %llu",
-                           (unsigned long long)p->rlimit_nofile);
-        struct rlimit core = { 0, 0 };
-        if (setrlimit(RLIMIT_CORE, &core) < 0)
-                child_fail(errno, "set RLIMIT_CORE");
-
-        /* The bounding set needs CAP_SETPCAP, so it goes before the uid switch. */
-        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
-                if (cap_drop_bound(c) < 0)
-                        child_fail(errno, "drop capability %d from the bounding set", (int)c);
-
-        gid_t gid = (gid_t)p->uid;
-        if (setgroups(0, NULL) < 0)
-                child_fail(errno, "drop supplementary groups");
-        if (setresgid(gid, gid, gid) < 0)
-                child_fail(errno, "set gid %u", (unsigned)gid);
-        if (setresuid(p->uid, p->uid, p->uid) < 0)
-                child_fail(errno, "set uid %u", (unsigned)p->uid);
-
-        /* The uid switch emptied permitted and effective; clear inheritable and ambient too. */
-        cap_t none = cap_init();
-        if (!none || cap_set_proc(none) < 0)
-                child_fail(errno, "clear capabilities");
-        cap_free(none);
-        if (cap_reset_ambient() < 0)
-                child_fail(errno, "clear ambient capabilities");
-
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                child_fail(errno, "set no_new_privs");
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp) < 0)
-                child_fail(errno, "load the seccomp filter");
+        child_become_dyno_user(p->uid, p->rlimit_nofile, p->seccomp);
 
         if (chdir("/app") < 0)
                 child_fail(errno, "enter /app");
@@ -362,6 +369,146 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
                 return r;
         }
 
+        *ret_pid = pid;
+        *ret_pidfd = TAKE_FD(pidfd_owned);
+        *ret_sync_fd = TAKE_FD(parent_end);
+        return 0;
+}
+
+/* ---- exec ---- */
+
+enum {
+        EXEC_FD_IO = 3,
+        EXEC_FD_DYNO = 4,
+        /* FD_SYNC, 6, as for the first process: child_fail() writes there */
+        EXEC_FD_FIRST_FREE = 7,
+};
+
+static _Noreturn void exec_command(const struct exec_params *p, int slave)
+{
+        if (setsid() < 0)
+                child_fail(errno, "setsid");
+        int io = p->tty ? slave : EXEC_FD_IO;
+        if (p->tty && ioctl(slave, TIOCSCTTY, 0) < 0)
+                child_fail(errno, "take the terminal");
+        for (int fd = 0; fd < 3; fd++)
+                if (dup2(io, fd) < 0)
+                        child_fail(errno, "set up stdio");
+        close(EXEC_FD_IO);
+        if (slave >= 0)
+                close(slave);
+
+        child_become_dyno_user(p->uid, p->rlimit_nofile, p->seccomp);
+        if (chdir("/app") < 0 && chdir("/") < 0)
+                child_fail(errno, "enter /app");
+        /* execvp looks PATH up in environ, not in an envp argument. */
+        environ = p->envp;
+        execvp(p->argv[0], p->argv);
+        child_fail(errno, "execute %s in the dyno", p->argv[0]);
+}
+
+static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
+{
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
+
+        const int want[] = { p->io_fd, p->dyno_pidfd, sync_fd };
+        const int at[] = { EXEC_FD_IO, EXEC_FD_DYNO, FD_SYNC };
+        int high[ELEMENTSOF(want)];
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
+                if (high[i] < 0)
+                        _exit(127);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                if (dup3(high[i], at[i], O_CLOEXEC) < 0)
+                        _exit(127);
+        if (syscall(SYS_close_range, EXEC_FD_FIRST_FREE, ~0U, 0) < 0)
+                for (int fd = EXEC_FD_FIRST_FREE; fd < 65536; fd++)
+                        close(fd);
+        close(5);
+
+        char go;
+        if (read(FD_SYNC, &go, 1) != 1)
+                _exit(127);
+        /* In the dyno's cgroup now (hostd put us there): its cgroup namespace is rooted at it. */
+        if (setns(EXEC_FD_DYNO, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
+                                        CLONE_NEWPID | CLONE_NEWCGROUP) < 0)
+                child_fail(errno, "enter the dyno's namespaces");
+        close(EXEC_FD_DYNO);
+
+        int slave = -1;
+        if (p->tty) {
+                /* The peer of a master of the dyno's own devpts, without a path lookup. */
+                slave = ioctl(EXEC_FD_IO, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+                if (slave < 0)
+                        child_fail(errno, "open the terminal's peer");
+        }
+
+        pid_t cmd = fork(); /* the first process in the dyno's PID namespace */
+        if (cmd < 0)
+                child_fail(errno, "fork the command");
+        if (cmd == 0)
+                exec_command(p, slave);
+
+        /* The command holds what it needs; we only wait, with nothing. */
+        close(EXEC_FD_IO);
+        if (slave >= 0)
+                close(slave);
+        close(FD_SYNC);
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+                (void)cap_drop_bound(c);
+        cap_t none = cap_init();
+        if (none)
+                (void)cap_set_proc(none);
+        cap_free(none);
+        (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+
+        int status;
+        while (waitpid(cmd, &status, 0) < 0)
+                if (errno != EINTR)
+                        _exit(127);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
+               pid_t *ret_pid, int *ret_pidfd, int *ret_sync_fd)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        _cleanup_close_ int parent_end = sv[0];
+        _cleanup_close_ int child_end = sv[1];
+
+        int pidfd = -1;
+        struct clone_args_v0 args = {
+                .flags = CLONE_PIDFD,
+                .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                exec_helper_main(p, child_end);
+
+        _cleanup_close_ int pidfd_owned = pidfd;
+        close(TAKE_FD(child_end));
+        /* Counted in the dyno's pids, killed with it, before it runs anything. */
+        int r = cg_attach(cg, dyno_id, pid);
+        if (r >= 0)
+                r = spawn_go(parent_end);
+        if (r < 0) {
+                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                siginfo_t si;
+                while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+                return r;
+        }
         *ret_pid = pid;
         *ret_pidfd = TAKE_FD(pidfd_owned);
         *ret_sync_fd = TAKE_FD(parent_end);

@@ -46,3 +46,24 @@ struct spawn_error {
 /* Read what the sync socket says: 0 for EOF (started), 1 with *err filled for an error,
  * -EAGAIN when nothing is there yet, another negative errno. */
 int spawn_read_result(int sync_fd, struct spawn_error *err);
+
+/* A process started inside a running dyno (hostctl exec): its namespaces, its cgroup, its uid
+ * and every restriction of its command. */
+struct exec_params {
+        int dyno_pidfd; /* the dyno's init: whose namespaces to join */
+        uid_t uid;
+        char **argv; /* argv[0] is looked up in the dyno's PATH (envp) */
+        char **envp;
+        uint64_t rlimit_nofile;
+        const struct sock_fprog *seccomp;
+        int io_fd; /* with tty: a pty master of the dyno's devpts; else a socket: the stdio */
+        bool tty;
+};
+
+/* Start p->argv in the dyno whose cgroup is dyno_id's. A helper process joins the dyno's
+ * cgroup and namespaces, forks the command (which is then inside the dyno's PID namespace),
+ * drops its own privileges, waits for the command and exits with its status (128 + the
+ * signal when it was killed). Returns 0 with the helper's pid, a pidfd for it and the sync
+ * socket (a struct spawn_error, or EOF once the command is executed; spawn_read_result). */
+int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
+               pid_t *ret_pid, int *ret_pidfd, int *ret_sync_fd);

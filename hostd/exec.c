@@ -1,0 +1,458 @@
+/* See exec.h. One session per Exec call: the helper process (spawn_exec), its sync socket, and
+ * the process's stdio: a pty master from the dyno's own devpts when a terminal is asked for,
+ * else one end of a socket pair (stdout and stderr together, as a terminal would show them). */
+#include "exec.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+
+#include "cgroup.h"
+#include "manager.h"
+#include "rpc.h"
+#include "spawn.h"
+#include "util.h"
+#include "validate.h"
+
+#define EXEC_MAX_SESSIONS 256
+#define EXEC_MAX_ARGS 1024
+#define EXEC_MAX_INPUT (1u << 20) /* input queued for a process that does not read it */
+#define EXEC_READ_CHUNK (64u << 10)
+#define EXEC_WATCH_USEC (2ULL * 1000000) /* how often a session looks for its client */
+
+static size_t strv_length(char **v)
+{
+        size_t n = 0;
+        while (v && v[n])
+                n++;
+        return n;
+}
+
+static void pidfd_send_signal_kill(int pidfd)
+{
+        if (pidfd >= 0)
+                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+}
+
+struct exec_session {
+        struct manager *m;
+        struct conn *conn;
+        uint64_t id;
+        char *dyno_id;
+        bool tty;
+        pid_t pid;
+        int pidfd, sync_fd, io_fd;
+        sd_event_source *pid_source, *sync_source, *io_source, *watch;
+        uint8_t *in; /* input the process has not taken yet */
+        size_t in_len;
+        bool in_eof;   /* the client's input ended: shut it once `in` is written */
+        bool io_ended; /* no more output */
+        struct exec_session *next;
+};
+
+static void session_free(struct exec_session *s)
+{
+        struct manager *m = s->m;
+        for (struct exec_session **pp = &m->execs; *pp; pp = &(*pp)->next)
+                if (*pp == s) {
+                        *pp = s->next;
+                        m->n_execs--;
+                        break;
+                }
+        s->pid_source = sd_event_source_disable_unref(s->pid_source);
+        s->sync_source = sd_event_source_disable_unref(s->sync_source);
+        s->io_source = sd_event_source_disable_unref(s->io_source);
+        s->watch = sd_event_source_disable_unref(s->watch);
+        closep(&s->pidfd);
+        closep(&s->sync_fd);
+        closep(&s->io_fd);
+        conn_unref(s->conn);
+        free(s->in);
+        free(s->dyno_id);
+        free(s);
+}
+
+static void send_output(struct exec_session *s, const uint8_t *data, size_t len, bool exited,
+                        int code)
+{
+        Hostd__V1__StreamOutput out = HOSTD__V1__STREAM_OUTPUT__INIT;
+        out.data.data = (uint8_t *)data;
+        out.data.len = len;
+        out.exited = exited;
+        out.exit_code = code;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = s->id;
+        resp.end_of_stream = exited;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT;
+        resp.stream_output = &out;
+        conn_reply(s->conn, &resp);
+}
+
+/* Read what the process wrote. Returns false once there will be no more (EOF; EIO on a
+ * master whose terminal every process has closed). */
+static bool read_output(struct exec_session *s)
+{
+        uint8_t buf[EXEC_READ_CHUNK];
+        for (int i = 0; i < 16; i++) {
+                ssize_t n = read(s->io_fd, buf, sizeof buf);
+                if (n > 0) {
+                        send_output(s, buf, (size_t)n, false, 0);
+                        continue;
+                }
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return true;
+                return false;
+        }
+        return true;
+}
+
+static void update_io_events(struct exec_session *s)
+{
+        if (!s->io_source)
+                return;
+        uint32_t ev = s->io_ended ? 0 : EPOLLIN;
+        if (s->in_len)
+                ev |= EPOLLOUT;
+        if (ev)
+                sd_event_source_set_io_events(s->io_source, ev);
+        sd_event_source_set_enabled(s->io_source, ev ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static void write_input(struct exec_session *s)
+{
+        while (s->in_len) {
+                ssize_t n = write(s->io_fd, s->in, s->in_len);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        s->in_len = 0; /* the process closed its input: what is left is lost */
+                        break;
+                }
+                memmove(s->in, s->in + n, s->in_len - (size_t)n);
+                s->in_len -= (size_t)n;
+        }
+        if (!s->in_len && s->in_eof) {
+                s->in_eof = false;
+                if (s->tty) {
+                        /* A terminal has no end of input: ^D at the start of a line is it. */
+                        (void)!write(s->io_fd, "\004", 1);
+                } else
+                        shutdown(s->io_fd, SHUT_WR);
+        }
+        update_io_events(s);
+}
+
+static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+{
+        struct exec_session *s = userdata;
+        if (revents & EPOLLOUT)
+                write_input(s);
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                if (!read_output(s)) {
+                        s->io_ended = true;
+                        update_io_events(s);
+                }
+        return 0;
+}
+
+/* The helper ended, with the command's status: the last output, then the end of the stream. */
+static int on_helper_exit(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+{
+        struct exec_session *s = userdata;
+        siginfo_t si = {};
+        int code = 128 + SIGKILL;
+        if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) >= 0 && si.si_pid)
+                code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        if (!s->io_ended)
+                read_output(s);
+        log_info("dyno %s: exec %d ended with status %d", s->dyno_id, (int)s->pid, code);
+        send_output(s, NULL, 0, true, code);
+        session_free(s);
+        return 0;
+}
+
+static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+{
+        struct exec_session *s = userdata;
+        struct spawn_error err;
+        int r = spawn_read_result(s->sync_fd, &err);
+        if (r == -EAGAIN)
+                return 0;
+        s->sync_source = sd_event_source_disable_unref(s->sync_source);
+        closep(&s->sync_fd), s->sync_fd = -1;
+        if (r == 0)
+                return 0; /* executed: output and exit follow */
+        /* The helper exits after reporting; on_exit collects it. The client hears why. */
+        if (r > 0)
+                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                 "exec in dyno '%s': %s: %s", s->dyno_id, err.where,
+                                 strerror(err.error));
+        else
+                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__INTERNAL,
+                                 "exec in dyno '%s': read the setup result: %s", s->dyno_id,
+                                 strerror(-r));
+        s->pid_source = sd_event_source_disable_unref(s->pid_source);
+        siginfo_t si;
+        pidfd_send_signal_kill(s->pidfd);
+        while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                ;
+        session_free(s);
+        return 0;
+}
+
+/* A client that went away leaves a process nobody reads: hang its terminal or socket up, as
+ * a closed ssh session would, and let it end. */
+static int on_watch(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        struct exec_session *s = userdata;
+        if (conn_is_closed(s->conn) && s->io_source) {
+                log_info("dyno %s: exec %d: its client left; hanging up", s->dyno_id, (int)s->pid);
+                s->io_source = sd_event_source_disable_unref(s->io_source);
+                closep(&s->io_fd), s->io_fd = -1;
+                s->io_ended = true;
+                return 0;
+        }
+        sd_event_source_set_time_relative(es, EXEC_WATCH_USEC);
+        return 0;
+}
+
+/* A new pty master in the dyno's own devpts, reached through its init's root without
+ * following any link the dyno could have made. */
+static int open_dyno_ptmx(pid_t init_pid, uint32_t columns, uint32_t rows)
+{
+        char root_path[64];
+        snprintf(root_path, sizeof root_path, "/proc/%d/root", (int)init_pid);
+        _cleanup_close_ int root = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return -errno;
+        struct open_how how = {
+                .flags = O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK,
+                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd = (int)syscall(SYS_openat2, root, "dev/pts/ptmx", &how, sizeof how);
+        if (fd < 0)
+                return -errno;
+        int unlock = 0;
+        struct winsize ws = { .ws_row = (unsigned short)(rows ? rows : 24),
+                              .ws_col = (unsigned short)(columns ? columns : 80) };
+        if (ioctl(fd, TIOCSPTLCK, &unlock) < 0 || ioctl(fd, TIOCSWINSZ, &ws) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static int validate_exec(const struct manager *m, const Hostd__V1__ExecRequest *req, char *msg,
+                         size_t len)
+{
+        int code = validate_id("exec.id", req->id, msg, len);
+        if (code)
+                return code;
+        if (req->n_argv == 0 || !*req->argv[0]) {
+                snprintf(msg, len, "exec.argv: a command is required");
+                return HOSTD__V1__CODE__INVALID_ARGUMENT;
+        }
+        if (req->n_argv > EXEC_MAX_ARGS) {
+                snprintf(msg, len, "exec.argv: %zu arguments, more than %d", req->n_argv,
+                         EXEC_MAX_ARGS);
+                return HOSTD__V1__CODE__INVALID_ARGUMENT;
+        }
+        size_t total = 0;
+        for (size_t i = 0; i < req->n_argv; i++) {
+                if (!utf8_valid(req->argv[i])) {
+                        snprintf(msg, len, "exec.argv[%zu]: not valid UTF-8", i);
+                        return HOSTD__V1__CODE__INVALID_ARGUMENT;
+                }
+                total += strlen(req->argv[i]) + 1;
+        }
+        if (total > m->config->max_command) {
+                snprintf(msg, len, "exec.argv: %zu bytes, more than %" PRIu32 " (max-command)",
+                         total, m->config->max_command);
+                return HOSTD__V1__CODE__INVALID_ARGUMENT;
+        }
+        if (req->tty_columns > 10000 || req->tty_rows > 10000) {
+                snprintf(msg, len,
+                         "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
+                         req->tty_columns, req->tty_rows);
+                return HOSTD__V1__CODE__INVALID_ARGUMENT;
+        }
+        return 0;
+}
+
+void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1__ExecRequest *req)
+{
+        char msg[512];
+        int code = validate_exec(m, req, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(c, id, code, "%s", msg);
+                return;
+        }
+        struct dyno *d = manager_find(m, req->id);
+        if (!d) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                return;
+        }
+        if ((d->state != HOSTD__V1__DYNO_STATE__UP &&
+             d->state != HOSTD__V1__DYNO_STATE__STARTING) ||
+            d->pidfd < 0 || d->sync_fd >= 0) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                 "dyno '%s' is not running (%s)", req->id,
+                                 dyno_state_name(d->state));
+                return;
+        }
+        if (m->n_execs >= EXEC_MAX_SESSIONS) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "exec: %zu sessions are open, the limit", m->n_execs);
+                return;
+        }
+
+        struct exec_session *s = calloc(1, sizeof *s);
+        if (!s) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                return;
+        }
+        s->m = m;
+        s->conn = conn_ref(c);
+        s->id = id;
+        s->tty = req->tty;
+        s->pidfd = s->sync_fd = s->io_fd = -1;
+        s->dyno_id = strdup(d->id);
+        s->next = m->execs;
+        m->execs = s;
+        m->n_execs++;
+
+        int r, child_io = -1;
+        const char *step;
+        _cleanup_free_ char **argv = NULL;
+        _cleanup_strv_free_ char **env = dyno_build_env(d);
+        if (!s->dyno_id || !env) {
+                r = -ENOMEM, step = "prepare";
+                goto fail;
+        }
+        if (s->tty) {
+                /* Programs that draw on a terminal want to know what it is. */
+                char **e = realloc(env, (strv_length(env) + 2) * sizeof *e);
+                if (!e) {
+                        r = -ENOMEM, step = "prepare";
+                        goto fail;
+                }
+                env = e;
+                size_t n = strv_length(env);
+                env[n] = strdup("TERM=xterm");
+                env[n + 1] = NULL;
+                s->io_fd = open_dyno_ptmx(d->pid, req->tty_columns, req->tty_rows);
+                r = s->io_fd, step = "open a terminal in the dyno";
+                if (r < 0)
+                        goto fail;
+        } else {
+                int sv[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                        r = -errno, step = "create the stdio socket";
+                        goto fail;
+                }
+                s->io_fd = sv[0];
+                child_io = sv[1];
+                fcntl(s->io_fd, F_SETFL, O_NONBLOCK);
+        }
+
+        /* protobuf-c's repeated strings have a count, not a NULL at the end. */
+        argv = calloc(req->n_argv + 1, sizeof *argv);
+        if (!argv) {
+                r = -ENOMEM, step = "prepare";
+                goto fail;
+        }
+        memcpy(argv, req->argv, req->n_argv * sizeof *argv);
+        struct exec_params p = {
+                .dyno_pidfd = d->pidfd,
+                .uid = d->uid,
+                .argv = argv,
+                .envp = env,
+                .rlimit_nofile = m->config->rlimit_nofile,
+                .seccomp = &m->seccomp,
+                .io_fd = s->tty ? s->io_fd : child_io,
+                .tty = s->tty,
+        };
+        r = spawn_exec(&p, m->cg, d->id, &s->pid, &s->pidfd, &s->sync_fd);
+        closep(&child_io);
+        step = "start the process";
+        if (r < 0)
+                goto fail;
+        step = "watch the process";
+        if ((r = sd_event_add_io(m->event, &s->sync_source, s->sync_fd, EPOLLIN, on_sync, s)) < 0 ||
+            (r = sd_event_add_io(m->event, &s->pid_source, s->pidfd, EPOLLIN, on_helper_exit, s)) <
+                    0 ||
+            (r = sd_event_add_io(m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s)) < 0 ||
+            (r = sd_event_add_time_relative(m->event, &s->watch, CLOCK_MONOTONIC, EXEC_WATCH_USEC,
+                                            0, on_watch, s)) < 0 ||
+            (r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON)) < 0) {
+                pidfd_send_signal_kill(s->pidfd);
+                siginfo_t si;
+                while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+                goto fail;
+        }
+        log_info("dyno %s: exec %d: %s%s", d->id, (int)s->pid, req->argv[0],
+                 s->tty ? " (terminal)" : "");
+        return;
+fail:
+        closep(&child_io);
+        conn_reply_error(c, id,
+                         r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
+                                        HOSTD__V1__CODE__FAILED_PRECONDITION,
+                         "exec in dyno '%s': %s: %s", req->id, step, strerror(-r));
+        session_free(s);
+}
+
+void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1__StreamInput *in)
+{
+        struct exec_session *s = m->execs;
+        while (s && !(s->conn == c && s->id == in->stream_id))
+                s = s->next;
+        if (!s) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND,
+                                 "stream_input.stream_id: no exec stream %" PRIu64
+                                 " open on this connection",
+                                 in->stream_id);
+                return;
+        }
+        if (in->columns && in->rows && s->tty && s->io_fd >= 0) {
+                struct winsize ws = {
+                        .ws_row = (unsigned short)(in->rows > 10000 ? 10000 : in->rows),
+                        .ws_col = (unsigned short)(in->columns > 10000 ? 10000 : in->columns)
+                };
+                /* The kernel sends SIGWINCH to the terminal's foreground process group. */
+                (void)ioctl(s->io_fd, TIOCSWINSZ, &ws);
+        }
+        if (in->data.len) {
+                if (in->data.len > EXEC_MAX_INPUT - s->in_len) {
+                        conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                         "stream_input.data: the process has %zu bytes of input "
+                                         "it has not read",
+                                         s->in_len);
+                        return;
+                }
+                uint8_t *b = realloc(s->in, s->in_len + in->data.len);
+                if (!b) {
+                        conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                        return;
+                }
+                memcpy(b + s->in_len, in->data.data, in->data.len);
+                s->in = b;
+                s->in_len += in->data.len;
+        }
+        if (in->eof)
+                s->in_eof = true;
+        if (s->io_fd >= 0)
+                write_input(s);
+}
+
+void exec_free_all(struct manager *m)
+{
+        while (m->execs)
+                session_free(m->execs);
+}
