@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <termios.h>
 #include <time.h>
 
@@ -1148,29 +1149,66 @@ static char *join_words(char **words, size_t n)
         return s;
 }
 
+#define START_LONG_OPTIONS                                                                         \
+        { "spec", required_argument, NULL, OPT_SPEC }, { "id", required_argument, NULL, OPT_ID },  \
+                { "name", required_argument, NULL, OPT_NAME },                                     \
+                { "app", required_argument, NULL, OPT_APP },                                       \
+                { "type", required_argument, NULL, OPT_TYPE },                                     \
+                { "size", required_argument, NULL, OPT_SIZE },                                     \
+                { "port", required_argument, NULL, OPT_PORT },                                     \
+                { "stack", required_argument, NULL, OPT_STACK },                                   \
+                { "slug", required_argument, NULL, OPT_SLUG },                                     \
+                { "stack-digest", required_argument, NULL, OPT_STACK_DIGEST },                     \
+                { "slug-digest", required_argument, NULL, OPT_SLUG_DIGEST },                       \
+                { "stack-url", required_argument, NULL, OPT_STACK_URL },                           \
+                { "slug-url", required_argument, NULL, OPT_SLUG_URL },                             \
+                { "env", required_argument, NULL, OPT_ENV },                                       \
+                { "grace", required_argument, NULL, OPT_GRACE },                                   \
+                { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },                     \
+        {                                                                                          \
+                "command", required_argument, NULL, OPT_COMMAND                                    \
+        }
+
+/* The spec of start and run: the --spec file (if any), the flags over it, the words after
+ * "--" as the command. */
+static int spec_from_args(const char *cmd, struct start_flags *f, int argc, char **argv,
+                          Hostd__V1__DynoSpec **ret)
+{
+        _cleanup_free_ char *words = NULL;
+        if (optind < argc) {
+                if (strcmp(argv[optind - 1], "--") != 0)
+                        return usage_error(cmd,
+                                           "unexpected argument '%s' (give the command after --)",
+                                           argv[optind]);
+                if (f->command)
+                        return usage_error(cmd,
+                                           "give the command with --command or after --, not both");
+                words = join_words(argv + optind, (size_t)(argc - optind));
+                if (!words)
+                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+                f->command = words;
+        }
+
+        _cleanup_(spec_freep) Hostd__V1__DynoSpec *spec = NULL;
+        if (f->spec_file) {
+                int r = load_spec_file(f->spec_file, &spec);
+                if (r != EXIT_OK)
+                        return r;
+        } else if (!(spec = spec_new()))
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        int r = apply_start_flags(f, spec);
+        f->command = NULL; /* words goes now */
+        if (r < 0)
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        *ret = TAKE_PTR(spec);
+        return EXIT_OK;
+}
+
 static int cmd_start(struct globals *g, int argc, char **argv)
 {
-        static const struct option opts[] = {
-                COMMON_LONG_OPTIONS,
-                { "spec", required_argument, NULL, OPT_SPEC },
-                { "id", required_argument, NULL, OPT_ID },
-                { "name", required_argument, NULL, OPT_NAME },
-                { "app", required_argument, NULL, OPT_APP },
-                { "type", required_argument, NULL, OPT_TYPE },
-                { "size", required_argument, NULL, OPT_SIZE },
-                { "port", required_argument, NULL, OPT_PORT },
-                { "stack", required_argument, NULL, OPT_STACK },
-                { "slug", required_argument, NULL, OPT_SLUG },
-                { "stack-digest", required_argument, NULL, OPT_STACK_DIGEST },
-                { "slug-digest", required_argument, NULL, OPT_SLUG_DIGEST },
-                { "stack-url", required_argument, NULL, OPT_STACK_URL },
-                { "slug-url", required_argument, NULL, OPT_SLUG_URL },
-                { "env", required_argument, NULL, OPT_ENV },
-                { "grace", required_argument, NULL, OPT_GRACE },
-                { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
-                { "command", required_argument, NULL, OPT_COMMAND },
-                {},
-        };
+        /* clang-format off */
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, START_LONG_OPTIONS, {} };
+        /* clang-format on */
         _cleanup_(start_flags_done) struct start_flags f = {};
         bool help;
         /* '+': stop at the first word that is not an option, so that only words after "--"
@@ -1178,31 +1216,10 @@ static int cmd_start(struct globals *g, int argc, char **argv)
         int r = parse_options(g, argc, argv, "+:h", opts, start_help, start_option, &f, &help);
         if (r != EXIT_OK || help)
                 return r;
-
-        _cleanup_free_ char *words = NULL;
-        if (optind < argc) {
-                if (strcmp(argv[optind - 1], "--") != 0)
-                        return usage_error("start",
-                                           "unexpected argument '%s' (give the command after --)",
-                                           argv[optind]);
-                if (f.command)
-                        return usage_error("start",
-                                           "give the command with --command or after --, not both");
-                words = join_words(argv + optind, (size_t)(argc - optind));
-                if (!words)
-                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
-                f.command = words;
-        }
-
         _cleanup_(spec_freep) Hostd__V1__DynoSpec *spec = NULL;
-        if (f.spec_file) {
-                r = load_spec_file(f.spec_file, &spec);
-                if (r != EXIT_OK)
-                        return r;
-        } else if (!(spec = spec_new()))
-                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
-        if (apply_start_flags(&f, spec) < 0)
-                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        r = spec_from_args("start", &f, argc, argv, &spec);
+        if (r != EXIT_OK)
+                return r;
         if (!*spec->id)
                 return usage_error("start", "--id is required (or \"id\" in the --spec file)");
 
@@ -2269,6 +2286,120 @@ static void exec_restore_terminal(void)
         exec_raw = false;
 }
 
+/* Send req (an Exec or an Attach) and be its terminal: standard input to the stream (with
+ * interactive; else its end at once), its output to standard output, a resize on SIGWINCH
+ * when term (standard input, a terminal, is then raw). Returns the command's exit status, or
+ * EXIT_REMOTE / EXIT_UNREACHABLE after saying why on standard error. */
+static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Request *req,
+                       bool interactive, bool term)
+{
+        int r = exec_send(c, req);
+        uint64_t stream = req->id;
+        if (r >= 0 && !interactive)
+                r = exec_input(c, stream, NULL, 0, true, 0, 0);
+        if (r < 0) {
+                fprintf(stderr, "hostctl: %s: send: %s\n", what, strerror(-r));
+                return EXIT_UNREACHABLE;
+        }
+
+        struct winsize ws;
+        if (term) {
+                struct sigaction sa = { .sa_handler = on_sigwinch };
+                sigaction(SIGWINCH, &sa, NULL);
+                if (tcgetattr(STDIN_FILENO, &exec_saved_termios) == 0) {
+                        struct termios raw = exec_saved_termios;
+                        cfmakeraw(&raw);
+                        if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0) {
+                                exec_raw = true;
+                                atexit(exec_restore_terminal);
+                        }
+                }
+        }
+
+        bool input_open = interactive;
+        int status = -1;
+        while (status < 0) {
+                if (exec_resized) {
+                        exec_resized = 0;
+                        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+                                exec_input(c, stream, NULL, 0, false, ws.ws_col, ws.ws_row);
+                }
+                struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
+                                         { .fd = input_open ? STDIN_FILENO : -1,
+                                           .events = POLLIN } };
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (pfd[1].revents) {
+                        char buf[32768];
+                        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                input_open = false;
+                                r = exec_input(c, stream, NULL, 0, true, 0, 0);
+                        } else
+                                r = exec_input(c, stream, buf, (size_t)n, false, 0, 0);
+                        if (r < 0)
+                                break;
+                }
+                if (!pfd[0].revents)
+                        continue;
+                ssize_t n = frame_reader_fill(&c->reader, c->fd);
+                if (n == 0) {
+                        r = -ECONNRESET;
+                        break;
+                }
+                if (n < 0 && n != -EAGAIN) {
+                        r = (int)n;
+                        break;
+                }
+                const uint8_t *msg;
+                size_t len;
+                while (status < 0 && (r = frame_reader_next(&c->reader, &msg, &len)) > 0) {
+                        _cleanup_response_ Hostd__V1__Response *resp =
+                                hostd__v1__response__unpack(NULL, len, msg);
+                        if (!resp) {
+                                r = -EBADMSG;
+                                break;
+                        }
+                        if (resp->status && resp->status->code != HOSTD__V1__CODE__OK) {
+                                exec_restore_terminal();
+                                char cb[24];
+                                fprintf(stderr, "hostctl: %s: %s: %s\n", what,
+                                        hostd_code_name(resp->status->code, cb),
+                                        resp->status->message);
+                                return EXIT_REMOTE;
+                        }
+                        if (resp->id != stream ||
+                            resp->result_case != HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT)
+                                continue;
+                        const Hostd__V1__StreamOutput *out = resp->stream_output;
+                        for (size_t done = 0; done < out->data.len;) {
+                                ssize_t w = write(STDOUT_FILENO, out->data.data + done,
+                                                  out->data.len - done);
+                                if (w < 0 && errno == EINTR)
+                                        continue;
+                                if (w <= 0)
+                                        break; /* nobody reads our output: the rest is lost */
+                                done += (size_t)w;
+                        }
+                        if (out->exited)
+                                status = out->exit_code;
+                }
+                if (r < 0)
+                        break;
+        }
+        exec_restore_terminal();
+        if (status >= 0)
+                return status > 255 ? 255 : status;
+        fprintf(stderr, "hostctl: %s: the connection to hostd broke: %s\n", what, strerror(-r));
+        return EXIT_UNREACHABLE;
+}
+
 static int cmd_exec(struct globals *g, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -2309,110 +2440,111 @@ static int cmd_exec(struct globals *g, int argc, char **argv)
         Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
         req.exec = &er;
-        r = exec_send(&c, &req);
-        uint64_t stream = req.id;
-        if (r >= 0 && !o.interactive)
-                r = exec_input(&c, stream, NULL, 0, true, 0, 0);
-        if (r < 0) {
-                fprintf(stderr, "hostctl: exec %s: send: %s\n", id, strerror(-r));
-                return EXIT_UNREACHABLE;
-        }
+        _cleanup_free_ char *what = strjoin3("exec ", id, NULL);
+        return stream_loop(&c, what ? what : "exec", &req, o.interactive, term);
+}
 
-        if (term) {
-                struct sigaction sa = { .sa_handler = on_sigwinch };
-                sigaction(SIGWINCH, &sa, NULL);
-                if (tcgetattr(STDIN_FILENO, &exec_saved_termios) == 0) {
-                        struct termios raw = exec_saved_termios;
-                        cfmakeraw(&raw);
-                        if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0) {
-                                exec_raw = true;
-                                atexit(exec_restore_terminal);
-                        }
-                }
-        }
+/* ---- run ---- */
 
-        bool input_open = o.interactive;
-        int status = -1;
-        while (status < 0) {
-                if (exec_resized) {
-                        exec_resized = 0;
-                        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
-                                exec_input(&c, stream, NULL, 0, false, ws.ws_col, ws.ws_row);
-                }
-                struct pollfd pfd[2] = { { .fd = c.fd, .events = POLLIN },
-                                         { .fd = input_open ? STDIN_FILENO : -1,
-                                           .events = POLLIN } };
-                if (poll(pfd, 2, -1) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                if (pfd[1].revents) {
-                        char buf[32768];
-                        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                input_open = false;
-                                r = exec_input(&c, stream, NULL, 0, true, 0, 0);
-                        } else
-                                r = exec_input(&c, stream, buf, (size_t)n, false, 0, 0);
-                        if (r < 0)
-                                break;
-                }
-                if (!pfd[0].revents)
-                        continue;
-                ssize_t n = frame_reader_fill(&c.reader, c.fd);
-                if (n == 0) {
-                        r = -ECONNRESET;
-                        break;
-                }
-                if (n < 0 && n != -EAGAIN) {
-                        r = (int)n;
-                        break;
-                }
-                const uint8_t *msg;
-                size_t len;
-                while (status < 0 && (r = frame_reader_next(&c.reader, &msg, &len)) > 0) {
-                        _cleanup_response_ Hostd__V1__Response *resp =
-                                hostd__v1__response__unpack(NULL, len, msg);
-                        if (!resp) {
-                                r = -EBADMSG;
-                                break;
-                        }
-                        if (resp->status && resp->status->code != HOSTD__V1__CODE__OK) {
-                                exec_restore_terminal();
-                                char cb[24];
-                                fprintf(stderr, "hostctl: exec %s: %s: %s\n", id,
-                                        hostd_code_name(resp->status->code, cb),
-                                        resp->status->message);
-                                return EXIT_REMOTE;
-                        }
-                        if (resp->id != stream ||
-                            resp->result_case != HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT)
-                                continue;
-                        const Hostd__V1__StreamOutput *out = resp->stream_output;
-                        for (size_t done = 0; done < out->data.len;) {
-                                ssize_t w = write(STDOUT_FILENO, out->data.data + done,
-                                                  out->data.len - done);
-                                if (w < 0 && errno == EINTR)
-                                        continue;
-                                if (w <= 0)
-                                        break; /* nobody reads our output: the rest is lost */
-                                done += (size_t)w;
-                        }
-                        if (out->exited)
-                                status = out->exit_code;
-                }
-                if (r < 0)
-                        break;
+static const char run_help[] =
+        "Usage: hostctl run [-i] [-t] [FLAGS] -- COMMAND...\n"
+        "       hostctl run [-i] [-t] --spec FILE [FLAGS] [-- COMMAND...]\n"
+        "\n"
+        "Start a one-off dyno running COMMAND with a terminal, and attach to it: its output\n"
+        "is written to standard output, and hostctl exits with COMMAND's exit status when\n"
+        "the dyno ends. The terminal has hostctl's own size when standard input is one, else\n"
+        "80x24. A one-off dyno is never restarted. If hostctl goes away, the dyno's processes\n"
+        "get SIGHUP every few seconds and then the dyno ends (R16).\n"
+        "\n"
+        "  -i, --interactive      send standard input to the dyno's terminal\n"
+        "  -t, --tty              put hostctl's own terminal in raw mode while attached, and\n"
+        "                         pass its resizes on (standard input must be a terminal)\n"
+        "\n"
+        "The flags are those of \"hostctl start\" (see hostctl start --help); the type is\n"
+        "one-off. Without --id the dyno's id is run-<8 hex digits>; without --name, its name\n"
+        "is run.<4 digits>.\n"
+        "\n" COMMON_HELP;
+
+struct run_flags {
+        struct start_flags f;
+        bool interactive, tty;
+};
+
+static int run_option(int c, const char *arg, void *userdata)
+{
+        struct run_flags *rf = userdata;
+        if (c == 'i')
+                return rf->interactive = true, EXIT_OK;
+        if (c == 't')
+                return rf->tty = true, EXIT_OK;
+        return start_option(c, arg, &rf->f);
+}
+
+static int cmd_run(struct globals *g, int argc, char **argv)
+{
+        /* clang-format off */
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS, START_LONG_OPTIONS,
+                { "interactive", no_argument, NULL, 'i' },
+                { "tty", no_argument, NULL, 't' },
+                {},
+        };
+        /* clang-format on */
+        struct run_flags rf = {};
+        bool help;
+        int r = parse_options(g, argc, argv, "+:hit", opts, run_help, run_option, &rf, &help);
+        if (r != EXIT_OK || help) {
+                start_flags_done(&rf.f);
+                return r;
         }
-        exec_restore_terminal();
-        if (status >= 0)
-                return status > 255 ? 255 : status;
-        fprintf(stderr, "hostctl: exec %s: the connection to hostd broke: %s\n", id, strerror(-r));
-        return EXIT_UNREACHABLE;
+        _cleanup_(spec_freep) Hostd__V1__DynoSpec *spec = NULL;
+        r = spec_from_args("run", &rf.f, argc, argv, &spec);
+        start_flags_done(&rf.f);
+        if (r != EXIT_OK)
+                return r;
+        if (!*spec->command)
+                return usage_error("run", "missing COMMAND (give it after --)");
+
+        uint32_t rnd;
+        if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+                rnd = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+        char idbuf[32], namebuf[32];
+        snprintf(idbuf, sizeof idbuf, "run-%08" PRIx32, rnd);
+        snprintf(namebuf, sizeof namebuf, "run.%04" PRIu32, rnd % 10000);
+        if ((!*spec->id && spec_set_string(&spec->id, idbuf) < 0) ||
+            (!*spec->name && spec_set_string(&spec->name, namebuf) < 0))
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+        struct winsize ws = {};
+        bool term = rf.tty && isatty(STDIN_FILENO) && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0;
+        spec->type = HOSTD__V1__DYNO_TYPE__ONE_OFF;
+        spec->tty = true;
+        spec->tty_columns = term ? ws.ws_col : 80;
+        spec->tty_rows = term ? ws.ws_row : 24;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        start.spec = spec;
+        req.call_case = HOSTD__V1__REQUEST__CALL_START;
+        req.start = &start;
+        _cleanup_free_ char *what = strjoin3("run ", spec->id, NULL);
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_START, &resp);
+        if (r < 0)
+                return call_failed(&c, r, what ? what : "run");
+        if (!term)
+                fprintf(stderr, "Running `%s` attached to terminal... up, %s\n", spec->command,
+                        spec->name);
+
+        Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
+        at.id = spec->id;
+        Hostd__V1__Request areq = HOSTD__V1__REQUEST__INIT;
+        areq.call_case = HOSTD__V1__REQUEST__CALL_ATTACH;
+        areq.attach = &at;
+        return stream_loop(&c, what ? what : "run", &areq, rf.interactive, term);
 }
 
 /* ---- main ---- */
@@ -2421,7 +2553,7 @@ static const struct command commands[] = {
         { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
         { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
         { "host", cmd_host }, { "version", cmd_version }, { "images", cmd_images },
-        { "exec", cmd_exec },
+        { "exec", cmd_exec }, { "run", cmd_run },
 };
 
 static const char main_help[] =
@@ -2439,6 +2571,8 @@ static const char main_help[] =
         "  restart ID [--grace SECONDS]\n"
         "                           restart a dyno\n"
         "  logs ID [--lines N] [-f] show (or follow) a dyno's log lines\n"
+        "  run [-i] [-t] [FLAGS] -- COMMAND...\n"
+        "                           run a one-off dyno attached to this terminal\n"
         "  exec [-i] [-t] ID -- COMMAND...\n"
         "                           run a command inside a running dyno\n"
         "  host                     show the host's capacity and dyno sizes\n"

@@ -38,6 +38,9 @@ struct config {
         int log_level;
         uint32_t grace_seconds;    /* 30 */
         uint32_t boot_timeout;     /* 60 */
+        uint32_t attach_timeout;   /* 30: a one-off's terminal waits this long for a client (R13) */
+        uint32_t hangup_interval;  /* 5: SIGHUP this often once a one-off's client left */
+        uint32_t hangups;          /* 3: then R16 and the end */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */
         uint32_t max_frame;        /* bytes */
         uint32_t max_connections;

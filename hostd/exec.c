@@ -49,10 +49,14 @@ struct exec_session {
         sd_event_source *pid_source, *sync_source, *io_source, *watch;
         uint8_t *in; /* input the process has not taken yet */
         size_t in_len;
-        bool in_eof;   /* the client's input ended: shut it once `in` is written */
-        bool io_ended; /* no more output */
+        bool in_eof;       /* the client's input ended: shut it once `in` is written */
+        bool io_ended;     /* no more output */
+        struct dyno *dyno; /* attached to this one-off's terminal; NULL: an exec */
         struct exec_session *next;
 };
+
+static struct exec_session *session_new(struct manager *m, struct conn *c, uint64_t id,
+                                        const char *dyno_id);
 
 static void session_free(struct exec_session *s)
 {
@@ -67,6 +71,8 @@ static void session_free(struct exec_session *s)
         s->sync_source = sd_event_source_disable_unref(s->sync_source);
         s->io_source = sd_event_source_disable_unref(s->io_source);
         s->watch = sd_event_source_disable_unref(s->watch);
+        if (s->dyno)
+                s->dyno->attach = NULL;
         closep(&s->pidfd);
         closep(&s->sync_fd);
         closep(&s->io_fd);
@@ -179,7 +185,7 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
 {
         struct exec_session *s = userdata;
         struct spawn_error err;
-        int r = spawn_read_result(s->sync_fd, &err);
+        int r = spawn_read_result(s->sync_fd, &err, NULL);
         if (r == -EAGAIN)
                 return 0;
         s->sync_source = sd_event_source_disable_unref(s->sync_source);
@@ -209,6 +215,13 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
 static int on_watch(sd_event_source *es, uint64_t usec, void *userdata)
 {
         struct exec_session *s = userdata;
+        if (conn_is_closed(s->conn) && s->dyno) {
+                struct dyno *d = s->dyno;
+                log_info("dyno %s: its client left", s->dyno_id);
+                session_free(s);
+                dyno_detached(d);
+                return 0;
+        }
         if (conn_is_closed(s->conn) && s->io_source) {
                 log_info("dyno %s: exec %d: its client left; hanging up", s->dyno_id, (int)s->pid);
                 s->io_source = sd_event_source_disable_unref(s->io_source);
@@ -311,26 +324,18 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 return;
         }
 
-        struct exec_session *s = calloc(1, sizeof *s);
+        struct exec_session *s = session_new(m, c, id, d->id);
         if (!s) {
                 conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
                 return;
         }
-        s->m = m;
-        s->conn = conn_ref(c);
-        s->id = id;
         s->tty = req->tty;
-        s->pidfd = s->sync_fd = s->io_fd = -1;
-        s->dyno_id = strdup(d->id);
-        s->next = m->execs;
-        m->execs = s;
-        m->n_execs++;
 
         int r, child_io = -1;
         const char *step;
         _cleanup_free_ char **argv = NULL;
         _cleanup_strv_free_ char **env = dyno_build_env(d);
-        if (!s->dyno_id || !env) {
+        if (!env) {
                 r = -ENOMEM, step = "prepare";
                 goto fail;
         }
@@ -449,6 +454,110 @@ void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 s->in_eof = true;
         if (s->io_fd >= 0)
                 write_input(s);
+}
+
+static struct exec_session *session_new(struct manager *m, struct conn *c, uint64_t id,
+                                        const char *dyno_id)
+{
+        struct exec_session *s = calloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        s->m = m;
+        s->conn = conn_ref(c);
+        s->id = id;
+        s->pidfd = s->sync_fd = s->io_fd = -1;
+        s->dyno_id = strdup(dyno_id);
+        s->next = m->execs;
+        m->execs = s;
+        m->n_execs++;
+        if (!s->dyno_id) {
+                session_free(s);
+                return NULL;
+        }
+        return s;
+}
+
+void exec_attach(struct manager *m, struct conn *c, uint64_t id,
+                 const Hostd__V1__AttachRequest *req)
+{
+        char msg[256];
+        int code = validate_id("attach.id", req->id, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(c, id, code, "%s", msg);
+                return;
+        }
+        struct dyno *d = manager_find(m, req->id);
+        if (!d) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                return;
+        }
+        if (!d->spec->tty) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                 "dyno '%s' has no terminal (spec.tty): follow its logs instead",
+                                 req->id);
+                return;
+        }
+        if (!dyno_is_live(d) || d->tty_fd < 0 || d->hangups > 0 || d->r13) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                 "dyno '%s' is not running with its terminal (%s%s)", req->id,
+                                 dyno_state_name(d->state), d->hangups ? ", detached" : "");
+                return;
+        }
+        if (d->attach && !conn_is_closed(d->attach->conn)) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                                 "dyno '%s': a client is attached to its terminal already",
+                                 req->id);
+                return;
+        }
+        if (d->attach)
+                session_free(d->attach); /* its client left; nobody noticed yet */
+        if (m->n_execs >= EXEC_MAX_SESSIONS) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "attach: %zu sessions are open, the limit", m->n_execs);
+                return;
+        }
+        struct exec_session *s = session_new(m, c, id, d->id);
+        if (!s) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                return;
+        }
+        s->tty = true;
+        s->dyno = d;
+        d->attach = s;
+        int r = 0;
+        s->io_fd = fcntl(d->tty_fd, F_DUPFD_CLOEXEC, 3);
+        if (s->io_fd < 0)
+                r = -errno;
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &s->watch, CLOCK_MONOTONIC,
+                                               EXEC_WATCH_USEC, 0, on_watch, s);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON);
+        if (r < 0) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "attach to '%s': %s", req->id,
+                                 strerror(-r));
+                session_free(s);
+                return;
+        }
+        log_info("dyno %s: a client attached to its terminal", d->id);
+        dyno_attached(d);
+}
+
+void exec_attach_end(struct dyno *d, int code)
+{
+        struct exec_session *s = d->attach;
+        if (!s)
+                return;
+        if (code >= 0) {
+                if (!s->io_ended && s->io_fd >= 0)
+                        read_output(s);
+                send_output(s, NULL, 0, true, code);
+        } else
+                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__ABORTED, "dyno '%s' went away",
+                                 s->dyno_id);
+        session_free(s);
 }
 
 void exec_free_all(struct manager *m)

@@ -33,8 +33,10 @@
 
 #define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
 
-/* hostd-init holds the log pipe's read end at this descriptor (see init.c). */
+/* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
+ * terminal at the next (spawn.c). */
 #define INIT_LOG_FD 4
+#define INIT_TTY_FD 5
 
 static void closedirp_(DIR **d)
 {
@@ -187,7 +189,10 @@ static void dyno_close_sources(struct dyno *d)
         d->restart_source = sd_event_source_disable_unref(d->restart_source);
         d->memory_source = sd_event_source_disable_unref(d->memory_source);
         d->memory_timer = sd_event_source_disable_unref(d->memory_timer);
+        d->attach_timer = sd_event_source_disable_unref(d->attach_timer);
         closep(&d->memory_fd), d->memory_fd = -1;
+        exec_attach_end(d, -1);
+        closep(&d->tty_fd), d->tty_fd = -1;
         closep(&d->boot_fd), d->boot_fd = -1;
         closep(&d->pidfd), d->pidfd = -1;
         closep(&d->log_fd), d->log_fd = -1;
@@ -228,7 +233,8 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
-        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = -1;
+        d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = d->tty_fd =
+                -1;
         logfile_init(&d->logfile);
         d->id = strdup(id);
         d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
@@ -487,6 +493,7 @@ static void dyno_net_release(struct dyno *d);
 static bool dyno_crash_restart(struct dyno *d, Hostd__V1__DynoState before);
 static void dyno_arm_restart(struct dyno *d);
 static bool dyno_needs_boot(const struct dyno *d);
+static void dyno_attach_wait(struct dyno *d);
 static uint32_t dyno_boot_timeout(const struct dyno *d);
 
 /* ---- teardown ---- */
@@ -539,6 +546,10 @@ static void dyno_describe_exit(struct dyno *d)
                 d->exit_error = strdup("R10");
         else if (d->oom_killed)
                 d->exit_error = strdup("R15");
+        else if (d->r13)
+                d->exit_error = strdup("R13");
+        else if (d->r16)
+                d->exit_error = strdup("R16");
 }
 
 /* The init has exited (or was found gone): collect everything and remove the dyno's kernel
@@ -603,6 +614,7 @@ static void dyno_finish(struct dyno *d)
         dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
                           dyno_state_name(d->state));
 
+        exec_attach_end(d, d->exit_code); /* the client learns the exit code */
         dyno_close_sources(d);
         if (m->n_live > 0)
                 m->n_live--;
@@ -1257,6 +1269,81 @@ static void dyno_memory_watch(struct dyno *d)
                                   d->id);
 }
 
+/* ---- a one-off's terminal: R13, R16 ---- */
+
+static void dyno_kill_now(struct dyno *d)
+{
+        if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
+                log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
+        cg_signal_all(d->m->cg, d->id, SIGKILL);
+}
+
+static int on_attach_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        struct manager *m = d->m;
+        if (!dyno_is_live(d) || d->attach)
+                return 0;
+        if (!d->attached_once) {
+                dyno_log_platform(d, "Error R13 (Attach error) -> Failed to attach to process");
+                d->r13 = true;
+                dyno_kill_now(d);
+                return 0;
+        }
+        if (d->hangups < m->config->hangups) {
+                /* The init relays it to every process of the dyno. */
+                d->hangups++;
+                if (d->pidfd >= 0)
+                        pidfd_send_signal_(d->pidfd, SIGHUP);
+                sd_event_source_set_time_relative(s,
+                                                  (uint64_t)m->config->hangup_interval * 1000000);
+                sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        dyno_log_platform(d, "Error R16 (Detached) -> An attached process is not responding to "
+                             "SIGHUP after its external connection was closed.");
+        d->r16 = true;
+        dyno_kill_now(d);
+        return 0;
+}
+
+static void dyno_arm_attach_timer(struct dyno *d, uint64_t usec)
+{
+        if (!d->attach_timer) {
+                int r = sd_event_add_time_relative(d->m->event, &d->attach_timer, CLOCK_MONOTONIC,
+                                                   usec, 0, on_attach_timer, d);
+                if (r < 0)
+                        log_error_errno(r, "dyno %s: attach timer: %m", d->id);
+                return;
+        }
+        sd_event_source_set_time_relative(d->attach_timer, usec);
+        sd_event_source_set_enabled(d->attach_timer, SD_EVENT_ONESHOT);
+}
+
+/* A one-off with a terminal waits for its client: R13 when none comes in time. */
+static void dyno_attach_wait(struct dyno *d)
+{
+        if (d->spec->tty && d->tty_fd >= 0 && !d->attach && dyno_is_live(d))
+                dyno_arm_attach_timer(d, (uint64_t)d->m->config->attach_timeout * 1000000);
+}
+
+void dyno_attached(struct dyno *d)
+{
+        d->attached_once = true;
+        if (d->attach_timer)
+                sd_event_source_set_enabled(d->attach_timer, SD_EVENT_OFF);
+}
+
+/* Its client went away: hang the dyno up, as a closed terminal would, every few seconds,
+ * and end it (R16) when that does not. */
+void dyno_detached(struct dyno *d)
+{
+        if (!dyno_is_live(d))
+                return;
+        dyno_log_platform(d, "Client detached; sending SIGHUP to all processes");
+        dyno_arm_attach_timer(d, 0);
+}
+
 /* ---- boot (web dynos) ---- */
 
 #define BOOT_PROBE_INTERVAL_USEC (100ULL * 1000)
@@ -1353,9 +1440,17 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct dyno *d = userdata;
         struct spawn_error err;
-        int r = spawn_read_result(d->sync_fd, &err);
+        int tty = -1;
+        int r = spawn_read_result(d->sync_fd, &err, &tty);
         if (r == -EAGAIN)
                 return 0;
+        if (r == 2) {
+                /* The one-off's terminal; the outcome follows. */
+                closep(&d->tty_fd);
+                d->tty_fd = tty;
+                fcntl(tty, F_SETFL, O_NONBLOCK);
+                return 0;
+        }
         d->sync_source = sd_event_source_disable_unref(d->sync_source);
         closep(&d->sync_fd), d->sync_fd = -1;
         if (r == 0 && d->netd_attach) {
@@ -1384,6 +1479,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 dyno_boot_begin(d);
         } else
                 dyno_set_up(d);
+        dyno_attach_wait(d);
         dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
         if (!d->restart_requested)
                 dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
@@ -1491,6 +1587,9 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .rlimit_nofile = m->config->rlimit_nofile,
                 .shm_size = m->config->shm_size,
                 .hold = m->netd != NULL,
+                .tty = d->spec->tty,
+                .tty_columns = d->spec->tty_columns,
+                .tty_rows = d->spec->tty_rows,
         };
         /* Before the command can print anything: its lines follow this one. */
         dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
@@ -1790,6 +1889,8 @@ static void dyno_relaunch(struct dyno *d)
         d->restart_requested = d->stop_requested = d->stop_timed_out = false;
         d->booting = d->boot_timed_out = false;
         d->boot_deadline_usec = 0;
+        d->attached_once = d->r13 = d->r16 = false;
+        d->hangups = 0;
         d->exit_known = d->exited = d->oom_killed = false;
         d->exit_code = d->exit_signal = 0;
         free(d->exit_reason);
@@ -1962,9 +2063,21 @@ static void dyno_readopt(struct dyno *d)
                 fcntl(d->log_fd, F_SETFD, FD_CLOEXEC);
                 fcntl(d->log_fd, F_SETFL, O_NONBLOCK);
         }
+        if (d->spec->tty) {
+                /* The init holds the terminal where the log pipe's write end was. */
+                d->tty_fd = pidfd_getfd_(pidfd, INIT_TTY_FD);
+                if (d->tty_fd < 0)
+                        log_warning_errno(errno, "dyno %s: take the terminal from the init: %m",
+                                          d->id);
+                else {
+                        fcntl(d->tty_fd, F_SETFD, FD_CLOEXEC);
+                        fcntl(d->tty_fd, F_SETFL, O_NONBLOCK);
+                }
+        }
         int r = dyno_watch(d);
         if (r < 0)
                 log_error_errno(r, "dyno %s: watch: %m", d->id);
+        dyno_attach_wait(d); /* a client may attach again */
         if (d->state == HOSTD__V1__DYNO_STATE__STARTING) {
                 /* The reply was lost with the old hostd; the command runs. */
                 if (!d->started_usec)

@@ -80,15 +80,20 @@ struct dyno {
         bool booting;        /* a web dyno's command runs; STARTING until it binds $PORT */
         bool boot_timed_out; /* R10 */
         int64_t boot_deadline_usec;
-        int boot_fd;               /* sock_diag in the dyno's network namespace, while booting */
-        int64_t up_usec;           /* when it last became up */
-        uint32_t crashes;          /* in a row: the restart back-off's position */
-        int64_t restart_at_usec;   /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
-        int memory_fd;             /* the kernel's memory notification (cg_memory_watch) */
+        int boot_fd;                 /* sock_diag in the dyno's network namespace, while booting */
+        int64_t up_usec;             /* when it last became up */
+        uint32_t crashes;            /* in a row: the restart back-off's position */
+        int64_t restart_at_usec;     /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
+        int memory_fd;               /* the kernel's memory notification (cg_memory_watch) */
+        int tty_fd;                  /* a one-off's terminal (pty master); -1: none */
+        struct exec_session *attach; /* the client attached to it */
+        bool attached_once;          /* R13 is for a terminal nobody ever attached to */
+        unsigned hangups;            /* SIGHUPs sent since its client left (R16 after) */
+        bool r13, r16;
         int64_t r14_last_usec;     /* the last R14 lines, for their rate limit */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
-                *restart_source, *memory_source, *memory_timer;
+                *restart_source, *memory_source, *memory_timer, *attach_timer;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct pending *pending;
@@ -145,6 +150,10 @@ void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id);
 /* Whether a running or starting dyno uses the image; how many do. */
 bool manager_image_in_use(const char *digest, void *userdata /* struct manager * */);
 unsigned manager_image_users(struct manager *m, const char *digest);
+
+/* exec.c tells: a client attached to the dyno's terminal, or the one attached left. */
+void dyno_attached(struct dyno *d);
+void dyno_detached(struct dyno *d);
 
 /* The environment of the dyno's command: config vars, PATH, HOME, DYNO, HEROKU_DYNO_ID, PORT.
  * A NULL-terminated strv, or NULL (out of memory). */

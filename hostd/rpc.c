@@ -609,6 +609,7 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 break;
         case HOSTD__V1__REQUEST__CALL_IMAGE_GC: call_image_gc(c, id, req->image_gc); break;
         case HOSTD__V1__REQUEST__CALL_EXEC: exec_start(m, c, id, req->exec); break;
+        case HOSTD__V1__REQUEST__CALL_ATTACH: exec_attach(m, c, id, req->attach); break;
         case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
                 conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");

@@ -65,6 +65,28 @@ struct clone_args_v0 {
         uint64_t tls;
 };
 
+/* A struct spawn_error of error 0 carrying a descriptor: not a failure, a handover. */
+static int spawn_send_fd(int sock, int fd)
+{
+        struct spawn_error e = { .error = 0 };
+        snprintf(e.where, sizeof e.where, "terminal");
+        struct iovec iov = { .iov_base = &e, .iov_len = sizeof e };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {};
+        struct msghdr mh = { .msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
 _printf_(2, 3) static _Noreturn void child_fail(int error, const char *fmt, ...)
 {
         struct spawn_error e = { .error = error > 0 ? error : (error < 0 ? -error : EIO) };
@@ -199,7 +221,7 @@ static void child_become_dyno_user(uid_t uid, uint64_t rlimit_nofile,
 }
 
 /* The command's process, inside the new root: drop everything, then exec. */
-static _Noreturn void child_exec_command(const struct spawn_params *p)
+static _Noreturn void child_exec_command(const struct spawn_params *p, int master)
 {
         if (setsid() < 0)
                 child_fail(errno, "setsid");
@@ -207,12 +229,26 @@ static _Noreturn void child_exec_command(const struct spawn_params *p)
         close(FD_STATE);
         close(FD_LOG_R);
         close(FD_INIT);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (nul < 0)
-                child_fail(errno, "open /dev/null");
-        if (dup2(nul, 0) < 0 || dup2(FD_LOG_W, 1) < 0 || dup2(FD_LOG_W, 2) < 0)
-                child_fail(errno, "set up stdio");
-        close(nul);
+        if (master >= 0) {
+                /* A one-off's terminal: stdin, stdout and stderr, and the controlling tty. */
+                int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+                if (slave < 0)
+                        child_fail(errno, "open the terminal's peer");
+                if (ioctl(slave, TIOCSCTTY, 0) < 0)
+                        child_fail(errno, "take the terminal");
+                for (int fd = 0; fd < 3; fd++)
+                        if (dup2(slave, fd) < 0)
+                                child_fail(errno, "set up stdio");
+                close(slave);
+                close(master);
+        } else {
+                int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (nul < 0)
+                        child_fail(errno, "open /dev/null");
+                if (dup2(nul, 0) < 0 || dup2(FD_LOG_W, 1) < 0 || dup2(FD_LOG_W, 2) < 0)
+                        child_fail(errno, "set up stdio");
+                close(nul);
+        }
         close(FD_LOG_W);
 
         child_become_dyno_user(p->uid, p->rlimit_nofile, p->seccomp);
@@ -279,6 +315,21 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     NULL);
 
+        int master = -1;
+        if (p->tty) {
+                /* A terminal of the dyno's own devpts, made before the root is left behind. */
+                char ptmx[PATH_MAX];
+                child_path(ptmx, sizeof ptmx, "%s/dev/pts/ptmx", root);
+                master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
+                int unlock = 0;
+                struct winsize ws = { .ws_row = (unsigned short)(p->tty_rows ? p->tty_rows : 24),
+                                      .ws_col = (unsigned short)(p->tty_columns ? p->tty_columns :
+                                                                                  80) };
+                if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0 ||
+                    ioctl(master, TIOCSWINSZ, &ws) < 0)
+                        child_fail(errno, "create the dyno's terminal");
+        }
+
         if (sethostname(p->id, strlen(p->id)) < 0)
                 child_fail(errno, "set hostname");
         child_loopback_up();
@@ -297,9 +348,18 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         if (cmd < 0)
                 child_fail(errno, "fork the command");
         if (cmd == 0)
-                child_exec_command(p);
+                child_exec_command(p, master);
 
         close(FD_LOG_W);
+        if (master >= 0) {
+                /* hostd gets the terminal now; the init keeps it where the log pipe's write end
+                 * was, for a hostd that restarts to take back (pidfd_getfd). */
+                if (spawn_send_fd(FD_SYNC, master) < 0)
+                        child_fail(errno, "hand the terminal to hostd");
+                if (dup3(master, FD_LOG_W, O_CLOEXEC) < 0 || fcntl(FD_LOG_W, F_SETFD, 0) < 0)
+                        child_fail(errno, "keep the terminal");
+                close(master);
+        }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
                 child_fail(errno, "set up the init's stdio");
@@ -517,17 +577,43 @@ int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *d
 
 int spawn_go(int sync_fd) { return send(sync_fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno; }
 
-int spawn_read_result(int sync_fd, struct spawn_error *err)
+int spawn_read_result(int sync_fd, struct spawn_error *err, int *ret_fd)
 {
-        ssize_t n = recv(sync_fd, err, sizeof *err, MSG_DONTWAIT);
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        struct iovec iov = { .iov_base = err, .iov_len = sizeof *err };
+        struct msghdr mh = { .msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf };
+        ssize_t n = recvmsg(sync_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0)
                 return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        int fd = -1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+                    c->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(&fd, CMSG_DATA(c), sizeof fd);
         if (n == 0)
                 return 0;
         if ((size_t)n != sizeof *err) {
+                closep(&fd);
                 err->error = EPROTO;
                 snprintf(err->where, sizeof err->where, "short message from the dyno setup");
+                return 1;
         }
         err->where[sizeof err->where - 1] = 0;
+        if (err->error == 0 && fd >= 0) {
+                if (ret_fd)
+                        *ret_fd = fd;
+                else
+                        close(fd);
+                return 2;
+        }
+        closep(&fd);
+        if (err->error == 0)
+                err->error = EPROTO;
         return 1;
 }

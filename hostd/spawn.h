@@ -24,6 +24,8 @@ struct spawn_params {
         uint64_t rlimit_nofile;
         uint64_t shm_size;
         bool hold; /* leave the first process waiting for spawn_go() (netd wires it first) */
+        bool tty;  /* a one-off's terminal as the command's stdio, handed to hostd */
+        uint32_t tty_columns, tty_rows;
 };
 
 /* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
@@ -43,10 +45,10 @@ struct spawn_error {
         char where[200]; /* the step that failed, e.g. "mount overlay on /var/lib/..." */
 };
 
-/* Read what the sync socket says: 0 for EOF (started), 1 with *err filled for an error,
- * -EAGAIN when nothing is there yet, another negative errno. */
-int spawn_read_result(int sync_fd, struct spawn_error *err);
-
+/* Read what the sync socket says: 0 for EOF (started), 1 with *err filled for an error, 2
+ * with *ret_fd the dyno's terminal (a pty master; more follows), -EAGAIN when nothing is there
+ * yet, another negative errno. */
+int spawn_read_result(int sync_fd, struct spawn_error *err, int *ret_fd);
 /* A process started inside a running dyno (hostctl exec): its namespaces, its cgroup, its uid
  * and every restriction of its command. */
 struct exec_params {

@@ -242,9 +242,13 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                             s->boot_timeout_seconds);
 
         /* Fields that later work implements: refused by name rather than ignored. */
-        if (s->tty)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
-                            "spec.tty: terminals are not supported yet");
+        if (s->tty && s->type != HOSTD__V1__DYNO_TYPE__ONE_OFF)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.tty: only a one-off dyno has a terminal");
+        if (s->tty_columns > 10000 || s->tty_rows > 10000)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
+                            s->tty_rows);
         if (s->runtime_metrics)
                 return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
                             "spec.runtime_metrics: not supported yet");

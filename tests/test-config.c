@@ -42,7 +42,8 @@ static bool config_equal(const struct config *a, const struct config *b)
                 return false;
         if (a->log_level != b->log_level || a->grace_seconds != b->grace_seconds ||
             a->boot_timeout != b->boot_timeout || a->uid_min != b->uid_min ||
-            a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
+            a->attach_timeout != b->attach_timeout || a->hangup_interval != b->hangup_interval ||
+            a->hangups != b->hangups || a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
             a->max_connections != b->max_connections || a->max_command != b->max_command ||
             a->max_env != b->max_env || a->max_env_bytes != b->max_env_bytes ||
             a->max_dynos != b->max_dynos || a->log_lines != b->log_lines ||
@@ -131,6 +132,7 @@ static void test_defaults(void)
         CHECK(c.image_max_compressed == 4 * GiB && c.image_max_unpacked == 16 * GiB);
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
+        CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
         /* Heroku's: at once, then 20, 40, 60, 180, 320 minutes */
         CHECK(c.restart_backoff.n == 6 && c.restart_backoff.seconds[0] == 0 &&
               c.restart_backoff.seconds[1] == 1200 && c.restart_backoff.seconds[5] == 19200);
@@ -623,8 +625,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 30 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 30 + 9 * 8);
+        /* 33 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 33 + 9 * 8);
 }
 
 int main(void)
