@@ -51,6 +51,7 @@ enum value_type {
         VALUE_PATH_OR_EMPTY,   /* absolute path or "" */
         VALUE_SOCKET_OR_EMPTY, /* a Unix socket's path or "" */
         VALUE_BACKOFF,         /* durations: "0, 20m, 40m" (s, m, h; seconds without a unit) */
+        VALUE_DURATION,        /* one duration, as those: uint32_t seconds */
         VALUE_SOCKET,          /* absolute path that fits sockaddr_un */
         VALUE_CGROUP,          /* relative path without "..", or "" */
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
@@ -112,6 +113,9 @@ static const struct key_def hostd_keys[] = {
         { "netns-dir", VALUE_PATH, CONFIG_FIELD(netns_dir), 0, 0 },
         /* a week: a longer wait is no restart at all */
         { "restart-backoff", VALUE_BACKOFF, CONFIG_FIELD(restart_backoff), 0, 7 * 24 * 3600 },
+        /* 0: never; at most a year */
+        { "cycle-after", VALUE_DURATION, CONFIG_FIELD(cycle_after), 0, 366 * 24 * 3600 },
+        { "cycle-jitter", VALUE_DURATION, CONFIG_FIELD(cycle_jitter), 0, 7 * 24 * 3600 },
 };
 
 static const struct key_def size_keys[] = {
@@ -411,6 +415,18 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                 return 0;
         }
         case VALUE_BACKOFF: return parse_backoff(k, v, field, why, whylen);
+        case VALUE_DURATION: {
+                struct backoff b;
+                r = parse_backoff(k, v, &b, why, whylen);
+                if (r < 0)
+                        return r;
+                if (b.n != 1) {
+                        snprintf(why, whylen, "'%s': expected one duration (30s, 20m, 24h)", v);
+                        return -EINVAL;
+                }
+                *(uint32_t *)field = b.seconds[0];
+                return 0;
+        }
         case VALUE_BOOL:
                 if (parse_bool(v, (bool *)field) < 0) {
                         snprintf(why, whylen, "not a boolean (yes, no, true, false, 1, 0)");
@@ -463,12 +479,14 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_BYTES64: text = format_bytes(*(const uint64_t *)field, buf); break;
         case VALUE_DOUBLE: text = format_double(*(const double *)field, buf); break;
         case VALUE_BOOL: text = *(const bool *)field ? "yes" : "no"; break;
-        case VALUE_BACKOFF: {
+        case VALUE_BACKOFF:
+        case VALUE_DURATION: {
                 const struct backoff *b = field;
+                uint32_t one = *(const uint32_t *)field, n = k->type == VALUE_BACKOFF ? b->n : 1;
                 size_t o = 0;
                 buf[0] = 0;
-                for (uint32_t i = 0; i < b->n && o < sizeof buf; i++) {
-                        uint32_t x = b->seconds[i];
+                for (uint32_t i = 0; i < n && o < sizeof buf; i++) {
+                        uint32_t x = k->type == VALUE_BACKOFF ? b->seconds[i] : one;
                         const char *sep = i ? ", " : "";
                         if (x && x % 3600 == 0)
                                 o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%uh", sep,
@@ -541,6 +559,8 @@ int config_init_defaults(struct config *c)
                 .grace_seconds = 30,
                 .boot_timeout = 60,
                 .attach_timeout = 30,
+                .cycle_after = 24 * 3600,
+                .cycle_jitter = 216 * 60,
                 .hangup_interval = 5,
                 .hangups = 3,
                 .uid_min = 200000,

@@ -11,6 +11,7 @@
 #include <search.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -190,6 +191,7 @@ static void dyno_close_sources(struct dyno *d)
         d->memory_source = sd_event_source_disable_unref(d->memory_source);
         d->memory_timer = sd_event_source_disable_unref(d->memory_timer);
         d->attach_timer = sd_event_source_disable_unref(d->attach_timer);
+        d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
         closep(&d->memory_fd), d->memory_fd = -1;
         exec_attach_end(d, -1);
         closep(&d->tty_fd), d->tty_fd = -1;
@@ -403,6 +405,7 @@ static int dyno_save(struct dyno *d)
         rec.crashes = d->crashes;
         rec.restart_at_usec = d->restart_at_usec;
         rec.up_usec = d->up_usec;
+        rec.cycle_at_usec = d->cycle_at_usec;
 
         size_t len = hostd__store__dyno_record__get_packed_size(&rec);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
@@ -494,6 +497,8 @@ static bool dyno_crash_restart(struct dyno *d, Hostd__V1__DynoState before);
 static void dyno_arm_restart(struct dyno *d);
 static bool dyno_needs_boot(const struct dyno *d);
 static void dyno_attach_wait(struct dyno *d);
+static void dyno_kill_now(struct dyno *d);
+static uint32_t dyno_default_grace(const struct dyno *d);
 static uint32_t dyno_boot_timeout(const struct dyno *d);
 
 /* ---- teardown ---- */
@@ -724,6 +729,14 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
 {
         d->stop_requested = true;
         d->grace_seconds = grace;
+        if (d->awaiting_attach) {
+                /* Its command never ran, and the waiting first process has no handler for
+                 * SIGTERM: nothing to be graceful about. */
+                d->awaiting_attach = false;
+                d->state = HOSTD__V1__DYNO_STATE__STOPPING;
+                dyno_kill_now(d);
+                return;
+        }
         if (d->state == HOSTD__V1__DYNO_STATE__STARTING && !d->booting)
                 return; /* on_sync begins the stop once the start is settled */
         d->booting = false;
@@ -1332,6 +1345,15 @@ void dyno_attached(struct dyno *d)
         d->attached_once = true;
         if (d->attach_timer)
                 sd_event_source_set_enabled(d->attach_timer, SD_EVENT_OFF);
+        if (d->awaiting_attach) {
+                /* The client is there: the command may run (on_sync sees it executed). */
+                d->awaiting_attach = false;
+                int r = spawn_go(d->sync_fd);
+                if (r < 0) {
+                        log_error_errno(r, "dyno %s: let the command run: %m", d->id);
+                        dyno_kill_now(d);
+                }
+        }
 }
 
 /* Its client went away: hang the dyno up, as a closed terminal would, every few seconds,
@@ -1342,6 +1364,49 @@ void dyno_detached(struct dyno *d)
                 return;
         dyno_log_platform(d, "Client detached; sending SIGHUP to all processes");
         dyno_arm_attach_timer(d, 0);
+}
+
+/* ---- daily cycling ---- */
+
+static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
+        if (!dyno_is_live(d) || d->state == HOSTD__V1__DYNO_STATE__STOPPING)
+                return 0;
+        d->cycle_at_usec = 0; /* the replacement gets its own */
+        dyno_log_platform(d, "Cycling");
+        /* A one-off ends; any other dyno starts again, on a fresh filesystem layer. */
+        if (d->spec->type != HOSTD__V1__DYNO_TYPE__ONE_OFF)
+                d->restart_requested = true;
+        dyno_stop_begin(d, dyno_default_grace(d));
+        return 0;
+}
+
+/* Every dyno is cycled cycle-after plus a random part of cycle-jitter after it started. The
+ * time is in the record: a crash restart or a restart of hostd keeps it; an explicit restart
+ * or a new start sets another. */
+static void dyno_cycle_arm(struct dyno *d)
+{
+        const struct config *c = d->m->config;
+        if (!c->cycle_after || !dyno_is_live(d))
+                return;
+        int64_t now = now_realtime_usec();
+        if (!d->cycle_at_usec) {
+                uint64_t rnd = 0;
+                if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+                        rnd = (uint64_t)now;
+                uint64_t jitter = (uint64_t)c->cycle_jitter * 1000000;
+                d->cycle_at_usec = now + (int64_t)c->cycle_after * 1000000 +
+                                   (int64_t)(jitter ? rnd % (jitter + 1) : 0);
+                dyno_save(d);
+        }
+        int64_t left = d->cycle_at_usec - now;
+        d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
+        int r = sd_event_add_time_relative(d->m->event, &d->cycle_source, CLOCK_MONOTONIC,
+                                           left > 0 ? (uint64_t)left : 0, 0, on_cycle, d);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: cycling timer: %m", d->id);
 }
 
 /* ---- boot (web dynos) ---- */
@@ -1445,10 +1510,18 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         if (r == -EAGAIN)
                 return 0;
         if (r == 2) {
-                /* The one-off's terminal; the outcome follows. */
+                /* The one-off's terminal: the dyno waits for its client, who may attach now
+                 * (exec_attach lets the command go on). */
                 closep(&d->tty_fd);
                 d->tty_fd = tty;
                 fcntl(tty, F_SETFL, O_NONBLOCK);
+                d->awaiting_attach = true;
+                dyno_attach_wait(d);
+                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
+                if (!d->restart_requested)
+                        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
+                if (d->stop_requested)
+                        dyno_stop_begin(d, d->grace_seconds);
                 return 0;
         }
         d->sync_source = sd_event_source_disable_unref(d->sync_source);
@@ -1479,7 +1552,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 dyno_boot_begin(d);
         } else
                 dyno_set_up(d);
-        dyno_attach_wait(d);
+        dyno_cycle_arm(d);
         dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
         if (!d->restart_requested)
                 dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
@@ -1889,7 +1962,7 @@ static void dyno_relaunch(struct dyno *d)
         d->restart_requested = d->stop_requested = d->stop_timed_out = false;
         d->booting = d->boot_timed_out = false;
         d->boot_deadline_usec = 0;
-        d->attached_once = d->r13 = d->r16 = false;
+        d->attached_once = d->awaiting_attach = d->r13 = d->r16 = false;
         d->hangups = 0;
         d->exit_known = d->exited = d->oom_killed = false;
         d->exit_code = d->exit_signal = 0;
@@ -1927,7 +2000,8 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
                 return;
         }
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
-        d->crashes = 0; /* an explicit restart starts the back-off again */
+        d->crashes = 0;       /* an explicit restart starts the back-off again */
+        d->cycle_at_usec = 0; /* and the daily cycle's clock */
         if (!dyno_is_live(d)) {
                 dyno_relaunch(d);
                 return;
@@ -1986,6 +2060,7 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->crashes = rec->crashes;
         d->restart_at_usec = rec->restart_at_usec;
         d->up_usec = rec->up_usec;
+        d->cycle_at_usec = rec->cycle_at_usec;
         if (dp->exit) {
                 d->exit_known = true;
                 d->exited = dp->exit->exited;
@@ -2077,7 +2152,11 @@ static void dyno_readopt(struct dyno *d)
         int r = dyno_watch(d);
         if (r < 0)
                 log_error_errno(r, "dyno %s: watch: %m", d->id);
-        dyno_attach_wait(d); /* a client may attach again */
+        /* Its client was connected to the hostd that died: it may attach again, and if it
+         * does not, the dyno is hung up as for a client that left (R16), not R13. */
+        d->attached_once = d->spec->tty;
+        dyno_attach_wait(d);
+        dyno_cycle_arm(d);
         if (d->state == HOSTD__V1__DYNO_STATE__STARTING) {
                 /* The reply was lost with the old hostd; the command runs. */
                 if (!d->started_usec)

@@ -88,12 +88,14 @@ struct dyno {
         int tty_fd;                  /* a one-off's terminal (pty master); -1: none */
         struct exec_session *attach; /* the client attached to it */
         bool attached_once;          /* R13 is for a terminal nobody ever attached to */
+        bool awaiting_attach;        /* its command runs once a client attaches (spawn_go) */
         unsigned hangups;            /* SIGHUPs sent since its client left (R16 after) */
         bool r13, r16;
+        int64_t cycle_at_usec;     /* daily cycling (CLOCK_REALTIME); 0: not set */
         int64_t r14_last_usec;     /* the last R14 lines, for their rate limit */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
-                *restart_source, *memory_source, *memory_timer, *attach_timer;
+                *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct pending *pending;

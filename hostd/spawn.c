@@ -344,6 +344,15 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
                 child_fail(errno, "enter /");
         umask(022);
 
+        if (master >= 0) {
+                /* A one-off's command runs only once its client is there: hostd gets the
+                 * terminal now, and lets us go on when a client has attached to it. */
+                if (spawn_send_fd(FD_SYNC, master) < 0)
+                        child_fail(errno, "hand the terminal to hostd");
+                if (read(FD_SYNC, &go, 1) != 1)
+                        _exit(127);
+        }
+
         pid_t cmd = fork();
         if (cmd < 0)
                 child_fail(errno, "fork the command");
@@ -352,10 +361,8 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
 
         close(FD_LOG_W);
         if (master >= 0) {
-                /* hostd gets the terminal now; the init keeps it where the log pipe's write end
-                 * was, for a hostd that restarts to take back (pidfd_getfd). */
-                if (spawn_send_fd(FD_SYNC, master) < 0)
-                        child_fail(errno, "hand the terminal to hostd");
+                /* The init keeps the terminal where the log pipe's write end was, for a hostd
+                 * that restarts to take back (pidfd_getfd). */
                 if (dup3(master, FD_LOG_W, O_CLOEXEC) < 0 || fcntl(FD_LOG_W, F_SETFD, 0) < 0)
                         child_fail(errno, "keep the terminal");
                 close(master);

@@ -24,7 +24,8 @@ struct spawn_params {
         uint64_t rlimit_nofile;
         uint64_t shm_size;
         bool hold; /* leave the first process waiting for spawn_go() (netd wires it first) */
-        bool tty;  /* a one-off's terminal as the command's stdio, handed to hostd */
+        bool tty;  /* a one-off's terminal as the command's stdio, handed to hostd; the first
+                    * process then waits for a second spawn_go() before it forks the command */
         uint32_t tty_columns, tty_rows;
 };
 

@@ -43,13 +43,14 @@ static bool config_equal(const struct config *a, const struct config *b)
         if (a->log_level != b->log_level || a->grace_seconds != b->grace_seconds ||
             a->boot_timeout != b->boot_timeout || a->uid_min != b->uid_min ||
             a->attach_timeout != b->attach_timeout || a->hangup_interval != b->hangup_interval ||
-            a->hangups != b->hangups || a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
-            a->max_connections != b->max_connections || a->max_command != b->max_command ||
-            a->max_env != b->max_env || a->max_env_bytes != b->max_env_bytes ||
-            a->max_dynos != b->max_dynos || a->log_lines != b->log_lines ||
-            a->log_line_max != b->log_line_max || a->rlimit_nofile != b->rlimit_nofile ||
-            a->shm_size != b->shm_size || a->n_sizes != b->n_sizes ||
-            !streq_null(a->images_dir, b->images_dir) ||
+            a->hangups != b->hangups || a->cycle_after != b->cycle_after ||
+            a->cycle_jitter != b->cycle_jitter || a->uid_max != b->uid_max ||
+            a->max_frame != b->max_frame || a->max_connections != b->max_connections ||
+            a->max_command != b->max_command || a->max_env != b->max_env ||
+            a->max_env_bytes != b->max_env_bytes || a->max_dynos != b->max_dynos ||
+            a->log_lines != b->log_lines || a->log_line_max != b->log_line_max ||
+            a->rlimit_nofile != b->rlimit_nofile || a->shm_size != b->shm_size ||
+            a->n_sizes != b->n_sizes || !streq_null(a->images_dir, b->images_dir) ||
             a->image_max_compressed != b->image_max_compressed ||
             a->image_max_unpacked != b->image_max_unpacked ||
             a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
@@ -133,6 +134,7 @@ static void test_defaults(void)
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
         CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
+        CHECK(c.cycle_after == 24 * 3600 && c.cycle_jitter == 216 * 60);
         /* Heroku's: at once, then 20, 40, 60, 180, 320 minutes */
         CHECK(c.restart_backoff.n == 6 && c.restart_backoff.seconds[0] == 0 &&
               c.restart_backoff.seconds[1] == 1200 && c.restart_backoff.seconds[5] == 19200);
@@ -188,6 +190,8 @@ static void test_override(void)
                                  "netd-socket = /run/netd/netd.sock\n"
                                  "netns-dir = /run/dynos/netns\n"
                                  "restart-backoff = 0, 90s ,2m,1h,5\n"
+                                 "cycle-after = 90m\n"
+                                 "cycle-jitter = 0\n"
                                  "rlimit-nofile = 65536",
                                  err, sizeof err) == 0);
         CHECK(err[0] == 0);
@@ -205,6 +209,7 @@ static void test_override(void)
         CHECK(c.rlimit_nofile == 65536);
         CHECK(streq_null(c.netd_socket, "/run/netd/netd.sock"));
         CHECK(streq_null(c.netns_dir, "/run/dynos/netns"));
+        CHECK(c.cycle_after == 5400 && c.cycle_jitter == 0);
         CHECK(c.restart_backoff.n == 5 && c.restart_backoff.seconds[0] == 0 &&
               c.restart_backoff.seconds[1] == 90 && c.restart_backoff.seconds[2] == 120 &&
               c.restart_backoff.seconds[3] == 3600 && c.restart_backoff.seconds[4] == 5);
@@ -362,6 +367,10 @@ static void test_errors(void)
                   "not a duration" },
                 { "[hostd]\nrestart-backoff = 169h\n", "e.conf:2:", "key 'restart-backoff'",
                   "over a week" },
+                { "[hostd]\ncycle-after = 1h, 2h\n", "e.conf:2:", "key 'cycle-after'",
+                  "expected one duration" },
+                { "[hostd]\ncycle-jitter = 2d\n", "e.conf:2:", "key 'cycle-jitter'",
+                  "not a duration" },
                 { "[hostd]\nrestart-backoff = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
                   "e.conf:2:", "key 'restart-backoff'", "more than 16" },
                 { "[hostd]\nstate-dir = ./state\n", "e.conf:2:", "key 'state-dir'",
@@ -625,8 +634,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 33 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 33 + 9 * 8);
+        /* 35 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 35 + 9 * 8);
 }
 
 int main(void)

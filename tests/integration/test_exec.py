@@ -60,13 +60,25 @@ class Exec:
 
 @pytest.fixture
 def running(hostd, make_spec):
+    """A dyno whose command has become `sleep` (the shell execs it)."""
     c = hostd.client()
-    d = c.start(make_spec("exec-1", command="echo in-the-dyno > /app/marker; sleep 1000"))
+    d = c.start(make_spec("exec-1", command="echo in-the-dyno > /app/marker; exec sleep 1000"))
     deadline = time.monotonic() + 10
-    while not os.path.exists(f"/proc/{d.pid}/root/app/marker"):
-        assert time.monotonic() < deadline
+    while "sleep" not in comms(hostd.dyno_procs()):
+        assert time.monotonic() < deadline, "the dyno's sleep did not start"
         time.sleep(0.05)
     return c, d
+
+
+def comms(pids):
+    names = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
 
 
 def test_exec_runs_inside_the_dyno_unprivileged(running):

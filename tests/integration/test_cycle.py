@@ -1,0 +1,73 @@
+"""Daily cycling: every dyno is restarted cycle-after plus a random part of cycle-jitter after
+it started (Heroku's 24 h + 0..216 min; seconds here), on a fresh filesystem layer, with
+`Cycling` in its log; an explicit restart sets a new time; a one-off dyno ends instead.
+
+Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_cycle.py
+"""
+
+import os
+import time
+
+import pytest
+
+from hostd_client import pb
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+# Marks its layer, and says so when it finds the mark of an earlier run: a fresh layer never has it.
+MARKER = "test -e /app/.cycled && echo STALE-LAYER; touch /app/.cycled; sleep 1000"
+
+
+def texts(c, dyno_id):
+    return [(l.time_usec / 1e6, l.text.decode()) for l in c.logs(dyno_id).lines]
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_dyno_cycles_on_a_fresh_layer(hostd_factory, make_spec):
+    h = hostd_factory(cycle_after="2s", cycle_jitter="0")
+    c = h.client()
+    first = c.start(make_spec("cyc", command=MARKER))
+    wait_for(lambda: c.get("cyc").restarts >= 2, 30, "two cycles")
+    d = c.wait_state("cyc", pb.UP)
+    assert d.pid != first.pid
+    lines = texts(c, "cyc")
+    cycles = [t for t, x in lines if x == "Cycling"]
+    starts = [t for t, x in lines if x.startswith("Starting process with command")]
+    assert len(cycles) >= 2
+    # about 2 s after each start, never before
+    assert cycles[0] - starts[0] >= 1.9 and cycles[1] - starts[1] >= 1.9, (starts, cycles)
+    assert "STALE-LAYER" not in [x for _, x in lines], lines  # (the command line names it)
+    assert d.exit.error == "" and d.state == pb.UP  # a cycle is not a crash
+    c.stop("cyc")
+
+
+def test_explicit_restart_resets_the_clock_and_one_offs_end(hostd_factory, make_spec):
+    h = hostd_factory(cycle_after="3s", cycle_jitter="0")
+    c = h.client()
+    c.start(make_spec("cyc-r", command="sleep 1000"))
+    time.sleep(2)
+    c.restart("cyc-r")
+    restarted = time.monotonic()
+    wait_for(lambda: any(x == "Cycling" for _, x in texts(c, "cyc-r")), 20, "a cycle")
+    assert time.monotonic() - restarted >= 2.5  # from the restart, not from the first start
+    c.start(make_spec("cyc-run", name="run.1", type=pb.ONE_OFF, command="sleep 1000"))
+    d = c.wait_state("cyc-run", (pb.DOWN, pb.CRASHED, pb.COMPLETE), timeout=20)
+    assert d.state == pb.DOWN and d.restarts == 0
+    assert "Cycling" in [x for _, x in texts(c, "cyc-run")]
+    c.stop("cyc-r")
+
+
+def test_never_when_off(hostd_factory, make_spec):
+    h = hostd_factory(cycle_after="0")
+    c = h.client()
+    d = c.start(make_spec("cyc-off", command="sleep 1000"))
+    time.sleep(2)
+    assert c.get("cyc-off").pid == d.pid
+    assert "Cycling" not in [x for _, x in texts(c, "cyc-off")]
+    c.stop("cyc-off")
