@@ -99,7 +99,10 @@ int image_import(struct image_store *s, const char *source, const char *digest,
 int image_fetch(const char *source, int fd, uint64_t max_bytes, image_progress_t progress,
                 void *userdata, char digest_out[65], char *err, size_t errlen);
 /* Unpack the tarball (any compression libarchive reads) in archive_fd into the empty folder
- * dest, with the checks above. *ret_bytes and *ret_files count what was unpacked. */
+ * dest, with the checks above. *ret_bytes and *ret_files count what was unpacked. The work is
+ * done by a child process chroot()ed into dest (where the caller may chroot()), reaped before
+ * this returns. It dies with the calling thread, and holds the caller's open files other than
+ * folders until it ends (a lock the caller holds stays held that long). */
 int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
                  const struct image_limits *limits, uint64_t *ret_bytes, uint64_t *ret_files,
                  char *err, size_t errlen);

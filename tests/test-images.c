@@ -741,6 +741,23 @@ static void test_kill_mid_unpack(void)
         CHECK_R(image_lookup(s, digest, NULL), -ENOENT);
         image_store_free(s);
 
+        /* The unpack runs in a child of the importer, killed with it (PR_SET_PDEATHSIG) but a
+         * moment later, and holding the import's lock until it is gone: it must go, and then
+         * nothing writes in the half image. */
+        char lock[PATH_MAX];
+        snprintf(lock, sizeof lock, "%s/.lock-%s", root, digest);
+        _cleanup_close_ int lfd = open(lock, O_RDONLY | O_CLOEXEC);
+        bool freed = false;
+        for (int i = 0; lfd >= 0 && i < 10000 && !freed; i++) {
+                if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
+                        freed = true;
+                else
+                        usleep(1000);
+        }
+        CHECK(freed);
+        closep(&lfd);
+        lfd = -1;
+
         /* Opening the store again takes the half image away, and its lock file. */
         s = store_new("killed", root);
         CHECK(!exists_at(root, tmp));

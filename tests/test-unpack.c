@@ -8,6 +8,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <locale.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -797,6 +799,204 @@ static void test_dest(void)
         CHECK(content_in_is(dest, "a", "a"));
 }
 
+/* A symlink the tarball wrote, replaced by a later entry of the same name, is replaced, never
+ * followed: libarchive writes into the chroot without its own symlink check, so unpack.c
+ * removes it first. */
+static void test_replace_symlink(void)
+{
+        const struct ent ents[] = {
+                { "l", AE_IFLNK, .symlink = outside },
+                { "l/", AE_IFDIR, .perm = 0700, .mtime = T0 },
+                { "l/x", .data = "x\n" },
+                { "f", AE_IFLNK, .symlink = sentinel },
+                { "f", .data = "new\n" },
+                { "s", AE_IFLNK, .symlink = "a" },
+                { "s", AE_IFLNK, .symlink = "b" },
+        };
+        const char *dest;
+        char err[512] = "", target[16] = "", p[PATH_MAX];
+        struct stat st;
+        int r = unpack_ents(ents, ELEMENTSOF(ents), IMAGE_KIND_STACK, NULL, &dest, err, sizeof err);
+        CHECK(r == 0);
+        CHECK(stat_in(dest, "l", &st) && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700);
+        CHECK(content_in_is(dest, "l/x", "x\n"));
+        CHECK(stat_in(dest, "f", &st) && S_ISREG(st.st_mode));
+        CHECK(content_in_is(dest, "f", "new\n"));
+        snprintf(p, sizeof p, "%s/s", dest);
+        CHECK(readlink(p, target, sizeof target - 1) == 1 && target[0] == 'b');
+        CHECK(outside_intact());
+        CHECK(stat(outside, &st) == 0 && st.st_mtim.tv_sec != T0);
+}
+
+/* The unpack runs in a child process: none is left once image_unpack() returns, whatever the
+ * outcome, and a refusal reads as it did when the unpack ran in the caller. */
+static void test_no_child_left(void)
+{
+        const struct ent good[] = { { "a", .data = "a\n" } };
+        const struct ent trick[] = { { "link", AE_IFLNK, .symlink = outside },
+                                     { "link/sentinel", .data = "pwned\n" } };
+        const char *dest;
+        char err[512] = "";
+
+        CHECK(unpack_ents(good, 1, IMAGE_KIND_STACK, NULL, &dest, err, sizeof err) == 0);
+        CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+
+        int r = unpack_ents(trick, 2, IMAGE_KIND_STACK, NULL, &dest, err, sizeof err);
+        CHECK_REFUSED(r, -EINVAL, err, "link/sentinel", "written through the symlink 'link'");
+        CHECK(strcmp(err, "entry 'link/sentinel': written through the symlink 'link'") == 0);
+        CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+/* A caller killed mid-unpack takes the unpacking child along (it would otherwise go on writing
+ * where the caller's successor cleans). As the subreaper, this test inherits the orphan and sees
+ * it die. */
+static void test_killed_caller(void)
+{
+        enum { N = 4000 };
+        static struct ent ents[N];
+        static char names[N][16];
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof names[i], "f%05d", i);
+                ents[i] = (struct ent){ names[i], .size = 4096 };
+        }
+        const char *tar = craft(ents, N, true);
+        const char *dest = new_dest();
+        char probe[PATH_MAX];
+        snprintf(probe, sizeof probe, "%s/f00100", dest);
+
+        CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+        fflush(NULL);
+        pid_t kid = fork();
+        if (kid == 0) {
+                char err[512];
+                int r = unpack(tar, dest, IMAGE_KIND_STACK, &big_limits, NULL, NULL, err,
+                               sizeof err);
+                _exit(r == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+        }
+        bool seen = false;
+        struct stat st;
+        for (int i = 0; i < 200000 && !seen; i++) {
+                if (lstat(probe, &st) == 0)
+                        seen = true;
+                else
+                        usleep(50);
+        }
+        CHECK(seen);
+        kill(kid, SIGKILL);
+        int status = 0;
+        CHECK(waitpid(kid, &status, 0) == kid && WIFSIGNALED(status));
+
+        /* The orphan, reparented to us, ends by SIGKILL within moments. */
+        bool reaped = false;
+        for (int i = 0; i < 10000 && !reaped; i++) {
+                pid_t w = waitpid(-1, &status, WNOHANG);
+                if (w > 0)
+                        reaped = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+                else if (w < 0)
+                        break;
+                else
+                        usleep(1000);
+        }
+        CHECK(reaped);
+        CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+        CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
+        CHECK(outside_intact());
+}
+
+/* The unpacking child killed (here by a helper that finds it among this test's children): an
+ * error, not a success or a hang, and the child reaped. */
+static void test_child_killed(void)
+{
+        enum { N = 4000 };
+        static struct ent ents[N];
+        static char names[N][16];
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof names[i], "g%05d", i);
+                ents[i] = (struct ent){ names[i], .size = 4096 };
+        }
+        const char *tar = craft(ents, N, true);
+        const char *dest = new_dest();
+        char probe[PATH_MAX], err[512] = "";
+        snprintf(probe, sizeof probe, "%s/g00100", dest);
+
+        fflush(NULL);
+        pid_t me = getpid();
+        pid_t killer = fork();
+        if (killer == 0) {
+                struct stat st;
+                for (int i = 0; i < 200000 && lstat(probe, &st) < 0; i++)
+                        usleep(50);
+                DIR *d = opendir("/proc");
+                for (struct dirent *de; d && (de = readdir(d));) {
+                        char p[64], buf[512];
+                        int pid = atoi(de->d_name), ppid = 0;
+                        if (pid <= 0 || pid == getpid())
+                                continue;
+                        snprintf(p, sizeof p, "/proc/%d/stat", pid);
+                        _cleanup_fclose_ FILE *f = fopen(p, "re");
+                        char *paren = f && fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+                        if (paren && sscanf(paren, ") %*c %d", &ppid) == 1 && ppid == me)
+                                kill(pid, SIGKILL);
+                }
+                if (d)
+                        closedir(d);
+                _exit(0);
+        }
+        int r = unpack(tar, dest, IMAGE_KIND_STACK, &big_limits, NULL, NULL, err, sizeof err);
+        CHECK(r == -EIO);
+        CHECK(has(err, "unpack: the unpacking process was killed by signal 9"));
+        int status;
+        CHECK(waitpid(killer, &status, 0) == killer && WIFEXITED(status));
+        CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+        CHECK(outside_intact());
+}
+
+/* After the chroot every file is the tarball's: the unpack must load none. The first pax header
+ * makes libarchive open an iconv conversion; were glibc to read its gconv configuration only
+ * then, it would open these FIFOs inside the image and block (and a real attack would name a
+ * module for it to load). The same goes for a locale's files. This process has read that
+ * configuration already (crafting pax headers), so the unpack runs in a fresh one: this program
+ * executed again with "unpack-stack TARBALL DEST". */
+static void test_loads_nothing_inside(void)
+{
+        const struct ent ents[] = {
+                { "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", AE_IFIFO },
+                { "usr/lib/x86_64-linux-gnu/gconv/gconv-modules", AE_IFIFO },
+                { "usr/lib/aarch64-linux-gnu/gconv/gconv-modules.cache", AE_IFIFO },
+                { "usr/lib/aarch64-linux-gnu/gconv/gconv-modules", AE_IFIFO },
+                { "usr/lib/locale/locale-archive", AE_IFIFO },
+                { "caf\xc3\xa9", .data = "pax\n" },
+                { "d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac", .data = "pax\n" },
+        };
+        /* UTF-8 names go into pax headers as they are only from a UTF-8 locale. */
+        CHECK(setlocale(LC_ALL, "C.UTF-8"));
+        const char *tar = craft(ents, ELEMENTSOF(ents), true);
+        CHECK(setlocale(LC_ALL, "C"));
+        const char *dest = new_dest();
+
+        fflush(NULL);
+        pid_t kid = fork();
+        if (kid == 0) {
+                execl("/proc/self/exe", "test-unpack", "unpack-stack", tar, dest, (char *)NULL);
+                _exit(127);
+        }
+        int status = -1;
+        pid_t w = 0;
+        for (int i = 0; i < 20000 && w == 0; i++) {
+                w = waitpid(kid, &status, WNOHANG);
+                if (w == 0)
+                        usleep(1000);
+        }
+        if (w == 0) {
+                fprintf(stderr, "  the unpack blocked: it opened a file inside the image\n");
+                kill(kid, SIGKILL);
+                (void)waitpid(kid, NULL, 0);
+        }
+        CHECK(w == kid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(content_in_is(dest, "caf\xc3\xa9", "pax\n"));
+        CHECK(content_in_is(dest, "d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac", "pax\n"));
+}
+
 static int setup(void)
 {
         char p[PATH_MAX];
@@ -817,8 +1017,16 @@ static int setup(void)
         return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+        if (argc == 4 && strcmp(argv[1], "unpack-stack") == 0) {
+                char err[512] = "";
+                int r = unpack(argv[2], argv[3], IMAGE_KIND_STACK, &big_limits, NULL, NULL, err,
+                               sizeof err);
+                if (r < 0)
+                        fprintf(stderr, "  unpack %s: %s\n", argv[2], err);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        }
         if (geteuid() != 0) {
                 fprintf(stderr,
                         "test-unpack: needs root (owners are restored only then); skipped\n");
@@ -852,6 +1060,11 @@ int main(void)
         test_names();
         test_dir_then_symlink();
         test_dest();
+        test_replace_symlink();
+        test_no_child_left();
+        test_killed_caller();
+        test_child_killed();
+        test_loads_nothing_inside();
 
         if (failed == 0)
                 (void)rm_rf(base);
