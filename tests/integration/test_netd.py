@@ -655,7 +655,7 @@ def test_cycles(lab):
     lab.make_dyno("cycle.1")
     ok(attach(c, "base.1", lab, web=True, port=5000))
     before = snapshot(lab)
-    for i in range(50):
+    for i in range(200):  # as the issue asks: 200 attach/detach cycles
         a = ok(attach(c, "cycle.1", lab, web=True, port=5000)).attach
         assert a.host_port
         ok(c.call("detach", npb.DetachRequest(dyno_id="cycle.1")))
