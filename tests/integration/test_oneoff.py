@@ -44,6 +44,9 @@ def test_attach_is_the_terminal(hostd, make_spec):
     c = hostd.client()
     c.start(oneoff(make_spec, "run-1", "sh", columns=100, rows=30))
     a = Attach(c, "run-1")
+    # an interactive shell on a terminal: its banner and prompt come first
+    a.read_until(lambda o: b"/app $ " in o)
+    assert b"built-in shell" in a.out
     a.send(b"echo hi-$((1+1)); stty size\r")
     a.read_until(lambda o: b"30 100" in o and b"hi-2" in o)
     # a second client cannot take the terminal
