@@ -156,8 +156,14 @@ def test_same_id_twice_already_exists_one_process_tree(hostd, make_spec):
         assert status_code(resp) == pb.ALREADY_EXISTS, code_name(status_code(resp))
         assert "lc-twice" in resp.status.message
         assert hostd.dyno_inits() == [d.pid], f"dyno inits: {hostd.dyno_inits()}, want only {d.pid}"
-        # Every process hostd runs is in the one dyno's cgroup.
-        assert hostd.dyno_procs() == dyno_cgroup_procs(hostd, "lc-twice")
+        # Every process hostd runs is in the one dyno's cgroup. The two are read one after
+        # the other while the dyno's shell may still fork: compare once they agree.
+        for _ in range(50):
+            procs, in_dyno = hostd.dyno_procs(), dyno_cgroup_procs(hostd, "lc-twice")
+            if procs == in_dyno:
+                break
+            time.sleep(0.1)
+        assert procs == in_dyno
         assert hostd.find_cgroups("lc-twice") and all(
             os.path.basename(os.path.dirname(p)) == "dynos" for p in hostd.find_cgroups("lc-twice")
         )
