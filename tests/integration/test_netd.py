@@ -424,11 +424,12 @@ def test_metadata_address(lab):
     assert out.split() == [OUTSIDE_HOST_IP, OUTSIDE_HOST_IP]  # the host's, the dyno's (NAT)
     # and UDP: nothing arrives either (a datagram to the metadata address, one to the control)
     sink = lab.spawn(["nsenter", "-t", str(outside.pid), "-n", "/usr/bin/python3", "-c",
-                      UDP_SINK, METADATA_IP, CONTROL_IP, "53", "4"], stdout=subprocess.PIPE,
+                      UDP_SINK, METADATA_IP, CONTROL_IP, "53", "30"], stdout=subprocess.PIPE,
                      text=True)
     assert sink.stdout.readline().strip() == "listening"
-    for addr in (METADATA_IP, CONTROL_IP):
-        lab.d("web.1", "/usr/bin/python3", "-c", UDP_SEND, addr, "53")
+    # the metadata datagram first: when the control one has arrived, so would it have
+    lab.d("web.1", "/usr/bin/python3", "-c", UDP_SEND, METADATA_IP, "53")
+    lab.d("web.1", "/usr/bin/python3", "-c", UDP_SEND, CONTROL_IP, "53")
     out, _ = sink.communicate()
     assert out.split() == [CONTROL_IP]
     drops = lab.h("nft", "list", "chain", "inet", TABLE, "forward").stdout
@@ -444,13 +445,15 @@ for a in sys.argv[1:3]:
     s.bind((a, int(sys.argv[3])))
     socks.append(s)
 print("listening", flush=True)
-while True:
+done = False
+while not done:  # until the control address (the second) receives, or argv[4] s of nothing
     r, _, _ = select.select(socks, [], [], float(sys.argv[4]))
     if not r:
         break
     for s in r:
         s.recv(100)
         print(s.getsockname()[0], flush=True)
+        done = done or s is socks[1]
 """
 
 UDP_SEND = """
