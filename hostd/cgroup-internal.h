@@ -44,6 +44,9 @@ struct cg_ops {
         int (*attach)(struct cg_manager *m, const char *id, pid_t pid);
         /* Start killing everything in the cgroup; cg_destroy then waits and removes. */
         int (*kill)(struct cg_manager *m, const char *id);
+        /* The folder whose cpuset files are the dyno's (id NULL: <base>/dynos on v1, hostd's
+         * own cgroup on v2), making the cpuset controller available there first on v2. */
+        int (*cpuset_dir)(struct cg_manager *m, const char *id, char **ret);
         /* The memory controller's file and key that count OOM kills. */
         const char *oom_file;
 };

@@ -373,11 +373,20 @@ static int v1_kill(struct cg_manager *m, const char *id)
         return ret;
 }
 
+static int v1_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
+{
+        struct cg_hier *h = cg_hier_for(m, CG_CTRL_CPUSET);
+        if (!h)
+                return -EOPNOTSUPP;
+        return cg_hier_dyno_dir(m, h, id, ret);
+}
+
 const struct cg_ops cg_v1_ops = {
         .mode = CG_MODE_V1,
         .setup = v1_setup,
         .create = v1_create,
         .attach = v1_attach,
         .kill = v1_kill,
+        .cpuset_dir = v1_cpuset_dir,
         .oom_file = "memory.oom_control",
 };

@@ -227,17 +227,27 @@ static int v2_set_limits(const char *dir, const struct cg_limits *lim)
         return 0;
 }
 
+/* Only hosts with a dedicated CPU pool need cpuset, so it is turned on at first use. */
+static int v2_enable_cpuset(struct cg_manager *m)
+{
+        if (m->cpuset_enabled)
+                return 0;
+        if (!cg_hier_for(m, CG_CTRL_CPUSET))
+                return -EOPNOTSUPP;
+        int r = v2_enable_chain(m, v2_cpuset_controllers, 1, NULL, NULL);
+        if (r < 0)
+                return r;
+        m->cpuset_enabled = true;
+        return 0;
+}
+
 static int v2_create(struct cg_manager *m, const char *id, const struct cg_limits *lim)
 {
         int r;
-        if (lim->cpus && !m->cpuset_enabled) {
-                /* Only dynos with dedicated CPUs need cpuset, so it is turned on late. */
-                if (!cg_hier_for(m, CG_CTRL_CPUSET))
-                        return -EOPNOTSUPP;
-                r = v2_enable_chain(m, v2_cpuset_controllers, 1, NULL, NULL);
+        if (lim->cpus) {
+                r = v2_enable_cpuset(m);
                 if (r < 0)
                         return r;
-                m->cpuset_enabled = true;
         }
 
         _cleanup_free_ char *dir = NULL;
@@ -301,11 +311,26 @@ static int v2_kill(struct cg_manager *m, const char *id)
         return r < 0 ? r : 0;
 }
 
+static int v2_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
+{
+        const struct cg_hier *h = cg_hier_for(m, CG_CTRL_CPUSET);
+        if (!h)
+                return -EOPNOTSUPP;
+        if (!id)
+                /* The own cgroup: its parent gave it cpuset, so it has the files. */
+                return asprintf_safe(ret, "%s%s", h->mount, h->own_rel);
+        int r = v2_enable_cpuset(m);
+        if (r < 0)
+                return r;
+        return cg_hier_dyno_dir(m, h, id, ret);
+}
+
 const struct cg_ops cg_v2_ops = {
         .mode = CG_MODE_V2,
         .setup = v2_setup,
         .create = v2_create,
         .attach = v2_attach,
         .kill = v2_kill,
+        .cpuset_dir = v2_cpuset_dir,
         .oom_file = "memory.events",
 };

@@ -713,3 +713,54 @@ int cg_dyno_path(struct cg_manager *m, const char *id, char **ret)
                 return r;
         return cg_hier_dyno_rel(m, cg_primary(m), id, ret);
 }
+
+/* ---- dedicated CPUs ---- */
+
+int cg_cpus_available(struct cg_manager *m, char **ret)
+{
+        _cleanup_free_ char *dir = NULL;
+        int r = m->ops->cpuset_dir(m, NULL, &dir);
+        if (r < 0)
+                return r;
+        /* v1: the configured list is what children may take; v2: what the kernel grants. */
+        return cg_read(dir, m->ops->mode == CG_MODE_V2 ? "cpuset.cpus.effective" : "cpuset.cpus",
+                       ret);
+}
+
+int cg_get_cpus(struct cg_manager *m, const char *id, char **ret)
+{
+        int r = cg_validate_id(id);
+        if (r < 0)
+                return r;
+        struct cg_hier *h = cg_hier_for(m, CG_CTRL_CPUSET);
+        if (!h)
+                return -EOPNOTSUPP;
+        _cleanup_free_ char *dir = NULL;
+        r = cg_hier_dyno_dir(m, h, id, &dir);
+        if (r < 0)
+                return r;
+        if (access(dir, F_OK) < 0)
+                return -errno;
+        /* v2 without cpuset enabled above it: the dyno inherits. */
+        if (!cg_file_exists(dir, "cpuset.cpus")) {
+                *ret = strdup("");
+                return *ret ? 0 : -ENOMEM;
+        }
+        return cg_read(dir, "cpuset.cpus", ret);
+}
+
+int cg_set_cpus(struct cg_manager *m, const char *id, const char *cpus)
+{
+        int r = cg_validate_id(id);
+        if (r < 0)
+                return r;
+        if (!cpus)
+                return -EINVAL;
+        _cleanup_free_ char *dir = NULL;
+        r = m->ops->cpuset_dir(m, id, &dir);
+        if (r < 0)
+                return r;
+        if (access(dir, F_OK) < 0)
+                return -errno;
+        return cg_write(dir, "cpuset.cpus", cpus);
+}

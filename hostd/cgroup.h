@@ -68,3 +68,13 @@ int cg_file_path(struct cg_manager *m, const char *id, const char *controller, c
                  char **ret);
 /* The dyno's cgroup path relative to the hierarchy root (the memory hierarchy on v1). */
 int cg_dyno_path(struct cg_manager *m, const char *id, char **ret);
+
+/* Dedicated CPUs (cpus.c). The CPUs dynos may be given: <base>/dynos' cpuset.cpus on v1 (a
+ * copy of hostd's own), hostd's own cpuset.cpus.effective on v2. -EOPNOTSUPP: no cpuset
+ * controller. Allocated CPU list. */
+int cg_cpus_available(struct cg_manager *m, char **ret);
+/* The dyno's cpuset.cpus as written ("" when it inherits). -ENOENT: no such cgroup (on v1: no
+ * cpuset folder, a dyno made without a cpuset). */
+int cg_get_cpus(struct cg_manager *m, const char *id, char **ret);
+/* Change the CPUs of a live dyno's cgroup; its processes move at once. -ENOENT as above. */
+int cg_set_cpus(struct cg_manager *m, const char *id, const char *cpus);

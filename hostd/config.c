@@ -3,6 +3,7 @@
  * Both sections are described by tables of keys; the parser and config_dump() walk the same
  * tables, so a dumped configuration always reads back as the same configuration. */
 #include "config.h"
+#include "cpus.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -55,6 +56,7 @@ enum value_type {
         VALUE_SOCKET,          /* absolute path that fits sockaddr_un */
         VALUE_CGROUP,          /* relative path without "..", or "" */
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
+        VALUE_CPU_POOL,        /* "auto", "none" or a CPU list; checked against the host at start */
         VALUE_LOG_LEVEL,
         VALUE_U32,
         VALUE_U64,
@@ -116,6 +118,7 @@ static const struct key_def hostd_keys[] = {
         /* 0: never; at most a year */
         { "cycle-after", VALUE_DURATION, CONFIG_FIELD(cycle_after), 0, 366 * 24 * 3600 },
         { "cycle-jitter", VALUE_DURATION, CONFIG_FIELD(cycle_jitter), 0, 7 * 24 * 3600 },
+        { "dedicated-cpu-pool", VALUE_CPU_POOL, CONFIG_FIELD(dedicated_cpu_pool), 0, 0 },
 };
 
 static const struct key_def size_keys[] = {
@@ -136,7 +139,8 @@ static const char *const log_level_names[] = {
 static bool value_is_string(enum value_type t)
 {
         return t == VALUE_PATH || t == VALUE_PATH_OR_EMPTY || t == VALUE_SOCKET ||
-               t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME;
+               t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME ||
+               t == VALUE_CPU_POOL;
 }
 
 static char **string_field(void *base, const struct key_def *k)
@@ -366,6 +370,13 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                         return -EINVAL;
                 }
                 break;
+        case VALUE_CPU_POOL:
+                if (!cpu_pool_spec_valid(v)) {
+                        snprintf(why, whylen, "'%s' is not 'auto', 'none' or a CPU list (1-3,6)",
+                                 v);
+                        return -EINVAL;
+                }
+                break;
         case VALUE_LOG_LEVEL:
                 r = log_parse_level(v);
                 if (r < 0) {
@@ -459,7 +470,8 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_SOCKET:
         case VALUE_SOCKET_OR_EMPTY:
         case VALUE_CGROUP:
-        case VALUE_SIZE_NAME: text = *(char *const *)field ?: ""; break;
+        case VALUE_SIZE_NAME:
+        case VALUE_CPU_POOL: text = *(char *const *)field ?: ""; break;
         case VALUE_LOG_LEVEL: {
                 int l = *(const int *)field;
                 bool known = l >= 0 && (size_t)l < ELEMENTSOF(log_level_names) &&
@@ -589,7 +601,8 @@ int config_init_defaults(struct config *c)
             !(t.layers_dir = strdup("/var/lib/hostd/layers")) ||
             !(t.images_dir = strdup("/var/lib/hostd/images")) || !(t.init_path = strdup("")) ||
             !(t.netd_socket = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
-            !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")))
+            !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
+            !(t.dedicated_cpu_pool = strdup("auto")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

@@ -62,6 +62,7 @@ struct config {
         char *netd_socket;             /* netd's API socket; "": no netd, dynos get loopback only */
         char *netns_dir; /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
+        char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
         struct size_def *sizes;
         size_t n_sizes;
 };

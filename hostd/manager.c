@@ -18,6 +18,7 @@
 
 #include "boot.h"
 #include "cgroup.h"
+#include "cpus.h"
 #include "exec.h"
 #include "images.h"
 #include "importer.h"
@@ -583,6 +584,7 @@ static void dyno_finish(struct dyno *d)
         int r = cg_destroy(m->cg, d->id);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup %s: %m", d->id, d->cgroup_path);
+        cpu_pool_release(m->cpus, d->id);
         dyno_net_release(d);
 
         /* Every writer is gone now: take the last lines. */
@@ -651,6 +653,14 @@ static int on_restart_due(sd_event_source *s, uint64_t usec, void *userdata)
                 log_warning("dyno %s: cannot restart, this host runs %zu dynos (max-dynos); "
                             "trying again in a minute",
                             d->id, m->n_live);
+                d->restart_at_usec = now_realtime_usec() + 60 * 1000000LL;
+                dyno_arm_restart(d);
+                return 0;
+        }
+        if (cpu_pool_n_free(m->cpus) < d->size->dedicated_cpus) {
+                log_warning("dyno %s: cannot restart, %u of its %u dedicated CPUs are free; "
+                            "trying again in a minute",
+                            d->id, cpu_pool_n_free(m->cpus), d->size->dedicated_cpus);
                 d->restart_at_usec = now_realtime_usec() + 60 * 1000000LL;
                 dyno_arm_restart(d);
                 return 0;
@@ -1202,6 +1212,7 @@ static void dyno_abort_start(struct dyno *d)
         int r = cg_destroy(m->cg, d->id);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup: %m", d->id);
+        cpu_pool_release(m->cpus, d->id);
         r = layer_remove(d->layer_dir);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
@@ -1613,6 +1624,10 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         if (r < 0)
                 return snprintf(errbuf, errlen, "overlay options: %s", strerror(-r)), r;
 
+        /* Reserved at admission; this only covers a start resumed after a restart of hostd. */
+        r = cpu_pool_reserve(m->cpus, d->id, size->dedicated_cpus, errbuf, errlen);
+        if (r < 0)
+                return r;
         struct cg_limits lim = {
                 .memory = size->memory,
                 .memory_swap =
@@ -1622,6 +1637,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .cpu_quota_us = size->cpu_quota_pct ? size->cpu_quota_pct * 1000 : 0,
                 .cpu_period_us = size->cpu_quota_pct ? 100000 : 0,
                 .pids = size->pids,
+                .cpus = cpu_pool_cpus_for(m->cpus, d->id),
         };
         r = cg_create(m->cg, d->id, &lim);
         if (r < 0)
@@ -1786,6 +1802,7 @@ static void dyno_begin(struct dyno *d)
                 dyno_fail_start(d,
                                 r == -ENOMEM      ? HOSTD__V1__CODE__INTERNAL :
                                 r == -ENETUNREACH ? HOSTD__V1__CODE__UNAVAILABLE :
+                                r == -ENOSPC      ? HOSTD__V1__CODE__RESOURCE_EXHAUSTED :
                                                     HOSTD__V1__CODE__FAILED_PRECONDITION,
                                 full);
         }
@@ -1911,6 +1928,12 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
+        if (cpu_pool_check(m->cpus, size->dedicated_cpus, msg, sizeof msg) < 0) {
+                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "dyno '%s': size %s %s", spec->id, size->name, msg);
+                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
+                return;
+        }
 
         /* An ended dyno of the same id gives way to the new one. */
         if (old) {
@@ -1940,6 +1963,12 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         m->n_live++;
 
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
+        /* Its CPUs are its own from now on, also while it waits for its images. */
+        r = cpu_pool_reserve(m->cpus, d->id, size->dedicated_cpus, msg, sizeof msg);
+        if (r < 0) {
+                dyno_fail_start(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                return;
+        }
         /* A new dyno of an old id starts with nothing of the old one's. */
         r = rm_rf(d->run_dir);
         if (r < 0) {
@@ -1976,6 +2005,13 @@ static void dyno_relaunch(struct dyno *d)
         d->uid = manager_pick_uid(m, &r);
         if (r < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-r));
+                dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_save(d);
+                return;
+        }
+        char why[256];
+        if (cpu_pool_reserve(m->cpus, d->id, d->size->dedicated_cpus, why, sizeof why) < 0) {
+                snprintf(msg, sizeof msg, "dyno '%s': size %s %s", d->id, d->size->name, why);
                 dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
                 return;
@@ -2131,6 +2167,7 @@ static void dyno_readopt(struct dyno *d)
         }
 
         d->pidfd = pidfd;
+        (void)cpu_pool_adopt(m->cpus, d->id, d->size ? d->size->dedicated_cpus : 0);
         d->log_fd = pidfd_getfd_(pidfd, INIT_LOG_FD);
         if (d->log_fd < 0)
                 log_warning_errno(errno, "dyno %s: take the log pipe from the init: %m", d->id);
@@ -2220,6 +2257,8 @@ int manager_reconcile(struct manager *m)
                                 if (r < 0)
                                         log_error_errno(r, "remove leftover cgroup %s: %m", *p);
                         }
+        /* Every running dyno holds its CPUs again: the others get the rest. */
+        cpu_pool_sync(m->cpus);
         _cleanup_(closedirp_) DIR *layers = opendir(m->config->layers_dir);
         while (layers && (de = readdir(layers))) {
                 if (de->d_name[0] == '.' || is_live_dyno(m, de->d_name))
@@ -2341,6 +2380,11 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;
         }
+        char err[512];
+        if ((r = cpus_setup(c, m->cg, &m->cpus, err, sizeof err)) < 0) {
+                log_error("%s", err);
+                goto fail;
+        }
         if (*c->netd_socket && (r = netd_client_new(e, c->netd_socket, NETD_TIMEOUT_USEC,
                                                     on_netd_connected, m, &m->netd)) < 0) {
                 log_error_errno(r, "set up the netd client: %m");
@@ -2369,6 +2413,7 @@ void manager_free(struct manager *m)
         dyno_seccomp_free(&m->seccomp);
         importer_free_all(m);
         image_store_free(m->images);
+        cpu_pool_free(m->cpus);
         cg_manager_free(m->cg);
         closep(&m->init_exe_fd);
         closep(&m->netns_fd);

@@ -106,6 +106,7 @@ struct manager {
         struct config *config;
         sd_event *event;
         struct cg_manager *cg;
+        struct cpu_pool *cpus; /* dedicated CPUs (cpus.h) */
         struct rpc_server *rpc;
         struct image_store *images;
         struct import_job *imports;

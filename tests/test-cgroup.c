@@ -4,6 +4,7 @@
  * It is a guest in whatever cgroup it was started in: everything it makes lives under
  * <own>/hostd-test-cg-<pid> in each hierarchy, and that folder is removed at the end. */
 #include "cgroup.h"
+#include "cpus.h"
 #include "util.h"
 
 #include <limits.h>
@@ -443,6 +444,133 @@ static void test_cpuset(void)
         CHECK(!exists_anywhere("cpus"));
 }
 
+static bool affinity_is(pid_t pid, const char *list)
+{
+        cpu_set_t set;
+        struct cpu_bits want;
+        if (sched_getaffinity(pid, sizeof set, &set) < 0 || cpulist_parse(list, &want) < 0)
+                return false;
+        for (unsigned c = 0; c < CPU_SETSIZE && c < CPUS_MAX; c++)
+                if (!!CPU_ISSET(c, &set) != cpubits_test(&want, c)) {
+                        fprintf(stderr, "  pid %d: CPU %u %s, want the CPUs %s\n", (int)pid, c,
+                                CPU_ISSET(c, &set) ? "allowed" : "not allowed", list);
+                        return false;
+                }
+        return true;
+}
+
+static bool cpus_are(const char *id, const char *want)
+{
+        _cleanup_free_ char *got = NULL;
+        int r = cg_get_cpus(m, id, &got);
+        if (r < 0 || strcmp(got, want) != 0) {
+                fprintf(stderr, "  %s: cpuset.cpus '%s' (%d), want '%s'\n", id, got ? got : "", r,
+                        want);
+                return false;
+        }
+        return true;
+}
+
+/* The dedicated CPU pool against real cgroups: a shared dyno loses a CPU when another dyno
+ * takes it and gets it back on release; re-adoption reads a dyno's CPUs back. */
+static void test_cpu_pool(void)
+{
+        _cleanup_free_ char *avail = NULL, *x = NULL;
+        int r = cg_cpus_available(m, &avail);
+        if (r == -EOPNOTSUPP) {
+                fprintf(stderr, "  no cpuset controller: the CPU pool not tested\n");
+                return;
+        }
+        CHECK_R(r, 0);
+        struct cpu_bits all;
+        CHECK(avail && cpulist_parse(avail, &all) == 0 && cpubits_count(&all) >= 1);
+        if (!avail)
+                return;
+        CHECK_R(cg_get_cpus(m, "nosuch", &x), -ENOENT);
+        CHECK_R(cg_set_cpus(m, "nosuch", avail), -ENOENT);
+
+        char err[256];
+        struct cpu_pool *p = NULL, *p2 = NULL;
+        CHECK_R(cpu_pool_new("auto", avail, m, &p, err, sizeof err), 0);
+        if (!p)
+                return;
+        /* A shared dyno: every CPU while nothing is held. */
+        struct cg_limits lim = { .memory = 64 << 20, .cpus = cpu_pool_cpus_for(p, "sh") };
+        if (cpu_pool_size(p) == 0) {
+                CHECK(lim.cpus == NULL);
+                fprintf(stderr, "  one CPU: nothing to dedicate, the CPU pool not tested\n");
+                cpu_pool_free(p);
+                return;
+        }
+        CHECK(lim.cpus && strcmp(lim.cpus, avail) == 0);
+        CHECK_R(cg_create(m, "sh", &lim), 0);
+        CHECK(cpus_are("sh", avail));
+        int gofd;
+        pid_t sh = spawn(&gofd, do_pause);
+        CHECK_R(cg_attach(m, "sh", sh), 0);
+        go(gofd);
+        cpu_pool_sync(p);
+        CHECK(affinity_is(sh, avail));
+
+        /* A dedicated dyno takes the pool's lowest CPU; the shared one leaves it at once. */
+        CHECK_R(cpu_pool_reserve(p, "ded", 1, err, sizeof err), 0);
+        _cleanup_free_ char *ded_cpus = strdup(cpu_pool_held(p, "ded"));
+        _cleanup_free_ char *shared = strdup(cpu_pool_cpus_for(p, "sh"));
+        CHECK(ded_cpus && shared && strcmp(ded_cpus, shared) != 0);
+        CHECK(cpus_are("sh", shared));
+        CHECK(affinity_is(sh, shared));
+        struct cg_limits dlim = { .memory = 64 << 20, .cpus = cpu_pool_cpus_for(p, "ded") };
+        CHECK_R(cg_create(m, "ded", &dlim), 0);
+        CHECK(cpus_are("ded", ded_cpus));
+        pid_t ded = spawn(&gofd, do_pause);
+        CHECK_R(cg_attach(m, "ded", ded), 0);
+        go(gofd);
+        CHECK(affinity_is(ded, ded_cpus));
+        /* A sync (hostd's reconciliation) moves only the dynos that hold nothing. */
+        cpu_pool_sync(p);
+        CHECK(cpus_are("ded", ded_cpus) && cpus_are("sh", shared));
+
+        /* A new hostd: the running dyno's CPUs are read back and taken again. */
+        CHECK_R(cpu_pool_new("auto", avail, m, &p2, err, sizeof err), 0);
+        if (p2) {
+                CHECK_R(cpu_pool_adopt(p2, "ded", 1), 0);
+                CHECK(cpu_pool_held(p2, "ded") && strcmp(cpu_pool_held(p2, "ded"), ded_cpus) == 0);
+                cpu_pool_free(p2);
+        }
+        /* Its CPUs held by another (an interrupted start took them first): it moves to a free
+         * CPU, or, with none, holds nothing and is left where it is until a sync. */
+        CHECK_R(cpu_pool_new("auto", avail, m, &p2, err, sizeof err), 0);
+        if (p2) {
+                CHECK_R(cpu_pool_reserve_exact(p2, "other", ded_cpus), 0);
+                r = cpu_pool_adopt(p2, "ded", 1);
+                if (cpu_pool_size(p2) >= 2) {
+                        CHECK_R(r, 0);
+                        const char *now = cpu_pool_held(p2, "ded");
+                        CHECK(now && strcmp(now, ded_cpus) != 0 && cpus_are("ded", now) &&
+                              affinity_is(ded, now));
+                        /* Back where it was, for the rest of the test. */
+                        CHECK_R(cg_set_cpus(m, "ded", ded_cpus), 0);
+                } else {
+                        CHECK_R(r, -ENOSPC);
+                        CHECK(cpu_pool_held(p2, "ded") == NULL && cpus_are("ded", ded_cpus));
+                }
+                cpu_pool_free(p2);
+        }
+
+        /* The dedicated dyno ends: its CPU goes back to the shared one. */
+        CHECK_R(cg_destroy(m, "ded"), 0);
+        cpu_pool_release(p, "ded");
+        CHECK(cpus_are("sh", avail));
+        CHECK(affinity_is(sh, avail));
+        int st = wait_status(ded);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK_R(cg_destroy(m, "sh"), 0);
+        st = wait_status(sh);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK(!exists_anywhere("sh") && !exists_anywhere("ded"));
+        cpu_pool_free(p);
+}
+
 static void test_leftover(void)
 {
         if (mode != CG_MODE_V1)
@@ -592,6 +720,7 @@ int main(void)
         test_destroy_live();
         test_oom();
         test_cpuset();
+        test_cpu_pool();
         test_leftover();
         test_list();
         test_timing();

@@ -56,6 +56,7 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
             !streq_null(a->netd_socket, b->netd_socket) ||
             !streq_null(a->netns_dir, b->netns_dir) ||
+            !streq_null(a->dedicated_cpu_pool, b->dedicated_cpu_pool) ||
             a->restart_backoff.n != b->restart_backoff.n ||
             memcmp(a->restart_backoff.seconds, b->restart_backoff.seconds,
                    sizeof a->restart_backoff.seconds) != 0)
@@ -135,6 +136,7 @@ static void test_defaults(void)
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
         CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
         CHECK(c.cycle_after == 24 * 3600 && c.cycle_jitter == 216 * 60);
+        CHECK(streq_null(c.dedicated_cpu_pool, "auto"));
         /* Heroku's: at once, then 20, 40, 60, 180, 320 minutes */
         CHECK(c.restart_backoff.n == 6 && c.restart_backoff.seconds[0] == 0 &&
               c.restart_backoff.seconds[1] == 1200 && c.restart_backoff.seconds[5] == 19200);
@@ -189,6 +191,7 @@ static void test_override(void)
                                  "default-size = performance-m\n"
                                  "netd-socket = /run/netd/netd.sock\n"
                                  "netns-dir = /run/dynos/netns\n"
+                                 "dedicated-cpu-pool = 2-5,8\n"
                                  "restart-backoff = 0, 90s ,2m,1h,5\n"
                                  "cycle-after = 90m\n"
                                  "cycle-jitter = 0\n"
@@ -209,6 +212,7 @@ static void test_override(void)
         CHECK(c.rlimit_nofile == 65536);
         CHECK(streq_null(c.netd_socket, "/run/netd/netd.sock"));
         CHECK(streq_null(c.netns_dir, "/run/dynos/netns"));
+        CHECK(streq_null(c.dedicated_cpu_pool, "2-5,8"));
         CHECK(c.cycle_after == 5400 && c.cycle_jitter == 0);
         CHECK(c.restart_backoff.n == 5 && c.restart_backoff.seconds[0] == 0 &&
               c.restart_backoff.seconds[1] == 90 && c.restart_backoff.seconds[2] == 120 &&
@@ -352,6 +356,10 @@ static void test_errors(void)
                   "e.conf:2:", "key 'socket'", "too long for a unix socket" },
                 { "[hostd]\nrun-dir = run\n", "e.conf:2:", "key 'run-dir'",
                   "not an absolute path" },
+                { "[hostd]\ndedicated-cpu-pool = 1-\n", "e.conf:2:", "key 'dedicated-cpu-pool'",
+                  "not 'auto', 'none' or a CPU list" },
+                { "[hostd]\ndedicated-cpu-pool =\n", "e.conf:2:", "key 'dedicated-cpu-pool'",
+                  "not 'auto', 'none' or a CPU list" },
                 { "[hostd]\nnetd-socket = netd.sock\n", "e.conf:2:", "key 'netd-socket'",
                   "not an absolute path" },
                 { "[hostd]\nnetd-socket = /run/netd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -634,8 +642,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 35 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 35 + 9 * 8);
+        /* 36 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 36 + 9 * 8);
 }
 
 int main(void)
