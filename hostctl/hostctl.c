@@ -1204,6 +1204,16 @@ static int spec_from_args(const char *cmd, struct start_flags *f, int argc, char
         return EXIT_OK;
 }
 
+static int start_call(struct hostd_client *c, Hostd__V1__DynoSpec *spec, Hostd__V1__Response **ret)
+{
+        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        start.spec = spec;
+        req.call_case = HOSTD__V1__REQUEST__CALL_START;
+        req.start = &start;
+        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_START, ret);
+}
+
 static int cmd_start(struct globals *g, int argc, char **argv)
 {
         /* clang-format off */
@@ -1228,14 +1238,9 @@ static int cmd_start(struct globals *g, int argc, char **argv)
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        start.spec = spec;
-        req.call_case = HOSTD__V1__REQUEST__CALL_START;
-        req.start = &start;
         _cleanup_free_ char *what = strjoin3("start ", spec->id, NULL);
         _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_START, &resp);
+        r = start_call(&c, spec, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "start");
         const Hostd__V1__Dyno *d = reply_dyno(resp->start->dyno, "start");
@@ -2525,14 +2530,9 @@ static int cmd_run(struct globals *g, int argc, char **argv)
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        start.spec = spec;
-        req.call_case = HOSTD__V1__REQUEST__CALL_START;
-        req.start = &start;
         _cleanup_free_ char *what = strjoin3("run ", spec->id, NULL);
         _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_START, &resp);
+        r = start_call(&c, spec, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "run");
         if (!term)

@@ -260,6 +260,18 @@ static int open_dyno_ptmx(pid_t init_pid, uint32_t columns, uint32_t rows)
         return fd;
 }
 
+/* Output to read, and a look every few seconds for a client that left. */
+static int session_watch(struct exec_session *s)
+{
+        int r = sd_event_add_io(s->m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s);
+        if (r >= 0)
+                r = sd_event_add_time_relative(s->m->event, &s->watch, CLOCK_MONOTONIC,
+                                               EXEC_WATCH_USEC, 0, on_watch, s);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON);
+        return r;
+}
+
 static int validate_exec(const struct manager *m, const Hostd__V1__ExecRequest *req, char *msg,
                          size_t len)
 {
@@ -318,17 +330,9 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                                  dyno_state_name(d->state));
                 return;
         }
-        if (m->n_execs >= EXEC_MAX_SESSIONS) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "exec: %zu sessions are open, the limit", m->n_execs);
-                return;
-        }
-
         struct exec_session *s = session_new(m, c, id, d->id);
-        if (!s) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+        if (!s)
                 return;
-        }
         s->tty = req->tty;
 
         int r, child_io = -1;
@@ -391,10 +395,7 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         if ((r = sd_event_add_io(m->event, &s->sync_source, s->sync_fd, EPOLLIN, on_sync, s)) < 0 ||
             (r = sd_event_add_io(m->event, &s->pid_source, s->pidfd, EPOLLIN, on_helper_exit, s)) <
                     0 ||
-            (r = sd_event_add_io(m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s)) < 0 ||
-            (r = sd_event_add_time_relative(m->event, &s->watch, CLOCK_MONOTONIC, EXEC_WATCH_USEC,
-                                            0, on_watch, s)) < 0 ||
-            (r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON)) < 0) {
+            (r = session_watch(s)) < 0) {
                 pidfd_send_signal_kill(s->pidfd);
                 siginfo_t si;
                 while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
@@ -456,12 +457,20 @@ void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 write_input(s);
 }
 
+/* A session for the stream id of c, or NULL after answering why not. */
 static struct exec_session *session_new(struct manager *m, struct conn *c, uint64_t id,
                                         const char *dyno_id)
 {
-        struct exec_session *s = calloc(1, sizeof *s);
-        if (!s)
+        if (m->n_execs >= EXEC_MAX_SESSIONS) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "%zu exec and attach sessions are open, the limit", m->n_execs);
                 return NULL;
+        }
+        struct exec_session *s = calloc(1, sizeof *s);
+        if (!s) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                return NULL;
+        }
         s->m = m;
         s->conn = conn_ref(c);
         s->id = id;
@@ -471,6 +480,7 @@ static struct exec_session *session_new(struct manager *m, struct conn *c, uint6
         m->execs = s;
         m->n_execs++;
         if (!s->dyno_id) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
                 session_free(s);
                 return NULL;
         }
@@ -511,16 +521,9 @@ void exec_attach(struct manager *m, struct conn *c, uint64_t id,
         }
         if (d->attach)
                 session_free(d->attach); /* its client left; nobody noticed yet */
-        if (m->n_execs >= EXEC_MAX_SESSIONS) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "attach: %zu sessions are open, the limit", m->n_execs);
-                return;
-        }
         struct exec_session *s = session_new(m, c, id, d->id);
-        if (!s) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+        if (!s)
                 return;
-        }
         s->tty = true;
         s->dyno = d;
         d->attach = s;
@@ -529,12 +532,7 @@ void exec_attach(struct manager *m, struct conn *c, uint64_t id,
         if (s->io_fd < 0)
                 r = -errno;
         if (r >= 0)
-                r = sd_event_add_io(m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s);
-        if (r >= 0)
-                r = sd_event_add_time_relative(m->event, &s->watch, CLOCK_MONOTONIC,
-                                               EXEC_WATCH_USEC, 0, on_watch, s);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON);
+                r = session_watch(s);
         if (r < 0) {
                 conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "attach to '%s': %s", req->id,
                                  strerror(-r));

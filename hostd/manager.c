@@ -1512,6 +1512,17 @@ static void dyno_boot_begin(struct dyno *d)
         dyno_save(d);
 }
 
+/* The start is answered (the dyno runs, or waits for its client), and a stop that came
+ * meanwhile begins. */
+static void dyno_start_settled(struct dyno *d)
+{
+        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
+        if (!d->restart_requested)
+                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
+        if (d->stop_requested)
+                dyno_stop_begin(d, d->grace_seconds);
+}
+
 static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct dyno *d = userdata;
@@ -1528,11 +1539,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 fcntl(tty, F_SETFL, O_NONBLOCK);
                 d->awaiting_attach = true;
                 dyno_attach_wait(d);
-                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
-                if (!d->restart_requested)
-                        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
-                if (d->stop_requested)
-                        dyno_stop_begin(d, d->grace_seconds);
+                dyno_start_settled(d);
                 return 0;
         }
         d->sync_source = sd_event_source_disable_unref(d->sync_source);
@@ -1564,11 +1571,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         } else
                 dyno_set_up(d);
         dyno_cycle_arm(d);
-        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
-        if (!d->restart_requested)
-                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
-        if (d->stop_requested)
-                dyno_stop_begin(d, d->grace_seconds);
+        dyno_start_settled(d);
         return 0;
 }
 

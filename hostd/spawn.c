@@ -400,8 +400,12 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_fail(errno, "execute the dyno init");
 }
 
-int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
-               int *ret_sync_fd)
+/* clone3 a process with flags (CLONE_PIDFD among them) running child(p, its end of a new
+ * sync socket), put it in the cgroup of id, and, with go, let it go on. On failure it is
+ * killed and reaped: nothing is left running. */
+static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id, bool go,
+                           void (*child)(const void *p, int sync_fd), const void *p, pid_t *ret_pid,
+                           int *ret_pidfd, int *ret_sync_fd)
 {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -411,22 +415,22 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
 
         int pidfd = -1;
         struct clone_args_v0 args = {
-                .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
-                         CLONE_PIDFD,
+                .flags = flags,
                 .pidfd = (uint64_t)(uintptr_t)&pidfd,
                 .exit_signal = SIGCHLD,
         };
         pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         if (pid < 0)
                 return -errno;
-        if (pid == 0)
-                child_main(p, child_end);
+        if (pid == 0) {
+                child(p, child_end); /* does not return */
+                _exit(127);
+        }
 
         _cleanup_close_ int pidfd_owned = pidfd;
         close(TAKE_FD(child_end));
-
-        int r = cg_attach(cg, p->id, pid);
-        if (r >= 0 && !p->hold)
+        int r = cg_attach(cg, id, pid);
+        if (r >= 0 && go)
                 r = spawn_go(parent_end);
         if (r < 0) {
                 syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -435,11 +439,21 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
                         ;
                 return r;
         }
-
         *ret_pid = pid;
         *ret_pidfd = TAKE_FD(pidfd_owned);
         *ret_sync_fd = TAKE_FD(parent_end);
         return 0;
+}
+
+static _Noreturn void child_start(const void *p, int sync_fd) { child_main(p, sync_fd); }
+
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
+               int *ret_sync_fd)
+{
+        return clone_in_cgroup(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+                                       CLONE_NEWNET | CLONE_PIDFD,
+                               cg, p->id, !p->hold, child_start, p, ret_pid, ret_pidfd,
+                               ret_sync_fd);
 }
 
 /* ---- exec ---- */
@@ -542,44 +556,17 @@ static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
         _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
+static _Noreturn void exec_helper_start(const void *p, int sync_fd)
+{
+        exec_helper_main(p, sync_fd);
+}
+
 int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
                pid_t *ret_pid, int *ret_pidfd, int *ret_sync_fd)
 {
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
-        _cleanup_close_ int parent_end = sv[0];
-        _cleanup_close_ int child_end = sv[1];
-
-        int pidfd = -1;
-        struct clone_args_v0 args = {
-                .flags = CLONE_PIDFD,
-                .pidfd = (uint64_t)(uintptr_t)&pidfd,
-                .exit_signal = SIGCHLD,
-        };
-        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0)
-                return -errno;
-        if (pid == 0)
-                exec_helper_main(p, child_end);
-
-        _cleanup_close_ int pidfd_owned = pidfd;
-        close(TAKE_FD(child_end));
         /* Counted in the dyno's pids, killed with it, before it runs anything. */
-        int r = cg_attach(cg, dyno_id, pid);
-        if (r >= 0)
-                r = spawn_go(parent_end);
-        if (r < 0) {
-                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                siginfo_t si;
-                while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
-                return r;
-        }
-        *ret_pid = pid;
-        *ret_pidfd = TAKE_FD(pidfd_owned);
-        *ret_sync_fd = TAKE_FD(parent_end);
-        return 0;
+        return clone_in_cgroup(CLONE_PIDFD, cg, dyno_id, true, exec_helper_start, p, ret_pid,
+                               ret_pidfd, ret_sync_fd);
 }
 
 int spawn_go(int sync_fd) { return send(sync_fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno; }

@@ -21,11 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostd_client import pb  # noqa: E402
 from test_netd import (  # noqa: E402
     OUTSIDE_HOST_IP, OUTSIDE_IP, PORT_MAX, PORT_MIN, SUBNET, TABLE, Lab, attach, connect, listen,
-    npb, ok, run)
+    METADATA_IP, make_outside, npb, ok, run)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-METADATA_IP = "169.254.169.254"
 
 
 @pytest.fixture
@@ -43,23 +42,6 @@ def hostd_in(lab, hostd_factory, **overrides):
                       **overrides)
     h.command_prefix = ["nsenter", "-t", str(lab.host.pid), "-n", "-m"]
     return h.start()
-
-
-def make_outside(lab):
-    """A namespace joined to the lab's host by a veth: OUTSIDE_IP there, OUTSIDE_HOST_IP on the
-    host's end. Returns its holder process."""
-    outside = lab.spawn(["nsenter", "-t", str(lab.host.pid), "-n", "-m", "unshare", "--net",
-                         "sleep", "infinity"])
-    lab.wait_ns(outside.pid)
-    lab.h("ip", "link", "add", "hostd-test-o0", "type", "veth", "peer", "name", "eth0",
-          "netns", str(outside.pid))
-    lab.h("ip", "addr", "add", f"{OUTSIDE_HOST_IP}/24", "dev", "hostd-test-o0")
-    lab.h("ip", "link", "set", "hostd-test-o0", "up")
-    o = ["nsenter", "-t", str(outside.pid), "-n"]
-    run(*o, "ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0")
-    run(*o, "ip", "link", "set", "eth0", "up")
-    run(*o, "ip", "link", "set", "lo", "up")
-    return outside
 
 
 def web_spec(make_spec, dyno_id, name="web.1"):
@@ -163,9 +145,7 @@ def test_web_dyno_is_wired_reachable_and_walled_off(lab, hostd_factory, make_spe
 
     # walled off: the worker reaches neither the web dyno nor the metadata address, which
     # a listener in the outside namespace holds (and a control address there is reachable)
-    lab.h("ip", "route", "add", f"{METADATA_IP}/32", "via", OUTSIDE_IP)
-    run("nsenter", "-t", str(outside.pid), "-n", "ip", "addr", "add", f"{METADATA_IP}/32",
-        "dev", "lo")
+    # (make_outside holds METADATA_IP there, routed from the host)
     meta = listen(lab, outside.pid, 80, "metadata", seconds=5)
     assert connect(lab, w.pid, METADATA_IP, 80).startswith("failed")
     assert connect(lab, w.pid, d.address, 5000).startswith("failed")
