@@ -112,6 +112,7 @@ static const struct key_def hostd_keys[] = {
         { "image-max-files", VALUE_U64, CONFIG_FIELD(image_max_files), 1, 100000000 },
         { "images-budget", VALUE_BYTES64, CONFIG_FIELD(images_budget), 0, 1024 * TiB },
         { "netd-socket", VALUE_SOCKET_OR_EMPTY, CONFIG_FIELD(netd_socket), 0, 0 },
+        { "journal-socket", VALUE_SOCKET_OR_EMPTY, CONFIG_FIELD(journal_socket), 0, 0 },
         { "netns-dir", VALUE_PATH, CONFIG_FIELD(netns_dir), 0, 0 },
         /* a week: a longer wait is no restart at all */
         { "restart-backoff", VALUE_BACKOFF, CONFIG_FIELD(restart_backoff), 0, 7 * 24 * 3600 },
@@ -600,9 +601,10 @@ int config_init_defaults(struct config *c)
             !(t.run_dir = strdup("/run/hostd")) || !(t.state_dir = strdup("/var/lib/hostd")) ||
             !(t.layers_dir = strdup("/var/lib/hostd/layers")) ||
             !(t.images_dir = strdup("/var/lib/hostd/images")) || !(t.init_path = strdup("")) ||
-            !(t.netd_socket = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
-            !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
-            !(t.dedicated_cpu_pool = strdup("auto")))
+            !(t.netd_socket = strdup("")) ||
+            !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
+            !(t.netns_dir = strdup("/run/hostd/netns")) || !(t.cgroup_root = strdup("hostd")) ||
+            !(t.default_size = strdup("standard-1x")) || !(t.dedicated_cpu_pool = strdup("auto")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

@@ -59,8 +59,9 @@ struct config {
         uint64_t image_max_unpacked;   /* its files' data once unpacked */
         uint64_t image_max_files;      /* its entries */
         uint64_t images_budget;        /* gc keeps unused images within this many bytes */
-        char *netd_socket;             /* netd's API socket; "": no netd, dynos get loopback only */
-        char *netns_dir; /* where dynos' network namespaces are bind-mounted for netd */
+        char *journal_socket; /* journald's native socket; "": lines stay out of the journal */
+        char *netd_socket;    /* netd's API socket; "": no netd, dynos get loopback only */
+        char *netns_dir;      /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
         struct size_def *sizes;

@@ -22,6 +22,7 @@
 #include "exec.h"
 #include "images.h"
 #include "importer.h"
+#include "journal.h"
 #include "logfile.h"
 #include "netd-client.h"
 #include "rpc.h"
@@ -278,6 +279,9 @@ static void dyno_keep_line(struct dyno *d, enum log_source source, const char *t
         int64_t now = now_realtime_usec();
         log_ring_push(d->ring, now, source, text, len);
         logfile_add(&d->logfile, now, source, text, len, d->m->config->log_lines);
+        if (d->m->journal)
+                journal_send_line(d->m->journal, dyno_process(d), d->id, d->spec->app,
+                                  source == LOG_SOURCE_APP ? "app" : "heroku", text, len);
 }
 
 static void dyno_flush_logfile(struct dyno *d)
@@ -2388,6 +2392,10 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error("%s", err);
                 goto fail;
         }
+        if (*c->journal_socket && (r = journal_new(c->journal_socket, &m->journal)) < 0) {
+                log_error_errno(r, "open a socket for the journal: %m");
+                goto fail;
+        }
         if (*c->netd_socket && (r = netd_client_new(e, c->netd_socket, NETD_TIMEOUT_USEC,
                                                     on_netd_connected, m, &m->netd)) < 0) {
                 log_error_errno(r, "set up the netd client: %m");
@@ -2413,6 +2421,7 @@ void manager_free(struct manager *m)
         exec_free_all(m);
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
+        journal_free(m->journal);
         dyno_seccomp_free(&m->seccomp);
         importer_free_all(m);
         image_store_free(m->images);

@@ -17,6 +17,7 @@ struct conn;
 struct image_store;
 struct import_job;
 struct netd_client;
+struct journal;
 struct exec_session;
 struct rpc_server;
 
@@ -111,6 +112,7 @@ struct manager {
         struct image_store *images;
         struct import_job *imports;
         struct netd_client *netd;   /* NULL: no netd configured, dynos have loopback only */
+        struct journal *journal;    /* NULL: no journal-socket */
         struct exec_session *execs; /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */

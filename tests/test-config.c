@@ -47,6 +47,7 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->image_max_unpacked != b->image_max_unpacked ||
             a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
             !streq_null(a->netd_socket, b->netd_socket) ||
+            !streq_null(a->journal_socket, b->journal_socket) ||
             !streq_null(a->netns_dir, b->netns_dir) ||
             !streq_null(a->dedicated_cpu_pool, b->dedicated_cpu_pool) ||
             a->restart_backoff.n != b->restart_backoff.n ||
@@ -126,6 +127,7 @@ static void test_defaults(void)
         CHECK(c.image_max_compressed == 4 * GiB && c.image_max_unpacked == 16 * GiB);
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
+        CHECK(streq_null(c.journal_socket, "/run/systemd/journal/socket"));
         CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
         CHECK(c.cycle_after == 24 * 3600 && c.cycle_jitter == 216 * 60);
         CHECK(streq_null(c.dedicated_cpu_pool, "auto"));
@@ -634,8 +636,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 36 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 36 + 9 * 8);
+        /* 37 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 37 + 9 * 8);
 }
 
 int main(void)

@@ -291,6 +291,8 @@ class Hostd:
             # No automatic restarts: most tests look at how a dyno ended. test_crash.py sets
             # its own back-off.
             "restart-backoff": "",
+            # The host's journal is not the tests' to fill; test_journal.py gives its own.
+            "journal-socket": "",
         }
         for k, v in (overrides or {}).items():
             if v is None:
