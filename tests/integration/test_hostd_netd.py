@@ -138,7 +138,7 @@ def test_web_dyno_is_wired_reachable_and_walled_off(lab, hostd_factory, make_spe
     w = c.start(make_spec("worker-1", name="worker.1"))
     assert ipaddress.ip_address(w.address) in ipaddress.ip_network(SUBNET)
     assert w.address != d.address and w.host_port == 0
-    srv = listen(lab, outside.pid, 8080, "outside")
+    srv = listen(lab, outside.pid, 8080, "outside", seconds=120)  # ended below
     assert connect(lab, w.pid, OUTSIDE_IP, 8080) == "hello from outside"
     srv.kill()
     srv.communicate()
@@ -152,7 +152,7 @@ def test_web_dyno_is_wired_reachable_and_walled_off(lab, hostd_factory, make_spe
     out, _ = meta.communicate()
     assert out.strip() == "", f"the metadata listener saw {out!r}"
     # the control: the same listener, the outside's own address, is reachable
-    ctl = listen(lab, outside.pid, 80, "control", seconds=5)
+    ctl = listen(lab, outside.pid, 80, "control", seconds=120)  # ended below
     assert connect(lab, w.pid, OUTSIDE_IP, 80) == "hello from control"
     ctl.kill()
     ctl.communicate()

@@ -411,13 +411,17 @@ def test_metadata_address(lab):
     outside = make_outside(lab)
     dyno = lab.dynos["web.1"].pid
 
-    meta = listen(lab, outside.pid, 80, "metadata", seconds=6, addr=METADATA_IP)
-    control = listen(lab, outside.pid, 80, "control", seconds=6, addr=CONTROL_IP)
+    # listening long enough for the slowest tier (qemu under load); ended by the test below
+    meta = listen(lab, outside.pid, 80, "metadata", seconds=120, addr=METADATA_IP)
+    control = listen(lab, outside.pid, 80, "control", seconds=120, addr=CONTROL_IP)
     # the host itself reaches both: the route and the listeners work
     assert connect(lab, lab.host.pid, METADATA_IP, 80) == "hello from metadata"
     assert connect(lab, lab.host.pid, CONTROL_IP, 80) == "hello from control"
     assert connect(lab, dyno, CONTROL_IP, 80) == "hello from control"
     assert connect(lab, dyno, METADATA_IP, 80).startswith("failed")
+    # every connection is done: what the listeners printed is all they will print
+    meta.kill()
+    control.kill()
     out, _ = meta.communicate()
     assert out.split() == [OUTSIDE_HOST_IP]  # the host's own connection only
     out, _ = control.communicate()
