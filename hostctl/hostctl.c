@@ -681,6 +681,7 @@ enum {
         OPT_SHA256,
         OPT_KIND,
         OPT_BUDGET,
+        OPT_SINCE,
 };
 
 /* Kept by hand: clang-format cannot tell that this macro is a list of initializers. */
@@ -2547,13 +2548,109 @@ static int cmd_run(struct globals *g, int argc, char **argv)
         return stream_loop(&c, what ? what : "run", &areq, rf.interactive, term);
 }
 
+/* ---- events ---- */
+
+static const char events_help[] =
+        "Usage: hostctl events [--since N] [-f|--follow]\n"
+        "\n"
+        "Show the host's events: every dyno state change and host event, numbered. Numbers\n"
+        "never repeat and have no gaps, also across restarts of hostd: a consumer that keeps\n"
+        "the last number it saw and asks with --since that number misses nothing and sees\n"
+        "nothing twice. hostd keeps the last events-keep of them.\n"
+        "\n"
+        "      --since N          only the events after number N (default 0: every kept one)\n"
+        "  -f, --follow           then keep printing new events until interrupted\n" COMMON_HELP
+        "\n"
+        "Each line: NUMBER TIME DYNO KIND STATE MESSAGE (\"-\" for a host event's dyno and\n"
+        "state); with --json, one JSON object per event.\n";
+
+struct events_opts {
+        uint64_t since;
+        bool follow, json;
+};
+
+static int events_option(int c, const char *arg, void *userdata)
+{
+        struct events_opts *o = userdata;
+        if (c == 'f')
+                return o->follow = true, EXIT_OK;
+        if (c == OPT_SINCE) {
+                uint64_t v;
+                if (safe_atou64(arg, &v) < 0)
+                        return usage_error("events", "--since: '%s' is not a number", arg);
+                o->since = v;
+                return EXIT_OK;
+        }
+        return usage_error("events", "unknown option");
+}
+
+static int print_event(const Hostd__V1__Response *resp, void *userdata)
+{
+        const struct events_opts *o = userdata;
+        const Hostd__V1__Event *e = resp->event;
+        if (!e)
+                return 0;
+        if (o->json) {
+                _cleanup_json_ struct json_object *j = message_to_json(&e->base);
+                if (j)
+                        puts(json_object_to_json_string_ext(
+                                j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        } else {
+                char tb[48], sb[32];
+                _cleanup_free_ char *dyno = escape_str(or_dash(e->dyno_id)),
+                                    *kind = escape_str(or_dash(e->kind)),
+                                    *msg = escape_str(or_dash(e->message));
+                printf("%" PRIu64 " %s %s %s %s %s\n", e->seq, format_time(e->time_usec, tb),
+                       dyno ? dyno : "?", kind ? kind : "?",
+                       e->state ? state_name(e->state, sb) : "-", msg ? msg : "?");
+        }
+        return fflush(stdout) != 0 ? -errno : 0;
+}
+
+static int cmd_events(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "since", required_argument, NULL, OPT_SINCE },
+                { "follow", no_argument, NULL, 'f' },
+                {},
+        };
+        struct events_opts o = {};
+        bool help;
+        int r = parse_options(g, argc, argv, ":hf", opts, events_help, events_option, &o, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error("events", "unexpected argument '%s'", argv[optind]);
+        o.json = g->json;
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        Hostd__V1__SubscribeEventsRequest se = HOSTD__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
+        se.since = o.since;
+        se.follow = o.follow;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS;
+        req.subscribe_events = &se;
+        r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_EVENT, print_event, &o);
+        if (r < 0 && !c.error[0]) {
+                fprintf(stderr, "hostctl: events: write output: %s\n", strerror(-r));
+                return EXIT_REMOTE;
+        }
+        if (r < 0)
+                return call_failed(&c, r, "events");
+        return EXIT_OK;
+}
+
 /* ---- main ---- */
 
 static const struct command commands[] = {
         { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
         { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
         { "host", cmd_host }, { "version", cmd_version }, { "images", cmd_images },
-        { "exec", cmd_exec }, { "run", cmd_run },
+        { "exec", cmd_exec }, { "run", cmd_run },         { "events", cmd_events },
 };
 
 static const char main_help[] =
@@ -2575,6 +2672,7 @@ static const char main_help[] =
         "                           run a one-off dyno attached to this terminal\n"
         "  exec [-i] [-t] ID -- COMMAND...\n"
         "                           run a command inside a running dyno\n"
+        "  events [--since N] [-f]  show (or follow) the host's numbered events\n"
         "  host                     show the host's capacity and dyno sizes\n"
         "  version                  show the versions of hostctl and hostd\n"
         "  images ls [--no-trunc]   list the stacks and slugs in hostd's image store\n"

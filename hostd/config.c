@@ -90,6 +90,7 @@ static const struct key_def hostd_keys[] = {
         { "attach-timeout", VALUE_U32, CONFIG_FIELD(attach_timeout), 1, 3600 },
         { "hangup-interval", VALUE_U32, CONFIG_FIELD(hangup_interval), 1, 3600 },
         { "hangups", VALUE_U32, CONFIG_FIELD(hangups), 1, 100 },
+        { "events-keep", VALUE_U32, CONFIG_FIELD(events_keep), 1, 10000000 },
         /* uid 0..999 are the host's system users; (uid_t)-1 means "unchanged" to the kernel */
         { "uid-min", VALUE_U32, CONFIG_FIELD(uid_min), 1000, UINT32_MAX - 2 },
         { "uid-max", VALUE_U32, CONFIG_FIELD(uid_max), 1001, UINT32_MAX - 1 },
@@ -576,6 +577,7 @@ int config_init_defaults(struct config *c)
                 .cycle_jitter = 216 * 60,
                 .hangup_interval = 5,
                 .hangups = 3,
+                .events_keep = 10000,
                 .uid_min = 200000,
                 .uid_max = 265535,
                 .max_frame = 4 * MiB,

@@ -41,6 +41,7 @@ struct config {
         uint32_t attach_timeout;   /* 30: a one-off's terminal waits this long for a client (R13) */
         uint32_t hangup_interval;  /* 5: SIGHUP this often once a one-off's client left */
         uint32_t hangups;          /* 3: then R16 and the end */
+        uint32_t events_keep;      /* 10000: events kept for replay */
         uint32_t cycle_after;      /* 24 h: daily cycling of every dyno; 0: never */
         uint32_t cycle_jitter;     /* 216 min: a random part added to cycle_after */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */

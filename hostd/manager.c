@@ -19,6 +19,7 @@
 #include "boot.h"
 #include "cgroup.h"
 #include "cpus.h"
+#include "events.h"
 #include "exec.h"
 #include "images.h"
 #include "importer.h"
@@ -237,6 +238,7 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         if (!d)
                 return -ENOMEM;
         d->m = m;
+        d->event_state = -1;
         d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = d->tty_fd =
                 -1;
         logfile_init(&d->logfile);
@@ -396,6 +398,20 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
 
 static int dyno_save(struct dyno *d)
 {
+        /* Told to the event stream first: a hostd that dies between the two finds the change
+         * in the stream at its next start, never a record the stream did not hear of. */
+        if (d->m->events && d->event_state != (int)d->state) {
+                if (d->event_state < 0)
+                        events_emit(d->m->events, d->id, "state", d->state, "%s",
+                                    dyno_state_name(d->state));
+                else
+                        events_emit(d->m->events, d->id, "state", d->state,
+                                    "State changed from %s to %s%s%s",
+                                    dyno_state_name((Hostd__V1__DynoState)d->event_state),
+                                    dyno_state_name(d->state), d->exit_reason ? ": " : "",
+                                    d->exit_reason ? d->exit_reason : "");
+                d->event_state = (int)d->state;
+        }
         Hostd__V1__Dyno dp;
         Hostd__V1__ExitInfo ei;
         dyno_to_proto(d, &dp, &ei);
@@ -2104,6 +2120,9 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->restart_at_usec = rec->restart_at_usec;
         d->up_usec = rec->up_usec;
         d->cycle_at_usec = rec->cycle_at_usec;
+        /* What the stream last said of it; a dyno it never heard of is told once now. */
+        if (m->events)
+                d->event_state = events_last_state(m->events, id);
         if (dp->exit) {
                 d->exit_known = true;
                 d->exited = dp->exit->exited;
@@ -2277,6 +2296,10 @@ int manager_reconcile(struct manager *m)
                         log_error_errno(r, "remove %s: %m", path);
         }
 
+        if (m->events)
+                events_emit(m->events, NULL, "host", 0,
+                            "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,
+                            m->n_dynos, m->n_live);
         if (!m->netd)
                 return 0;
         _cleanup_(closedirp_) DIR *netns = opendir(m->config->netns_dir);
@@ -2392,6 +2415,10 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error("%s", err);
                 goto fail;
         }
+        if ((r = events_open(c->state_dir, c->events_keep, &m->events)) < 0) {
+                log_error_errno(r, "open the event log in %s: %m", c->state_dir);
+                goto fail;
+        }
         if (*c->journal_socket && (r = journal_new(c->journal_socket, &m->journal)) < 0) {
                 log_error_errno(r, "open a socket for the journal: %m");
                 goto fail;
@@ -2422,6 +2449,7 @@ void manager_free(struct manager *m)
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
         journal_free(m->journal);
+        events_free(m->events);
         dyno_seccomp_free(&m->seccomp);
         importer_free_all(m);
         image_store_free(m->images);

@@ -18,6 +18,7 @@ struct image_store;
 struct import_job;
 struct netd_client;
 struct journal;
+struct events;
 struct exec_session;
 struct rpc_server;
 
@@ -93,6 +94,7 @@ struct dyno {
         unsigned hangups;            /* SIGHUPs sent since its client left (R16 after) */
         bool r13, r16;
         int64_t cycle_at_usec;     /* daily cycling (CLOCK_REALTIME); 0: not set */
+        int event_state;           /* the state the event stream last said; -1: none */
         int64_t r14_last_usec;     /* the last R14 lines, for their rate limit */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
@@ -111,8 +113,9 @@ struct manager {
         struct rpc_server *rpc;
         struct image_store *images;
         struct import_job *imports;
-        struct netd_client *netd;   /* NULL: no netd configured, dynos have loopback only */
-        struct journal *journal;    /* NULL: no journal-socket */
+        struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
+        struct journal *journal;  /* NULL: no journal-socket */
+        struct events *events;
         struct exec_session *execs; /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */

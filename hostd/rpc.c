@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "cgroup.h"
+#include "events.h"
 #include "exec.h"
 #include "frame.h"
 #include "images.h"
@@ -609,6 +610,10 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 break;
         case HOSTD__V1__REQUEST__CALL_IMAGE_GC: call_image_gc(c, id, req->image_gc); break;
         case HOSTD__V1__REQUEST__CALL_EXEC: exec_start(m, c, id, req->exec); break;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
+                events_subscribe(m->events, c, id, req->subscribe_events->since,
+                                 req->subscribe_events->follow);
+                break;
         case HOSTD__V1__REQUEST__CALL_ATTACH: exec_attach(m, c, id, req->attach); break;
         case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:

@@ -35,14 +35,15 @@ static bool config_equal(const struct config *a, const struct config *b)
         if (a->log_level != b->log_level || a->grace_seconds != b->grace_seconds ||
             a->boot_timeout != b->boot_timeout || a->uid_min != b->uid_min ||
             a->attach_timeout != b->attach_timeout || a->hangup_interval != b->hangup_interval ||
-            a->hangups != b->hangups || a->cycle_after != b->cycle_after ||
-            a->cycle_jitter != b->cycle_jitter || a->uid_max != b->uid_max ||
-            a->max_frame != b->max_frame || a->max_connections != b->max_connections ||
-            a->max_command != b->max_command || a->max_env != b->max_env ||
-            a->max_env_bytes != b->max_env_bytes || a->max_dynos != b->max_dynos ||
-            a->log_lines != b->log_lines || a->log_line_max != b->log_line_max ||
-            a->rlimit_nofile != b->rlimit_nofile || a->shm_size != b->shm_size ||
-            a->n_sizes != b->n_sizes || !streq_null(a->images_dir, b->images_dir) ||
+            a->hangups != b->hangups || a->events_keep != b->events_keep ||
+            a->cycle_after != b->cycle_after || a->cycle_jitter != b->cycle_jitter ||
+            a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
+            a->max_connections != b->max_connections || a->max_command != b->max_command ||
+            a->max_env != b->max_env || a->max_env_bytes != b->max_env_bytes ||
+            a->max_dynos != b->max_dynos || a->log_lines != b->log_lines ||
+            a->log_line_max != b->log_line_max || a->rlimit_nofile != b->rlimit_nofile ||
+            a->shm_size != b->shm_size || a->n_sizes != b->n_sizes ||
+            !streq_null(a->images_dir, b->images_dir) ||
             a->image_max_compressed != b->image_max_compressed ||
             a->image_max_unpacked != b->image_max_unpacked ||
             a->image_max_files != b->image_max_files || a->images_budget != b->images_budget ||
@@ -128,6 +129,7 @@ static void test_defaults(void)
         CHECK(c.image_max_files == 1000000 && c.images_budget == 50 * GiB);
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
         CHECK(streq_null(c.journal_socket, "/run/systemd/journal/socket"));
+        CHECK(c.events_keep == 10000);
         CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
         CHECK(c.cycle_after == 24 * 3600 && c.cycle_jitter == 216 * 60);
         CHECK(streq_null(c.dedicated_cpu_pool, "auto"));
@@ -636,8 +638,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 37 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 37 + 9 * 8);
+        /* 38 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 38 + 9 * 8);
 }
 
 int main(void)

@@ -508,7 +508,7 @@ def test_start_same_id_concurrently(hostd, make_spec):
 # -- calls ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["drain", "undrain", "subscribe_events"])
+@pytest.mark.parametrize("call", ["drain", "undrain"])
 def test_unimplemented_call(hostd, call):
     before = hostd.snapshot()
     with hostd.client() as c:
