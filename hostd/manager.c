@@ -1241,6 +1241,9 @@ static void dyno_abort_start(struct dyno *d)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->run_dir);
         if (m->n_live > 0)
                 m->n_live--;
+        if (m->events && d->event_state >= 0)
+                events_emit(m->events, d->id, "removed", 0,
+                            "the start failed: nothing of the dyno is left");
         manager_remove(m, d);
         dyno_free(d);
 }

@@ -115,3 +115,15 @@ def test_hostctl_events(hostd, make_spec):
     assert [o["seq"] for o in objs] == [last] and objs[0]["dyno_id"] == "ev-h"
     assert run("--since", "x").returncode == 2
     c.stop("ev-h")
+
+
+def test_a_failed_start_is_told_as_removed(hostd, make_spec, tmp_path):
+    empty = tmp_path / "empty-stack"
+    empty.mkdir()
+    empty.chmod(0o755)
+    c = hostd.client()
+    r = c.start(make_spec("ev-bad", stack_path=str(empty)), check=False)
+    assert r.status.code == pb.FAILED_PRECONDITION, r
+    evs = [e for e in replay(c) if e.dyno_id == "ev-bad"]
+    assert [e.kind for e in evs] == ["state", "removed"], evs
+    assert c.get("ev-bad", check=False).status.code == pb.NOT_FOUND
