@@ -570,6 +570,38 @@ int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, 
         return 0;
 }
 
+int cg_cpu_pids(struct cg_manager *m, const char *id, uint64_t *ret_cpu_usec, uint64_t *ret_pids)
+{
+        bool v2 = m->ops->mode == CG_MODE_V2;
+        _cleanup_free_ char *pids_path = NULL;
+        int r = cg_file_path(m, id, "pids", "pids.current", &pids_path);
+        if (r < 0 || (r = read_u64_file(pids_path, ret_pids)) < 0)
+                return r;
+        if (!v2) {
+                _cleanup_free_ char *path = NULL;
+                uint64_t ns;
+                r = cg_file_path(m, id, "cpuacct", "cpuacct.usage", &path);
+                if (r < 0 || (r = read_u64_file(path, &ns)) < 0)
+                        return r;
+                *ret_cpu_usec = ns / 1000;
+                return 0;
+        }
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        r = cg_file_path(m, id, NULL, "cpu.stat", &path);
+        if (r < 0 || (r = read_full_file(path, &text, NULL)) < 0)
+                return r;
+        /* "usage_usec N" is its first line; the key is looked for all the same. */
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                if (startswith(line, "usage_usec "))
+                        return safe_atou64(line + strlen("usage_usec "), ret_cpu_usec);
+                line = nl ? nl + 1 : NULL;
+        }
+        return -ENODATA;
+}
+
 int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
                     uint32_t *ret_epoll_events)
 {

@@ -52,6 +52,8 @@ int cg_count_procs(struct cg_manager *m, const char *id);
 int cg_oom_kills(struct cg_manager *m, const char *id, uint64_t *ret);
 /* Memory the dyno's processes use now: in memory (charged page cache included) and in swap. */
 int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, uint64_t *ret_swap);
+/* CPU time the dyno's processes used (microseconds) and how many tasks it has now. */
+int cg_cpu_pids(struct cg_manager *m, const char *id, uint64_t *ret_cpu_usec, uint64_t *ret_pids);
 /* A descriptor the kernel makes ready when the dyno's memory use may have passed its quota
  * (and so gone to swap): on v1 an eventfd (EPOLLIN; read 8 bytes to take the event) for a
  * threshold at quota bytes of memory.memsw.usage_in_bytes; on v2 memory.events, which is

@@ -91,6 +91,8 @@ static const struct key_def hostd_keys[] = {
         { "hangup-interval", VALUE_U32, CONFIG_FIELD(hangup_interval), 1, 3600 },
         { "hangups", VALUE_U32, CONFIG_FIELD(hangups), 1, 100 },
         { "events-keep", VALUE_U32, CONFIG_FIELD(events_keep), 1, 10000000 },
+        { "metrics-interval", VALUE_U32, CONFIG_FIELD(metrics_interval), 1, 3600 },
+        { "prometheus-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(prometheus_file), 0, 0 },
         /* uid 0..999 are the host's system users; (uid_t)-1 means "unchanged" to the kernel */
         { "uid-min", VALUE_U32, CONFIG_FIELD(uid_min), 1000, UINT32_MAX - 2 },
         { "uid-max", VALUE_U32, CONFIG_FIELD(uid_max), 1001, UINT32_MAX - 1 },
@@ -578,6 +580,7 @@ int config_init_defaults(struct config *c)
                 .hangup_interval = 5,
                 .hangups = 3,
                 .events_keep = 10000,
+                .metrics_interval = 20,
                 .uid_min = 200000,
                 .uid_max = 265535,
                 .max_frame = 4 * MiB,
@@ -605,8 +608,9 @@ int config_init_defaults(struct config *c)
             !(t.images_dir = strdup("/var/lib/hostd/images")) || !(t.init_path = strdup("")) ||
             !(t.netd_socket = strdup("")) ||
             !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
-            !(t.netns_dir = strdup("/run/hostd/netns")) || !(t.cgroup_root = strdup("hostd")) ||
-            !(t.default_size = strdup("standard-1x")) || !(t.dedicated_cpu_pool = strdup("auto")))
+            !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
+            !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
+            !(t.dedicated_cpu_pool = strdup("auto")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

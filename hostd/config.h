@@ -42,6 +42,7 @@ struct config {
         uint32_t hangup_interval;  /* 5: SIGHUP this often once a one-off's client left */
         uint32_t hangups;          /* 3: then R16 and the end */
         uint32_t events_keep;      /* 10000: events kept for replay */
+        uint32_t metrics_interval; /* 20 s: how often prometheus-file is written */
         uint32_t cycle_after;      /* 24 h: daily cycling of every dyno; 0: never */
         uint32_t cycle_jitter;     /* 216 min: a random part added to cycle_after */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */
@@ -60,9 +61,10 @@ struct config {
         uint64_t image_max_unpacked;   /* its files' data once unpacked */
         uint64_t image_max_files;      /* its entries */
         uint64_t images_budget;        /* gc keeps unused images within this many bytes */
-        char *journal_socket; /* journald's native socket; "": lines stay out of the journal */
-        char *netd_socket;    /* netd's API socket; "": no netd, dynos get loopback only */
-        char *netns_dir;      /* where dynos' network namespaces are bind-mounted for netd */
+        char *prometheus_file; /* metrics for node_exporter's textfile collector; "": none */
+        char *journal_socket;  /* journald's native socket; "": lines stay out of the journal */
+        char *netd_socket;     /* netd's API socket; "": no netd, dynos get loopback only */
+        char *netns_dir;       /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
         struct size_def *sizes;

@@ -24,6 +24,7 @@
 #include "images.h"
 #include "importer.h"
 #include "journal.h"
+#include "metrics.h"
 #include "logfile.h"
 #include "netd-client.h"
 #include "rpc.h"
@@ -2299,6 +2300,9 @@ int manager_reconcile(struct manager *m)
                         log_error_errno(r, "remove %s: %m", path);
         }
 
+        int mr = metrics_start(m);
+        if (mr < 0)
+                log_error_errno(mr, "metrics: %m; %s is not written", m->config->prometheus_file);
         if (m->events)
                 events_emit(m->events, NULL, "host", 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,
@@ -2449,6 +2453,7 @@ void manager_free(struct manager *m)
         if (!m)
                 return;
         exec_free_all(m);
+        metrics_stop(m);
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
         journal_free(m->journal);

@@ -116,7 +116,8 @@ struct manager {
         struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
         struct journal *journal;  /* NULL: no journal-socket */
         struct events *events;
-        struct exec_session *execs; /* processes started in dynos by Exec, streaming */
+        sd_event_source *metrics_timer; /* metrics.c; NULL: no prometheus-file */
+        struct exec_session *execs;     /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
