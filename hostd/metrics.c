@@ -22,12 +22,46 @@ static void put_label(FILE *f, const char *s)
         }
 }
 
+/* One dyno's figures, read once per round. */
+struct sample {
+        const struct dyno *d;
+        uint64_t value[5]; /* in the order of metrics[] */
+};
+
+static const struct {
+        const char *name, *type, *help;
+} metrics[] = {
+        { "hostd_dyno_memory_bytes", "gauge", "Memory the dyno uses, swap included." },
+        { "hostd_dyno_swap_bytes", "gauge", "Swap the dyno uses." },
+        { "hostd_dyno_memory_quota_bytes", "gauge", "The dyno's memory quota." },
+        { "hostd_dyno_cpu_seconds_total", "counter", "CPU time the dyno used." },
+        { "hostd_dyno_pids", "gauge", "Processes and threads in the dyno." },
+};
+#define CPU_METRIC 3 /* microseconds, printed as seconds */
+
 struct round {
-        FILE *f;
         struct manager *m;
-        const char *metric;
+        struct sample *samples;
+        size_t n;
         size_t by_state[16];
 };
+
+static void collect(struct dyno *d, void *userdata)
+{
+        struct round *rd = userdata;
+        if ((size_t)d->state < ELEMENTSOF(rd->by_state))
+                rd->by_state[d->state]++;
+        if (!dyno_is_live(d) || d->pid <= 0)
+                return;
+        uint64_t mem, swap, cpu, pids;
+        if (cg_memory_usage(rd->m->cg, d->id, &mem, &swap) < 0 ||
+            cg_cpu_pids(rd->m->cg, d->id, &cpu, &pids) < 0)
+                return;
+        rd->samples[rd->n++] = (struct sample){
+                .d = d,
+                .value = { mem + swap, swap, d->size ? d->size->memory : 0, cpu, pids },
+        };
+}
 
 static void labels(FILE *f, const struct dyno *d)
 {
@@ -40,57 +74,35 @@ static void labels(FILE *f, const struct dyno *d)
         fputs("\"}", f);
 }
 
-static void one_dyno(struct dyno *d, void *userdata)
-{
-        struct round *rd = userdata;
-        if ((size_t)d->state < ELEMENTSOF(rd->by_state))
-                rd->by_state[d->state]++;
-        if (!dyno_is_live(d) || d->pid <= 0)
-                return;
-        uint64_t mem, swap, cpu, pids;
-        if (cg_memory_usage(rd->m->cg, d->id, &mem, &swap) < 0 ||
-            cg_cpu_pids(rd->m->cg, d->id, &cpu, &pids) < 0)
-                return;
-        const char *metric = rd->metric;
-        FILE *f = rd->f;
-        fputs(metric, f);
-        labels(f, d);
-        if (strcmp(metric, "hostd_dyno_memory_bytes") == 0)
-                fprintf(f, " %" PRIu64 "\n", mem + swap);
-        else if (strcmp(metric, "hostd_dyno_swap_bytes") == 0)
-                fprintf(f, " %" PRIu64 "\n", swap);
-        else if (strcmp(metric, "hostd_dyno_memory_quota_bytes") == 0)
-                fprintf(f, " %" PRIu64 "\n", d->size ? d->size->memory : 0);
-        else if (strcmp(metric, "hostd_dyno_cpu_seconds_total") == 0)
-                fprintf(f, " %" PRIu64 ".%06" PRIu64 "\n", cpu / 1000000, cpu % 1000000);
-        else
-                fprintf(f, " %" PRIu64 "\n", pids);
-}
-
 static int write_round(struct manager *m)
 {
-        static const struct {
-                const char *name, *type, *help;
-        } metrics[] = {
-                { "hostd_dyno_memory_bytes", "gauge", "Memory the dyno uses, swap included." },
-                { "hostd_dyno_swap_bytes", "gauge", "Swap the dyno uses." },
-                { "hostd_dyno_memory_quota_bytes", "gauge", "The dyno's memory quota." },
-                { "hostd_dyno_cpu_seconds_total", "counter", "CPU time the dyno used." },
-                { "hostd_dyno_pids", "gauge", "Processes and threads in the dyno." },
-        };
+        struct round rd = { .m = m, .samples = calloc(m->n_dynos + 1, sizeof(struct sample)) };
+        if (!rd.samples)
+                return -ENOMEM;
+        manager_foreach(m, collect, &rd);
+
         char *buf = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&buf, &len);
-        if (!f)
+        if (!f) {
+                free(rd.samples);
                 return -ENOMEM;
-        struct round rd = { .f = f, .m = m };
+        }
         for (size_t i = 0; i < ELEMENTSOF(metrics); i++) {
                 fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", metrics[i].name, metrics[i].help,
                         metrics[i].name, metrics[i].type);
-                rd.metric = metrics[i].name;
-                memset(rd.by_state, 0, sizeof rd.by_state);
-                manager_foreach(m, one_dyno, &rd);
+                for (size_t k = 0; k < rd.n; k++) {
+                        uint64_t v = rd.samples[k].value[i];
+                        fputs(metrics[i].name, f);
+                        labels(f, rd.samples[k].d);
+                        if (i == CPU_METRIC)
+                                fprintf(f, " %" PRIu64 ".%06" PRIu64 "\n", v / 1000000,
+                                        v % 1000000);
+                        else
+                                fprintf(f, " %" PRIu64 "\n", v);
+                }
         }
+        free(rd.samples);
         fputs("# HELP hostd_dynos Dynos this host knows, by state.\n# TYPE hostd_dynos gauge\n", f);
         for (size_t s = 1; s < ELEMENTSOF(rd.by_state); s++) {
                 const char *name = dyno_state_name((Hostd__V1__DynoState)s);
