@@ -87,6 +87,46 @@ static int spawn_send_fd(int sock, int fd)
         return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
+/* A new process of ours starts with signals as a fresh program has them: hostd blocks and
+ * ignores some for its own loop. */
+static void child_reset_signals(void)
+{
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
+}
+
+/* Put want[i] at at[i] (without FD_CLOEXEC) and close every other descriptor from 3 on: a
+ * clone holds copies of all of hostd's. at[] lies in [3, first_free). */
+static void child_keep_fds(const int *want, const int *at, size_t n, int first_free)
+{
+        int high[8];
+        if (n > ELEMENTSOF(high))
+                _exit(127);
+        /* Out of the way first, so that no want[] is overwritten before it is moved. */
+        for (size_t i = 0; i < n; i++) {
+                high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
+                if (high[i] < 0)
+                        _exit(127);
+        }
+        for (size_t i = 0; i < n; i++)
+                if (dup2(high[i], at[i]) < 0)
+                        _exit(127);
+        if (syscall(SYS_close_range, first_free, ~0U, 0) < 0)
+                for (int fd = first_free; fd < 65536; fd++)
+                        close(fd);
+        for (int fd = 3; fd < first_free; fd++) {
+                bool kept = false;
+                for (size_t i = 0; i < n; i++)
+                        kept = kept || at[i] == fd;
+                if (!kept)
+                        close(fd);
+        }
+}
+
 _printf_(2, 3) static _Noreturn void child_fail(int error, const char *fmt, ...)
 {
         struct spawn_error e = { .error = error > 0 ? error : (error < 0 ? -error : EIO) };
@@ -261,30 +301,13 @@ static _Noreturn void child_exec_command(const struct spawn_params *p, int maste
 
 static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
 {
-        /* hostd blocks and ignores signals for its own loop; the dyno starts clean. */
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        signal(sig, SIG_DFL);
-
-        /* Put the descriptors we keep at fixed numbers and close every other one: the clone
-         * holds copies of all of hostd's sockets and pipes. */
+        /* hostd blocks and ignores signals for its own loop; the dyno starts clean. The clone
+         * holds copies of all of hostd's sockets and pipes: only ours stay. */
+        child_reset_signals();
         const int want[] = { p->state_dirfd, p->log_read_fd, p->log_write_fd, sync_fd,
                              p->init_exe_fd };
-        int high[ELEMENTSOF(want)];
-        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
-                high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
-                if (high[i] < 0)
-                        _exit(127);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(want); i++)
-                if (dup2(high[i], FD_STATE + (int)i) < 0)
-                        _exit(127);
-        if (syscall(SYS_close_range, FD_FIRST_FREE, ~0U, 0) < 0)
-                for (int fd = FD_FIRST_FREE; fd < 65536; fd++)
-                        close(fd);
+        const int at[] = { FD_STATE, FD_LOG_R, FD_LOG_W, FD_SYNC, FD_INIT };
+        child_keep_fds(want, at, ELEMENTSOF(want), FD_FIRST_FREE);
         for (int fd = FD_LOG_W; fd <= FD_INIT; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
 
@@ -490,28 +513,12 @@ static _Noreturn void exec_command(const struct exec_params *p, int slave)
 
 static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
 {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        signal(sig, SIG_DFL);
-
+        child_reset_signals();
         const int want[] = { p->io_fd, p->dyno_pidfd, sync_fd };
         const int at[] = { EXEC_FD_IO, EXEC_FD_DYNO, FD_SYNC };
-        int high[ELEMENTSOF(want)];
-        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
-                high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 64);
-                if (high[i] < 0)
-                        _exit(127);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(want); i++)
-                if (dup3(high[i], at[i], O_CLOEXEC) < 0)
-                        _exit(127);
-        if (syscall(SYS_close_range, EXEC_FD_FIRST_FREE, ~0U, 0) < 0)
-                for (int fd = EXEC_FD_FIRST_FREE; fd < 65536; fd++)
-                        close(fd);
-        close(5);
+        child_keep_fds(want, at, ELEMENTSOF(want), EXEC_FD_FIRST_FREE);
+        for (size_t i = 0; i < ELEMENTSOF(at); i++)
+                fcntl(at[i], F_SETFD, FD_CLOEXEC);
 
         char go;
         if (read(FD_SYNC, &go, 1) != 1)
