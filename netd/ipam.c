@@ -75,7 +75,7 @@ bool ipam_dyno_id_valid(const char *id)
                 char c = id[i];
                 bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                              (c >= '0' && c <= '9');
-                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-' && c != '@')))
                         return false;
         }
         return true;

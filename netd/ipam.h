@@ -53,7 +53,8 @@
 
 #define IPAM_PREFIX_MIN 8
 #define IPAM_PREFIX_MAX 30
-#define IPAM_DYNO_ID_MAX 63
+/* hostd's dyno ids are up to 63 characters; a daily cycle's replacement runs as "<id>@<n>". */
+#define IPAM_DYNO_ID_MAX 80
 
 struct ipam;
 
@@ -74,7 +75,8 @@ struct ipam_usage {
         unsigned quarantined; /* released, waiting for their old namespace to go */
 };
 
-/* [A-Za-z0-9][A-Za-z0-9._-]{0,62}, as hostd's dyno ids. */
+/* [A-Za-z0-9][A-Za-z0-9._@-]{0,79}: hostd's dyno ids, and "<id>@<n>" for an instance that
+ * overlaps an earlier one during a daily cycle. */
 bool ipam_dyno_id_valid(const char *id);
 
 /* Parse "a.b.c.d/p" strictly (dotted quad without leading zeros, host bits zero, prefix /8 to

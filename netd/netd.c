@@ -416,7 +416,7 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
         char nerr[512] = "";
         if (!ipam_dyno_id_valid(dyno_id)) {
                 snprintf(msg, msglen,
-                         "attach.dyno_id: invalid dyno id (1 to 63 of [A-Za-z0-9._-], starting "
+                         "attach.dyno_id: invalid dyno id (1 to 80 of [A-Za-z0-9._-@], starting "
                          "with a letter or digit)");
                 return NETD_CODE_INVALID_ARGUMENT;
         }

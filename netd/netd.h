@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ipam.h"
 #include "link.h"
 
 /* hostd.v1.Code numbers, which netd.v1.Status carries. */
@@ -45,7 +46,7 @@ int netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen);
 int netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg, size_t msglen);
 
 struct netd_attachment {
-        char dyno_id[64];
+        char dyno_id[IPAM_DYNO_ID_MAX + 1];
         struct in_addr address;
         uint16_t host_port;
 };

@@ -100,7 +100,7 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 }
                 char hp[8], id[IPAM_DYNO_ID_MAX + 2], dp[8], extra[2];
                 struct ports_entry e = {};
-                if (sscanf(line, "p %7s %64s %7s %1s", hp, id, dp, extra) != 3 ||
+                if (sscanf(line, "p %7s %81s %7s %1s", hp, id, dp, extra) != 3 ||
                     parse_port(hp, &e.host_port) < 0 || parse_port(dp, &e.dyno_port) < 0 ||
                     !ipam_dyno_id_valid(id)) {
                         snprintf(err, errlen, "%s:%u: malformed line", path, lineno);

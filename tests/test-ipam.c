@@ -209,16 +209,26 @@ static void test_allocate_lookup(void)
         CHECK_R(ipam_release(m, "nope"), 0);
 
         static const char *const bad_ids[] = {
-                "",    "-x",  ".x",
-                "_x",  "a/b", "a b",
-                "a\n", "é",   "0123456789012345678901234567890123456789012345678901234567890123",
+                "",
+                "-x",
+                ".x",
+                "_x",
+                "a/b",
+                "a b",
+                "a\n",
+                "é",
+                "@x",
+                "0123456789012345678901234567890123456789012345678901234567890123456789012345678901",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
                 CHECK_R(ipam_allocate(m, bad_ids[i], &c), -EINVAL);
                 CHECK_R(ipam_lookup(m, bad_ids[i], &c), -EINVAL);
                 CHECK_R(ipam_release(m, bad_ids[i]), -EINVAL);
         }
-        CHECK_R(ipam_allocate(m, "012345678901234567890123456789012345678901234567890123456789012",
+        /* hostd's longest id, as the instance a daily cycle starts beside the old one */
+        CHECK_R(ipam_allocate(m,
+                              "012345678901234567890123456789012345678901234567890123456789012"
+                              "@4294967295",
                               &c),
                 1);
 
@@ -235,12 +245,12 @@ static void test_allocate_lookup(void)
         ipam_usage(m, &u);
         CHECK(u.capacity == 253 && u.allocated == 3 && u.quarantined == 0);
         _cleanup_free_ char *s1 = slurp(path);
-        CHECK(streq(
-                s1,
-                "netd-ipam 1 10.217.0.0/24\n"
-                "a 10.217.0.2 web.1\n"
-                "a 10.217.0.3 worker_2-X.y\n"
-                "a 10.217.0.4 012345678901234567890123456789012345678901234567890123456789012\n"));
+        CHECK(streq(s1,
+                    "netd-ipam 1 10.217.0.0/24\n"
+                    "a 10.217.0.2 web.1\n"
+                    "a 10.217.0.3 worker_2-X.y\n"
+                    "a 10.217.0.4 "
+                    "012345678901234567890123456789012345678901234567890123456789012@4294967295\n"));
 }
 
 static void test_full_subnet(void)
@@ -788,8 +798,10 @@ static void test_corrupt(void)
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 -x\n", 2, "not a valid dyno id" },
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 x/y\n", 2, "not a valid dyno id" },
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 "
-                  "0123456789012345678901234567890123456789012345678901234567890123\n",
-                  2, "longer than 63" },
+                  "0123456789012345678901234567890123456789012345678901234567890123"
+                  "45678901234567890\n",
+                  2, "longer than 80" },
+                { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 @x\n", 2, "not a valid dyno id" },
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 x\na 10.30.0.3 y\nA 10.30.0.4 z\n", 4,
                   "expected" },
         };
