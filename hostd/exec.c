@@ -386,7 +386,7 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 .io_fd = s->tty ? s->io_fd : child_io,
                 .tty = s->tty,
         };
-        r = spawn_exec(&p, m->cg, d->id, &s->pid, &s->pidfd, &s->sync_fd);
+        r = spawn_exec(&p, m->cg, dyno_cgroup_name(d), &s->pid, &s->pidfd, &s->sync_fd);
         closep(&child_io);
         step = "start the process";
         if (r < 0)

@@ -68,6 +68,17 @@ struct dyno *manager_find(struct manager *m, const char *id)
         return found ? *found : NULL;
 }
 
+/* The dyno whose current instance has the name (cg_name). */
+static struct dyno *manager_find_instance(struct manager *m, const char *name)
+{
+        const char *at = strchr(name, '@');
+        if (!at)
+                return manager_find(m, name);
+        _cleanup_free_ char *id = strndup(name, (size_t)(at - name));
+        struct dyno *d = id ? manager_find(m, id) : NULL;
+        return d && strcmp(d->cg_name, name) == 0 ? d : NULL;
+}
+
 static void tree_collect(const void *node, VISIT which, void *closure)
 {
         if (which != postorder && which != leaf)
@@ -100,6 +111,70 @@ bool dyno_is_live(const struct dyno *d)
 {
         return d->state == HOSTD__V1__DYNO_STATE__STARTING ||
                d->state == HOSTD__V1__DYNO_STATE__UP || d->state == HOSTD__V1__DYNO_STATE__STOPPING;
+}
+
+const char *dyno_cgroup_name(const struct dyno *d) { return d->cg_name; }
+
+/* An earlier instance of a dyno that a daily cycle replaced: SIGTERM was sent, the
+ * replacement runs, and this one is watched until it is gone (or killed at its deadline),
+ * then its cgroup, layer and network are removed. Its lines go on into the dyno's log. */
+struct retiring {
+        struct dyno *d;
+        uint32_t instance;
+        char *name; /* its cg_name */
+        char *inst_dir;
+        char *layer_dir;
+        pid_t pid;
+        uint64_t init_starttime;
+        uid_t uid;
+        bool adopted; /* not our child */
+        int pidfd, log_fd;
+        int64_t deadline_usec; /* CLOCK_REALTIME: SIGKILL then */
+        struct line_splitter splitter;
+        sd_event_source *pid_source, *log_source, *timer_source;
+        struct retiring *next;
+};
+
+/* The name of instance n of dyno id: the id itself for the first, so that a dyno never
+ * cycled has the names it always had. */
+static char *instance_name(const char *id, uint32_t n)
+{
+        char *s = NULL;
+        if (n == 0)
+                return strdup(id);
+        asprintf_safe(&s, "%s@%" PRIu32, id, n);
+        return s;
+}
+
+static char *instance_dir(const char *run_dir, uint32_t n)
+{
+        char *s = NULL;
+        if (n == 0)
+                return strdup(run_dir);
+        asprintf_safe(&s, "%s/%" PRIu32, run_dir, n);
+        return s;
+}
+
+/* Give the dyno the names of instance n. */
+static int dyno_set_instance(struct dyno *d, uint32_t n)
+{
+        struct manager *m = d->m;
+        _cleanup_free_ char *name = instance_name(d->id, n);
+        _cleanup_free_ char *dir = instance_dir(d->run_dir, n);
+        _cleanup_free_ char *layer = name ? strjoin3(m->config->layers_dir, "/", name) : NULL;
+        _cleanup_free_ char *cgpath = NULL;
+        if (!name || !dir || !layer || cg_dyno_path(m->cg, name, &cgpath) < 0)
+                return -ENOMEM;
+        free(d->cg_name);
+        free(d->inst_dir);
+        free(d->layer_dir);
+        free(d->cgroup_path);
+        d->cg_name = TAKE_PTR(name);
+        d->inst_dir = TAKE_PTR(dir);
+        d->layer_dir = TAKE_PTR(layer);
+        d->cgroup_path = TAKE_PTR(cgpath);
+        d->instance = n;
+        return 0;
 }
 
 const char *dyno_state_name(Hostd__V1__DynoState s)
@@ -208,6 +283,8 @@ static void dyno_close_sources(struct dyno *d)
         closep(&d->state_dirfd), d->state_dirfd = -1;
 }
 
+static void retiring_free_all(struct dyno *d);
+
 static void dyno_free(struct dyno *d)
 {
         if (!d)
@@ -221,6 +298,9 @@ static void dyno_free(struct dyno *d)
         log_ring_free(d->ring);
         free(d->exit_reason);
         free(d->exit_error);
+        retiring_free_all(d);
+        free(d->cg_name);
+        free(d->inst_dir);
         free(d->layer_dir);
         free(d->run_dir);
         free(d->cgroup_path);
@@ -244,12 +324,10 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
                 -1;
         logfile_init(&d->logfile);
         d->id = strdup(id);
-        d->layer_dir = strjoin3(m->config->layers_dir, "/", id);
         d->run_dir = strjoin3(m->dynos_run_dir, "/", id);
-        if (!d->id || !d->layer_dir || !d->run_dir ||
+        if (!d->id || !d->run_dir || dyno_set_instance(d, 0) < 0 ||
             line_splitter_init(&d->splitter, m->config->log_line_max) < 0 ||
-            log_ring_new(m->config->log_lines, &d->ring) < 0 ||
-            cg_dyno_path(m->cg, id, &d->cgroup_path) < 0) {
+            log_ring_new(m->config->log_lines, &d->ring) < 0) {
                 dyno_free(d);
                 return -ENOMEM;
         }
@@ -318,18 +396,19 @@ _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ..
         dyno_flush_followers(d);
 }
 
-/* Read what the pipe holds now. Returns 0 at EOF (every writer gone), 1 otherwise. */
-static int dyno_read_logs(struct dyno *d)
+/* Read what a log pipe of the dyno (its instance's, or a retiring one's) holds now. Returns 0
+ * at EOF (every writer gone), 1 otherwise. */
+static int read_log_pipe(struct dyno *d, int fd, struct line_splitter *sp)
 {
         char buf[65536];
         for (int rounds = 0; rounds < 4; rounds++) {
-                ssize_t n = read(d->log_fd, buf, sizeof buf);
+                ssize_t n = read(fd, buf, sizeof buf);
                 if (n > 0) {
-                        line_splitter_feed(&d->splitter, buf, (size_t)n, dyno_push_line, d);
+                        line_splitter_feed(sp, buf, (size_t)n, dyno_push_line, d);
                         continue;
                 }
                 if (n == 0) {
-                        line_splitter_flush(&d->splitter, dyno_push_line, d);
+                        line_splitter_flush(sp, dyno_push_line, d);
                         return 0;
                 }
                 if (errno == EINTR)
@@ -341,6 +420,8 @@ static int dyno_read_logs(struct dyno *d)
         }
         return 1; /* more later: let the loop serve others */
 }
+
+static int dyno_read_logs(struct dyno *d) { return read_log_pipe(d, d->log_fd, &d->splitter); }
 
 static int on_log(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
@@ -428,6 +509,28 @@ static int dyno_save(struct dyno *d)
         rec.restart_at_usec = d->restart_at_usec;
         rec.up_usec = d->up_usec;
         rec.cycle_at_usec = d->cycle_at_usec;
+        rec.instance = d->instance;
+        size_t n_ret = 0;
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                n_ret++;
+        _cleanup_free_ Hostd__Store__RetiringInstance *ret_items =
+                calloc(n_ret + 1, sizeof *ret_items);
+        _cleanup_free_ Hostd__Store__RetiringInstance **ret_ptrs =
+                calloc(n_ret + 1, sizeof *ret_ptrs);
+        if (!ret_items || !ret_ptrs)
+                return -ENOMEM;
+        size_t i = 0;
+        for (struct retiring *r = d->retiring; r; r = r->next, i++) {
+                hostd__store__retiring_instance__init(&ret_items[i]);
+                ret_items[i].instance = r->instance;
+                ret_items[i].pid = r->pid;
+                ret_items[i].init_starttime = r->init_starttime;
+                ret_items[i].deadline_usec = r->deadline_usec;
+                ret_items[i].uid = r->uid;
+                ret_ptrs[i] = &ret_items[i];
+        }
+        rec.n_retiring = n_ret;
+        rec.retiring = ret_ptrs;
 
         size_t len = hostd__store__dyno_record__get_packed_size(&rec);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
@@ -591,21 +694,21 @@ static void dyno_finish(struct dyno *d)
                 waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG);
         }
 
-        _cleanup_free_ char *exit_path = strjoin3(d->run_dir, "/exit", NULL);
+        _cleanup_free_ char *exit_path = strjoin3(d->inst_dir, "/exit", NULL);
         _cleanup_free_ char *status = NULL;
         if (exit_path)
                 read_full_file(exit_path, &status, NULL);
         dyno_set_exit_from_status(d, status);
 
         uint64_t ooms = 0;
-        if (cg_oom_kills(m->cg, d->id, &ooms) >= 0 && ooms > 0 && !d->exited &&
+        if (cg_oom_kills(m->cg, d->cg_name, &ooms) >= 0 && ooms > 0 && !d->exited &&
             d->exit_signal == SIGKILL && !d->stop_timed_out)
                 d->oom_killed = true;
 
-        int r = cg_destroy(m->cg, d->id);
+        int r = cg_destroy(m->cg, d->cg_name);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup %s: %m", d->id, d->cgroup_path);
-        cpu_pool_release(m->cpus, d->id);
+        cpu_pool_release(m->cpus, d->cg_name);
         dyno_net_release(d);
 
         /* Every writer is gone now: take the last lines. */
@@ -617,6 +720,8 @@ static void dyno_finish(struct dyno *d)
         r = layer_remove(d->layer_dir);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
+        if (d->instance > 0 && (r = rm_rf(d->inst_dir)) < 0)
+                log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->inst_dir);
 
         d->booting = false;
         dyno_describe_exit(d);
@@ -752,7 +857,7 @@ static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
         /* Killing the namespace's init kills every process in it. */
         if (pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
                 log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-        cg_signal_all(d->m->cg, d->id, SIGKILL);
+        cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
         return 0;
 }
 
@@ -902,13 +1007,20 @@ struct uid_marks {
         const struct config *c;
 };
 
+static void mark_one_uid(struct uid_marks *ctx, uid_t uid)
+{
+        if (uid < ctx->c->uid_min || uid > ctx->c->uid_max)
+                return;
+        size_t i = uid - ctx->c->uid_min;
+        ctx->used[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
 static void mark_uid(struct dyno *d, void *userdata)
 {
-        struct uid_marks *ctx = userdata;
-        if (!dyno_is_live(d) || d->uid < ctx->c->uid_min || d->uid > ctx->c->uid_max)
-                return;
-        size_t i = d->uid - ctx->c->uid_min;
-        ctx->used[i / 8] |= (uint8_t)(1u << (i % 8));
+        if (dyno_is_live(d))
+                mark_one_uid(userdata, d->uid);
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                mark_one_uid(userdata, r->uid);
 }
 
 /* The lowest uid of the range that no running dyno has. */
@@ -1011,11 +1123,11 @@ static void netns_unbind(struct manager *m, const char *id)
 
 static int netns_bind(struct manager *m, const struct dyno *d, char **ret_path)
 {
-        _cleanup_free_ char *path = netns_path(m, d->id);
+        _cleanup_free_ char *path = netns_path(m, d->cg_name);
         char ns[64];
         if (!path)
                 return -ENOMEM;
-        netns_unbind(m, d->id); /* a leftover of an earlier run of this id */
+        netns_unbind(m, d->cg_name); /* a leftover of an earlier run of this instance */
         int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
         if (fd < 0)
                 return -errno;
@@ -1040,8 +1152,28 @@ static void on_netd_logged(void *userdata, int code, const char *msg,
         free(what);
 }
 
-/* The dyno's processes are gone (or never ran): release its network. A detach of a dyno netd
- * does not know is a no-op there, so this is sent whether or not an Attach got through. */
+/* An instance's processes are gone (or never ran): release its network. A detach of a name
+ * netd does not know is a no-op there, so this is sent whether or not an Attach got through. */
+static void net_release_name(struct manager *m, const char *name)
+{
+        if (!m->netd)
+                return;
+        netns_unbind(m, name);
+        Netd__V1__Request req = NETD__V1__REQUEST__INIT;
+        Netd__V1__DetachRequest det = NETD__V1__DETACH_REQUEST__INIT;
+        det.dyno_id = (char *)name;
+        req.call_case = NETD__V1__REQUEST__CALL_DETACH;
+        req.detach = &det;
+        char *what = NULL;
+        asprintf_safe(&what, "detach dyno %s", name);
+        int64_t r = netd_call(m->netd, &req, on_netd_logged, what);
+        if (r < 0) {
+                /* netd cleans it at its next start, or at our next Gc. */
+                log_warning_errno((int)r, "dyno %s: netd detach: %m", name);
+                free(what);
+        }
+}
+
 static void dyno_net_release(struct dyno *d)
 {
         struct manager *m = d->m;
@@ -1051,24 +1183,10 @@ static void dyno_net_release(struct dyno *d)
                 netd_cancel(m->netd, d->netd_attach);
                 d->netd_attach = 0;
         }
-        netns_unbind(m, d->id);
         free(d->address);
         d->address = NULL;
         d->host_port = 0;
-
-        Netd__V1__Request req = NETD__V1__REQUEST__INIT;
-        Netd__V1__DetachRequest det = NETD__V1__DETACH_REQUEST__INIT;
-        det.dyno_id = d->id;
-        req.call_case = NETD__V1__REQUEST__CALL_DETACH;
-        req.detach = &det;
-        char *what = NULL;
-        asprintf_safe(&what, "detach dyno %s", d->id);
-        int64_t r = netd_call(m->netd, &req, on_netd_logged, what);
-        if (r < 0) {
-                /* netd cleans it at its next start, or at our next Gc. */
-                log_warning_errno((int)r, "dyno %s: netd detach: %m", d->id);
-                free(what);
-        }
+        net_release_name(m, d->cg_name);
 }
 
 static void on_attached(void *userdata, int code, const char *msg, const Netd__V1__Response *resp)
@@ -1119,7 +1237,7 @@ static int dyno_net_attach(struct dyno *d, char *errbuf, size_t errlen)
 
         Netd__V1__Request req = NETD__V1__REQUEST__INIT;
         Netd__V1__AttachRequest at = NETD__V1__ATTACH_REQUEST__INIT;
-        at.dyno_id = d->id;
+        at.dyno_id = d->cg_name;
         at.netns_path = path;
         at.web = d->spec->type == HOSTD__V1__DYNO_TYPE__WEB && d->spec->port > 0;
         at.port = at.web ? d->spec->port : 0;
@@ -1145,7 +1263,9 @@ static void collect_live(struct dyno *d, void *userdata)
 {
         struct live_ids *l = userdata;
         if (dyno_is_live(d))
-                l->v[l->n++] = d->id;
+                l->v[l->n++] = d->cg_name;
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                l->v[l->n++] = r->name;
 }
 
 static void on_gc(void *userdata, int code, const char *msg, const Netd__V1__Response *resp)
@@ -1172,7 +1292,7 @@ static void on_list(void *userdata, int code, const char *msg, const Netd__V1__R
                 return;
         for (size_t i = 0; i < resp->list->n_attachments; i++) {
                 const Netd__V1__Attachment *a = resp->list->attachments[i];
-                struct dyno *d = manager_find(m, a->dyno_id);
+                struct dyno *d = manager_find_instance(m, a->dyno_id);
                 if (!d || !dyno_is_live(d) || d->netd_attach || d->address)
                         continue;
                 d->address = strdup(a->address);
@@ -1185,7 +1305,7 @@ static void on_list(void *userdata, int code, const char *msg, const Netd__V1__R
  * sent after this is not undone by it. */
 static void netd_sync(struct manager *m)
 {
-        struct live_ids l = { .v = calloc(m->n_dynos + 1, sizeof(char *)) };
+        struct live_ids l = { .v = calloc(m->n_dynos + m->n_retiring + 1, sizeof(char *)) };
         if (!l.v)
                 return;
         manager_foreach(m, collect_live, &l);
@@ -1219,9 +1339,12 @@ static void on_netd_connected(struct netd_client *c, void *userdata)
                 netd_sync(m);
 }
 
+static void retiring_kill_all(struct dyno *d);
+
 static void dyno_abort_start(struct dyno *d)
 {
         struct manager *m = d->m;
+        retiring_kill_all(d);
         if (d->pidfd >= 0) {
                 pidfd_send_signal_(d->pidfd, SIGKILL);
                 siginfo_t si;
@@ -1230,10 +1353,10 @@ static void dyno_abort_start(struct dyno *d)
         }
         dyno_net_release(d);
         dyno_close_sources(d);
-        int r = cg_destroy(m->cg, d->id);
+        int r = cg_destroy(m->cg, d->cg_name);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove cgroup: %m", d->id);
-        cpu_pool_release(m->cpus, d->id);
+        cpu_pool_release(m->cpus, d->cg_name);
         r = layer_remove(d->layer_dir);
         if (r < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->layer_dir);
@@ -1260,7 +1383,7 @@ static void dyno_abort_start(struct dyno *d)
 static void dyno_memory_check(struct dyno *d)
 {
         uint64_t mem, swap;
-        if (!dyno_is_live(d) || !d->size || cg_memory_usage(d->m->cg, d->id, &mem, &swap) < 0)
+        if (!dyno_is_live(d) || !d->size || cg_memory_usage(d->m->cg, d->cg_name, &mem, &swap) < 0)
                 return;
         uint64_t total = mem + swap, quota = d->size->memory;
         if (total <= quota) {
@@ -1303,7 +1426,7 @@ static void dyno_memory_watch(struct dyno *d)
         uint32_t events;
         if (!d->size || !d->size->swap || d->memory_source)
                 return;
-        int r = cg_memory_watch(m->cg, d->id, d->size->memory, &d->memory_fd, &events);
+        int r = cg_memory_watch(m->cg, d->cg_name, d->size->memory, &d->memory_fd, &events);
         if (r >= 0)
                 r = sd_event_add_io(m->event, &d->memory_source, d->memory_fd, events,
                                     on_memory_event, d);
@@ -1323,7 +1446,7 @@ static void dyno_kill_now(struct dyno *d)
 {
         if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
                 log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-        cg_signal_all(d->m->cg, d->id, SIGKILL);
+        cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
 }
 
 static int on_attach_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -1401,7 +1524,278 @@ void dyno_detached(struct dyno *d)
         dyno_arm_attach_timer(d, 0);
 }
 
+/* ---- instances a daily cycle replaced ---- */
+
+static struct retiring *retiring_new(struct dyno *d, uint32_t instance)
+{
+        const struct config *c = d->m->config;
+        struct retiring *r = calloc(1, sizeof *r);
+        if (!r)
+                return NULL;
+        r->d = d;
+        r->instance = instance;
+        r->pidfd = r->log_fd = -1;
+        r->name = instance_name(d->id, instance);
+        r->inst_dir = instance_dir(d->run_dir, instance);
+        r->layer_dir = r->name ? strjoin3(c->layers_dir, "/", r->name) : NULL;
+        if (!r->name || !r->inst_dir || !r->layer_dir ||
+            line_splitter_init(&r->splitter, c->log_line_max) < 0) {
+                free(r->name);
+                free(r->inst_dir);
+                free(r->layer_dir);
+                free(r);
+                return NULL;
+        }
+        return r;
+}
+
+static void retiring_link(struct retiring *r)
+{
+        r->next = r->d->retiring;
+        r->d->retiring = r;
+        r->d->m->n_retiring++;
+}
+
+static void retiring_free(struct retiring *r)
+{
+        struct dyno *d = r->d;
+        for (struct retiring **pp = &d->retiring; *pp; pp = &(*pp)->next)
+                if (*pp == r) {
+                        *pp = r->next;
+                        if (d->m->n_retiring > 0)
+                                d->m->n_retiring--;
+                        break;
+                }
+        r->pid_source = sd_event_source_disable_unref(r->pid_source);
+        r->log_source = sd_event_source_disable_unref(r->log_source);
+        r->timer_source = sd_event_source_disable_unref(r->timer_source);
+        closep(&r->pidfd);
+        closep(&r->log_fd);
+        line_splitter_free(&r->splitter);
+        free(r->name);
+        free(r->inst_dir);
+        free(r->layer_dir);
+        free(r);
+}
+
+/* hostd goes away: they run on, and the record names them for the next hostd. */
+static void retiring_free_all(struct dyno *d)
+{
+        while (d->retiring)
+                retiring_free(d->retiring);
+}
+
+/* Its processes are gone (or are killed now): remove what it had, and say how it ended. */
+static void retiring_finish(struct retiring *r)
+{
+        struct dyno *d = r->d;
+        struct manager *m = d->m;
+        if (r->pidfd >= 0 && !r->adopted) {
+                siginfo_t si = {};
+                waitid(P_PIDFD, (id_t)r->pidfd, &si, WEXITED | WNOHANG);
+        }
+        int e = cg_destroy(m->cg, r->name); /* kills what is left, and waits */
+        if (e < 0)
+                log_error_errno(e, "dyno %s: remove cgroup %s: %m", d->id, r->name);
+        cpu_pool_release(m->cpus, r->name);
+        net_release_name(m, r->name);
+        if (r->log_fd >= 0)
+                while (read_log_pipe(d, r->log_fd, &r->splitter) > 0)
+                        ;
+        line_splitter_flush(&r->splitter, dyno_push_line, d);
+        e = layer_remove(r->layer_dir);
+        if (e < 0)
+                log_error_errno(e, "dyno %s: remove %s: %m", d->id, r->layer_dir);
+
+        _cleanup_free_ char *exit_path = strjoin3(r->inst_dir, "/exit", NULL);
+        _cleanup_free_ char *status = NULL;
+        int n = 128 + SIGKILL; /* no status: the init itself was killed */
+        char kind[16];
+        if (exit_path && read_full_file(exit_path, &status, NULL) >= 0 &&
+            sscanf(status, "%15s %d", kind, &n) == 2 && strcmp(kind, "signaled") == 0)
+                n += 128;
+        if (r->instance > 0)
+                e = rm_rf(r->inst_dir);
+        else
+                e = exit_path && unlink(exit_path) < 0 && errno != ENOENT ? -errno : 0;
+        if (e < 0)
+                log_warning_errno(e, "dyno %s: remove the exit status in %s: %m", d->id,
+                                  r->inst_dir);
+        dyno_log_platform(d, "Process exited with status %d", n);
+        retiring_free(r);
+        dyno_save(d);
+}
+
+/* A dyno that goes (its start failed, or a new dyno takes its id) takes its retiring
+ * instances with it. */
+static void retiring_kill_all(struct dyno *d)
+{
+        while (d->retiring) {
+                struct retiring *r = d->retiring;
+                if (r->pidfd >= 0)
+                        pidfd_send_signal_(r->pidfd, SIGKILL);
+                retiring_finish(r);
+        }
+}
+
+static int on_retiring_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        retiring_finish(userdata);
+        return 0;
+}
+
+static int on_retiring_log(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct retiring *r = userdata;
+        int n = read_log_pipe(r->d, r->log_fd, &r->splitter);
+        dyno_flush_logfile(r->d);
+        dyno_flush_followers(r->d);
+        if (n == 0) {
+                r->log_source = sd_event_source_disable_unref(r->log_source);
+                closep(&r->log_fd);
+        }
+        return 0;
+}
+
+static int on_retiring_deadline(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct retiring *r = userdata;
+        r->timer_source = sd_event_source_disable_unref(r->timer_source);
+        dyno_log_platform(r->d,
+                          "Error R12 (Exit timeout) -> Process failed to exit within %u "
+                          "seconds of SIGTERM",
+                          dyno_default_grace(r->d));
+        if (r->pidfd >= 0 && pidfd_send_signal_(r->pidfd, SIGKILL) < 0 && errno != ESRCH)
+                log_error_errno(errno, "dyno %s: SIGKILL %s: %m", r->d->id, r->name);
+        cg_signal_all(r->d->m->cg, r->name, SIGKILL);
+        return 0;
+}
+
+/* Watch its exit, its log pipe and its deadline. */
+static int retiring_watch(struct retiring *r)
+{
+        sd_event *e = r->d->m->event;
+        int k = sd_event_add_io(e, &r->pid_source, r->pidfd, EPOLLIN, on_retiring_exit, r);
+        if (k < 0)
+                return k;
+        if (r->log_fd >= 0) {
+                k = sd_event_add_io(e, &r->log_source, r->log_fd, EPOLLIN, on_retiring_log, r);
+                if (k < 0)
+                        return k;
+                (void)sd_event_source_set_priority(r->log_source, HOSTD_PRIORITY_LOGS);
+        }
+        int64_t left = r->deadline_usec - now_realtime_usec();
+        return sd_event_add_time_relative(e, &r->timer_source, CLOCK_MONOTONIC,
+                                          left > 0 ? (uint64_t)left : 0, 0, on_retiring_deadline,
+                                          r);
+}
+
+/* After a restart of hostd: watch a retiring instance the record names, or, when its init is
+ * gone, remove what it left. */
+static void retiring_readopt(struct retiring *r)
+{
+        struct dyno *d = r->d;
+        r->adopted = true;
+        int pidfd = r->pid > 0 ? pidfd_open_(r->pid) : -1;
+        if (pidfd >= 0 && (r->init_starttime == 0 || proc_starttime(r->pid) != r->init_starttime ||
+                           cg_contains(d->m->cg, r->name, r->pid) <= 0)) {
+                close(pidfd);
+                pidfd = -1;
+        }
+        if (pidfd < 0) {
+                retiring_finish(r);
+                return;
+        }
+        r->pidfd = pidfd;
+        r->log_fd = pidfd_getfd_(pidfd, INIT_LOG_FD);
+        if (r->log_fd >= 0) {
+                fcntl(r->log_fd, F_SETFD, FD_CLOEXEC);
+                fcntl(r->log_fd, F_SETFL, O_NONBLOCK);
+        }
+        (void)cpu_pool_adopt(d->m->cpus, r->name, d->size ? d->size->dedicated_cpus : 0);
+        int k = retiring_watch(r);
+        if (k < 0) {
+                log_error_errno(k, "dyno %s: watch %s: %m; killing it", d->id, r->name);
+                pidfd_send_signal_(r->pidfd, SIGKILL);
+                retiring_finish(r);
+        }
+}
+
 /* ---- daily cycling ---- */
+
+static void dyno_reset_run(struct dyno *d);
+static void dyno_begin(struct dyno *d);
+
+/* Heroku's cycling: the replacement starts as SIGTERM goes to the dyno's processes, so a web
+ * dyno is served throughout. This instance becomes a retiring one, with its own names, and
+ * the dyno goes on as the next instance. 0, or a negative errno when the replacement cannot
+ * run beside it (-ENOSPC: its dedicated CPUs are not free), nothing changed. */
+static int dyno_cycle_overlap(struct dyno *d)
+{
+        struct manager *m = d->m;
+        if (d->state != HOSTD__V1__DYNO_STATE__UP || d->pidfd < 0 || d->sync_fd >= 0 ||
+            d->netd_attach)
+                return -EBUSY;
+        uint32_t old = d->instance;
+        _cleanup_free_ char *next = instance_name(d->id, old + 1);
+        if (!next)
+                return -ENOMEM;
+        char why[256];
+        int k = cpu_pool_reserve(m->cpus, next, d->size->dedicated_cpus, why, sizeof why);
+        if (k < 0) {
+                log_info("dyno %s: its replacement %s; it starts once this one has stopped", d->id,
+                         why);
+                return k;
+        }
+        struct retiring *r = retiring_new(d, old);
+        if (!r || dyno_set_instance(d, old + 1) < 0) {
+                if (r)
+                        retiring_free(r);
+                cpu_pool_release(m->cpus, next);
+                return -ENOMEM;
+        }
+        int up_pidfd = d->pidfd;
+        r->pid = d->pid;
+        r->init_starttime = d->init_starttime;
+        r->uid = d->uid;
+        r->adopted = d->adopted;
+        r->pidfd = TAKE_FD(d->pidfd);
+        r->log_fd = TAKE_FD(d->log_fd);
+        struct line_splitter sp = r->splitter; /* a partial line goes with its pipe */
+        r->splitter = d->splitter;
+        d->splitter = sp;
+        r->deadline_usec = now_realtime_usec() + (int64_t)dyno_default_grace(d) * 1000000;
+        retiring_link(r);
+        dyno_close_sources(d); /* its log file is opened again by the launch */
+        free(d->address);
+        d->address = NULL; /* the retiring instance's, released with it */
+        d->host_port = 0;
+
+        dyno_log_platform(d, "Stopping all processes with SIGTERM");
+        /* The init relays SIGTERM to every process of the instance. */
+        if (pidfd_send_signal_(up_pidfd, SIGTERM) < 0 && errno != ESRCH)
+                log_error_errno(errno, "dyno %s: SIGTERM: %m", d->id);
+        k = retiring_watch(r);
+        if (k < 0) {
+                log_error_errno(k, "dyno %s: watch %s: %m; killing it", d->id, r->name);
+                pidfd_send_signal_(r->pidfd, SIGKILL);
+                retiring_finish(r);
+        }
+
+        dyno_reset_run(d);
+        d->uid = manager_pick_uid(m, &k);
+        if (k < 0) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-k));
+                dyno_fail_start(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                return 0;
+        }
+        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->restarts++;
+        dyno_log_platform(d, "State changed from up to starting");
+        dyno_begin(d);
+        return 0;
+}
 
 static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -1411,9 +1805,13 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
                 return 0;
         d->cycle_at_usec = 0; /* the replacement gets its own */
         dyno_log_platform(d, "Cycling");
-        /* A one-off ends; any other dyno starts again, on a fresh filesystem layer. */
-        if (d->spec->type != HOSTD__V1__DYNO_TYPE__ONE_OFF)
+        /* A one-off ends; any other dyno starts again, on a fresh filesystem layer: beside
+         * this one where it can, else once this one has stopped. */
+        if (d->spec->type != HOSTD__V1__DYNO_TYPE__ONE_OFF) {
+                if (dyno_cycle_overlap(d) == 0)
+                        return 0;
                 d->restart_requested = true;
+        }
         dyno_stop_begin(d, dyno_default_grace(d));
         return 0;
 }
@@ -1501,7 +1899,7 @@ static int on_boot_tick(sd_event_source *s, uint64_t usec, void *userdata)
                 d->boot_timed_out = true;
                 if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
                         log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-                cg_signal_all(d->m->cg, d->id, SIGKILL);
+                cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
                 return 0;
         }
         sd_event_source_set_time_relative(s, BOOT_PROBE_INTERVAL_USEC);
@@ -1631,7 +2029,18 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         if (d->state_dirfd < 0)
                 return r = -errno,
                        snprintf(errbuf, errlen, "open %s: %s", d->run_dir, strerror(-r)), r;
-        if (unlinkat(d->state_dirfd, "exit", 0) < 0 && errno != ENOENT)
+        /* The instance's own folder for its exit status: an instance a daily cycle replaced
+         * may still be writing its own. */
+        if (d->instance > 0 && mkdir(d->inst_dir, 0700) < 0 && errno != EEXIST)
+                return r = -errno,
+                       snprintf(errbuf, errlen, "create %s: %s", d->inst_dir, strerror(-r)), r;
+        _cleanup_close_ int inst_dirfd =
+                d->instance > 0 ? open(d->inst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) :
+                                  fcntl(d->state_dirfd, F_DUPFD_CLOEXEC, 3);
+        if (inst_dirfd < 0)
+                return r = -errno,
+                       snprintf(errbuf, errlen, "open %s: %s", d->inst_dir, strerror(-r)), r;
+        if (unlinkat(inst_dirfd, "exit", 0) < 0 && errno != ENOENT)
                 return r = -errno,
                        snprintf(errbuf, errlen, "remove the last exit status: %s", strerror(-r)), r;
         /* A restarted dyno keeps its lines: the file starts as the ring. */
@@ -1644,7 +2053,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
 
         /* The writable layer over the shared, read-only stack and slug. */
         _cleanup_free_ char *layer = NULL, *overlay = NULL;
-        r = layer_create(m->config->layers_dir, d->id, d->uid, &layer, errbuf, errlen);
+        r = layer_create(m->config->layers_dir, d->cg_name, d->uid, &layer, errbuf, errlen);
         if (r < 0)
                 return r;
         r = layer_mount_options(d->stack_root, d->slug_root, d->layer_dir, &overlay);
@@ -1652,7 +2061,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 return snprintf(errbuf, errlen, "overlay options: %s", strerror(-r)), r;
 
         /* Reserved at admission; this only covers a start resumed after a restart of hostd. */
-        r = cpu_pool_reserve(m->cpus, d->id, size->dedicated_cpus, errbuf, errlen);
+        r = cpu_pool_reserve(m->cpus, d->cg_name, size->dedicated_cpus, errbuf, errlen);
         if (r < 0)
                 return r;
         struct cg_limits lim = {
@@ -1664,9 +2073,9 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .cpu_quota_us = size->cpu_quota_pct ? size->cpu_quota_pct * 1000 : 0,
                 .cpu_period_us = size->cpu_quota_pct ? 100000 : 0,
                 .pids = size->pids,
-                .cpus = cpu_pool_cpus_for(m->cpus, d->id),
+                .cpus = cpu_pool_cpus_for(m->cpus, d->cg_name),
         };
-        r = cg_create(m->cg, d->id, &lim);
+        r = cg_create(m->cg, d->cg_name, &lim);
         if (r < 0)
                 return snprintf(errbuf, errlen, "create cgroup %s: %s", d->cgroup_path,
                                 strerror(-r)),
@@ -1690,12 +2099,13 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                          NULL };
         struct spawn_params p = {
                 .id = d->id,
+                .cgroup = d->cg_name,
                 .layer_dir = d->layer_dir,
                 .overlay_options = overlay,
                 .uid = d->uid,
                 .argv = argv,
                 .envp = envp,
-                .state_dirfd = d->state_dirfd,
+                .state_dirfd = inst_dirfd,
                 .log_read_fd = d->log_fd,
                 .log_write_fd = log_w,
                 .init_exe_fd = m->init_exe_fd,
@@ -1962,8 +2372,10 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
                 return;
         }
 
-        /* An ended dyno of the same id gives way to the new one. */
+        /* An ended dyno of the same id gives way to the new one, with what it has left
+         * stopping: the new one takes its names. */
         if (old) {
+                retiring_kill_all(old);
                 manager_remove(m, old);
                 dyno_free(old);
         }
@@ -1991,7 +2403,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
 
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
         /* Its CPUs are its own from now on, also while it waits for its images. */
-        r = cpu_pool_reserve(m->cpus, d->id, size->dedicated_cpus, msg, sizeof msg);
+        r = cpu_pool_reserve(m->cpus, d->cg_name, size->dedicated_cpus, msg, sizeof msg);
         if (r < 0) {
                 dyno_fail_start(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
                 return;
@@ -2007,14 +2419,9 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         dyno_begin(d);
 }
 
-/* Start an ended dyno again in place: same spec, logs kept, a fresh layer and a new uid. */
-static void dyno_relaunch(struct dyno *d)
+/* Forget everything of the last run before the next. */
+static void dyno_reset_run(struct dyno *d)
 {
-        struct manager *m = d->m;
-        char msg[512];
-        int r;
-
-        dyno_cancel_restart(d);
         d->restart_requested = d->stop_requested = d->stop_timed_out = false;
         d->booting = d->boot_timed_out = false;
         d->boot_deadline_usec = 0;
@@ -2029,6 +2436,17 @@ static void dyno_relaunch(struct dyno *d)
         d->pid = 0;
         d->init_starttime = 0;
         d->adopted = false;
+}
+
+/* Start an ended dyno again in place: same spec, logs kept, a fresh layer and a new uid. */
+static void dyno_relaunch(struct dyno *d)
+{
+        struct manager *m = d->m;
+        char msg[512];
+        int r;
+
+        dyno_cancel_restart(d);
+        dyno_reset_run(d);
         d->uid = manager_pick_uid(m, &r);
         if (r < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-r));
@@ -2037,7 +2455,7 @@ static void dyno_relaunch(struct dyno *d)
                 return;
         }
         char why[256];
-        if (cpu_pool_reserve(m->cpus, d->id, d->size->dedicated_cpus, why, sizeof why) < 0) {
+        if (cpu_pool_reserve(m->cpus, d->cg_name, d->size->dedicated_cpus, why, sizeof why) < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': size %s %s", d->id, d->size->name, why);
                 dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
@@ -2124,6 +2542,26 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->restart_at_usec = rec->restart_at_usec;
         d->up_usec = rec->up_usec;
         d->cycle_at_usec = rec->cycle_at_usec;
+        r = dyno_set_instance(d, rec->instance);
+        for (size_t i = 0; r >= 0 && i < rec->n_retiring; i++) {
+                const Hostd__Store__RetiringInstance *ri = rec->retiring[i];
+                struct retiring *old =
+                        ri->instance != rec->instance ? retiring_new(d, ri->instance) : NULL;
+                if (!old) {
+                        r = ri->instance != rec->instance ? -ENOMEM : -EBADMSG;
+                        break;
+                }
+                old->pid = ri->pid;
+                old->init_starttime = ri->init_starttime;
+                old->deadline_usec = ri->deadline_usec;
+                old->uid = ri->uid;
+                retiring_link(old);
+        }
+        if (r < 0) {
+                hostd__store__dyno_record__free_unpacked(rec, NULL);
+                dyno_free(d);
+                return r;
+        }
         /* What the stream last said of it; a dyno it never heard of is told once now. */
         if (m->events)
                 d->event_state = events_last_state(m->events, id);
@@ -2168,7 +2606,7 @@ static void dyno_readopt(struct dyno *d)
                  * launch made goes, and the start begins again (it never ran, so this is not
                  * a second start). */
                 log_notice("dyno %s: its start was interrupted; starting it again", d->id);
-                int r = cg_destroy(m->cg, d->id);
+                int r = cg_destroy(m->cg, d->cg_name);
                 if (r < 0)
                         log_warning_errno(r, "dyno %s: remove cgroup: %m", d->id);
                 r = layer_remove(d->layer_dir);
@@ -2181,7 +2619,7 @@ static void dyno_readopt(struct dyno *d)
 
         int pidfd = d->pid > 0 ? pidfd_open_(d->pid) : -1;
         bool ours = pidfd >= 0 && proc_starttime(d->pid) == d->init_starttime &&
-                    d->init_starttime != 0 && cg_contains(m->cg, d->id, d->pid) > 0;
+                    d->init_starttime != 0 && cg_contains(m->cg, d->cg_name, d->pid) > 0;
         if (pidfd >= 0 && !ours) {
                 /* A pid reused by someone else, or our init before it reached its cgroup
                  * (hostd died mid-start): in the latter case it is ours to kill. */
@@ -2197,7 +2635,7 @@ static void dyno_readopt(struct dyno *d)
         }
 
         d->pidfd = pidfd;
-        (void)cpu_pool_adopt(m->cpus, d->id, d->size ? d->size->dedicated_cpus : 0);
+        (void)cpu_pool_adopt(m->cpus, d->cg_name, d->size ? d->size->dedicated_cpus : 0);
         d->log_fd = pidfd_getfd_(pidfd, INIT_LOG_FD);
         if (d->log_fd < 0)
                 log_warning_errno(errno, "dyno %s: take the log pipe from the init: %m", d->id);
@@ -2242,10 +2680,44 @@ static void dyno_readopt(struct dyno *d)
         }
 }
 
-static bool is_live_dyno(struct manager *m, const char *id)
+/* Whether name (a cgroup's, a layer's, a network namespace's) is a running instance's: a live
+ * dyno's current one, or one still stopping after a daily cycle. */
+static bool is_live_instance(struct manager *m, const char *name)
 {
-        struct dyno *d = manager_find(m, id);
-        return d && dyno_is_live(d);
+        const char *at = strchr(name, '@');
+        _cleanup_free_ char *id = at ? strndup(name, (size_t)(at - name)) : NULL;
+        struct dyno *d = manager_find(m, at ? (id ? id : "") : name);
+        if (!d)
+                return false;
+        if (dyno_is_live(d) && strcmp(d->cg_name, name) == 0)
+                return true;
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                if (strcmp(r->name, name) == 0)
+                        return true;
+        return false;
+}
+
+/* Folders of instances that no longer run, in a dyno's run folder (a hostd that died before
+ * it removed them). */
+static void dyno_remove_stale_instance_dirs(struct dyno *d)
+{
+        _cleanup_(closedirp_) DIR *dir = opendir(d->run_dir);
+        struct dirent *de;
+        while (dir && (de = readdir(dir))) {
+                uint64_t n;
+                if (de->d_type != DT_DIR || de->d_name[0] == '.' ||
+                    safe_atou64(de->d_name, &n) < 0 || n == 0 || n > UINT32_MAX)
+                        continue;
+                bool used = dyno_is_live(d) && d->instance == n;
+                for (struct retiring *r = d->retiring; r; r = r->next)
+                        used = used || r->instance == n;
+                if (used)
+                        continue;
+                _cleanup_free_ char *path = strjoin3(d->run_dir, "/", de->d_name);
+                int r = path ? rm_rf(path) : -ENOMEM;
+                if (r < 0)
+                        log_warning_errno(r, "dyno %s: remove %s: %m", d->id, de->d_name);
+        }
 }
 
 int manager_reconcile(struct manager *m)
@@ -2275,13 +2747,22 @@ int manager_reconcile(struct manager *m)
                         dyno_readopt(d);
                 else if (d->state == HOSTD__V1__DYNO_STATE__CRASHED && d->restart_at_usec)
                         dyno_arm_restart(d); /* the back-off goes on where it was */
+                /* A start that failed there took the dyno, and what a cycle replaced, away. */
+                d = manager_find(m, de->d_name);
+                if (!d)
+                        continue;
+                for (struct retiring *ret = d->retiring, *next; ret; ret = next) {
+                        next = ret->next;
+                        retiring_readopt(ret);
+                }
+                dyno_remove_stale_instance_dirs(d);
         }
 
         /* Kernel objects and files that belong to no running dyno. */
         _cleanup_strv_free_ char **cgs = NULL;
         if (cg_list(m->cg, &cgs) >= 0)
                 for (char **p = cgs; p && *p; p++)
-                        if (!is_live_dyno(m, *p)) {
+                        if (!is_live_instance(m, *p)) {
                                 log_notice("removing leftover cgroup of dyno %s", *p);
                                 int r = cg_destroy(m->cg, *p);
                                 if (r < 0)
@@ -2291,7 +2772,7 @@ int manager_reconcile(struct manager *m)
         cpu_pool_sync(m->cpus);
         _cleanup_(closedirp_) DIR *layers = opendir(m->config->layers_dir);
         while (layers && (de = readdir(layers))) {
-                if (de->d_name[0] == '.' || is_live_dyno(m, de->d_name))
+                if (de->d_name[0] == '.' || is_live_instance(m, de->d_name))
                         continue;
                 _cleanup_free_ char *path = strjoin3(m->config->layers_dir, "/", de->d_name);
                 log_notice("removing leftover layer %s", path);
@@ -2311,7 +2792,7 @@ int manager_reconcile(struct manager *m)
                 return 0;
         _cleanup_(closedirp_) DIR *netns = opendir(m->config->netns_dir);
         while (netns && (de = readdir(netns)))
-                if (de->d_name[0] != '.' && !is_live_dyno(m, de->d_name)) {
+                if (de->d_name[0] != '.' && !is_live_instance(m, de->d_name)) {
                         log_notice("removing leftover network namespace name %s/%s",
                                    m->config->netns_dir, de->d_name);
                         netns_unbind(m, de->d_name);

@@ -21,6 +21,7 @@ struct journal;
 struct events;
 struct exec_session;
 struct rpc_server;
+struct retiring;
 
 /* A reply owed to a client once a dyno reaches a state. */
 struct pending {
@@ -70,17 +71,24 @@ struct dyno {
         char *exit_reason;
         char *exit_error;
 
-        char *layer_dir;
-        char *run_dir;
+        /* A daily cycle starts the replacement while the dyno's processes still stop, so the
+         * kernel objects and files of one run of the dyno, an instance, have names of their
+         * own: the dyno's id for instance 0, "<id>@<n>" for the n-th replacement. */
+        uint32_t instance;
+        char *cg_name;   /* the instance's cgroup, layer, network namespace and netd name */
+        char *inst_dir;  /* where its init writes its exit status: run_dir, or run_dir/<n> */
+        char *layer_dir; /* <layers-dir>/<cg_name> */
+        char *run_dir;   /* <run-dir>/dynos/<id>: the record and the log file */
         char *cgroup_path;
-        char *stack_root;    /* the stack's folder: a spec path or an image's rootfs */
-        char *slug_root;     /* the slug's, or NULL */
-        bool waiting_images; /* STARTING, waiting for imports before it can launch */
-        char *address;       /* netd's answer to the Attach; NULL without one */
-        uint32_t host_port;  /* web dynos: the host port netd maps to $PORT */
-        int64_t netd_attach; /* the Attach in flight (its first process waits); 0: none */
-        bool booting;        /* a web dyno's command runs; STARTING until it binds $PORT */
-        bool boot_timed_out; /* R10 */
+        struct retiring *retiring; /* earlier instances still stopping after a daily cycle */
+        char *stack_root;          /* the stack's folder: a spec path or an image's rootfs */
+        char *slug_root;           /* the slug's, or NULL */
+        bool waiting_images;       /* STARTING, waiting for imports before it can launch */
+        char *address;             /* netd's answer to the Attach; NULL without one */
+        uint32_t host_port;        /* web dynos: the host port netd maps to $PORT */
+        int64_t netd_attach;       /* the Attach in flight (its first process waits); 0: none */
+        bool booting;              /* a web dyno's command runs; STARTING until it binds $PORT */
+        bool boot_timed_out;       /* R10 */
         int64_t boot_deadline_usec;
         int boot_fd;                 /* sock_diag in the dyno's network namespace, while booting */
         int64_t up_usec;             /* when it last became up */
@@ -128,6 +136,7 @@ struct manager {
         void *dynos;         /* tsearch tree of struct dyno *, by id */
         size_t n_dynos;
         size_t n_live;
+        size_t n_retiring; /* instances stopping after a daily cycle, over all dynos */
 };
 
 int manager_new(struct config *c, sd_event *e, struct manager **ret);
@@ -139,6 +148,8 @@ struct dyno *manager_find(struct manager *m, const char *id);
 /* Calls fn for every dyno, in id order. */
 void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdata), void *userdata);
 bool dyno_is_live(const struct dyno *d);
+/* The name of the dyno's cgroup (cg_*) now: its current instance's. */
+const char *dyno_cgroup_name(const struct dyno *d);
 
 /* Begin a start; the reply (success or error) goes to conn when the dyno runs or has failed.
  * Validation errors are answered at once. */

@@ -54,8 +54,8 @@ static void collect(struct dyno *d, void *userdata)
         if (!dyno_is_live(d) || d->pid <= 0)
                 return;
         uint64_t mem, swap, cpu, pids;
-        if (cg_memory_usage(rd->m->cg, d->id, &mem, &swap) < 0 ||
-            cg_cpu_pids(rd->m->cg, d->id, &cpu, &pids) < 0)
+        if (cg_memory_usage(rd->m->cg, dyno_cgroup_name(d), &mem, &swap) < 0 ||
+            cg_cpu_pids(rd->m->cg, dyno_cgroup_name(d), &cpu, &pids) < 0)
                 return;
         rd->samples[rd->n++] = (struct sample){
                 .d = d,

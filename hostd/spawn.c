@@ -475,7 +475,7 @@ int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_p
 {
         return clone_in_cgroup(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                                        CLONE_NEWNET | CLONE_PIDFD,
-                               cg, p->id, !p->hold, child_start, p, ret_pid, ret_pidfd,
+                               cg, p->cgroup, !p->hold, child_start, p, ret_pid, ret_pidfd,
                                ret_sync_fd);
 }
 

@@ -10,13 +10,14 @@
 struct cg_manager;
 
 struct spawn_params {
-        const char *id;              /* also the hostname */
+        const char *id;              /* the dyno's id: its hostname */
+        const char *cgroup;          /* the cgroup's name (cg_create): the instance's */
         const char *layer_dir;       /* holds upper/, work/ and merged/ (layer_create) */
         const char *overlay_options; /* slug over stack, under the layer (layer_mount_options) */
         uid_t uid;                   /* the dyno's uid and gid */
         char **argv;                 /* the command, run in the new root */
         char **envp;
-        int state_dirfd;                  /* the dyno's run folder: the init writes "exit" there */
+        int state_dirfd;                  /* the instance's folder: the init writes "exit" there */
         int log_read_fd;                  /* kept open by the init */
         int log_write_fd;                 /* the command's stdout and stderr */
         int init_exe_fd;                  /* the hostd-init binary, executed by descriptor */

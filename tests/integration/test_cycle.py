@@ -47,6 +47,68 @@ def test_dyno_cycles_on_a_fresh_layer(hostd_factory, make_spec):
     c.stop("cyc")
 
 
+# Names itself with a fresh uuid, and takes 3 s to stop after SIGTERM.
+SLOW_STOP = ("u=$(cat /proc/sys/kernel/random/uuid); echo \"run $u\"; "
+             "trap 'echo \"term $u\"; sleep 3; echo \"done $u\"; exit 0' TERM; "
+             "sleep 1000 & wait")
+
+
+def index_of(lines, text):
+    return [x for _, x in lines].index(text)
+
+
+def test_the_replacement_runs_while_the_old_one_stops(hostd_factory, make_spec):
+    h = hostd_factory(cycle_after="4s", cycle_jitter="0")
+    c = h.client()
+    before = h.snapshot()
+    c.start(make_spec("cyc-o", command=SLOW_STOP))
+    wait_for(lambda: sum(x.startswith("run ") for _, x in texts(c, "cyc-o")) >= 2, 30,
+             "the replacement's command")
+    # Both run now: the old instance has 3 s to go, each in a cgroup of its own.
+    assert len(h.dyno_inits()) == 2
+    assert h.find_cgroups("cyc-o") and h.find_cgroups("cyc-o@1")
+    assert c.get("cyc-o").cgroup.endswith("/cyc-o@1")
+    wait_for(lambda: any(x.startswith("done ") for _, x in texts(c, "cyc-o")), 20,
+             "the old instance's end")
+    wait_for(lambda: not h.find_cgroups("cyc-o"), 10, "the old cgroup's removal")
+    lines = texts(c, "cyc-o")
+    first, second = [x.split()[1] for _, x in lines if x.startswith("run ")][:2]
+    assert first != second
+    # SIGTERM went to the old one as the replacement started, which ran before the old had gone
+    assert index_of(lines, "Cycling") < index_of(lines, f"term {first}") < \
+        index_of(lines, f"done {first}")
+    assert index_of(lines, f"run {second}") < index_of(lines, f"done {first}")
+    assert "Process exited with status 0" in [x for _, x in lines[index_of(lines, f"done {first}"):]]
+    d = c.get("cyc-o")
+    assert d.state == pb.UP and d.restarts == 1
+    assert len(h.dyno_inits()) == 1
+    assert not os.path.exists(os.path.join(h.layers_dir, "cyc-o"))
+    c.stop("cyc-o", timeout=20)
+    h.assert_unchanged(before, "after the cycled dyno stopped")
+
+
+def test_hostd_killed_while_the_old_one_stops(hostd_factory, make_spec):
+    h = hostd_factory(cycle_after="6s", cycle_jitter="0")
+    c = h.client()
+    before = h.snapshot()
+    c.start(make_spec("cyc-k", command=SLOW_STOP))
+    wait_for(lambda: sum(x.startswith("run ") for _, x in texts(c, "cyc-k")) >= 2, 30,
+             "the replacement's command")
+    h.kill9()
+    h.restart()
+    c = h.client()
+    # the new hostd watches the old instance to its end: its last line, its status, its cgroup
+    wait_for(lambda: any(x.startswith("done ") for _, x in texts(c, "cyc-k")), 20,
+             "the old instance's end")
+    wait_for(lambda: "Process exited with status 0" in [x for _, x in texts(c, "cyc-k")], 10,
+             "its exit status")
+    wait_for(lambda: not h.find_cgroups("cyc-k"), 10, "the old cgroup's removal")
+    assert c.get("cyc-k").state == pb.UP
+    assert len(h.dyno_inits()) == 1
+    c.stop("cyc-k", timeout=20)
+    h.assert_unchanged(before, "after the cycled dyno stopped")
+
+
 def test_explicit_restart_resets_the_clock_and_one_offs_end(hostd_factory, make_spec):
     h = hostd_factory(cycle_after="3s", cycle_jitter="0")
     c = h.client()

@@ -187,6 +187,38 @@ def test_restart_rewires_the_dyno(lab, hostd_factory, make_spec):
     wait_detached(lab, "web-1")
 
 
+def test_daily_cycle_wires_the_replacement_beside_the_old_one(lab, hostd_factory, make_spec):
+    lab.netd_client = lab.start_netd()
+    h = hostd_in(lab, hostd_factory, cycle_after="8s", cycle_jitter="0")
+    outside = make_outside(lab)
+    c = h.client()
+    spec = web_spec(make_spec, "web-c")
+    spec.command = "trap 'sleep 3; exit 0' TERM; /app/bin/web & wait"
+    d = c.start(spec)
+    c.wait_state("web-c", pb.UP)
+    deadline = time.monotonic() + 20
+    while "web-c@1" not in netd_list(lab):
+        assert time.monotonic() < deadline, netd_list(lab)
+        time.sleep(0.05)
+    # the old instance still stops: both are attached, each with its own veth
+    assert set(netd_list(lab)) == {"web-c", "web-c@1"}
+    assert len(lab.dyno_veths()) == 2
+    assert sorted(netns_names(lab)) == ["web-c", "web-c@1"]
+    r = c.wait_state("web-c", pb.UP)
+    assert r.host_port and r.address and r.address != d.address
+    assert fetch(lab, outside.pid, OUTSIDE_HOST_IP, r.host_port, "hello from web.1") == \
+        "hello from web.1"
+    # then the old one is gone, and its network with it
+    deadline = time.monotonic() + 15
+    while "web-c" in netd_list(lab) or len(lab.dyno_veths()) != 1:
+        assert time.monotonic() < deadline, (netd_list(lab), lab.dyno_veths())
+        time.sleep(0.05)
+    assert netns_names(lab) == ["web-c@1"]
+    c.stop("web-c")
+    wait_detached(lab, "web-c@1")
+    assert netns_names(lab) == [] and netns_mounts(lab) == []
+
+
 def test_no_netd_fails_the_start_and_leaves_nothing(lab, hostd_factory, make_spec):
     h = hostd_in(lab, hostd_factory)  # netd is not running
     c = h.client()
