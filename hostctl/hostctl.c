@@ -1482,9 +1482,11 @@ static int cmd_logs(struct globals *g, int argc, char **argv)
 static const char host_help[] =
         "Usage: hostctl host\n"
         "\n"
-        "Show the host: name, hostd's version, boot id, cgroup mode, CPUs, memory (total,\n"
-        "available, allocatable to dynos, allocated), dynos, whether it is draining, and the\n"
-        "dyno sizes it offers.\n"
+        "Show the host: name, hostd's version, boot id, cgroup mode, CPUs, memory (total;\n"
+        "available, page cache that can be reclaimed counting as free; reserved for the host;\n"
+        "allocatable to dynos, the total less the reserve; allocated to running dynos), the\n"
+        "CPUs dedicated sizes may take and how many are free, the dynos running and the\n"
+        "most it takes, whether it is draining, and the dyno sizes it offers.\n"
         "\n" COMMON_HELP;
 
 static int host_info(struct hostd_client *c, Hostd__V1__Response **ret)
@@ -1526,9 +1528,12 @@ static int cmd_host(struct globals *g, int argc, char **argv)
         kv("cpus", "%" PRIu32, h->cpus);
         kv("memory_total", "%s", format_bytes(h->memory_total, b));
         kv("memory_available", "%s", format_bytes(h->memory_available, b));
+        kv("memory_reserved", "%s", format_bytes(h->memory_reserved, b));
         kv("memory_allocatable", "%s", format_bytes(h->memory_allocatable, b));
         kv("memory_allocated", "%s", format_bytes(h->memory_allocated, b));
-        kv("dynos", "%" PRIu32, h->dynos);
+        kv("dedicated_cpu_pool", "%s", *h->dedicated_cpu_pool ? h->dedicated_cpu_pool : "none");
+        kv("dedicated_cpus_free", "%" PRIu32, h->dedicated_cpus_free);
+        kv("dynos", "%" PRIu32 " of at most %" PRIu32, h->dynos, h->max_dynos);
         kv("draining", "%s", h->draining ? "yes" : "no");
         if (h->n_sizes == 0)
                 return EXIT_OK;

@@ -52,6 +52,7 @@ struct config {
         uint32_t max_env;       /* variables */
         uint32_t max_env_bytes; /* all names and values together */
         uint32_t max_dynos;
+        uint64_t reserved_memory;      /* for the host itself: not allocatable to dynos */
         uint32_t log_lines;            /* ring per dyno, 1500 */
         uint32_t log_line_max;         /* split longer lines, 10000 */
         uint64_t rlimit_nofile;        /* 10000 */

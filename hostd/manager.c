@@ -135,6 +135,14 @@ struct retiring {
         struct retiring *next;
 };
 
+size_t dyno_retiring_count(const struct dyno *d)
+{
+        size_t n = 0;
+        for (const struct retiring *r = d->retiring; r; r = r->next)
+                n++;
+        return n;
+}
+
 /* The name of instance n of dyno id: the id itself for the first, so that a dyno never
  * cycled has the names it always had. */
 static char *instance_name(const char *id, uint32_t n)

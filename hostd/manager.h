@@ -150,6 +150,8 @@ void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdat
 bool dyno_is_live(const struct dyno *d);
 /* The name of the dyno's cgroup (cg_*) now: its current instance's. */
 const char *dyno_cgroup_name(const struct dyno *d);
+/* Its earlier instances still stopping after a daily cycle. */
+size_t dyno_retiring_count(const struct dyno *d);
 
 /* Begin a start; the reply (success or error) goes to conn when the dyno runs or has failed.
  * Validation errors are answered at once. */

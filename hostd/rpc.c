@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "cgroup.h"
+#include "cpus.h"
 #include "events.h"
 #include "exec.h"
 #include "frame.h"
@@ -228,13 +229,18 @@ static void call_list(struct conn *c, uint64_t id)
         free(l.ptrs);
 }
 
+/* Live dynos, and the memory given to them: a retiring instance (a daily cycle's old one,
+ * still stopping) holds its quota too. */
 static void count_live(struct dyno *d, void *userdata)
 {
         uint64_t *v = userdata;
-        if (dyno_is_live(d) && d->size) {
+        if (!d->size)
+                return;
+        if (dyno_is_live(d)) {
                 v[0]++;
                 v[1] += d->size->memory;
         }
+        v[1] += dyno_retiring_count(d) * d->size->memory;
 }
 
 static void call_host_info(struct conn *c, uint64_t id)
@@ -264,7 +270,12 @@ static void call_host_info(struct conn *c, uint64_t id)
         manager_foreach(m, count_live, live);
         h.dynos = (uint32_t)live[0];
         h.memory_allocated = live[1];
-        h.memory_allocatable = h.memory_total;
+        h.memory_reserved = cfg->reserved_memory;
+        h.memory_allocatable =
+                h.memory_total > cfg->reserved_memory ? h.memory_total - cfg->reserved_memory : 0;
+        h.max_dynos = cfg->max_dynos;
+        h.dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
+        h.dedicated_cpus_free = cpu_pool_n_free(m->cpus);
 
         Hostd__V1__Size *sizes = calloc(cfg->n_sizes, sizeof *sizes);
         Hostd__V1__Size **ptrs = calloc(cfg->n_sizes, sizeof *ptrs);
