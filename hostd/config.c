@@ -57,6 +57,7 @@ enum value_type {
         VALUE_CGROUP,          /* relative path without "..", or "" */
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
         VALUE_CPU_POOL,        /* "auto", "none" or a CPU list; checked against the host at start */
+        VALUE_GROUP,           /* a group's name or number, or "": looked up at start */
         VALUE_LOG_LEVEL,
         VALUE_U32,
         VALUE_U64,
@@ -78,6 +79,7 @@ struct key_def {
 
 static const struct key_def hostd_keys[] = {
         { "socket", VALUE_SOCKET, CONFIG_FIELD(socket_path), 0, 0 },
+        { "read-group", VALUE_GROUP, CONFIG_FIELD(read_group), 0, 0 },
         { "run-dir", VALUE_PATH, CONFIG_FIELD(run_dir), 0, 0 },
         { "state-dir", VALUE_PATH, CONFIG_FIELD(state_dir), 0, 0 },
         { "layers-dir", VALUE_PATH, CONFIG_FIELD(layers_dir), 0, 0 },
@@ -145,7 +147,22 @@ static bool value_is_string(enum value_type t)
 {
         return t == VALUE_PATH || t == VALUE_PATH_OR_EMPTY || t == VALUE_SOCKET ||
                t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME ||
-               t == VALUE_CPU_POOL;
+               t == VALUE_CPU_POOL || t == VALUE_GROUP;
+}
+
+/* A group name as useradd takes it (letters, digits, '_', '-', '.', not first '-'), or a gid. */
+static bool group_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0)
+                return true;
+        if (n > 32 || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+                        return false;
+        return true;
 }
 
 static char **string_field(void *base, const struct key_def *k)
@@ -382,6 +399,15 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                         return -EINVAL;
                 }
                 break;
+        case VALUE_GROUP:
+                if (!group_valid(v)) {
+                        snprintf(why, whylen,
+                                 "'%s' is not a group name or number (letters, digits, _ - ., "
+                                 "at most 32)",
+                                 v);
+                        return -EINVAL;
+                }
+                break;
         case VALUE_LOG_LEVEL:
                 r = log_parse_level(v);
                 if (r < 0) {
@@ -476,7 +502,8 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_SOCKET_OR_EMPTY:
         case VALUE_CGROUP:
         case VALUE_SIZE_NAME:
-        case VALUE_CPU_POOL: text = *(char *const *)field ?: ""; break;
+        case VALUE_CPU_POOL:
+        case VALUE_GROUP: text = *(char *const *)field ?: ""; break;
         case VALUE_LOG_LEVEL: {
                 int l = *(const int *)field;
                 bool known = l >= 0 && (size_t)l < ELEMENTSOF(log_level_names) &&
@@ -612,7 +639,7 @@ int config_init_defaults(struct config *c)
             !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
-            !(t.dedicated_cpu_pool = strdup("auto")))
+            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

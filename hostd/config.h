@@ -29,6 +29,7 @@ struct backoff {
 
 struct config {
         char *socket_path;  /* /run/hostd/hostd.sock */
+        char *read_group;   /* members may connect and read (ps, logs, events...); "" none */
         char *run_dir;      /* /run/hostd: per-boot records */
         char *state_dir;    /* /var/lib/hostd */
         char *layers_dir;   /* /var/lib/hostd/layers: per-dyno writable layers */

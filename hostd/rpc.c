@@ -7,6 +7,7 @@
 #include "rpc.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -33,6 +34,7 @@ struct rpc_server {
         int fd;
         sd_event_source *source;
         size_t n_conns;
+        gid_t read_gid; /* read-group's; (gid_t)-1: none */
 };
 
 struct conn {
@@ -44,6 +46,7 @@ struct conn {
         struct frame_writer wr;
         bool closed;
         bool close_after_flush;
+        bool read_only; /* a read-group member: only the calls that change nothing */
 };
 
 struct conn *conn_ref(struct conn *c)
@@ -570,6 +573,21 @@ static const char *call_name(Hostd__V1__Request__CallCase cc)
         return f ? f->name : "unknown";
 }
 
+/* The calls a read-group member may make: they show, and change nothing. */
+static bool call_reads_only(Hostd__V1__Request__CallCase cc)
+{
+        switch (cc) {
+        case HOSTD__V1__REQUEST__CALL_GET:
+        case HOSTD__V1__REQUEST__CALL_LIST:
+        case HOSTD__V1__REQUEST__CALL_HOST_INFO:
+        case HOSTD__V1__REQUEST__CALL_LOGS:
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
+        case HOSTD__V1__REQUEST__CALL_IMAGE_LIST: return true;
+        default: return false;
+        }
+}
+
 static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
 {
         struct manager *m = c->srv->m;
@@ -588,6 +606,16 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         }
 
         uint64_t id = req->id;
+        if (c->read_only && !call_reads_only(req->call_case)) {
+                log_notice("refused %s from a read-only client (read-group): it needs root",
+                           call_name(req->call_case));
+                conn_reply_error(c, id, HOSTD__V1__CODE__PERMISSION_DENIED,
+                                 "%s: permission denied: this client may only read (it is in "
+                                 "read-group, not root)",
+                                 call_name(req->call_case));
+                hostd__v1__request__free_unpacked(req, NULL);
+                return;
+        }
         switch (req->call_case) {
         case HOSTD__V1__REQUEST__CALL_START:
                 if (!req->start->spec) {
@@ -678,6 +706,41 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
+static bool peer_in_group(int fd, gid_t primary, gid_t want)
+{
+        if (primary == want)
+                return true;
+        gid_t groups[256];
+        socklen_t len = sizeof groups;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                return false; /* more than 256 groups, or an old kernel: primary only */
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                if (groups[i] == want)
+                        return true;
+        return false;
+}
+
+/* Root may do everything, a read-group member may read; anyone else is refused (the socket's
+ * mode keeps them out already: this holds should its folder be opened up). */
+static bool peer_allowed(struct rpc_server *srv, int fd, bool *ret_read_only)
+{
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "refusing a connection: its credentials: %m");
+                return false;
+        }
+        *ret_read_only = cred.uid != 0;
+        if (cred.uid == 0)
+                return true;
+        if (srv->read_gid != (gid_t)-1 && peer_in_group(fd, cred.gid, srv->read_gid))
+                return true;
+        log_notice("refusing a connection from uid %u (pid %d): neither root nor in read-group "
+                   "'%s'",
+                   (unsigned)cred.uid, (int)cred.pid, srv->m->config->read_group);
+        return false;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct rpc_server *srv = userdata;
@@ -693,11 +756,17 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 close(cfd);
                 return 0;
         }
+        bool read_only;
+        if (!peer_allowed(srv, cfd, &read_only)) {
+                close(cfd);
+                return 0;
+        }
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
                 close(cfd);
                 return 0;
         }
+        c->read_only = read_only;
         c->ref = 1;
         c->srv = srv;
         c->fd = cfd;
@@ -714,6 +783,31 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
+/* Give the socket to read-group: its members may connect (and then only read). */
+static int read_group_setup(const struct config *c, const char *path, gid_t *ret)
+{
+        const char *g = c->read_group;
+        if (!*g)
+                return 0;
+        uint64_t n;
+        gid_t gid;
+        if (safe_atou64(g, &n) == 0 && n < (gid_t)-1)
+                gid = (gid_t)n;
+        else {
+                struct group *gr = getgrnam(g);
+                if (!gr) {
+                        log_notice("read-group '%s' is not a group here: only root may use %s", g,
+                                   path);
+                        return 0;
+                }
+                gid = gr->gr_gid;
+        }
+        if (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0)
+                return log_error_errno(errno, "give %s to group %s: %m", path, g);
+        *ret = gid;
+        return 0;
+}
+
 int rpc_server_new(struct manager *m, struct rpc_server **ret)
 {
         const char *path = m->config->socket_path;
@@ -725,7 +819,13 @@ int rpc_server_new(struct manager *m, struct rpc_server **ret)
         if (!srv)
                 return -ENOMEM;
         srv->m = m;
-        int r = sd_event_add_io(m->event, &srv->source, fd, EPOLLIN, on_accept, srv);
+        srv->read_gid = (gid_t)-1;
+        int r = read_group_setup(m->config, path, &srv->read_gid);
+        if (r < 0) {
+                free(srv);
+                return r;
+        }
+        r = sd_event_add_io(m->event, &srv->source, fd, EPOLLIN, on_accept, srv);
         if (r < 0) {
                 free(srv);
                 return log_error_errno(r, "watch %s: %m", path);
