@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -474,4 +475,30 @@ int unix_listen(const char *path, const char *daemon)
         if (listen(fd, 128) < 0)
                 return log_error_errno(errno, "listen on %s: %m", path);
         return TAKE_FD(fd);
+}
+
+/* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */
+const char *format_bytes_human(uint64_t v, char buf[static 32])
+{
+        static const char units[] = "KMGTPE";
+        if (v < 1024) {
+                snprintf(buf, 32, "%" PRIu64 "B", v);
+                return buf;
+        }
+        int u = 0;
+        uint64_t div = 1024;
+        while (u < 5 && v / div >= 1024) {
+                div *= 1024;
+                u++;
+        }
+        if (v % div == 0)
+                snprintf(buf, 32, "%" PRIu64 "%c", v / div, units[u]);
+        else {
+                snprintf(buf, 32, "%.1f", (double)v / (double)div);
+                size_t n = strlen(buf);
+                if (n > 2 && strcmp(buf + n - 2, ".0") == 0)
+                        buf[n - 2] = 0;
+                snprintf(buf + strlen(buf), 32 - strlen(buf), "%c", units[u]);
+        }
+        return buf;
 }

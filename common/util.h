@@ -111,3 +111,6 @@ bool utf8_valid(const char *s);
 /* s made safe to quote in a message: printable ASCII kept, other bytes as \xNN, at most max
  * input bytes (then "..."). Returns buf. */
 const char *escape_value(const char *s, size_t max, char *buf, size_t buflen);
+
+/* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */
+const char *format_bytes_human(uint64_t v, char buf[static 32]);

@@ -243,32 +243,6 @@ static const char *format_duration(int64_t usec, char buf[static 32])
         return buf;
 }
 
-/* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */
-static const char *format_bytes(uint64_t v, char buf[static 32])
-{
-        static const char units[] = "KMGTPE";
-        if (v < 1024) {
-                snprintf(buf, 32, "%" PRIu64 "B", v);
-                return buf;
-        }
-        int u = 0;
-        uint64_t div = 1024;
-        while (u < 5 && v / div >= 1024) {
-                div *= 1024;
-                u++;
-        }
-        if (v % div == 0)
-                snprintf(buf, 32, "%" PRIu64 "%c", v / div, units[u]);
-        else {
-                snprintf(buf, 32, "%.1f", (double)v / (double)div);
-                size_t n = strlen(buf);
-                if (n > 2 && strcmp(buf + n - 2, ".0") == 0)
-                        buf[n - 2] = 0;
-                snprintf(buf + strlen(buf), 32 - strlen(buf), "%c", units[u]);
-        }
-        return buf;
-}
-
 static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, char buf[static 32])
 {
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
@@ -535,9 +509,9 @@ static void print_dyno(const Hostd__V1__Dyno *d)
         kv("host_port", "%s",
            d->host_port ? (snprintf(b2, sizeof b2, "%" PRIu32, d->host_port), b2) : "-");
         /* Zero limits are ones hostd did not report; swap 0 under a memory limit means none. */
-        kv("memory_limit", "%s", d->memory_limit ? format_bytes(d->memory_limit, b1) : "-");
+        kv("memory_limit", "%s", d->memory_limit ? format_bytes_human(d->memory_limit, b1) : "-");
         kv("swap_limit", "%s",
-           d->memory_limit || d->swap_limit ? format_bytes(d->swap_limit, b1) : "-");
+           d->memory_limit || d->swap_limit ? format_bytes_human(d->swap_limit, b1) : "-");
         kv("cpu_weight", "%s",
            d->cpu_weight ? (snprintf(b2, sizeof b2, "%" PRIu32, d->cpu_weight), b2) : "-");
         kv("pids_limit", "%s",
@@ -682,6 +656,7 @@ enum {
         OPT_KIND,
         OPT_BUDGET,
         OPT_SINCE,
+        OPT_DEADLINE,
 };
 
 /* Kept by hand: clang-format cannot tell that this macro is a list of initializers. */
@@ -1526,15 +1501,23 @@ static int cmd_host(struct globals *g, int argc, char **argv)
         kv("boot_id", "%s", or_dash(h->boot_id));
         kv("cgroup_mode", "%s", or_dash(h->cgroup_mode));
         kv("cpus", "%" PRIu32, h->cpus);
-        kv("memory_total", "%s", format_bytes(h->memory_total, b));
-        kv("memory_available", "%s", format_bytes(h->memory_available, b));
-        kv("memory_reserved", "%s", format_bytes(h->memory_reserved, b));
-        kv("memory_allocatable", "%s", format_bytes(h->memory_allocatable, b));
-        kv("memory_allocated", "%s", format_bytes(h->memory_allocated, b));
+        kv("memory_total", "%s", format_bytes_human(h->memory_total, b));
+        kv("memory_available", "%s", format_bytes_human(h->memory_available, b));
+        kv("memory_reserved", "%s", format_bytes_human(h->memory_reserved, b));
+        kv("memory_allocatable", "%s", format_bytes_human(h->memory_allocatable, b));
+        kv("memory_allocated", "%s", format_bytes_human(h->memory_allocated, b));
         kv("dedicated_cpu_pool", "%s", *h->dedicated_cpu_pool ? h->dedicated_cpu_pool : "none");
         kv("dedicated_cpus_free", "%" PRIu32, h->dedicated_cpus_free);
         kv("dynos", "%" PRIu32 " of at most %" PRIu32, h->dynos, h->max_dynos);
-        kv("draining", "%s", h->draining ? "yes" : "no");
+        kv("memory_committed", "%s", format_bytes_human(h->memory_committed, b));
+        if (h->draining && h->drain_deadline_usec) {
+                char when[64];
+                time_t t = (time_t)(h->drain_deadline_usec / 1000000);
+                struct tm tm;
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+                kv("draining", "yes, the running dynos stop at %s", when);
+        } else
+                kv("draining", "%s", h->draining ? "yes" : "no");
         if (h->n_sizes == 0)
                 return EXIT_OK;
 
@@ -1552,7 +1535,7 @@ static int cmd_host(struct globals *g, int argc, char **argv)
                 snprintf(w, sizeof w, "%" PRIu32, s->cpu_weight);
                 snprintf(cpus, sizeof cpus, "%" PRIu32, s->dedicated_cpus);
                 if (table_add(&t, or_dash(s->name)) < 0 ||
-                    table_add(&t, format_bytes(s->memory_bytes, mem)) < 0 ||
+                    table_add(&t, format_bytes_human(s->memory_bytes, mem)) < 0 ||
                     table_add(&t, r15) < 0 || table_add(&t, pids) < 0 || table_add(&t, w) < 0 ||
                     table_add(&t, s->dedicated_cpus ? cpus : "shared") < 0 ||
                     table_add(&t, s->swap ? "yes" : "no") < 0)
@@ -1566,6 +1549,99 @@ oom:
         table_free(&t);
         fprintf(stderr, "hostctl: host: out of memory\n");
         return EXIT_REMOTE;
+}
+
+static const char drain_help[] =
+        "Usage: hostctl drain [--deadline SECONDS]\n"
+        "\n"
+        "Drain the host: hostd takes no new dynos (a start is refused with FAILED_PRECONDITION),\n"
+        "and says so in 'hostctl host' and the event stream; the dynos running go on, restarts\n"
+        "and crash restarts included. The drain lasts across restarts of hostd, until\n"
+        "'hostctl undrain'.\n"
+        "\n"
+        "      --deadline SECONDS   then stop the dynos still running, each with its grace\n"
+        "                           period, once SECONDS (1..604800) have passed\n"
+        "\n" COMMON_HELP;
+
+static const char undrain_help[] =
+        "Usage: hostctl undrain\n"
+        "\n"
+        "End a drain: new dynos are taken again, and a pending deadline is cancelled.\n"
+        "\n" COMMON_HELP;
+
+struct deadline_opt {
+        bool set;
+        uint32_t seconds;
+};
+
+static int deadline_option(int c, const char *arg, void *userdata)
+{
+        struct deadline_opt *o = userdata;
+        if (c != OPT_DEADLINE)
+                return EXIT_OK;
+        o->set = true;
+        return parse_uint_flag("drain", "--deadline", arg, UINT32_MAX, &o->seconds);
+}
+
+static int cmd_drain_undrain(struct globals *g, int argc, char **argv, bool drain)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                              { "deadline", required_argument, NULL, OPT_DEADLINE },
+                                              {} };
+        static const struct option undrain_opts[] = { COMMON_LONG_OPTIONS, {} };
+        const char *cmd = drain ? "drain" : "undrain";
+        struct deadline_opt dl = {};
+        bool help;
+        int r = parse_options(g, argc, argv, ":h", drain ? opts : undrain_opts,
+                              drain ? drain_help : undrain_help, deadline_option, &dl, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        Hostd__V1__DrainRequest dr = HOSTD__V1__DRAIN_REQUEST__INIT;
+        Hostd__V1__UndrainRequest ur = HOSTD__V1__UNDRAIN_REQUEST__INIT;
+        if (drain) {
+                if (dl.set) {
+                        dr.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
+                        dr.deadline_seconds = dl.seconds;
+                }
+                req.call_case = HOSTD__V1__REQUEST__CALL_DRAIN;
+                req.drain = &dr;
+        } else {
+                req.call_case = HOSTD__V1__REQUEST__CALL_UNDRAIN;
+                req.undrain = &ur;
+        }
+        r = hostd_client_call(&c, &req,
+                              drain ? HOSTD__V1__RESPONSE__RESULT_DRAIN :
+                                      HOSTD__V1__RESPONSE__RESULT_UNDRAIN,
+                              &resp);
+        if (r < 0)
+                return call_failed(&c, r, cmd);
+        if (g->json)
+                printf("{\"draining\": %s}\n", drain ? "true" : "false");
+        else if (drain && dl.set)
+                printf("draining: no new dynos; the running ones stop in %" PRIu32 " s\n",
+                       dl.seconds);
+        else
+                printf(drain ? "draining: no new dynos\n" : "undrained: new dynos are taken\n");
+        return EXIT_OK;
+}
+
+static int cmd_drain(struct globals *g, int argc, char **argv)
+{
+        return cmd_drain_undrain(g, argc, argv, true);
+}
+
+static int cmd_undrain(struct globals *g, int argc, char **argv)
+{
+        return cmd_drain_undrain(g, argc, argv, false);
 }
 
 static const char version_help[] =
@@ -1793,7 +1869,8 @@ static int print_images(const char *cmd, Hostd__V1__Image *const *images, size_t
                 }
                 snprintf(ub, sizeof ub, "%" PRIu32, img->users);
                 if (table_add(&t, d) < 0 || table_add(&t, kind_name(img->kind, kb)) < 0 ||
-                    table_add(&t, format_bytes(img->size_bytes, sb)) < 0 || table_add(&t, ub) < 0 ||
+                    table_add(&t, format_bytes_human(img->size_bytes, sb)) < 0 ||
+                    table_add(&t, ub) < 0 ||
                     table_add(&t, format_age(img->imported_usec, now, "-", ib)) < 0 ||
                     table_add(&t, format_age(img->last_used_usec, now, "never", lb)) < 0)
                         goto oom;
@@ -2186,8 +2263,8 @@ static int cmd_images_gc(struct globals *g, int argc, char **argv)
                 _cleanup_free_ char *d = escape_str(reply->removed[i]);
                 printf("removed %s\n", d ? d : "?");
         }
-        printf("freed %s (%zu image%s)\n", format_bytes(reply->freed_bytes, b), reply->n_removed,
-               reply->n_removed == 1 ? "" : "s");
+        printf("freed %s (%zu image%s)\n", format_bytes_human(reply->freed_bytes, b),
+               reply->n_removed, reply->n_removed == 1 ? "" : "s");
         return EXIT_OK;
 }
 
@@ -2652,10 +2729,11 @@ static int cmd_events(struct globals *g, int argc, char **argv)
 /* ---- main ---- */
 
 static const struct command commands[] = {
-        { "ps", cmd_ps },     { "inspect", cmd_inspect }, { "start", cmd_start },
-        { "stop", cmd_stop }, { "restart", cmd_restart }, { "logs", cmd_logs },
-        { "host", cmd_host }, { "version", cmd_version }, { "images", cmd_images },
-        { "exec", cmd_exec }, { "run", cmd_run },         { "events", cmd_events },
+        { "ps", cmd_ps },           { "inspect", cmd_inspect }, { "start", cmd_start },
+        { "stop", cmd_stop },       { "restart", cmd_restart }, { "logs", cmd_logs },
+        { "host", cmd_host },       { "drain", cmd_drain },     { "undrain", cmd_undrain },
+        { "version", cmd_version }, { "images", cmd_images },   { "exec", cmd_exec },
+        { "run", cmd_run },         { "events", cmd_events },
 };
 
 static const char main_help[] =
@@ -2679,6 +2757,8 @@ static const char main_help[] =
         "                           run a command inside a running dyno\n"
         "  events [--since N] [-f]  show (or follow) the host's numbered events\n"
         "  host                     show the host's capacity and dyno sizes\n"
+        "  drain [--deadline S]     take no new dynos (then stop the running ones after S)\n"
+        "  undrain                  take new dynos again\n"
         "  version                  show the versions of hostctl and hostd\n"
         "  images ls [--no-trunc]   list the stacks and slugs in hostd's image store\n"
         "  images import SOURCE --sha256 HEX --kind stack|slug\n"

@@ -105,6 +105,7 @@ static const struct key_def hostd_keys[] = {
         { "max-env-bytes", VALUE_BYTES32, CONFIG_FIELD(max_env_bytes), 1, 16 * MiB },
         { "max-dynos", VALUE_U32, CONFIG_FIELD(max_dynos), 1, 100000 },
         { "reserved-memory", VALUE_BYTES64, CONFIG_FIELD(reserved_memory), 0, 16 * TiB },
+        { "memory-overcommit", VALUE_DOUBLE, CONFIG_FIELD(memory_overcommit), 1, 100 },
         { "log-lines", VALUE_U32, CONFIG_FIELD(log_lines), 1, 1000000 },
         { "log-line-max", VALUE_BYTES32, CONFIG_FIELD(log_line_max), 80, 1 * MiB },
         /* the kernel's ceiling for fs.nr_open */
@@ -618,6 +619,7 @@ int config_init_defaults(struct config *c)
                 .max_env_bytes = 65536,
                 .max_dynos = 1000,
                 .reserved_memory = 1 * GiB,
+                .memory_overcommit = 1.0,
                 .log_lines = 1500,
                 .log_line_max = 10000,
                 .rlimit_nofile = 10000,

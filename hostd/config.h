@@ -54,6 +54,7 @@ struct config {
         uint32_t max_env_bytes; /* all names and values together */
         uint32_t max_dynos;
         uint64_t reserved_memory;      /* for the host itself: not allocatable to dynos */
+        double memory_overcommit;      /* shared sizes count at quota / this against allocatable */
         uint32_t log_lines;            /* ring per dyno, 1500 */
         uint32_t log_line_max;         /* split longer lines, 10000 */
         uint64_t rlimit_nofile;        /* 10000 */

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "admission.h"
 #include "boot.h"
 #include "cgroup.h"
 #include "cpus.h"
@@ -783,18 +784,9 @@ static int on_restart_due(sd_event_source *s, uint64_t usec, void *userdata)
         if (d->state != HOSTD__V1__DYNO_STATE__CRASHED || !d->restart_at_usec)
                 return 0;
         d->restart_at_usec = 0;
-        if (m->n_live >= m->config->max_dynos) {
-                log_warning("dyno %s: cannot restart, this host runs %zu dynos (max-dynos); "
-                            "trying again in a minute",
-                            d->id, m->n_live);
-                d->restart_at_usec = now_realtime_usec() + 60 * 1000000LL;
-                dyno_arm_restart(d);
-                return 0;
-        }
-        if (cpu_pool_n_free(m->cpus) < d->size->dedicated_cpus) {
-                log_warning("dyno %s: cannot restart, %u of its %u dedicated CPUs are free; "
-                            "trying again in a minute",
-                            d->id, cpu_pool_n_free(m->cpus), d->size->dedicated_cpus);
+        char msg[512];
+        if (admission_check(m, d->id, d->size, false, msg, sizeof msg)) {
+                log_warning("%s: cannot restart; trying again in a minute", msg);
                 d->restart_at_usec = now_realtime_usec() + 60 * 1000000LL;
                 dyno_arm_restart(d);
                 return 0;
@@ -1007,6 +999,27 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
         }
         dyno_stop_begin(d, grace);
 }
+
+static void stop_one(struct dyno *d, void *userdata)
+{
+        if (!dyno_is_live(d)) {
+                if (d->restart_at_usec) {
+                        dyno_cancel_restart(d);
+                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        d->stop_requested = true;
+                        dyno_log_platform(d, "State changed from crashed to down");
+                        dyno_save(d);
+                        followers_end(d);
+                }
+                return;
+        }
+        if (d->waiting_images)
+                dyno_cancel_waiting(d);
+        else if (d->state != HOSTD__V1__DYNO_STATE__STOPPING)
+                dyno_stop_begin(d, dyno_default_grace(d));
+}
+
+void manager_stop_all(struct manager *m) { manager_foreach(m, stop_one, NULL); }
 
 /* ---- start ---- */
 
@@ -2366,16 +2379,9 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
-        if (m->n_live >= m->config->max_dynos) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)",
-                                 spec->id, m->n_live);
-                hostd__v1__dyno_spec__free_unpacked(spec, NULL);
-                return;
-        }
-        if (cpu_pool_check(m->cpus, size->dedicated_cpus, msg, sizeof msg) < 0) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "dyno '%s': size %s %s", spec->id, size->name, msg);
+        code = admission_check(m, spec->id, size, true, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -2482,10 +2488,10 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
         struct dyno *d = find_to_stop(m, id, grace_set, grace, conn, req_id);
         if (!d)
                 return;
-        if (m->n_live >= m->config->max_dynos && !dyno_is_live(d)) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                 "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id,
-                                 m->n_live);
+        char msg[512];
+        int code = dyno_is_live(d) ? 0 : admission_check(m, id, d->size, true, msg, sizeof msg);
+        if (code) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
                 return;
         }
         dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
@@ -2796,6 +2802,7 @@ int manager_reconcile(struct manager *m)
                 events_emit(m->events, NULL, "host", 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,
                             m->n_dynos, m->n_live);
+        (void)admission_load(m); /* after the events' "started": then the drain goes on */
         if (!m->netd)
                 return 0;
         _cleanup_(closedirp_) DIR *netns = opendir(m->config->netns_dir);
@@ -2943,6 +2950,7 @@ void manager_free(struct manager *m)
                 return;
         exec_free_all(m);
         metrics_stop(m);
+        admission_free(m);
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
         journal_free(m->journal);

@@ -136,7 +136,10 @@ struct manager {
         void *dynos;         /* tsearch tree of struct dyno *, by id */
         size_t n_dynos;
         size_t n_live;
-        size_t n_retiring; /* instances stopping after a daily cycle, over all dynos */
+        size_t n_retiring;           /* instances stopping after a daily cycle, over all dynos */
+        bool draining;               /* admission.c: no new dynos */
+        int64_t drain_deadline_usec; /* CLOCK_REALTIME: the running dynos stop then; 0: never */
+        sd_event_source *drain_timer;
 };
 
 int manager_new(struct config *c, sd_event *e, struct manager **ret);
@@ -180,6 +183,10 @@ void dyno_detached(struct dyno *d);
 /* The environment of the dyno's command: config vars, PATH, HOME, DYNO, HEROKU_DYNO_ID, PORT.
  * A NULL-terminated strv, or NULL (out of memory). */
 char **dyno_build_env(const struct dyno *d);
+
+/* Stop every running dyno gracefully (its grace), and keep crashed ones from restarting: a
+ * drain's deadline. */
+void manager_stop_all(struct manager *m);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <systemd/sd-event.h>
 
+#include "admission.h"
 #include "cgroup.h"
 #include "cpus.h"
 #include "events.h"
@@ -259,23 +260,16 @@ static void call_host_info(struct conn *c, uint64_t id)
         h.cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
         h.cpus = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
 
-        _cleanup_free_ char *meminfo = NULL;
-        if (read_full_file("/proc/meminfo", &meminfo, NULL) >= 0) {
-                unsigned long long kb;
-                char *p = strstr(meminfo, "MemTotal:");
-                if (p && sscanf(p, "MemTotal: %llu", &kb) == 1)
-                        h.memory_total = kb * 1024;
-                p = strstr(meminfo, "MemAvailable:");
-                if (p && sscanf(p, "MemAvailable: %llu", &kb) == 1)
-                        h.memory_available = kb * 1024;
-        }
+        (void)host_memory(&h.memory_total, &h.memory_available);
         uint64_t live[2] = { 0, 0 };
         manager_foreach(m, count_live, live);
         h.dynos = (uint32_t)live[0];
         h.memory_allocated = live[1];
         h.memory_reserved = cfg->reserved_memory;
-        h.memory_allocatable =
-                h.memory_total > cfg->reserved_memory ? h.memory_total - cfg->reserved_memory : 0;
+        h.memory_allocatable = memory_allocatable(cfg, h.memory_total);
+        h.memory_committed = memory_committed(m);
+        h.draining = m->draining;
+        h.drain_deadline_usec = m->drain_deadline_usec;
         h.max_dynos = cfg->max_dynos;
         h.dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
         h.dedicated_cpus_free = cpu_pool_n_free(m->cpus);
@@ -310,6 +304,39 @@ static void call_host_info(struct conn *c, uint64_t id)
         conn_reply(c, &resp);
         free(sizes);
         free(ptrs);
+}
+
+static void call_drain(struct conn *c, uint64_t id, const Hostd__V1__DrainRequest *req)
+{
+        char msg[256];
+        int r = admission_drain(c->srv->m,
+                                req->deadline_case ==
+                                        HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS,
+                                req->deadline_seconds, msg, sizeof msg);
+        if (r < 0)
+                return conn_reply_error(c, id,
+                                        r == -EINVAL ? HOSTD__V1__CODE__INVALID_ARGUMENT :
+                                                       HOSTD__V1__CODE__INTERNAL,
+                                        "%s", msg);
+        Hostd__V1__DrainReply d = HOSTD__V1__DRAIN_REPLY__INIT;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_DRAIN;
+        resp.drain = &d;
+        conn_reply(c, &resp);
+}
+
+static void call_undrain(struct conn *c, uint64_t id)
+{
+        char msg[256];
+        if (admission_undrain(c->srv->m, msg, sizeof msg) < 0)
+                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s", msg);
+        Hostd__V1__UndrainReply u = HOSTD__V1__UNDRAIN_REPLY__INIT;
+        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
+        resp.id = id;
+        resp.result_case = HOSTD__V1__RESPONSE__RESULT_UNDRAIN;
+        resp.undrain = &u;
+        conn_reply(c, &resp);
 }
 
 static void fill_log_line(Hostd__V1__LogLine *o, const struct dyno *d, const struct log_line *l)
@@ -639,6 +666,8 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case HOSTD__V1__REQUEST__CALL_GET: call_get(c, id, req->get); break;
         case HOSTD__V1__REQUEST__CALL_LIST: call_list(c, id); break;
         case HOSTD__V1__REQUEST__CALL_HOST_INFO: call_host_info(c, id); break;
+        case HOSTD__V1__REQUEST__CALL_DRAIN: call_drain(c, id, req->drain); break;
+        case HOSTD__V1__REQUEST__CALL_UNDRAIN: call_undrain(c, id); break;
         case HOSTD__V1__REQUEST__CALL_LOGS: call_logs(c, id, req->logs); break;
         case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
                 call_image_import(c, id, req->image_import);
