@@ -124,6 +124,8 @@ static const struct key_def hostd_keys[] = {
         /* a week: a longer wait is no restart at all */
         { "restart-backoff", VALUE_BACKOFF, CONFIG_FIELD(restart_backoff), 0, 7 * 24 * 3600 },
         /* 0: never; at most a year */
+        { "stop-dynos-on-exit", VALUE_BOOL, CONFIG_FIELD(stop_dynos_on_exit), 0, 0 },
+        { "shutdown-timeout", VALUE_DURATION, CONFIG_FIELD(shutdown_timeout), 1, 3600 },
         { "cycle-after", VALUE_DURATION, CONFIG_FIELD(cycle_after), 0, 366 * 24 * 3600 },
         { "cycle-jitter", VALUE_DURATION, CONFIG_FIELD(cycle_jitter), 0, 7 * 24 * 3600 },
         { "dedicated-cpu-pool", VALUE_CPU_POOL, CONFIG_FIELD(dedicated_cpu_pool), 0, 0 },
@@ -620,6 +622,7 @@ int config_init_defaults(struct config *c)
                 .max_dynos = 1000,
                 .reserved_memory = 1 * GiB,
                 .memory_overcommit = 1.0,
+                .shutdown_timeout = 90,
                 .log_lines = 1500,
                 .log_line_max = 10000,
                 .rlimit_nofile = 10000,

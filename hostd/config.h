@@ -38,6 +38,8 @@ struct config {
         char *default_size; /* standard-1x */
         int log_level;
         uint32_t grace_seconds;    /* 30 */
+        bool stop_dynos_on_exit;   /* SIGTERM stops the dynos first (no: they keep running) */
+        uint32_t shutdown_timeout; /* seconds that stop may take; then SIGKILL */
         uint32_t boot_timeout;     /* 60 */
         uint32_t attach_timeout;   /* 30: a one-off's terminal waits this long for a client (R13) */
         uint32_t hangup_interval;  /* 5: SIGHUP this often once a one-off's client left */

@@ -1021,6 +1021,74 @@ static void stop_one(struct dyno *d, void *userdata)
 
 void manager_stop_all(struct manager *m) { manager_foreach(m, stop_one, NULL); }
 
+static void kill_one(struct dyno *d, void *userdata)
+{
+        if (dyno_is_live(d))
+                dyno_kill_now(d);
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                cg_signal_all(d->m->cg, r->name, SIGKILL);
+}
+
+#define SHUTDOWN_POLL_USEC (100ULL * 1000)
+#define SHUTDOWN_KILL_WAIT_USEC (5ULL * 1000000)
+
+static int on_shutdown_poll(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        int64_t now = now_realtime_usec();
+        if (m->n_live == 0 && m->n_retiring == 0) {
+                log_info("every dyno has stopped; exiting");
+                return sd_event_exit(m->event, 0);
+        }
+        if (!m->shutdown_killed && now >= m->shutdown_deadline_usec) {
+                log_warning("shutdown-timeout passed with %zu dynos still running: killing them",
+                            m->n_live + m->n_retiring);
+                manager_foreach(m, kill_one, NULL);
+                m->shutdown_killed = true;
+        } else if (m->shutdown_killed &&
+                   now >= m->shutdown_deadline_usec + (int64_t)SHUTDOWN_KILL_WAIT_USEC) {
+                log_error("%zu dynos did not go after SIGKILL; exiting without them",
+                          m->n_live + m->n_retiring);
+                return sd_event_exit(m->event, 0);
+        }
+        return sd_event_source_set_time_relative(s, SHUTDOWN_POLL_USEC) < 0 ||
+                               sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) < 0 ?
+                       sd_event_exit(m->event, 0) :
+                       0;
+}
+
+int manager_shutdown(struct manager *m)
+{
+        const struct config *c = m->config;
+        if (m->shutting_down) /* a second signal: now */
+                return sd_event_exit(m->event, 0);
+        m->shutting_down = true;
+        if (!c->stop_dynos_on_exit || m->n_live + m->n_retiring == 0) {
+                log_info("stopping; %zu dynos keep running, for the next hostd to re-adopt",
+                         m->n_live);
+                if (m->events)
+                        events_emit(m->events, NULL, "host", 0,
+                                    "hostd stopping: %zu dynos keep running", m->n_live);
+                return sd_event_exit(m->event, 0);
+        }
+        log_notice("stopping: first the %zu dynos (stop-dynos-on-exit), within %" PRIu32 " s",
+                   m->n_live + m->n_retiring, c->shutdown_timeout);
+        if (m->events)
+                events_emit(m->events, NULL, "host", 0,
+                            "hostd stopping: stopping its %zu dynos first, within %" PRIu32 " s",
+                            m->n_live, c->shutdown_timeout);
+        m->shutdown_deadline_usec = now_realtime_usec() + (int64_t)c->shutdown_timeout * 1000000;
+        m->draining = true; /* nothing new meanwhile; not kept: the next hostd takes dynos */
+        manager_stop_all(m);
+        int r = sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
+                                           SHUTDOWN_POLL_USEC, 0, on_shutdown_poll, m);
+        if (r < 0) {
+                log_error_errno(r, "shutdown timer: %m; exiting now, dynos stopping on their own");
+                return sd_event_exit(m->event, 0);
+        }
+        return 0;
+}
+
 /* ---- start ---- */
 
 struct uid_marks {
@@ -2593,10 +2661,16 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 log_warning_errno(r, "dyno %s: read %s: %m", id, logpath);
         bool same_boot = strcmp(rec->boot_id, m->boot_id) == 0;
         hostd__store__dyno_record__free_unpacked(rec, NULL);
-        if (!same_boot && dyno_is_live(d)) {
-                /* Nothing survives a reboot; issue 8 reports these as down, "host rebooted". */
-                d->state = HOSTD__V1__DYNO_STATE__DOWN;
-                d->exit_reason = strdup("host rebooted");
+        if (!same_boot) {
+                /* Nothing of it survived the reboot: manager_reconcile reports it and forgets
+                 * it. Its pids, retiring ones included, are another boot's. */
+                d->rebooted = true;
+                retiring_free_all(d);
+                if (dyno_is_live(d)) {
+                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        free(d->exit_reason);
+                        d->exit_reason = strdup("host rebooted");
+                }
         }
         *ret = d;
         return 0;
@@ -2751,6 +2825,19 @@ int manager_reconcile(struct manager *m)
                 if (r < 0) {
                         log_warning_errno(r, "%s: not a dyno record (%m); removing", path);
                         rm_rf(path);
+                        continue;
+                }
+                if (d->rebooted) {
+                        /* Told once (the event stream hears "down: host rebooted" of those
+                         * that ran), then gone: the control plane places them anew. */
+                        log_notice("dyno %s: its record is from before a reboot; forgetting it",
+                                   d->id);
+                        if (d->m->events && d->event_state != (int)d->state)
+                                dyno_save(d);
+                        r = rm_rf(path);
+                        if (r < 0)
+                                log_error_errno(r, "remove %s: %m", path);
+                        dyno_free(d);
                         continue;
                 }
                 if (manager_add(m, d) < 0) {
@@ -2951,6 +3038,7 @@ void manager_free(struct manager *m)
         exec_free_all(m);
         metrics_stop(m);
         admission_free(m);
+        m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
         netd_client_free(m->netd);
         journal_free(m->journal);

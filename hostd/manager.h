@@ -58,6 +58,7 @@ struct dyno {
         bool restart_requested; /* start again once stopped */
         bool stop_timed_out;    /* R12 */
         bool start_failed;
+        bool rebooted; /* its record is from an earlier boot of the host */
         int64_t created_usec, started_usec, finished_usec, stop_deadline_usec;
         uint32_t grace_seconds; /* for the stop under way */
         uint32_t restarts;
@@ -140,6 +141,9 @@ struct manager {
         bool draining;               /* admission.c: no new dynos */
         int64_t drain_deadline_usec; /* CLOCK_REALTIME: the running dynos stop then; 0: never */
         sd_event_source *drain_timer;
+        bool shutting_down, shutdown_killed;
+        int64_t shutdown_deadline_usec;
+        sd_event_source *shutdown_timer;
 };
 
 int manager_new(struct config *c, sd_event *e, struct manager **ret);
@@ -187,6 +191,9 @@ char **dyno_build_env(const struct dyno *d);
 /* Stop every running dyno gracefully (its grace), and keep crashed ones from restarting: a
  * drain's deadline. */
 void manager_stop_all(struct manager *m);
+/* SIGTERM: exit leaving the dynos running, or, with stop-dynos-on-exit, stop them first (within
+ * shutdown-timeout, then SIGKILL) and exit once they are gone. A second call exits now. */
+int manager_shutdown(struct manager *m);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);
