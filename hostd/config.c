@@ -129,6 +129,9 @@ static const struct key_def hostd_keys[] = {
         { "cycle-after", VALUE_DURATION, CONFIG_FIELD(cycle_after), 0, 366 * 24 * 3600 },
         { "cycle-jitter", VALUE_DURATION, CONFIG_FIELD(cycle_jitter), 0, 7 * 24 * 3600 },
         { "dedicated-cpu-pool", VALUE_CPU_POOL, CONFIG_FIELD(dedicated_cpu_pool), 0, 0 },
+        { "drain-buffer", VALUE_U32, CONFIG_FIELD(drain_buffer), 1, 1000000 },
+        { "drain-backoff-max", VALUE_DURATION, CONFIG_FIELD(drain_backoff_max), 1, 3600 },
+        { "drain-ca-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(drain_ca_file), 0, 0 },
 };
 
 static const struct key_def size_keys[] = {
@@ -469,6 +472,11 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                         snprintf(why, whylen, "'%s': expected one duration (30s, 20m, 24h)", v);
                         return -EINVAL;
                 }
+                if (b.seconds[0] < k->min) {
+                        snprintf(why, whylen, "'%s' is under %llu s", v,
+                                 (unsigned long long)k->min);
+                        return -ERANGE;
+                }
                 *(uint32_t *)field = b.seconds[0];
                 return 0;
         }
@@ -631,6 +639,8 @@ int config_init_defaults(struct config *c)
                 .image_max_unpacked = 16 * GiB,
                 .image_max_files = 1000000,
                 .images_budget = 50 * GiB,
+                .drain_buffer = 1024,
+                .drain_backoff_max = 60,
                 .restart_backoff = { .seconds = { 0, 20 * 60, 40 * 60, 60 * 60, 180 * 60,
                                                   320 * 60 },
                                      .n = 6 },
@@ -644,7 +654,8 @@ int config_init_defaults(struct config *c)
             !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
-            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")))
+            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")) ||
+            !(t.drain_ca_file = strdup("")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

@@ -72,6 +72,9 @@ struct config {
         char *netns_dir;       /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
+        uint32_t drain_buffer;          /* 1024: lines a syslog drain keeps while it cannot send */
+        uint32_t drain_backoff_max;     /* 60 s: a drain reconnects 1 s doubling to this */
+        char *drain_ca_file;            /* CAs for syslog+tls:// drains; "": the system's store */
         struct size_def *sizes;
         size_t n_sizes;
 };

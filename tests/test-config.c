@@ -53,6 +53,8 @@ static bool config_equal(const struct config *a, const struct config *b)
             !streq_null(a->journal_socket, b->journal_socket) ||
             !streq_null(a->netns_dir, b->netns_dir) ||
             !streq_null(a->dedicated_cpu_pool, b->dedicated_cpu_pool) ||
+            a->drain_buffer != b->drain_buffer || a->drain_backoff_max != b->drain_backoff_max ||
+            !streq_null(a->drain_ca_file, b->drain_ca_file) ||
             a->restart_backoff.n != b->restart_backoff.n ||
             memcmp(a->restart_backoff.seconds, b->restart_backoff.seconds,
                    sizeof a->restart_backoff.seconds) != 0)
@@ -641,8 +643,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 45 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 45 + 9 * 8);
+        /* 48 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 48 + 9 * 8);
 }
 
 int main(void)
