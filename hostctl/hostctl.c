@@ -541,6 +541,16 @@ static void print_dyno(const Hostd__V1__Dyno *d)
                 kv("log_drain", "-");
         for (size_t i = 0; i < s->n_log_drains; i++)
                 kv("log_drain", "%s", s->log_drains[i]);
+        /* Each drain as hostd sees it now: connection, lines sent, dropped, waiting. */
+        for (size_t i = 0; i < d->n_drains; i++) {
+                const Hostd__V1__DrainStatus *ds = d->drains[i];
+                kv("drain",
+                   "%s %s sent=%" PRIu64 " dropped=%" PRIu64 " buffered=%" PRIu32
+                   " connects=%" PRIu32 " failures=%" PRIu32 "%s%s",
+                   ds->url, ds->connected ? "connected" : "disconnected", ds->sent, ds->dropped,
+                   ds->buffered, ds->connects, ds->failures, *ds->last_error ? " last_error=" : "",
+                   ds->last_error);
+        }
         if (s->n_env == 0)
                 kv("env", "-");
         for (size_t i = 0; i < s->n_env; i++)

@@ -20,6 +20,7 @@
 #include "boot.h"
 #include "cgroup.h"
 #include "cpus.h"
+#include "drain.h"
 #include "events.h"
 #include "exec.h"
 #include "images.h"
@@ -38,6 +39,7 @@
 #include "config-build.h"
 
 #define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
+#define DRAIN_LINGER_SEC 10    /* an ended dyno's drains try this long to send what they hold */
 
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
  * terminal at the next (spawn.c). */
@@ -299,6 +301,7 @@ static void dyno_free(struct dyno *d)
         if (!d)
                 return;
         dyno_close_sources(d);
+        drain_set_free(d->drains);
         pending_free_all(d->pending);
         followers_end(d);
         if (d->spec)
@@ -372,6 +375,7 @@ static void dyno_keep_line(struct dyno *d, enum log_source source, const char *t
         if (d->m->journal)
                 journal_send_line(d->m->journal, dyno_process(d), d->id, d->spec->app,
                                   source == LOG_SOURCE_APP ? "app" : "heroku", text, len);
+        drain_set_push(d->drains, now, source, text, len);
 }
 
 static void dyno_flush_logfile(struct dyno *d)
@@ -387,6 +391,32 @@ static void dyno_flush_logfile(struct dyno *d)
 static void dyno_push_line(void *userdata, const char *line, size_t len)
 {
         dyno_keep_line(userdata, LOG_SOURCE_APP, line, len);
+}
+
+_printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...);
+
+/* A drain dropped lines and is about to say so: the dyno's log says it too. */
+static void on_drain_overflow(void *userdata, const char *text)
+{
+        dyno_log_platform(userdata, "%s", text);
+}
+
+/* The drains of the spec, once per dyno (a restart keeps them). */
+static void dyno_drains_open(struct dyno *d)
+{
+        if (d->drains || !d->spec->n_log_drains)
+                return;
+        int r = drain_set_new(d->m->drains, d->spec->log_drains, d->spec->n_log_drains, d->id,
+                              d->spec->app, dyno_process(d), on_drain_overflow, d, &d->drains);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: open its log drains: %m; its lines go to none", d->id);
+}
+
+/* The dyno has ended for good: its drains send what they hold, within a bound, on their own. */
+static void dyno_drains_close(struct dyno *d)
+{
+        drain_set_close(d->drains);
+        d->drains = NULL;
 }
 
 _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...)
@@ -485,6 +515,7 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
                 out->pids_limit = d->size->pids;
         }
         out->log_dropped = log_ring_dropped(d->ring);
+        drain_set_status(d->drains, &out->drains, &out->n_drains);
 }
 
 static int dyno_save(struct dyno *d)
@@ -769,8 +800,10 @@ static void dyno_finish(struct dyno *d)
                 dyno_relaunch(d);
                 return;
         }
-        if (!again)
+        if (!again) {
                 followers_end(d); /* a dyno that restarts goes on logging */
+                dyno_drains_close(d);
+        }
         dyno_answer(d, 0);
 }
 
@@ -914,6 +947,7 @@ static void dyno_cancel_waiting(struct dyno *d)
         if (d->m->n_live > 0)
                 d->m->n_live--;
         dyno_log_platform(d, "Stopped before its images arrived");
+        dyno_drains_close(d);
         dyno_save(d);
         char msg[256];
         snprintf(msg, sizeof msg, "dyno '%s': stopped before its images arrived", d->id);
@@ -977,6 +1011,7 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                         dyno_log_platform(d, "State changed from crashed to down");
                         dyno_save(d);
                         followers_end(d);
+                        dyno_drains_close(d);
                 }
                 reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
                 return;
@@ -2291,6 +2326,7 @@ static void dyno_begin(struct dyno *d)
 {
         const Hostd__V1__DynoSpec *s = d->spec;
         char msg[512], full[600];
+        dyno_drains_open(d);
         /* Twice: the first pass only checks, so that a slug that cannot be had does not
          * leave a stack import running for nothing. */
         int r = 0, w = 0;
@@ -2682,6 +2718,7 @@ static void dyno_readopt(struct dyno *d)
         struct manager *m = d->m;
         d->adopted = true;
         m->n_live++;
+        dyno_drains_open(d);
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d->state_dirfd >= 0) {
                 int r = logfile_open_append(&d->logfile, d->state_dirfd, "log", d->logfile.lines);
@@ -3013,6 +3050,21 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "open a socket for the journal: %m");
                 goto fail;
         }
+        struct drain_options dopt = {
+                .buffer_lines = c->drain_buffer,
+                .backoff_max_sec = c->drain_backoff_max,
+                .ca_file = c->drain_ca_file,
+                .linger_sec = DRAIN_LINGER_SEC,
+        };
+        if ((r = drain_ctx_new(e, &dopt, &m->drains)) < 0) {
+                if (*c->drain_ca_file)
+                        log_error_errno(
+                                r, "drain-ca-file '%s': cannot load it as PEM certificates: %m",
+                                c->drain_ca_file);
+                else
+                        log_error_errno(r, "syslog drains: set up TLS: %m");
+                goto fail;
+        }
         if (*c->netd_socket && (r = netd_client_new(e, c->netd_socket, NETD_TIMEOUT_USEC,
                                                     on_netd_connected, m, &m->netd)) < 0) {
                 log_error_errno(r, "set up the netd client: %m");
@@ -3040,6 +3092,7 @@ void manager_free(struct manager *m)
         admission_free(m);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
+        drain_ctx_free(m->drains); /* after the dynos: what their drains still hold is lost */
         netd_client_free(m->netd);
         journal_free(m->journal);
         events_free(m->events);

@@ -14,6 +14,8 @@
 
 struct cg_manager;
 struct conn;
+struct drain_ctx;
+struct drain_set;
 struct image_store;
 struct import_job;
 struct netd_client;
@@ -110,6 +112,7 @@ struct dyno {
                 *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source;
         struct line_splitter splitter;
         struct log_ring *ring;
+        struct drain_set *drains; /* spec.log_drains; kept across restarts, closed at the end */
         struct pending *pending;
         struct follower *followers;
 };
@@ -124,6 +127,7 @@ struct manager {
         struct import_job *imports;
         struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
         struct journal *journal;  /* NULL: no journal-socket */
+        struct drain_ctx *drains; /* syslog drains: the TLS context, closed sets still sending */
         struct events *events;
         sd_event_source *metrics_timer; /* metrics.c; NULL: no prometheus-file */
         struct exec_session *execs;     /* processes started in dynos by Exec, streaming */
