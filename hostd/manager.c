@@ -2993,6 +2993,22 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
         m->init_exe_fd = m->netns_fd = -1;
         int r;
 
+        /* First: a drain-ca-file that cannot be read stops hostd before it changes anything. */
+        struct drain_options dopt = {
+                .buffer_lines = c->drain_buffer,
+                .backoff_max_sec = c->drain_backoff_max,
+                .ca_file = c->drain_ca_file,
+                .linger_sec = DRAIN_LINGER_SEC,
+        };
+        if ((r = drain_ctx_new(e, &dopt, &m->drains)) < 0) {
+                if (*c->drain_ca_file)
+                        log_error_errno(
+                                r, "drain-ca-file '%s': cannot load it as PEM certificates: %m",
+                                c->drain_ca_file);
+                else
+                        log_error_errno(r, "syslog drains: set up TLS: %m");
+                goto fail;
+        }
         if ((r = read_boot_id(&m->boot_id)) < 0) {
                 log_error_errno(r, "read the boot id: %m");
                 goto fail;
@@ -3048,21 +3064,6 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
         }
         if (*c->journal_socket && (r = journal_new(c->journal_socket, &m->journal)) < 0) {
                 log_error_errno(r, "open a socket for the journal: %m");
-                goto fail;
-        }
-        struct drain_options dopt = {
-                .buffer_lines = c->drain_buffer,
-                .backoff_max_sec = c->drain_backoff_max,
-                .ca_file = c->drain_ca_file,
-                .linger_sec = DRAIN_LINGER_SEC,
-        };
-        if ((r = drain_ctx_new(e, &dopt, &m->drains)) < 0) {
-                if (*c->drain_ca_file)
-                        log_error_errno(
-                                r, "drain-ca-file '%s': cannot load it as PEM certificates: %m",
-                                c->drain_ca_file);
-                else
-                        log_error_errno(r, "syslog drains: set up TLS: %m");
                 goto fail;
         }
         if (*c->netd_socket && (r = netd_client_new(e, c->netd_socket, NETD_TIMEOUT_USEC,

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from conftest import HOSTD_BIN
 from hostd_client import pb
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -164,7 +165,8 @@ def test_lines_reach_rsyslog_framed(hostd, make_spec, rsyslog):
     cmd = (f"echo hello-drain; echo '{utf8}'; printf '%9990s' '' | tr ' ' L; echo 0123456789; "
            f"echo '  spaced  out  '; sleep 1000")
     t0 = time.time()
-    c.start(drained(make_spec, "dr-1", [f"syslog://127.0.0.1:{rs.port}"], name="web.1", app="shop", command=cmd))
+    c.start(drained(make_spec, "dr-1", [f"syslog://127.0.0.1:{rs.port}"], name="web.1",
+                    app="shop", command=cmd))
     msgs = rs.wait_for(lambda ms: any(m["msg"] == "  spaced  out  " for m in ms),
                        what="the dyno's four lines")
     t1 = time.time()
@@ -192,7 +194,8 @@ def test_lines_reach_rsyslog_framed(hostd, make_spec, rsyslog):
 
     # The end of the dyno: its last lines still reach the drain, which then closes.
     c.stop("dr-1", grace=1)
-    msgs = rs.wait_for(lambda ms: any(m["msg"] == "State changed from stopping to down" for m in ms[-3:]),
+    last = "State changed from stopping to down"
+    msgs = rs.wait_for(lambda ms: any(m["msg"] == last for m in ms[-3:]),
                        what="the dyno's last line")
     assert any(m["msg"].startswith("Process exited with status") for m in msgs)
     assert len(c.get("dr-1").drains) == 0
@@ -202,14 +205,16 @@ def test_drains_follow_a_dyno_across_a_restart_of_hostd(hostd, make_spec, rsyslo
     rs = rsyslog()
     c = hostd.client()
     cmd = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
-    c.start(drained(make_spec, "dr-re", [f"syslog://127.0.0.1:{rs.port}"], name="worker.2", app="shop", command=cmd))
+    c.start(drained(make_spec, "dr-re", [f"syslog://127.0.0.1:{rs.port}"], name="worker.2",
+                    app="shop", command=cmd))
     rs.wait_for(lambda ms: any(m["msg"] == "tick-3" for m in ms), what="tick-3")
     hostd.restart()
     c = hostd.client()
     before = len(rs.messages())
     # The re-adopted dyno's drain is opened again: new ticks arrive on a new connection.
-    msgs = rs.wait_for(lambda ms: len([m for m in ms[before:] if m["msg"].startswith("tick-")]) >= 5,
-                       what="ticks after the restart of hostd")
+    msgs = rs.wait_for(
+        lambda ms: len([m for m in ms[before:] if m["msg"].startswith("tick-")]) >= 5,
+        what="ticks after the restart of hostd")
     for m in msgs_of(msgs, "app"):
         check_fields(m, "app", time.time() - 60, time.time(), procid="worker.2")
     st = c.get("dr-re").drains[0]
@@ -263,3 +268,284 @@ def test_drain_count_and_duplicates_are_refused(hostd, make_spec):
     c.start(drained(make_spec, "dr-eight", urls[:8]))
     assert len(c.get("dr-eight").drains) == 8
     c.stop("dr-eight", grace=1)
+
+
+# -- TLS -------------------------------------------------------------------------------------------
+
+
+def make_certs(folder, san):
+    """A test CA and a server certificate for san (openssl's subjectAltName syntax), made with
+    the openssl command. Returns {ca, cert, key} paths."""
+    os.makedirs(folder, exist_ok=True)
+    p = {k: os.path.join(folder, v) for k, v in
+         (("ca", "ca.pem"), ("ca_key", "ca.key"), ("cert", "server.pem"), ("key", "server.key"),
+          ("csr", "server.csr"), ("ext", "server.ext"))}
+    def run(*args):
+        r = subprocess.run(["openssl", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+        assert r.returncode == 0, r.stdout
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", p["ca_key"], "-out", p["ca"], "-days", "2",
+        "-subj", "/CN=hostd drain test CA")
+    run("req", *ec, "-keyout", p["key"], "-out", p["csr"], "-subj", "/CN=drain test server")
+    with open(p["ext"], "w") as f:
+        f.write(f"subjectAltName={san}\n")
+    run("x509", "-req", "-in", p["csr"], "-CA", p["ca"], "-CAkey", p["ca_key"],
+        "-CAcreateserial", "-out", p["cert"], "-days", "2", "-extfile", p["ext"])
+    return p
+
+
+def test_tls_drain_verified_by_name(hostd_factory, make_spec, rsyslog, tmp_path):
+    certs = make_certs(str(tmp_path / "pki"), "DNS:localhost")
+    rs = rsyslog(tls=certs)
+    h = hostd_factory(drain_ca_file=certs["ca"])
+    c = h.client()
+    good = f"syslog+tls://localhost:{rs.port}"
+    # The certificate names localhost only: the same server by address must be refused.
+    wrong = f"syslog+tls://127.0.0.1:{rs.port}"
+    t0 = time.time()
+    c.start(drained(make_spec, "dr-tls", [good, wrong], name="web.1", app="shop",
+                    command="echo over-tls-✓; sleep 1000"))
+    msgs = rs.wait_for(lambda ms: any(m["msg"] == "over-tls-✓" for m in ms),
+                       what="the line over TLS")
+    app = msgs_of(msgs, "app")
+    assert [m["msg"] for m in app] == ["over-tls-✓"]
+    check_fields(app[0], "app", t0, time.time())
+    deadline = time.monotonic() + 10
+    while True:
+        st = {s.url: s for s in c.get("dr-tls").drains}
+        if st[wrong].failures >= 1:
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.1)
+    assert st[good].connected and st[good].connects == 1 and st[good].sent >= 1, st[good]
+    assert not st[wrong].connected and st[wrong].connects == 0 and st[wrong].sent == 0
+    assert "certificate verification" in st[wrong].last_error, st[wrong]
+    assert "mismatch" in st[wrong].last_error, st[wrong]
+    # Each line went over TLS once: only the verified drain delivered.
+    assert len(msgs) == st[good].sent
+    c.stop("dr-tls", grace=1)
+
+
+def test_tls_drain_refuses_an_unknown_ca(hostd, make_spec, rsyslog, tmp_path):
+    """Without drain-ca-file, the system's store: a test CA is not in it."""
+    certs = make_certs(str(tmp_path / "pki"), "DNS:localhost")
+    rs = rsyslog(tls=certs)
+    c = hostd.client()
+    c.start(drained(make_spec, "dr-tls-ca", [f"syslog+tls://localhost:{rs.port}"],
+                    command="echo secret; sleep 1000"))
+    deadline = time.monotonic() + 10
+    while c.get("dr-tls-ca").drains[0].failures == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    st = c.get("dr-tls-ca").drains[0]
+    assert not st.connected and st.sent == 0
+    assert "certificate verification" in st.last_error, st
+    time.sleep(0.5)
+    assert rs.messages() == []
+    c.stop("dr-tls-ca", grace=1)
+
+
+def test_an_unreadable_drain_ca_file_stops_hostd_with_its_name(hostd_factory, tmp_path):
+    missing = str(tmp_path / "missing.pem")
+    h = hostd_factory(start=False, drain_ca_file=missing)
+    r = subprocess.run([HOSTD_BIN, "--config", h.config_path], capture_output=True, text=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1
+    assert (f"drain-ca-file '{missing}': cannot load it as PEM certificates: No such file"
+            in r.stderr), r.stderr
+    assert not os.path.exists(h.socket_path) and not os.path.exists(h.run_dir)
+    assert not h.cgroup_dirs(), "hostd made cgroups before it stopped"
+
+
+# -- a stalled drain -----------------------------------------------------------------------------
+
+
+def read_frames(sock, buf):
+    """Read what the socket has now (non-blocking) and split octet-counted frames off buf.
+    Returns the messages (bytes) complete so far."""
+    while True:
+        try:
+            data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        if not data:
+            break
+        buf += data
+    out = []
+    while True:
+        sp = buf.find(b" ")
+        if sp < 0:
+            break
+        n = int(buf[:sp])
+        if len(buf) < sp + 1 + n:
+            break
+        out.append(bytes(buf[sp + 1: sp + 1 + n]))
+        del buf[: sp + 1 + n]
+    return out
+
+
+def frame_msg(frame):
+    """(APP-NAME, MSG) of an RFC 5424 message as a drain writes it."""
+    parts = frame.split(b" ", 7)
+    assert parts[0] == b"<190>1" and parts[5:7] == [b"-", b"-"], frame[:120]
+    return parts[3].decode(), parts[7].decode("utf-8", "replace")
+
+
+def percentile(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))]
+
+
+def test_a_stalled_drain_holds_nothing_up_and_counts_what_it_dropped(hostd_factory, make_spec):
+    # A listener that accepts and does not read, with small buffers so that it stalls soon.
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    n_lines = 300000
+    h = hostd_factory()
+    c = h.client()
+    pad = "x" * 150
+    cmd = f"seq 1 {n_lines} | sed 's/.*/flood-& {pad}/'; echo flood-done; sleep 1000"
+    c.start(drained(make_spec, "dr-stall", [f"syslog://127.0.0.1:{port}"], command=cmd))
+    lst.settimeout(10)
+    conn, _ = lst.accept()
+    # Meanwhile hostd answers, and the dyno's output keeps growing in hostd's log.
+    lat, last_seen, grew = [], 0, 0
+    deadline = time.monotonic() + 120
+    while True:
+        t = time.monotonic()
+        d = c.get("dr-stall")
+        lat.append(time.monotonic() - t)
+        t = time.monotonic()
+        c.list()
+        lat.append(time.monotonic() - t)
+        last = c.log_texts("dr-stall", lines=1)
+        if last and last[0].startswith("flood-"):
+            k = last[0].split()[0]
+            if k == "flood-done":
+                break
+            if int(k[6:]) > last_seen:
+                grew += 1
+                last_seen = int(k[6:])
+        assert d.state == pb.UP, d
+        assert time.monotonic() < deadline, f"the dyno did not finish its output ({last})"
+        time.sleep(0.005)
+    st = c.get("dr-stall").drains[0]
+    print(f"\nstalled drain: {len(lat)} RPCs (Get, List) during the flood: "
+          f"p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms, "
+          f"max {max(lat) * 1000:.2f} ms; drain: sent {st.sent}, dropped {st.dropped}, "
+          f"buffered {st.buffered}")
+    assert percentile(lat, 99) < 0.5 and max(lat) < 2.0, "hostd was held up by the stalled drain"
+    assert grew >= 2, "the dyno's output did not grow while the drain was stalled"
+    assert st.connected and st.dropped > 0 and st.buffered <= 1024 + 501, st
+
+    # The listener reads now: everything left comes, the L10 notice first among what was held.
+    buf, frames = bytearray(), []
+    deadline = time.monotonic() + 60
+    while True:
+        frames += read_frames(conn, buf)
+        st = c.get("dr-stall").drains[0]
+        done = any(frame_msg(f)[1].startswith("flood-done") for f in frames)
+        if done and st.buffered == 0 and not buf:
+            frames += read_frames(conn, buf)
+            break
+        assert time.monotonic() < deadline, (len(frames), st)
+        time.sleep(0.05)
+    msgs = [frame_msg(f) for f in frames]
+    l10 = [(app, m) for app, m in msgs if L10.match(m)]
+    assert l10 and all(app == "heroku" for app, _ in l10), l10
+    dropped = sum(int(L10.match(m).group(1)) for _, m in l10)
+    received = [(app, m) for app, m in msgs if not L10.match(m)]
+
+    # What the dyno logged: its n_lines + 1 lines (seq's, then flood-done: none split, none
+    # lost by hostd), and hostd's own lines for it, which hostd's log repeats, the L10 notices
+    # aside (a drain does not get its own notice as a line: it sends it first instead).
+    d = c.get("dr-stall")
+    assert d.log_dropped == 0
+    platform = [l for l in h.log_text().splitlines()
+                if "dyno dr-stall (worker.1): " in l and "Error L10" not in l]
+    logged = n_lines + 1 + len(platform)
+    floods = [int(m.split()[0][6:]) for _, m in received if m.startswith("flood-") and
+              m.split()[0] != "flood-done"]
+    print(f"stalled drain: dyno logged {logged} lines, drain received {len(received)}, "
+          f"L10 notices {len(l10)} counting {dropped} dropped")
+    assert len(received) + dropped == logged
+    assert st.sent == len(received) and st.dropped == dropped, st
+    assert floods == sorted(floods) and len(set(floods)) == len(floods), "reordered or twice"
+    # The same notices are in the dyno's own log, as heroku lines (hostd's log repeats them all;
+    # the last is recent enough to be in the dyno's ring).
+    own = [l.split("dyno dr-stall (worker.1): ", 1)[1] for l in h.log_text().splitlines()
+           if "dyno dr-stall (worker.1): Error L10" in l]
+    assert own == [m for _, m in l10]
+    recent = [l for l in c.logs("dr-stall", lines=100).lines if l.text.startswith(b"Error L10")]
+    assert recent and recent[-1].source == "heroku" and recent[-1].text.decode() == l10[-1][1]
+    conn.close()
+    lst.close()
+    c.stop("dr-stall", grace=1)
+
+
+# -- a dead drain --------------------------------------------------------------------------------
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_a_dead_drain_is_retried_with_backoff(hostd_factory, make_spec):
+    port = free_port()
+    backoff_max = 4
+    h = hostd_factory(drain_backoff_max=backoff_max)
+    c = h.client()
+    c.start(drained(make_spec, "dr-dead", [f"syslog://127.0.0.1:{port}"],
+                    command="i=0; while true; do echo beat-$i; i=$((i+1)); sleep 0.2; done"))
+    time.sleep(6)
+    d = c.get("dr-dead")
+    assert d.state == pb.UP
+    assert any(t.startswith("beat-2") for t in c.log_texts("dr-dead")), "the dyno is held up"
+    st = d.drains[0]
+    assert not st.connected and st.connects == 0, st
+    assert "Connection refused" in st.last_error, st
+    # Back-off, not a busy loop: 1 s doubling, each wait a random point of its second half.
+    waits = [float(w) for w in re.findall(
+        rf"drain syslog://127.0.0.1:{port}: connect: Connection refused; connecting again in "
+        r"([0-9.]+) s", h.log_text())]
+    print(f"\ndead drain: {st.failures} failed attempts in 6 s, waits {waits}")
+    assert 2 <= st.failures <= 6 and len(waits) == st.failures, (st, waits)
+    for i, w in enumerate(waits):
+        bound = min(2 ** i, backoff_max)
+        assert bound / 2 - 0.05 <= w <= bound + 0.05, (i, w, waits)
+
+    # A listener comes up: the drain connects within the back-off bound, and what the dyno
+    # logged meanwhile (up to the buffer) arrives, oldest first.
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", port))
+    lst.listen(4)
+    lst.settimeout(backoff_max + 2)
+    t = time.monotonic()
+    conn, _ = lst.accept()
+    waited = time.monotonic() - t
+    print(f"dead drain: connected {waited:.2f} s after the listener came up "
+          f"(bound {backoff_max} s)")
+    assert waited <= backoff_max + 0.5
+    buf, frames = bytearray(), []
+    deadline = time.monotonic() + 5
+    while not any(frame_msg(f)[1] == "beat-20" for f in frames):
+        assert time.monotonic() < deadline, [frame_msg(f) for f in frames][:5]
+        frames += read_frames(conn, buf)
+        time.sleep(0.05)
+    msgs = [frame_msg(f) for f in frames]
+    assert msgs[0][0] == "heroku" and msgs[0][1].startswith("Starting process"), msgs[:3]
+    beats = [int(m[5:]) for app, m in msgs if app == "app"]
+    assert beats[: beats.index(20) + 1] == list(range(21))
+    st = c.get("dr-dead").drains[0]
+    assert st.connected and st.connects == 1 and st.dropped == 0, st
+    conn.close()
+    lst.close()
+    c.stop("dr-dead", grace=1)
