@@ -659,6 +659,7 @@ enum {
         OPT_STACK_URL,
         OPT_SLUG_URL,
         OPT_ENV,
+        OPT_LOG_DRAIN,
         OPT_BOOT_TIMEOUT,
         OPT_COMMAND,
         OPT_SPEC,
@@ -976,6 +977,8 @@ static const char start_help[] =
         "                           (http://, https://, file:// or an absolute path)\n"
         "      --slug-url URL       the same for the slug\n"
         "      --env NAME=VALUE     a config var (repeatable; replaces one of the same name)\n"
+        "      --log-drain URL      a syslog drain, syslog://HOST:PORT or syslog+tls://HOST:PORT\n"
+        "                           (repeatable, up to 8; added to the spec file's)\n"
         "      --grace SECONDS      stop grace period (default: the host's)\n"
         "      --boot-timeout SECONDS  R10 boot timeout of a web dyno (default: the host's)\n"
         "      --command STRING     the command, run by the stack's /bin/sh -c\n"
@@ -992,9 +995,15 @@ struct start_flags {
         uint32_t port, grace, boot;
         char **env; /* "NAME=VALUE", pointers into argv */
         size_t n_env;
+        char **drains; /* syslog drain URLs, pointers into argv */
+        size_t n_drains;
 };
 
-static void start_flags_done(struct start_flags *f) { free(f->env); }
+static void start_flags_done(struct start_flags *f)
+{
+        free(f->env);
+        free(f->drains);
+}
 
 static int start_option(int c, const char *arg, void *userdata)
 {
@@ -1044,6 +1053,14 @@ static int start_option(int c, const char *arg, void *userdata)
                         return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
                 f->env = n;
                 f->env[f->n_env++] = (char *)arg;
+                return EXIT_OK;
+        }
+        case OPT_LOG_DRAIN: {
+                char **n = realloc(f->drains, (f->n_drains + 1) * sizeof *n);
+                if (!n)
+                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+                f->drains = n;
+                f->drains[f->n_drains++] = (char *)arg;
                 return EXIT_OK;
         }
         }
@@ -1115,6 +1132,9 @@ static int apply_start_flags(const struct start_flags *f, Hostd__V1__DynoSpec *s
                 if (r < 0)
                         return r;
         }
+        for (size_t i = 0; i < f->n_drains; i++)
+                if (spec_add_log_drain(s, f->drains[i]) < 0)
+                        return -ENOMEM;
         return 0;
 }
 
@@ -1149,6 +1169,7 @@ static char *join_words(char **words, size_t n)
                 { "stack-url", required_argument, NULL, OPT_STACK_URL },                           \
                 { "slug-url", required_argument, NULL, OPT_SLUG_URL },                             \
                 { "env", required_argument, NULL, OPT_ENV },                                       \
+                { "log-drain", required_argument, NULL, OPT_LOG_DRAIN },                           \
                 { "grace", required_argument, NULL, OPT_GRACE },                                   \
                 { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },                     \
         {                                                                                          \

@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -36,6 +37,9 @@
 #define DRAIN_BATCH_BYTES (1024 * 1024)      /* a batch stops growing here (one frame at least) */
 #define DRAIN_WRITE_ROUNDS 4                 /* batches per wake-up: let the loop serve others */
 #define DRAIN_ADDRS_MAX 8
+/* A connection that lasted this long starts the back-off again; a peer that accepts and closes
+ * at once keeps doubling it. */
+#define DRAIN_STABLE_USEC (10ULL * 1000000)
 #define DRAIN_PRI 190 /* local7.info, as Heroku's drains */
 
 /* ---- URLs ---- */
@@ -245,7 +249,8 @@ struct drain {
         uint64_t sent, dropped, pending_dropped;
         int64_t dropped_since_usec;
         uint32_t connects, failures, attempt;
-        bool warned; /* a failure was logged as a warning since the last connection */
+        uint64_t up_usec; /* CLOCK_MONOTONIC, when the connection came up */
+        bool warned;      /* a failure was logged as a warning since the last connection */
         char last_error[256];
         Hostd__V1__DrainStatus status;
 };
@@ -420,6 +425,8 @@ static void drain_fail(struct drain *d, const char *fmt, ...)
         drain_disconnect(d);
         d->state = DRAIN_WAITING;
         d->failures++;
+        if (was_up && now_monotonic_usec() - d->up_usec >= DRAIN_STABLE_USEC)
+                d->attempt = 0;
         uint64_t wait = backoff_usec(d);
         if (d->attempt < 32)
                 d->attempt++;
@@ -463,7 +470,7 @@ static void drain_up(struct drain *d)
 {
         d->state = DRAIN_UP;
         d->connects++;
-        d->attempt = 0;
+        d->up_usec = now_monotonic_usec();
         d->warned = false;
         d->last_error[0] = 0;
         d->timer = sd_event_source_disable_unref(d->timer);
@@ -599,6 +606,12 @@ static void drain_connect_next(struct drain *d)
                 drain_fail(d, "socket: %s", strerror(errno));
                 return;
         }
+        /* A peer that vanished while nothing was being written shows up within minutes. */
+        int one = 1, idle = 60, intvl = 10, cnt = 6;
+        (void)setsockopt(d->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        (void)setsockopt(d->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        (void)setsockopt(d->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        (void)setsockopt(d->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
         d->state = DRAIN_CONNECTING;
         if (connect(d->fd, sa, d->addr_lens[d->next_addr]) < 0 && errno != EINPROGRESS) {
                 int err = errno;
@@ -630,6 +643,15 @@ static _Noreturn void resolver_child(const struct drain *d, int fd)
 {
         prctl(PR_SET_NAME, "hostd-resolve");
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* Keep nothing of hostd's open: a client's connection or a dyno's pipe held here would
+         * not close when hostd closes it. */
+        if (fd != 3) {
+                if (dup2(fd, 3) < 0)
+                        _exit(1);
+                fd = 3;
+        }
+        if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+                _exit(1);
         struct resolve_msg msg = {};
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP };
         struct addrinfo *res = NULL;

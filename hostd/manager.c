@@ -3001,10 +3001,11 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 .linger_sec = DRAIN_LINGER_SEC,
         };
         if ((r = drain_ctx_new(e, &dopt, &m->drains)) < 0) {
-                if (*c->drain_ca_file)
-                        log_error_errno(
-                                r, "drain-ca-file '%s': cannot load it as PEM certificates: %m",
-                                c->drain_ca_file);
+                if (r == -EBADMSG)
+                        log_error("drain-ca-file '%s': no PEM certificate in it", c->drain_ca_file);
+                else if (*c->drain_ca_file)
+                        log_error_errno(r, "drain-ca-file '%s': cannot be read: %m",
+                                        c->drain_ca_file);
                 else
                         log_error_errno(r, "syslog drains: set up TLS: %m");
                 goto fail;

@@ -346,16 +346,19 @@ def test_tls_drain_refuses_an_unknown_ca(hostd, make_spec, rsyslog, tmp_path):
     c.stop("dr-tls-ca", grace=1)
 
 
-def test_an_unreadable_drain_ca_file_stops_hostd_with_its_name(hostd_factory, tmp_path):
-    missing = str(tmp_path / "missing.pem")
-    h = hostd_factory(start=False, drain_ca_file=missing)
-    r = subprocess.run([HOSTD_BIN, "--config", h.config_path], capture_output=True, text=True,
-                       timeout=10, stdin=subprocess.DEVNULL)
-    assert r.returncode == 1
-    assert (f"drain-ca-file '{missing}': cannot load it as PEM certificates: No such file"
-            in r.stderr), r.stderr
-    assert not os.path.exists(h.socket_path) and not os.path.exists(h.run_dir)
-    assert not h.cgroup_dirs(), "hostd made cgroups before it stopped"
+def test_an_unusable_drain_ca_file_stops_hostd_with_its_name(hostd_factory, tmp_path):
+    missing, garbage = str(tmp_path / "missing.pem"), str(tmp_path / "garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("not a certificate\n")
+    for path, why in ((missing, "cannot be read: No such file or directory"),
+                      (garbage, "no PEM certificate in it")):
+        h = hostd_factory(start=False, drain_ca_file=path)
+        r = subprocess.run([HOSTD_BIN, "--config", h.config_path], capture_output=True,
+                           text=True, timeout=10, stdin=subprocess.DEVNULL)
+        assert r.returncode == 1
+        assert f"drain-ca-file '{path}': {why}" in r.stderr, r.stderr
+        assert not os.path.exists(h.socket_path) and not os.path.exists(h.run_dir)
+        assert not h.cgroup_dirs(), "hostd made cgroups before it stopped"
 
 
 # -- a stalled drain -----------------------------------------------------------------------------
@@ -549,3 +552,83 @@ def test_a_dead_drain_is_retried_with_backoff(hostd_factory, make_spec):
     conn.close()
     lst.close()
     c.stop("dr-dead", grace=1)
+
+
+def test_a_drain_whose_server_closes_connects_again(hostd, make_spec):
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(10)
+    port = lst.getsockname()[1]
+    c = hostd.client()
+    c.start(drained(make_spec, "dr-close", [f"syslog://127.0.0.1:{port}"],
+                    command="i=0; while true; do echo beat-$i; i=$((i+1)); sleep 0.2; done"))
+
+    def read_until(conn, beat, timeout=10):
+        buf, msgs = bytearray(), []
+        deadline = time.monotonic() + timeout
+        while not any(m == f"beat-{beat}" for _, m in msgs):
+            assert time.monotonic() < deadline, msgs[-5:]
+            msgs += [frame_msg(f) for f in read_frames(conn, buf)]
+            time.sleep(0.02)
+        return [int(m[5:]) for app, m in msgs if app == "app"]
+
+    conn, _ = lst.accept()
+    first = read_until(conn, 5)
+    conn.close()  # everything read: a plain close (FIN), as a server restarting would
+    t = time.monotonic()
+    conn, _ = lst.accept()
+    # The connection lasted under 10 s: the back-off goes on from its first step (0.5..1 s).
+    assert time.monotonic() - t <= 1.5
+    second = read_until(conn, first[-1] + 10)
+    st = c.get("dr-close").drains[0]
+    assert st.connected and st.connects == 2 and st.failures == 1, st
+    assert st.last_error == "", st  # cleared by the new connection; hostd's log tells of it
+    assert f"drain syslog://127.0.0.1:{port}: closed by the peer; connecting again in" in \
+        hostd.log_text()
+    # The lines logged while it was away were kept and came on the new connection, in order.
+    beats = first + second
+    assert beats == list(range(len(beats))), beats
+    conn.close()
+    lst.close()
+    c.stop("dr-close", grace=1)
+
+
+def test_hostctl_starts_with_drains_and_shows_their_figures(hostd, rootfs):
+    hostctl = os.path.join(os.path.dirname(HOSTD_BIN), "..", "hostctl", "hostctl")
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(10)
+    url = f"syslog://127.0.0.1:{lst.getsockname()[1]}"
+    dead = f"syslog://127.0.0.1:{free_port()}"
+
+    def run(*args):
+        return subprocess.run([hostctl, "--socket", hostd.socket_path, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = run("start", "--id", "dr-ctl", "--name", "worker.1", "--stack", rootfs.stack,
+            "--slug", rootfs.slug, "--log-drain", url, "--log-drain", dead,
+            "--", "echo via-hostctl; exec sleep 1000")
+    assert r.returncode == 0, r.stderr
+    conn, _ = lst.accept()
+    buf, msgs = bytearray(), []
+    deadline = time.monotonic() + 10
+    while ("app", "via-hostctl") not in msgs:
+        assert time.monotonic() < deadline, msgs
+        msgs += [frame_msg(f) for f in read_frames(conn, buf)]
+        time.sleep(0.05)
+    out = run("inspect", "dr-ctl").stdout
+    drains = [l.split(None, 1)[1] for l in out.splitlines() if l.startswith("drain:")]
+    assert len(drains) == 2, out
+    assert drains[0].startswith(f"{url} connected sent={len(msgs)} dropped=0 buffered=0 "
+                                "connects=1 failures=0"), drains[0]
+    assert drains[1].startswith(f"{dead} disconnected sent=0 dropped=0 "), drains[1]
+    assert "last_error=connect: Connection refused" in drains[1], drains[1]
+    r = run("start", "--id", "dr-ctl-bad", "--stack", rootfs.stack, "--log-drain",
+            "syslog://nowhere", "--", "true")
+    assert r.returncode != 0
+    assert "spec.log_drains[0]: 'syslog://nowhere': no port (HOST:PORT)" in r.stderr, r.stderr
+    conn.close()
+    lst.close()
+    assert run("stop", "dr-ctl", "--grace", "1").returncode == 0
