@@ -361,6 +361,68 @@ def test_an_unusable_drain_ca_file_stops_hostd_with_its_name(hostd_factory, tmp_
         assert not h.cgroup_dirs(), "hostd made cgroups before it stopped"
 
 
+def tls_server(certs, max_version=None):
+    """A TLS listener of the test's (Python's ssl): (listening socket, context, SNI names)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+    if max_version is not None:
+        import warnings
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = max_version
+    names = []
+    ctx.sni_callback = lambda sslobj, name, c: names.append(name)
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(10)
+    return lst, ctx, names
+
+
+def test_tls_drain_sends_sni_and_needs_tls_1_2(hostd_factory, make_spec, tmp_path):
+    import ssl
+    certs = make_certs(str(tmp_path / "pki"), "DNS:localhost")
+    h = hostd_factory(drain_ca_file=certs["ca"])
+    c = h.client()
+    lst, ctx, names = tls_server(certs)
+    c.start(drained(make_spec, "dr-sni", [f"syslog+tls://localhost:{lst.getsockname()[1]}"],
+                    command="echo sni-checked; sleep 1000"))
+    raw, _ = lst.accept()
+    conn = ctx.wrap_socket(raw, server_side=True)
+    assert names == ["localhost"], names
+    assert conn.version() in ("TLSv1.2", "TLSv1.3"), conn.version()
+    data = b""
+    deadline = time.monotonic() + 10
+    while b"sni-checked" not in data:
+        assert time.monotonic() < deadline, data
+        data += conn.recv(65536)
+    conn.close()
+    lst.close()
+    c.stop("dr-sni", grace=1)
+
+    # A server that offers TLS 1.1 at most is refused: no line goes out.
+    lst, ctx, names = tls_server(certs, max_version=ssl.TLSVersion.TLSv1_1)
+    c.start(drained(make_spec, "dr-old", [f"syslog+tls://localhost:{lst.getsockname()[1]}"],
+                    command="echo never-sent; sleep 1000"))
+    raw, _ = lst.accept()
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        ctx.wrap_socket(raw, server_side=True)
+    deadline = time.monotonic() + 10
+    while c.get("dr-old").drains[0].failures == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    st = c.get("dr-old").drains[0]
+    assert not st.connected and st.sent == 0 and st.connects == 0, st
+    assert st.last_error.startswith("TLS handshake: "), st
+    print(f"\nTLS 1.1 server: {st.last_error}")
+    raw.close()
+    lst.close()
+    c.stop("dr-old", grace=1)
+
+
 # -- a stalled drain -----------------------------------------------------------------------------
 
 
