@@ -696,3 +696,19 @@ def test_hostctl_starts_with_drains_and_shows_their_figures(hostd, rootfs):
     conn.close()
     lst.close()
     assert run("stop", "dr-ctl", "--grace", "1").returncode == 0
+
+
+def test_a_daily_cycle_keeps_the_drain(hostd_factory, make_spec, rsyslog):
+    rs = rsyslog()
+    h = hostd_factory(cycle_after="3s", cycle_jitter="0")
+    c = h.client()
+    c.start(drained(make_spec, "dr-cyc", [f"syslog://127.0.0.1:{rs.port}"],
+                    command="echo started-$$; exec sleep 1000"))
+    msgs = rs.wait_for(lambda ms: [m["msg"] for m in ms].count("Cycling") >= 1 and
+                       len([m for m in ms if m["msg"].startswith("started-")]) >= 2,
+                       timeout=30, what="a cycle and the replacement's first line")
+    texts = [m["msg"] for m in msgs]
+    assert texts.index("Cycling") < max(i for i, t in enumerate(texts) if t.startswith("started-"))
+    st = c.get("dr-cyc").drains[0]
+    assert st.connected and st.connects == 1 and st.dropped == 0, st
+    c.stop("dr-cyc", grace=1)
