@@ -1,7 +1,11 @@
 /* cgroup v1 driver (legacy and hybrid hosts): one hierarchy per controller, or per group of
  * co-mounted controllers, each with hostd's own place in it. */
 #include "cgroup-internal.h"
+#include "taskstats.h"
 #include "util.h"
+
+#include <fcntl.h>
+#include <linux/cgroupstats.h>
 
 #include <libcgroup.h>
 #include <linux/magic.h>
@@ -381,6 +385,114 @@ static int v1_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
         return cg_hier_dyno_dir(m, h, id, ret);
 }
 
+/* ---- statistics ---- */
+
+/* Open dir/file of controller c's hierarchy for the dyno into *fd; missing files stay -1
+ * unless required. */
+static int v1_open_stat(struct cg_manager *m, enum cg_controller c, const char *id,
+                        const char *file, bool required, int *fd)
+{
+        struct cg_hier *h = cg_hier_for(m, c);
+        if (!h)
+                return required ? -EOPNOTSUPP : 0;
+        _cleanup_free_ char *dir = NULL;
+        int r = cg_hier_dyno_dir(m, h, id, &dir);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *path = file ? strjoin3(dir, "/", file) : strdup(dir);
+        if (!path)
+                return -ENOMEM;
+        *fd = open(path, O_RDONLY | O_CLOEXEC | (file ? 0 : O_DIRECTORY));
+        if (*fd < 0 && (required || errno != ENOENT))
+                return -errno;
+        return 0;
+}
+
+static int v1_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files *f)
+{
+        int r;
+        if ((r = v1_open_stat(m, CG_CTRL_MEMORY, id, "memory.stat", true,
+                              &f->fd[CG_STAT_MEMORY_STAT])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_MEMORY, id, "memory.usage_in_bytes", true,
+                              &f->fd[CG_STAT_MEMORY_USAGE])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_MEMORY, id, "memory.oom_control", false,
+                              &f->fd[CG_STAT_OOM])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_CPUACCT, id, "cpuacct.usage", false,
+                              &f->fd[CG_STAT_CPU_USAGE])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_CPU, id, "cpu.stat", false, &f->fd[CG_STAT_CPU_STAT])) <
+                    0 ||
+            (r = v1_open_stat(m, CG_CTRL_PIDS, id, "pids.current", true, &f->fd[CG_STAT_PIDS])) < 0)
+                return r;
+        /* Any v1 folder of the dyno serves taskstats; cpuacct's is the one for CPU figures. */
+        return v1_open_stat(m, cg_hier_for(m, CG_CTRL_CPUACCT) ? CG_CTRL_CPUACCT : CG_CTRL_CPU, id,
+                            NULL, false, &f->fd[CG_STAT_TASKS_DIR]);
+}
+
+/* The number in a one-number file; -ENODEV when the cgroup is gone. */
+static int read_u64_fd(int fd, uint64_t *ret)
+{
+        char buf[64];
+        ssize_t n = cg_pread(fd, buf, sizeof buf);
+        if (n < 0)
+                return n;
+        return cg_parse_u64(buf, (size_t)n, ret);
+}
+
+static void v1_runnable(struct cg_manager *m, int dirfd, struct cg_stats *st)
+{
+        if (dirfd < 0)
+                return;
+        if (!m->taskstats_tried) {
+                m->taskstats_tried = true;
+                m->taskstats_fd = -1;
+                int r = taskstats_open(&m->taskstats_fd, &m->taskstats_family);
+                if (r < 0)
+                        log_warning_errno(r, "cgroup v1: taskstats: %m; load averages are "
+                                             "estimated from CPU use");
+        }
+        if (m->taskstats_family == 0)
+                return;
+        struct cgroupstats cs;
+        if (taskstats_cgroup(m->taskstats_fd, m->taskstats_family, dirfd, &cs) == 0)
+                st->runnable = (int64_t)(cs.nr_running + cs.nr_uninterruptible);
+}
+
+static int v1_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *st)
+{
+        char buf[16384];
+        ssize_t n = cg_pread(f->fd[CG_STAT_MEMORY_STAT], buf, sizeof buf);
+        if (n < 0)
+                return n;
+        /* total_*: the cgroup and its descendants, should a dyno ever have any */
+        const struct cg_key mem_keys[] = {
+                { "total_rss", &st->rss },         { "total_cache", &st->cache },
+                { "total_swap", &st->swap },       { "total_pgpgin", &st->pgpgin },
+                { "total_pgpgout", &st->pgpgout },
+        };
+        cg_parse_keyed(buf, (size_t)n, mem_keys, ELEMENTSOF(mem_keys));
+        int r = read_u64_fd(f->fd[CG_STAT_MEMORY_USAGE], &st->memory);
+        if (r < 0)
+                return r;
+        if (f->fd[CG_STAT_OOM] >= 0 && (n = cg_pread(f->fd[CG_STAT_OOM], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "oom_kill", &st->oom_kills } };
+                cg_parse_keyed(buf, (size_t)n, k, 1);
+        }
+        uint64_t ns;
+        if (f->fd[CG_STAT_CPU_USAGE] >= 0 && read_u64_fd(f->fd[CG_STAT_CPU_USAGE], &ns) == 0)
+                st->cpu_usec = ns / 1000;
+        if (f->fd[CG_STAT_CPU_STAT] >= 0 &&
+            (n = cg_pread(f->fd[CG_STAT_CPU_STAT], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "throttled_time", &ns } };
+                if (cg_parse_keyed(buf, (size_t)n, k, 1) == 1)
+                        st->throttled_usec = ns / 1000;
+        }
+        r = read_u64_fd(f->fd[CG_STAT_PIDS], &st->pids);
+        if (r < 0)
+                return r;
+        v1_runnable(m, f->fd[CG_STAT_TASKS_DIR], st);
+        return 0;
+}
+
 const struct cg_ops cg_v1_ops = {
         .mode = CG_MODE_V1,
         .setup = v1_setup,
@@ -389,4 +501,6 @@ const struct cg_ops cg_v1_ops = {
         .kill = v1_kill,
         .cpuset_dir = v1_cpuset_dir,
         .oom_file = "memory.oom_control",
+        .stats_open = v1_stats_open,
+        .stats_read = v1_stats_read,
 };
