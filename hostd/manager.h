@@ -21,6 +21,7 @@ struct journal;
 struct events;
 struct exec_session;
 struct rpc_server;
+struct metrics;
 
 /* A reply owed to a client once a dyno reaches a state. */
 struct pending {
@@ -116,8 +117,8 @@ struct manager {
         struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
         struct journal *journal;  /* NULL: no journal-socket */
         struct events *events;
-        sd_event_source *metrics_timer; /* metrics.c; NULL: no prometheus-file */
-        struct exec_session *execs;     /* processes started in dynos by Exec, streaming */
+        struct metrics *metrics;    /* metrics.c: the sampler and its consumers */
+        struct exec_session *execs; /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
@@ -171,3 +172,10 @@ char **dyno_build_env(const struct dyno *d);
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);
 const char *dyno_state_name(Hostd__V1__DynoState s);
+
+/* The name of the dyno's cgroup under <base>/dynos (the sampler opens its files again when it
+ * changes). */
+const char *dyno_cgroup_name(const struct dyno *d);
+/* A runtime-metrics line (source heroku) in the dyno's log, its followers and the journal,
+ * but not in hostd's own log: every such dyno says one every runtime-metrics-interval. */
+void dyno_log_metrics(struct dyno *d, const char *line);
