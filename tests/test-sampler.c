@@ -1,0 +1,175 @@
+/* The parsers behind the sampler (hostd/cgroup-stat.c, hostd/sampler.c) over the kernel's
+ * formats, with text as the kernel writes it, and the load average step. No root. */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "cgroup-internal.h"
+#include "check.h"
+#include "sampler.h"
+
+#define LEN(s) (sizeof(s) - 1)
+
+/* v1 memory.stat: local and total_ keys; only the exact key counts. */
+static const char v1_memory_stat[] = "cache 9400320\n"
+                                     "rss 4767744\n"
+                                     "rss_huge 0\n"
+                                     "swap 0\n"
+                                     "pgpgin 7236\n"
+                                     "pgpgout 3777\n"
+                                     "hierarchical_memory_limit 9223372036854771712\n"
+                                     "total_cache 9510912\n"
+                                     "total_rss 4800512\n"
+                                     "total_rss_huge 0\n"
+                                     "total_swap 4096\n"
+                                     "total_pgpgin 7300\n"
+                                     "total_pgpgout 3800\n";
+
+/* v2 memory.stat: anon_thp and file_mapped must not be taken for anon and file. */
+static const char v2_memory_stat[] = "anon_thp 0\n"
+                                     "anon 21086208\n"
+                                     "file 1234567\n"
+                                     "file_mapped 999\n"
+                                     "pgfault 5000\n"
+                                     "pgmajfault 12\n"
+                                     "pswpout 7\n";
+
+static void test_keyed(void)
+{
+        uint64_t rss = 1, cache = 1, swap = 1, in = 1, out = 1;
+        const struct cg_key k[] = {
+                { "total_rss", &rss },   { "total_cache", &cache }, { "total_swap", &swap },
+                { "total_pgpgin", &in }, { "total_pgpgout", &out },
+        };
+        CHECK(cg_parse_keyed(v1_memory_stat, LEN(v1_memory_stat), k, 5) == 5);
+        CHECK(rss == 4800512 && cache == 9510912 && swap == 4096 && in == 7300 && out == 3800);
+
+        uint64_t anon = 0, file = 0, maj = 0, missing = 42;
+        const struct cg_key k2[] = {
+                { "anon", &anon },
+                { "file", &file },
+                { "pgmajfault", &maj },
+                { "nope", &missing },
+        };
+        CHECK(cg_parse_keyed(v2_memory_stat, LEN(v2_memory_stat), k2, 4) == 3);
+        CHECK(anon == 21086208 && file == 1234567 && maj == 12 && missing == 42);
+
+        /* a buffer cut in the middle of a line (a file larger than the buffer): the whole
+         * lines count, the cut one is not misread */
+        uint64_t oom = 0, kill = 0;
+        const char events[] = "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\noom_group_kill 0\n";
+        const struct cg_key k3[] = { { "oom", &oom }, { "oom_kill", &kill } };
+        CHECK(cg_parse_keyed(events, LEN(events), k3, 2) == 2 && oom == 2 && kill == 1);
+        kill = 9;
+        CHECK(cg_parse_keyed(events, strlen("low 0\nhigh 0\nmax 3\noom 2\noom_ki"), k3, 2) == 1);
+        CHECK(kill == 9);
+        /* a value that is not a number, or overflows, is not taken */
+        uint64_t v = 5;
+        const struct cg_key k4[] = { { "x", &v } };
+        CHECK(cg_parse_keyed("x 12a\n", 6, k4, 1) == 0 && v == 5);
+        CHECK(cg_parse_keyed("x 99999999999999999999\n", 23, k4, 1) == 0 && v == 5);
+        CHECK(cg_parse_keyed("x 18446744073709551615", 22, k4, 1) == 1 && v == UINT64_MAX);
+        CHECK(cg_parse_keyed("", 0, k4, 1) == 0);
+        /* v1 cpu.stat */
+        uint64_t thr = 0;
+        const char cpu_stat[] = "nr_periods 10\nnr_throttled 3\nthrottled_time 123456789\n";
+        const struct cg_key k5[] = { { "throttled_time", &thr } };
+        CHECK(cg_parse_keyed(cpu_stat, LEN(cpu_stat), k5, 1) == 1 && thr == 123456789);
+}
+
+static void test_u64(void)
+{
+        uint64_t v = 0;
+        CHECK(cg_parse_u64("536870912\n", 10, &v) == 0 && v == 536870912);
+        CHECK(cg_parse_u64("7", 1, &v) == 0 && v == 7);
+        CHECK(cg_parse_u64("max\n", 4, &v) == -EINVAL);
+        CHECK(cg_parse_u64("", 0, &v) == -EINVAL);
+        CHECK(cg_parse_u64("12 \n", 4, &v) == -EINVAL);
+        CHECK(cg_parse_u64("18446744073709551616\n", 21, &v) == -EINVAL);
+}
+
+static void test_psi(void)
+{
+        const char both[] = "some avg10=1.25 avg60=0.50 avg300=0.07 total=123456\n"
+                            "full avg10=0.00 avg60=100.00 avg300=0.01 total=42\n";
+        struct cg_psi p;
+        CHECK(cg_parse_psi(both, LEN(both), &p) == 0);
+        CHECK(p.present && p.some_avg[0] == 1.25 && p.some_avg[1] == 0.5 &&
+              fabs(p.some_avg[2] - 0.07) < 1e-9 && p.some_total_usec == 123456);
+        CHECK(p.full_avg[0] == 0 && p.full_avg[1] == 100 && p.full_total_usec == 42);
+        /* host cpu.pressure on older kernels: "some" only */
+        const char some[] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        CHECK(cg_parse_psi(some, LEN(some), &p) == 0 && p.present && p.full_total_usec == 0);
+        CHECK(cg_parse_psi("", 0, &p) == -EINVAL);
+        CHECK(cg_parse_psi("full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", 48, &p) == -EINVAL);
+        const char bad[] = "some avg10=x avg60=0.00 avg300=0.00 total=0\n";
+        CHECK(cg_parse_psi(bad, LEN(bad), &p) == -EINVAL);
+        const char cut[] = "some avg10=0.00 avg60=0.00";
+        CHECK(cg_parse_psi(cut, LEN(cut), &p) == -EINVAL);
+}
+
+static void test_host(void)
+{
+        double l[3] = { -1, -1, -1 };
+        const char la[] = "0.52 1.07 12.50 2/345 6789\n";
+        CHECK(sampler_parse_loadavg(la, LEN(la), l) == 0);
+        CHECK(fabs(l[0] - 0.52) < 1e-9 && fabs(l[1] - 1.07) < 1e-9 && l[2] == 12.5);
+        CHECK(sampler_parse_loadavg("0.52 1.07", 9, l) == -EINVAL);
+        CHECK(sampler_parse_loadavg("a b c d", 7, l) == -EINVAL);
+
+        const char mi[] = "MemTotal:       24683620 kB\n"
+                          "MemFree:        20000000 kB\n"
+                          "MemAvailable:   24071480 kB\n"
+                          "Buffers:          123 kB\n";
+        uint64_t total = 0, avail = 0;
+        CHECK(sampler_parse_meminfo(mi, LEN(mi), &total, &avail) == 0);
+        CHECK(total == 24683620ULL * 1024 && avail == 24071480ULL * 1024);
+        /* MemAvailable missing (kernels before 3.14): an error, not 0 */
+        CHECK(sampler_parse_meminfo(mi, strlen("MemTotal:       24683620 kB\n"), &total, &avail) ==
+              -EINVAL);
+
+        uint32_t n = 0;
+        CHECK(sampler_parse_cpu_count("0-1\n", 4, &n) == 0 && n == 2);
+        CHECK(sampler_parse_cpu_count("0-3,8,10-11\n", 12, &n) == 0 && n == 7);
+        CHECK(sampler_parse_cpu_count("5", 1, &n) == 0 && n == 1);
+        CHECK(sampler_parse_cpu_count("3-1", 3, &n) == -EINVAL);
+        CHECK(sampler_parse_cpu_count("", 0, &n) == -EINVAL);
+        CHECK(sampler_parse_cpu_count("0,", 2, &n) == -EINVAL);
+        CHECK(sampler_parse_cpu_count("0-", 2, &n) == -EINVAL);
+}
+
+static void test_load_step(void)
+{
+        /* one task always runnable, sampled every 5 s as the kernel does: after one minute
+         * the 1-minute average is 1 - 1/e, the others lag behind */
+        double l[3] = { 0, 0, 0 };
+        for (int i = 0; i < 12; i++)
+                sampler_load_step(l, 1, 5);
+        CHECK(fabs(l[0] - (1 - exp(-1))) < 1e-9);
+        CHECK(fabs(l[1] - (1 - exp(-60.0 / 300))) < 1e-9);
+        CHECK(l[2] < l[1] && l[1] < l[0]);
+        /* the rounds' spacing does not change the result: 60 s in one step is the same */
+        double m[3] = { 0, 0, 0 };
+        sampler_load_step(m, 1, 60);
+        CHECK(fabs(m[0] - l[0]) < 1e-9 && fabs(m[2] - l[2]) < 1e-9);
+        /* then idle: it decays */
+        sampler_load_step(l, 0, 60);
+        CHECK(fabs(l[0] - (1 - exp(-1)) * exp(-1)) < 1e-9);
+        /* no time, or an unknown count: no change */
+        double before = l[0];
+        sampler_load_step(l, 5, 0);
+        sampler_load_step(l, -1, 10);
+        CHECK(l[0] == before);
+}
+
+int main(void)
+{
+        test_keyed();
+        test_u64();
+        test_psi();
+        test_host();
+        test_load_step();
+        if (failures)
+                fprintf(stderr, "%d failures\n", failures);
+        return failures != 0;
+}
