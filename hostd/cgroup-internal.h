@@ -43,7 +43,7 @@ struct cg_manager {
 /* The files cg_stats_read reads; each driver opens those its version has (-1: none). */
 enum cg_stat_file {
         CG_STAT_MEMORY_STAT,
-        CG_STAT_MEMORY_USAGE, /* v1 memory.usage_in_bytes, v2 memory.current */
+        CG_STAT_MEMORY_USAGE, /* v2 memory.current (v1 adds up memory.stat) */
         CG_STAT_SWAP,         /* v2 memory.swap.current */
         CG_STAT_OOM,          /* v1 memory.oom_control, v2 memory.events */
         CG_STAT_CPU_USAGE,    /* v1 cpuacct.usage */
@@ -58,7 +58,17 @@ enum cg_stat_file {
 
 struct cg_stat_files {
         int fd[_CG_STAT_MAX];
+        /* The OOM kill count is read again only after the kernel said it may have changed:
+         * oom_event_fd (v1: an eventfd on memory.oom_control; v2: memory.events itself) is
+         * ready then. -1: read in every sample. */
+        int oom_event_fd;
+        uint32_t oom_epoll_events;
+        unsigned oom_reads_due; /* samples that still read it */
+        uint64_t oom_kills;
 };
+
+/* Whether this sample reads the OOM kill count (else f->oom_kills stands). */
+bool cg_stats_oom_due(struct cg_stat_files *f);
 
 /* Parsers of the control files' own formats, over a buffer that need not end in NUL. */
 struct cg_key {
@@ -86,6 +96,9 @@ struct cg_ops {
         /* Open the dyno's statistics files into f (every fd -1 beforehand). */
         int (*stats_open)(struct cg_manager *m, const char *id, struct cg_stat_files *f);
         int (*stats_read)(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *ret);
+        /* Optional: the runnable counts of n dynos at once (st[i]->runnable). */
+        void (*stats_tasks)(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats **st,
+                            size_t n);
 };
 
 extern const struct cg_ops cg_v1_ops;

@@ -17,6 +17,8 @@ int cg_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files **r
                 return -ENOMEM;
         for (size_t i = 0; i < _CG_STAT_MAX; i++)
                 f->fd[i] = -1;
+        f->oom_event_fd = -1;
+        f->oom_reads_due = 1;
         r = m->ops->stats_open(m, id, f);
         if (r < 0) {
                 cg_stat_files_free(f);
@@ -30,6 +32,8 @@ void cg_stat_files_free(struct cg_stat_files *f)
 {
         if (!f)
                 return;
+        if (f->oom_event_fd != f->fd[CG_STAT_OOM])
+                closep(&f->oom_event_fd);
         for (size_t i = 0; i < _CG_STAT_MAX; i++)
                 closep(&f->fd[i]);
         free(f);
@@ -37,8 +41,58 @@ void cg_stat_files_free(struct cg_stat_files *f)
 
 int cg_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *ret)
 {
-        *ret = (struct cg_stats){ .runnable = -1 };
-        return m->ops->stats_read(m, f, ret);
+        int r;
+        cg_stats_read_many(m, &f, ret, &r, 1);
+        return r;
+}
+
+void cg_stats_read_many(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats *ret,
+                        int *ret_r, size_t n)
+{
+        struct cg_stat_files *batch_f[64];
+        struct cg_stats *batch_st[64];
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                ret[i] = (struct cg_stats){ .runnable = -1 };
+                ret_r[i] = m->ops->stats_read(m, f[i], &ret[i]);
+                if (ret_r[i] < 0 || !m->ops->stats_tasks)
+                        continue;
+                batch_f[k] = f[i];
+                batch_st[k++] = &ret[i];
+                if (k == ELEMENTSOF(batch_f)) {
+                        m->ops->stats_tasks(m, batch_f, batch_st, k);
+                        k = 0;
+                }
+        }
+        if (k > 0)
+                m->ops->stats_tasks(m, batch_f, batch_st, k);
+}
+
+int cg_stats_oom_fd(const struct cg_stat_files *f, uint32_t *ret_events)
+{
+        *ret_events = f->oom_epoll_events;
+        return f->oom_event_fd;
+}
+
+void cg_stats_oom_event(struct cg_stat_files *f)
+{
+        /* The notification may come just before the kill is counted: read it twice. */
+        f->oom_reads_due = 2;
+        if (f->oom_event_fd >= 0 && f->oom_event_fd != f->fd[CG_STAT_OOM]) {
+                uint64_t v;
+                (void)!read(f->oom_event_fd, &v, sizeof v); /* the v1 eventfd */
+        }
+}
+
+/* Whether this sample reads the OOM count (the driver then calls cg_stats_oom_read). */
+bool cg_stats_oom_due(struct cg_stat_files *f)
+{
+        if (f->oom_event_fd < 0)
+                return true;
+        if (f->oom_reads_due == 0)
+                return false;
+        f->oom_reads_due--;
+        return true;
 }
 
 ssize_t cg_pread(int fd, char *buf, size_t len)

@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <signal.h>
 
 #define CG2_MOUNT "/sys/fs/cgroup"
@@ -360,6 +361,11 @@ static int v2_stats_open(struct cg_manager *m, const char *id, struct cg_stat_fi
                         return -errno;
                 f->fd[files[i].which] = fd;
         }
+        /* memory.events is ready (EPOLLPRI) after each change: oom_kill is read only then. */
+        if (f->fd[CG_STAT_OOM] >= 0) {
+                f->oom_event_fd = f->fd[CG_STAT_OOM];
+                f->oom_epoll_events = EPOLLPRI;
+        }
         return 0;
 }
 
@@ -401,10 +407,13 @@ static int v2_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct c
                 return r;
         if (f->fd[CG_STAT_SWAP] >= 0)
                 (void)v2_read_u64(f->fd[CG_STAT_SWAP], &st->swap);
-        if (f->fd[CG_STAT_OOM] >= 0 && (n = cg_pread(f->fd[CG_STAT_OOM], buf, sizeof buf)) >= 0) {
-                const struct cg_key k[] = { { "oom_kill", &st->oom_kills } };
+        /* Reading memory.events also re-arms its EPOLLPRI. */
+        if (f->fd[CG_STAT_OOM] >= 0 && cg_stats_oom_due(f) &&
+            (n = cg_pread(f->fd[CG_STAT_OOM], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "oom_kill", &f->oom_kills } };
                 cg_parse_keyed(buf, (size_t)n, k, 1);
         }
+        st->oom_kills = f->oom_kills;
         n = cg_pread(f->fd[CG_STAT_CPU_STAT], buf, sizeof buf);
         if (n < 0)
                 return n;

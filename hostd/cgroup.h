@@ -92,8 +92,9 @@ struct cg_psi {
 };
 
 struct cg_stats {
-        uint64_t memory;          /* charged now, page cache included (v1 memory.usage_in_bytes, v2
-                          * memory.current) */
+        /* In memory now, page cache included: v1 total_rss + total_cache of memory.stat (the
+         * exact figure, where usage_in_bytes is a fuzz value), v2 memory.current. */
+        uint64_t memory;
         uint64_t rss;             /* anonymous memory (v1 total_rss, v2 anon) */
         uint64_t cache;           /* page cache (v1 total_cache, v2 file) */
         uint64_t swap;            /* v1 total_swap, v2 memory.swap.current */
@@ -115,6 +116,15 @@ int cg_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files **r
 void cg_stat_files_free(struct cg_stat_files *f);
 /* Read every figure. -ENODEV (or another negative errno) when the cgroup went away. */
 int cg_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *ret);
+/* The same for n dynos, cheaper than n calls where the kernel can answer for many at once
+ * (v1's runnable counts). ret_r[i] is each one's result. */
+void cg_stats_read_many(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats *ret,
+                        int *ret_r, size_t n);
+/* A descriptor that epoll reports (with *ret_events) when the dyno's OOM kill count may have
+ * changed; cg_stats_oom_event then makes the next two samples read it. -1: there is none,
+ * and every sample reads the count. */
+int cg_stats_oom_fd(const struct cg_stat_files *f, uint32_t *ret_events);
+void cg_stats_oom_event(struct cg_stat_files *f);
 
 /* Shared with the sampler's host files (/proc/pressure/... has the same format). */
 /* "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and the same for "full". */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <sys/epoll.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ struct sampler {
         struct host_sample host;
         int host_fd[_HOST_MAX];
         int64_t netd_call; /* the Stats call in flight; 0: none */
+        int epoll_fd;      /* the dynos' OOM notifications (cg_stats_oom_fd) */
         struct tick_group *groups;
 };
 
@@ -279,9 +281,8 @@ static void entry_update_load(struct entry *e, uint64_t mono_usec, double dt_sec
         e->prev_io_wait_usec = st->io_psi.some_total_usec;
 }
 
-/* Sample one dyno into e, opening its files when its cgroup changed. */
-static int entry_sample(struct sampler *s, struct entry *e, struct dyno *d, uint64_t mono_usec,
-                        int64_t real_usec)
+/* Make e's files those of d's cgroup now, opening them when its cgroup changed. */
+static int entry_prepare(struct sampler *s, struct entry *e, struct dyno *d)
 {
         const char *cgroup = dyno_cgroup_name(d);
         if (e->files && (e->pid != d->pid || strcmp(e->cgroup, cgroup) != 0)) {
@@ -289,29 +290,40 @@ static int entry_sample(struct sampler *s, struct entry *e, struct dyno *d, uint
                 entry_close(e);
                 memset(e->sample.load, 0, sizeof e->sample.load);
         }
-        if (!e->files) {
-                char *name = strdup(cgroup);
-                if (!name)
-                        return -ENOMEM;
-                free(e->cgroup);
-                e->cgroup = name;
-                e->pid = d->pid;
-                int r = cg_stats_open(s->m->cg, cgroup, &e->files);
-                if (r < 0)
-                        return r;
-        }
-        struct cg_stats st;
-        int r = cg_stats_read(s->m->cg, e->files, &st);
-        if (r < 0) {
-                entry_close(e); /* gone: opened again if it comes back */
+        if (e->files)
+                return 0;
+        char *name = strdup(cgroup);
+        if (!name)
+                return -ENOMEM;
+        free(e->cgroup);
+        e->cgroup = name;
+        e->pid = d->pid;
+        int r = cg_stats_open(s->m->cg, cgroup, &e->files);
+        if (r < 0)
                 return r;
-        }
-        double dt = e->have_prev ? (double)(mono_usec - e->prev_mono_usec) / 1e6 : 0;
-        e->sample.cg = st;
-        e->sample.time_usec = real_usec;
-        entry_update_load(e, mono_usec, dt);
-        e->round = s->round;
+        uint32_t events;
+        int fd = cg_stats_oom_fd(e->files, &events);
+        struct epoll_event ev = { .events = events, .data.ptr = e };
+        /* Without the watch the count is read every sample (cg_stats_oom_fd's -1). */
+        if (fd >= 0 && s->epoll_fd >= 0 && epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                log_msg(LOG_LEVEL_DEBUG, errno, "metrics: dyno %s: watch its OOM kills: %m", e->id);
         return 0;
+}
+
+/* The kernel said these dynos' OOM kill counts may have changed: their next samples read
+ * them. */
+static void take_oom_events(struct sampler *s)
+{
+        struct epoll_event ev[64];
+        int n;
+        do {
+                n = s->epoll_fd >= 0 ? epoll_wait(s->epoll_fd, ev, ELEMENTSOF(ev), 0) : 0;
+                for (int i = 0; i < n; i++) {
+                        struct entry *e = ev[i].data.ptr;
+                        if (e->files)
+                                cg_stats_oom_event(e->files);
+                }
+        } while (n == (int)ELEMENTSOF(ev));
 }
 
 struct collect {
@@ -339,12 +351,47 @@ static void collect_one(struct dyno *d, void *userdata)
                 }
         }
         c->v[c->n++] = e;
-        int r = entry_sample(c->s, e, d, c->mono_usec, c->real_usec);
-        if (r < 0 && r != -ENOENT && r != -ENODEV)
-                log_debug("metrics: dyno %s: read its cgroup %s: %s", d->id, e->cgroup,
+        int r = entry_prepare(c->s, e, d);
+        if (r < 0 && r != -ENOENT)
+                log_debug("metrics: dyno %s: open its cgroup %s: %s", d->id, e->cgroup,
                           strerror(-r));
-        if (r >= 0)
-                c->s->sampled++;
+}
+
+/* Read every prepared entry, the kernel answering for many at once where it can. */
+static void read_all(struct sampler *s, struct entry **v, size_t n, uint64_t mono_usec,
+                     int64_t real_usec)
+{
+        enum { CHUNK = 256 };
+        struct cg_stat_files *f[CHUNK];
+        struct cg_stats st[CHUNK];
+        struct entry *which[CHUNK];
+        int r[CHUNK];
+        for (size_t i = 0; i < n;) {
+                size_t k = 0;
+                for (; i < n && k < CHUNK; i++)
+                        if (v[i]->files) {
+                                which[k] = v[i];
+                                f[k++] = v[i]->files;
+                        }
+                cg_stats_read_many(s->m->cg, f, st, r, k);
+                for (size_t j = 0; j < k; j++) {
+                        struct entry *e = which[j];
+                        if (r[j] < 0) {
+                                if (r[j] != -ENODEV && r[j] != -ENOENT)
+                                        log_debug("metrics: dyno %s: read its cgroup %s: %s", e->id,
+                                                  e->cgroup, strerror(-r[j]));
+                                entry_close(e); /* gone: opened again if it comes back */
+                                continue;
+                        }
+                        double dt = e->have_prev ? (double)(mono_usec - e->prev_mono_usec) / 1e6 :
+                                                   0;
+                        e->sample.cg = st[j];
+                        e->sample.time_usec = real_usec;
+                        entry_update_load(e, mono_usec, dt);
+                        e->round = s->round;
+                        s->sampled++;
+                }
+        }
 }
 
 /* ---- host ---- */
@@ -445,7 +492,9 @@ void sampler_round(struct sampler *s)
                 log_error("metrics: out of memory for a round of %zu dynos", s->m->n_dynos);
                 return;
         }
+        take_oom_events(s);
         manager_foreach(s->m, collect_one, &c);
+        read_all(s, c.v, c.n, mono, real);
         /* Those not taken are gone. */
         for (size_t i = 0; i < s->n_entries; i++)
                 if (!s->entries[i]->taken)
@@ -607,6 +656,9 @@ int sampler_new(struct manager *m, struct sampler **ret)
         if (!s)
                 return -ENOMEM;
         s->m = m;
+        s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (s->epoll_fd < 0)
+                log_warning_errno(errno, "metrics: epoll: %m; OOM kill counts read every round");
         for (int i = 0; i < _HOST_MAX; i++) {
                 s->host_fd[i] = open(host_paths[i], O_RDONLY | O_CLOEXEC);
                 /* /proc/pressure is there only with PSI; the rest always is. */
@@ -631,5 +683,6 @@ void sampler_free(struct sampler *s)
         free(s->entries);
         for (int i = 0; i < _HOST_MAX; i++)
                 closep(&s->host_fd[i]);
+        closep(&s->epoll_fd);
         free(s);
 }

@@ -137,3 +137,84 @@ int taskstats_cgroup(int fd, uint16_t family, int dirfd, struct cgroupstats *ret
         memcpy(ret, (char *)a + NLA_HDRLEN, sizeof *ret);
         return 0;
 }
+
+int taskstats_cgroups(int fd, uint16_t family, const int *dirfds, size_t n, struct cgroupstats *ret,
+                      bool *ok)
+{
+        enum { REQ = NLMSG_ALIGN(NLMSG_LENGTH(GENL_HDRLEN) + NLA_HDRLEN + sizeof(uint32_t)) };
+        static uint32_t seq_base;
+        if (n == 0)
+                return 0;
+        if (n > TASKSTATS_BATCH)
+                return -EINVAL;
+        char out[TASKSTATS_BATCH * REQ];
+        memset(out, 0, n * REQ);
+        uint32_t first = seq_base + 1;
+        seq_base += (uint32_t)n;
+        for (size_t i = 0; i < n; i++) {
+                struct nlmsghdr *nh = (struct nlmsghdr *)(out + i * REQ);
+                nh->nlmsg_len = REQ;
+                nh->nlmsg_type = family;
+                nh->nlmsg_flags = NLM_F_REQUEST;
+                nh->nlmsg_seq = first + (uint32_t)i;
+                struct genlmsghdr *gh = NLMSG_DATA(nh);
+                gh->cmd = CGROUPSTATS_CMD_GET;
+                gh->version = TASKSTATS_GENL_VERSION;
+                struct nlattr *a = (struct nlattr *)((char *)nh + NLMSG_LENGTH(GENL_HDRLEN));
+                a->nla_type = CGROUPSTATS_CMD_ATTR_FD;
+                a->nla_len = NLA_HDRLEN + sizeof(uint32_t);
+                uint32_t u = (uint32_t)dirfds[i];
+                memcpy((char *)a + NLA_HDRLEN, &u, sizeof u);
+                ok[i] = false;
+        }
+        struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+        if (sendto(fd, out, n * REQ, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
+                return -errno;
+
+        /* The kernel answers each request while it takes the message in: every answer is
+         * queued when sendto returns. */
+        static char in[TASKSTATS_BATCH][256];
+        struct iovec iov[TASKSTATS_BATCH];
+        struct mmsghdr msgs[TASKSTATS_BATCH];
+        size_t answered = 0, got = 0;
+        while (got < n) {
+                size_t want = n - got;
+                for (size_t i = 0; i < want; i++) {
+                        iov[i] = (struct iovec){ in[i], sizeof in[i] };
+                        msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i],
+                                                                 .msg_iovlen = 1 } };
+                }
+                int k = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break; /* fewer answers than requests: the rest are lost */
+                        return -errno;
+                }
+                for (int j = 0; j < k; j++) {
+                        struct nlmsghdr *nh = (struct nlmsghdr *)in[j];
+                        size_t len = msgs[j].msg_len;
+                        if (!NLMSG_OK(nh, len))
+                                continue;
+                        uint32_t i = nh->nlmsg_seq - first;
+                        if (i >= n)
+                                continue; /* a late answer to an earlier call */
+                        got++;
+                        if (nh->nlmsg_type == NLMSG_ERROR)
+                                continue;
+                        size_t hdr = NLMSG_LENGTH(GENL_HDRLEN);
+                        if (nh->nlmsg_len < hdr)
+                                continue;
+                        struct nlattr *a = find_attr((struct nlattr *)((char *)nh + hdr),
+                                                     nh->nlmsg_len - hdr,
+                                                     CGROUPSTATS_TYPE_CGROUP_STATS);
+                        if (!a || a->nla_len < NLA_HDRLEN + sizeof *ret)
+                                continue;
+                        memcpy(&ret[i], (char *)a + NLA_HDRLEN, sizeof *ret);
+                        ok[i] = true;
+                        answered++;
+                }
+        }
+        return (int)answered;
+}

@@ -147,9 +147,12 @@ def test_oom_kill_is_counted(hostd_factory, make_spec):
     h = with_sizes(hostd_factory, {"tiny": {"memory": "32M", "swap": "no", "pids": 64}})
     c = h.client()
     # a subshell grows past the quota and is killed; the dyno's shell lives on
-    c.start(make_spec("oom-1", size="tiny", command="sleep 1000 & "
+    c.start(make_spec("oom-1", size="tiny", command="sleep 1000 & sleep 3; "
                       "(x=$(head -c 100000000 /dev/zero | tr '\\0' a)); wait"))
     sub = subscribe(c, 1)
+    # counted before the kill as 0, so the kill is seen through the kernel's notification
+    # (the count is read again only after one), not at the first read
+    assert dyno_in(next_batch(c, sub), "oom-1").oom_kills == 0
     b = wait_batch(c, sub, lambda b: (d := dyno_in(b, "oom-1")) is not None and d.oom_kills > 0,
                    what="an OOM kill in oom-1")
     name, text = read_cgroup_file(h, "oom-1", "memory.oom_control", "memory.events")
