@@ -217,6 +217,15 @@ void sampler_load_step(double load[3], double active, double dt_sec)
         }
 }
 
+double sampler_estimate_active(uint64_t cpu_usec, uint64_t cpu_wait_usec, uint64_t io_wait_usec,
+                               uint64_t span_usec)
+{
+        if (span_usec == 0)
+                return 0;
+        return ((double)cpu_usec + (double)cpu_wait_usec + (double)io_wait_usec) /
+               (double)span_usec;
+}
+
 /* ---- entries ---- */
 
 static void entry_close(struct entry *e)
@@ -262,16 +271,18 @@ static void entry_update_load(struct entry *e, uint64_t mono_usec, double dt_sec
                 if (e->have_prev)
                         sampler_load_step(e->sample.load, (double)st->runnable, dt_sec);
         } else if (e->have_prev && mono_usec > e->prev_mono_usec) {
-                double span = (double)(mono_usec - e->prev_mono_usec);
-                double active = 0;
-                if (st->cpu_usec >= e->prev_cpu_usec)
-                        active += (double)(st->cpu_usec - e->prev_cpu_usec) / span;
-                if (st->cpu_psi.present && st->cpu_psi.some_total_usec >= e->prev_cpu_wait_usec)
-                        active += (double)(st->cpu_psi.some_total_usec - e->prev_cpu_wait_usec) /
-                                  span;
-                if (st->io_psi.present && st->io_psi.some_total_usec >= e->prev_io_wait_usec)
-                        active +=
-                                (double)(st->io_psi.some_total_usec - e->prev_io_wait_usec) / span;
+                /* A counter that went back (it cannot, short of a new cgroup) counts 0. */
+#define DELTA(now, before) ((now) >= (before) ? (now) - (before) : 0)
+                double active = sampler_estimate_active(
+                        DELTA(st->cpu_usec, e->prev_cpu_usec),
+                        st->cpu_psi.present ?
+                                DELTA(st->cpu_psi.some_total_usec, e->prev_cpu_wait_usec) :
+                                0,
+                        st->io_psi.present ?
+                                DELTA(st->io_psi.some_total_usec, e->prev_io_wait_usec) :
+                                0,
+                        mono_usec - e->prev_mono_usec);
+#undef DELTA
                 sampler_load_step(e->sample.load, active, dt_sec);
         }
         e->have_prev = true;

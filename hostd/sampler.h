@@ -65,3 +65,8 @@ int sampler_parse_cpu_count(const char *buf, size_t len, uint32_t *ret);
 /* One step of an exponentially decayed average, as the kernel's load average: active tasks
  * over dt seconds, against time constants of 1, 5 and 15 minutes. */
 void sampler_load_step(double load[3], double active, double dt_sec);
+/* Where the kernel counts no runnable tasks (v2): the average number of active tasks over a
+ * span, from the CPU time the dyno used in it and the time some task of it waited for a CPU
+ * and for I/O (PSI "some" totals), all in microseconds. See docs/INTERNALS.md. */
+double sampler_estimate_active(uint64_t cpu_usec, uint64_t cpu_wait_usec, uint64_t io_wait_usec,
+                               uint64_t span_usec);

@@ -162,8 +162,25 @@ static void test_load_step(void)
         CHECK(l[0] == before);
 }
 
+static void test_estimate(void)
+{
+        /* over 20 s: one task busy on an idle CPU is 1 */
+        CHECK(fabs(sampler_estimate_active(20000000, 0, 0, 20000000) - 1) < 1e-9);
+        /* two busy tasks sharing one CPU: 1 running, 1 waiting all the time: 2, as the
+         * kernel's nr_running says */
+        CHECK(fabs(sampler_estimate_active(20000000, 20000000, 0, 20000000) - 2) < 1e-9);
+        /* two tasks on two CPUs: 2 CPU-seconds a second, nobody waits */
+        CHECK(fabs(sampler_estimate_active(40000000, 0, 0, 20000000) - 2) < 1e-9);
+        /* a task blocked on I/O half the time and running the other half: 1 */
+        CHECK(fabs(sampler_estimate_active(10000000, 0, 10000000, 20000000) - 1) < 1e-9);
+        /* idle */
+        CHECK(sampler_estimate_active(0, 0, 0, 20000000) == 0);
+        CHECK(sampler_estimate_active(5, 5, 5, 0) == 0);
+}
+
 int main(void)
 {
+        test_estimate();
         test_keyed();
         test_u64();
         test_psi();
