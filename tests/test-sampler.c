@@ -1,12 +1,17 @@
 /* The parsers behind the sampler (hostd/cgroup-stat.c, hostd/sampler.c) over the kernel's
  * formats, with text as the kernel writes it, and the load average step. No root. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cgroup-internal.h"
 #include "check.h"
 #include "sampler.h"
+#include "util.h"
 
 #define LEN(s) (sizeof(s) - 1)
 
@@ -162,6 +167,165 @@ static void test_load_step(void)
         CHECK(l[0] == before);
 }
 
+/* ---- the drivers' stats_open and stats_read over a fake cgroupfs ----
+ *
+ * Regular files laid out as the drivers expect them, so that both versions' code runs here
+ * whatever this machine mounts (it is v1; production is v2). */
+
+static char fake_root[] = "/tmp/test-sampler-XXXXXX";
+
+/* In place (the same inode): the drivers hold the files open, as they do cgroupfs's. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+        _cleanup_free_ char *path = strjoin3(dir, "/", name);
+        _cleanup_close_ int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) :
+                                        -1;
+        CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+}
+
+static char *make_dir(const char *mount, const char *rel)
+{
+        char *d = strjoin3(mount, rel, NULL);
+        CHECK(d && mkdir_p(d, 0755) == 0);
+        return d;
+}
+
+static void add_hier(struct cg_manager *m, enum cg_controller c, const char *name)
+{
+        struct cg_hier *h = &m->hier[m->n_hier];
+        h->mount = strjoin3(fake_root, "/", name);
+        h->own_rel = strdup("");
+        h->base_rel = strdup("/base");
+        h->lib_ctrl = strdup(name);
+        m->hier_of[c] = (int)m->n_hier++;
+}
+
+static const char psi_text[] = "some avg10=2.50 avg60=1.00 avg300=0.20 total=3000000\n"
+                               "full avg10=1.25 avg60=0.50 avg300=0.10 total=1000000\n";
+
+static void test_v2_driver(void)
+{
+        struct cg_manager *m = calloc(1, sizeof *m);
+        CHECK(m != NULL);
+        if (!m)
+                return;
+        m->ops = &cg_v2_ops;
+        for (size_t i = 0; i < ELEMENTSOF(m->hier_of); i++)
+                m->hier_of[i] = -1;
+        add_hier(m, CG_CTRL_MEMORY, "unified");
+        for (int c = 0; c < _CG_CTRL_MAX; c++)
+                m->hier_of[c] = 0;
+        _cleanup_free_ char *d = make_dir(m->hier[0].mount, "/base/dynos/web-1");
+        put_file(d, "memory.stat", v2_memory_stat);
+        put_file(d, "memory.current", "30000000\n");
+        put_file(d, "memory.swap.current", "4096\n");
+        put_file(d, "memory.events", "low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n");
+        put_file(d, "cpu.stat",
+                 "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n"
+                 "nr_periods 10\nnr_throttled 2\nthrottled_usec 7000\n");
+        put_file(d, "pids.current", "4\n");
+        put_file(d, "cpu.pressure", psi_text);
+        put_file(d, "io.pressure", psi_text);
+        /* no memory.pressure: a kernel without it leaves it out, not the sample */
+
+        struct cg_stat_files *f = NULL;
+        CHECK(cg_stats_open(m, "web-1", &f) == 0);
+        struct cg_stat_files *none = NULL;
+        CHECK(cg_stats_open(m, "nope", &none) == -ENOENT && none == NULL);
+        struct cg_stats st;
+        CHECK(f && cg_stats_read(m, f, &st) == 0);
+        CHECK(st.memory == 30000000 && st.swap == 4096);
+        CHECK(st.rss == 21086208 && st.cache == 1234567);
+        CHECK(st.pgpgin == 12 && st.pgpgout == 7); /* pgmajfault, pswpout */
+        CHECK(st.cpu_usec == 1500000 && st.throttled_usec == 7000);
+        CHECK(st.pids == 4 && st.oom_kills == 2);
+        CHECK(st.runnable == -1); /* no count per cgroup on v2 */
+        CHECK(st.cpu_psi.present && st.cpu_psi.some_total_usec == 3000000);
+        CHECK(st.io_psi.present && st.io_psi.full_avg[0] == 1.25);
+        CHECK(!st.memory_psi.present);
+        /* the OOM count is read again only after an event */
+        uint32_t ev = 0;
+        CHECK(f && cg_stats_oom_fd(f, &ev) >= 0 && ev != 0);
+        put_file(d, "memory.events", "low 0\nhigh 0\nmax 6\noom 3\noom_kill 3\n");
+        CHECK(f && cg_stats_read(m, f, &st) == 0 && st.oom_kills == 2);
+        if (f)
+                cg_stats_oom_event(f);
+        CHECK(f && cg_stats_read(m, f, &st) == 0 && st.oom_kills == 3);
+        /* the rest is read every time */
+        put_file(d, "pids.current", "9\n");
+        CHECK(f && cg_stats_read(m, f, &st) == 0 && st.pids == 9);
+        /* a required file that is not a number is an error, not a 0 */
+        put_file(d, "memory.current", "max\n");
+        CHECK(f && cg_stats_read(m, f, &st) == -EINVAL);
+        cg_stat_files_free(f);
+
+        /* a required file missing: nothing opened, an error */
+        _cleanup_free_ char *d2 = make_dir(m->hier[0].mount, "/base/dynos/web-2");
+        put_file(d2, "memory.stat", v2_memory_stat);
+        f = NULL;
+        CHECK(cg_stats_open(m, "web-2", &f) == -ENOENT && f == NULL);
+        CHECK(cg_stats_open(m, "../x", &f) == -EINVAL);
+        cg_manager_free(m);
+}
+
+static void test_v1_driver(void)
+{
+        struct cg_manager *m = calloc(1, sizeof *m);
+        CHECK(m != NULL);
+        if (!m)
+                return;
+        m->ops = &cg_v1_ops;
+        for (size_t i = 0; i < ELEMENTSOF(m->hier_of); i++)
+                m->hier_of[i] = -1;
+        add_hier(m, CG_CTRL_MEMORY, "memory");
+        add_hier(m, CG_CTRL_CPU, "cpu");
+        add_hier(m, CG_CTRL_CPUACCT, "cpuacct");
+        add_hier(m, CG_CTRL_PIDS, "pids");
+        _cleanup_free_ char *mem = make_dir(m->hier[0].mount, "/base/dynos/w");
+        _cleanup_free_ char *cpu = make_dir(m->hier[1].mount, "/base/dynos/w");
+        _cleanup_free_ char *acct = make_dir(m->hier[2].mount, "/base/dynos/w");
+        _cleanup_free_ char *pids = make_dir(m->hier[3].mount, "/base/dynos/w");
+        put_file(mem, "memory.stat", v1_memory_stat);
+        put_file(mem, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        put_file(mem, "cgroup.event_control", "");
+        put_file(acct, "cpuacct.usage", "2500000000\n");
+        put_file(cpu, "cpu.cfs_quota_us", "50000\n");
+        put_file(cpu, "cpu.stat", "nr_periods 10\nnr_throttled 3\nthrottled_time 123456789\n");
+        put_file(pids, "pids.current", "3\n");
+
+        struct cg_stat_files *f = NULL;
+        struct cg_stats st;
+        CHECK(cg_stats_open(m, "w", &f) == 0);
+        CHECK(f && cg_stats_read(m, f, &st) == 0);
+        /* memory: total_rss + total_cache, the kernel's exact figure */
+        CHECK(st.memory == 4800512 + 9510912 && st.swap == 4096);
+        CHECK(st.pgpgin == 7300 && st.pgpgout == 3800);
+        CHECK(st.cpu_usec == 2500000 && st.throttled_usec == 123456);
+        CHECK(st.pids == 3 && st.oom_kills == 1);
+        /* a folder that is no cgroup: taskstats says nothing, the sample stands */
+        CHECK(st.runnable == -1);
+        cg_stat_files_free(f);
+
+        /* without a quota, cpu.stat is not read: nothing is throttled */
+        put_file(cpu, "cpu.cfs_quota_us", "-1\n");
+        f = NULL;
+        CHECK(cg_stats_open(m, "w", &f) == 0);
+        CHECK(f && cg_stats_read(m, f, &st) == 0 && st.throttled_usec == 0);
+        cg_stat_files_free(f);
+        cg_manager_free(m);
+}
+
+static void test_drivers(void)
+{
+        if (!mkdtemp(fake_root)) {
+                CHECK(!"mkdtemp");
+                return;
+        }
+        test_v2_driver();
+        test_v1_driver();
+        CHECK(rm_rf(fake_root) == 0);
+}
+
 static void test_estimate(void)
 {
         /* over 20 s: one task busy on an idle CPU is 1 */
@@ -181,6 +345,7 @@ static void test_estimate(void)
 int main(void)
 {
         test_estimate();
+        test_drivers();
         test_keyed();
         test_u64();
         test_psi();
