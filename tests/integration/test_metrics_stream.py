@@ -299,3 +299,42 @@ def test_network_counters_are_zero_without_netd(hostd, make_spec):
         m = dyno_in(next_batch(c, sub), "nonet-1")
         assert (m.rx_bytes, m.tx_bytes, m.rx_packets, m.tx_packets) == (0, 0, 0, 0)
     c.stop("nonet-1", grace=1)
+
+
+def test_a_slow_subscriber_gets_fewer_batches_not_more_memory(hostd, make_spec):
+    """A client that stops reading: hostd queues a batch only when the previous one has left
+    its queue, so what waits for the client is bounded by the socket's buffer; the batches
+    made meanwhile are dropped for it (the next carries the same counters), and once it
+    reads again the stream goes on."""
+    c = hostd.client()
+    for i in range(50):
+        c.start(make_spec(f"slow-{i}"))
+    slow = hostd.client()
+    sub = subscribe(slow, 1)
+    first = slow.recv_for(sub, timeout=30)
+    size = len(first.SerializeToString())
+    with open("/proc/sys/net/core/wmem_default") as f:
+        wmem = int(f.read())
+    fill = wmem // size + 1  # batches the socket can hold, at most
+    idle = fill + 12
+    if idle > 100:
+        pytest.skip(f"batches of {size} bytes: {idle} s to fill a {wmem}-byte socket buffer")
+    time.sleep(idle)
+    drain_start = time.time()
+    times = []
+    while True:
+        b = next_batch(slow, sub, timeout=10)
+        times.append(b.dynos[0].time_usec / 1e6)
+        if times[-1] > drain_start + 2:
+            break  # caught up: batches made after the client read again
+    queued = [t for t in times if t < drain_start]
+    # without the policy every one of the ~idle batches would have waited in hostd's queue
+    assert len(queued) <= fill + 3 and len(queued) < idle - 5, (len(queued), fill, idle)
+    gaps = [b - a for a, b in zip(queued, queued[1:])]
+    assert max(gaps + [drain_start - queued[-1]]) >= 3, gaps
+    # the stream goes on, a batch a second
+    a, b = next_batch(slow, sub), next_batch(slow, sub)
+    assert 0.5 < (b.dynos[0].time_usec - a.dynos[0].time_usec) / 1e6 < 3
+    slow.close()
+    for i in range(50):
+        c.stop(f"slow-{i}", grace=1)
