@@ -341,8 +341,6 @@ struct collect {
         struct sampler *s;
         struct entry **v;
         size_t n;
-        uint64_t mono_usec;
-        int64_t real_usec;
 };
 
 static void collect_one(struct dyno *d, void *userdata)
@@ -497,7 +495,7 @@ void sampler_round(struct sampler *s)
         s->sampled = 0;
         host_sample(s, real);
 
-        struct collect c = { .s = s, .mono_usec = mono, .real_usec = real };
+        struct collect c = { .s = s };
         c.v = calloc(s->m->n_dynos + 1, sizeof *c.v);
         if (!c.v) {
                 log_error("metrics: out of memory for a round of %zu dynos", s->m->n_dynos);

@@ -3,7 +3,8 @@
  * textfile, runtime-metrics log lines, SubscribeMetrics streams).
  *
  * Each dyno's cgroup files stay open between rounds and are re-read with pread into a stack
- * buffer; they are opened again when the dyno's cgroup name or its init's pid changes. The
+ * buffer (the OOM kill count only after the kernel's notification, taken from one epoll per
+ * round); they are opened again when the dyno's cgroup name or its init's pid changes. The
  * host's files (/proc/loadavg, /proc/meminfo, /proc/pressure/...) stay open too. netd is
  * asked once per round for every attached dyno's counters; a round uses the last answer. */
 #pragma once
