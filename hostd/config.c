@@ -94,6 +94,7 @@ static const struct key_def hostd_keys[] = {
         { "hangups", VALUE_U32, CONFIG_FIELD(hangups), 1, 100 },
         { "events-keep", VALUE_U32, CONFIG_FIELD(events_keep), 1, 10000000 },
         { "metrics-interval", VALUE_U32, CONFIG_FIELD(metrics_interval), 1, 3600 },
+        { "runtime-metrics-interval", VALUE_U32, CONFIG_FIELD(runtime_metrics_interval), 1, 3600 },
         { "prometheus-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(prometheus_file), 0, 0 },
         /* uid 0..999 are the host's system users; (uid_t)-1 means "unchanged" to the kernel */
         { "uid-min", VALUE_U32, CONFIG_FIELD(uid_min), 1000, UINT32_MAX - 2 },
@@ -620,6 +621,7 @@ int config_init_defaults(struct config *c)
                 .hangups = 3,
                 .events_keep = 10000,
                 .metrics_interval = 20,
+                .runtime_metrics_interval = 20,
                 .uid_min = 200000,
                 .uid_max = 265535,
                 .max_frame = 4 * MiB,

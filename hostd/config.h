@@ -46,6 +46,8 @@ struct config {
         uint32_t hangups;          /* 3: then R16 and the end */
         uint32_t events_keep;      /* 10000: events kept for replay */
         uint32_t metrics_interval; /* 20 s: how often prometheus-file is written */
+        /* 20 s: runtime-metrics log lines, and the sampler's own pace */
+        uint32_t runtime_metrics_interval;
         uint32_t cycle_after;      /* 24 h: daily cycling of every dyno; 0: never */
         uint32_t cycle_jitter;     /* 216 min: a random part added to cycle_after */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */

@@ -435,6 +435,13 @@ _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ..
         dyno_flush_followers(d);
 }
 
+void dyno_log_metrics(struct dyno *d, const char *line)
+{
+        dyno_keep_line(d, LOG_SOURCE_PLATFORM, line, strlen(line));
+        dyno_flush_logfile(d);
+        dyno_flush_followers(d);
+}
+
 /* Read what a log pipe of the dyno (its instance's, or a retiring one's) holds now. Returns 0
  * at EOF (every writer gone), 1 otherwise. */
 static int read_log_pipe(struct dyno *d, int fd, struct line_splitter *sp)
@@ -2921,7 +2928,7 @@ int manager_reconcile(struct manager *m)
 
         int mr = metrics_start(m);
         if (mr < 0)
-                log_error_errno(mr, "metrics: %m; %s is not written", m->config->prometheus_file);
+                log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         if (m->events)
                 events_emit(m->events, NULL, "host", 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,

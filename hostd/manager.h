@@ -24,6 +24,7 @@ struct events;
 struct exec_session;
 struct rpc_server;
 struct retiring;
+struct metrics;
 
 /* A reply owed to a client once a dyno reaches a state. */
 struct pending {
@@ -129,8 +130,8 @@ struct manager {
         struct journal *journal;  /* NULL: no journal-socket */
         struct drain_ctx *drains; /* syslog drains: the TLS context, closed sets still sending */
         struct events *events;
-        sd_event_source *metrics_timer; /* metrics.c; NULL: no prometheus-file */
-        struct exec_session *execs;     /* processes started in dynos by Exec, streaming */
+        struct metrics *metrics;    /* metrics.c: the sampler and its consumers */
+        struct exec_session *execs; /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
@@ -159,8 +160,6 @@ struct dyno *manager_find(struct manager *m, const char *id);
 /* Calls fn for every dyno, in id order. */
 void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdata), void *userdata);
 bool dyno_is_live(const struct dyno *d);
-/* The name of the dyno's cgroup (cg_*) now: its current instance's. */
-const char *dyno_cgroup_name(const struct dyno *d);
 /* Its earlier instances still stopping after a daily cycle. */
 size_t dyno_retiring_count(const struct dyno *d);
 
@@ -202,3 +201,10 @@ int manager_shutdown(struct manager *m);
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);
 const char *dyno_state_name(Hostd__V1__DynoState s);
+
+/* The name of the dyno's cgroup under <base>/dynos now: its current instance's (the sampler
+ * opens its files again when it changes). */
+const char *dyno_cgroup_name(const struct dyno *d);
+/* A runtime-metrics line (source heroku) in the dyno's log, its followers and the journal,
+ * but not in hostd's own log: every such dyno says one every runtime-metrics-interval. */
+void dyno_log_metrics(struct dyno *d, const char *line);

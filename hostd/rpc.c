@@ -23,6 +23,7 @@
 #include "images.h"
 #include "importer.h"
 #include "manager.h"
+#include "metrics.h"
 #include "validate.h"
 
 #include "config-build.h"
@@ -127,6 +128,37 @@ void conn_reply(struct conn *c, Hostd__V1__Response *resp)
         }
         conn_flush(c);
 }
+
+void conn_reply_packed(struct conn *c, uint64_t id, const uint8_t *body, size_t len)
+{
+        if (c->closed)
+                return;
+        /* Response.id is field 1, a varint: its tag byte is 0x08. */
+        uint8_t head[1 + FRAME_VARINT_MAX];
+        size_t h = 0;
+        if (id) {
+                head[0] = 0x08;
+                h = 1 + frame_varint_encode(id, head + 1);
+        }
+        _cleanup_free_ uint8_t *buf = malloc(h + len);
+        if (!buf) {
+                log_error("connection: out of memory for a %zu-byte reply", h + len);
+                conn_close(c);
+                return;
+        }
+        memcpy(buf, head, h);
+        memcpy(buf + h, body, len);
+        int r = frame_writer_append(&c->wr, buf, h + len);
+        if (r < 0) {
+                log_warning("connection: %s; disconnecting a client that does not read its replies",
+                            strerror(-r));
+                conn_close(c);
+                return;
+        }
+        conn_flush(c);
+}
+
+size_t conn_pending(const struct conn *c) { return c->closed ? 0 : frame_writer_pending(&c->wr); }
 
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
 {
@@ -265,6 +297,7 @@ static void call_host_info(struct conn *c, uint64_t id)
         manager_foreach(m, count_live, live);
         h.dynos = (uint32_t)live[0];
         h.memory_allocated = live[1];
+        metrics_fill_host(m, &h);
         h.memory_reserved = cfg->reserved_memory;
         h.memory_allocatable = memory_allocatable(cfg, h.memory_total);
         h.memory_committed = memory_committed(m);
@@ -681,6 +714,9 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
                 events_subscribe(m->events, c, id, req->subscribe_events->since,
                                  req->subscribe_events->follow);
+                break;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
+                metrics_subscribe(m, c, id, req->subscribe_metrics);
                 break;
         case HOSTD__V1__REQUEST__CALL_ATTACH: exec_attach(m, c, id, req->attach); break;
         case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;

@@ -250,9 +250,6 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
                             s->tty_rows);
-        if (s->runtime_metrics)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
-                            "spec.runtime_metrics: not supported yet");
         if (s->n_log_drains > DRAIN_MAX_PER_DYNO)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "spec.log_drains: %zu drains, over the limit of %d", s->n_log_drains,
