@@ -13,6 +13,7 @@
 #include <inttypes.h>
 
 #include "config-build.h"
+#include "admission.h"
 #include "cgroup.h"
 #include "manager.h"
 #include "rpc.h"
@@ -82,15 +83,6 @@ static void add_dyno(struct dyno *d, const struct dyno_sample *ds, void *userdat
         b->ptrs[b->n++] = o;
 }
 
-static void count_live(struct dyno *d, void *userdata)
-{
-        uint64_t *live = userdata;
-        if (dyno_is_live(d)) {
-                live[0]++;
-                live[1] += d->size ? d->size->memory : 0;
-        }
-}
-
 void metrics_fill_host(struct manager *m, Hostd__V1__HostInfoReply *h)
 {
         if (!m->metrics)
@@ -121,23 +113,9 @@ static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
         }
         sampler_foreach(s, add_dyno, &b);
 
-        const struct host_sample *hs = sampler_host(s);
         Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
-        char hostname[256] = "";
-        gethostname(hostname, sizeof hostname - 1);
-        h.hostname = hostname;
-        h.version = (char *)HOSTD_VERSION;
-        h.boot_id = m->boot_id ? m->boot_id : (char *)"";
-        h.cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
-        h.cpus = hs->cpus;
-        h.memory_total = hs->memory_total;
-        h.memory_available = hs->memory_available;
-        h.memory_allocatable = hs->memory_total;
-        uint64_t live[2] = { 0, 0 };
-        manager_foreach(m, count_live, live);
-        h.dynos = (uint32_t)live[0];
-        h.memory_allocated = live[1];
-        metrics_fill_host(m, &h);
+        char hostname[256];
+        host_info_fill(m, &h, hostname);
 
         Hostd__V1__MetricsBatch mb = HOSTD__V1__METRICS_BATCH__INIT;
         mb.n_dynos = b.n;

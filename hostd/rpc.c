@@ -265,47 +265,13 @@ static void call_list(struct conn *c, uint64_t id)
         free(l.ptrs);
 }
 
-/* Live dynos, and the memory given to them: a retiring instance (a daily cycle's old one,
- * still stopping) holds its quota too. */
-static void count_live(struct dyno *d, void *userdata)
-{
-        uint64_t *v = userdata;
-        if (!d->size)
-                return;
-        if (dyno_is_live(d)) {
-                v[0]++;
-                v[1] += d->size->memory;
-        }
-        v[1] += dyno_retiring_count(d) * d->size->memory;
-}
-
 static void call_host_info(struct conn *c, uint64_t id)
 {
         struct manager *m = c->srv->m;
         const struct config *cfg = m->config;
         Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
-        char hostname[256] = "";
-        gethostname(hostname, sizeof hostname - 1);
-        h.hostname = hostname;
-        h.version = (char *)HOSTD_VERSION;
-        h.boot_id = m->boot_id;
-        h.cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
-        h.cpus = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-
-        (void)host_memory(&h.memory_total, &h.memory_available);
-        uint64_t live[2] = { 0, 0 };
-        manager_foreach(m, count_live, live);
-        h.dynos = (uint32_t)live[0];
-        h.memory_allocated = live[1];
-        metrics_fill_host(m, &h);
-        h.memory_reserved = cfg->reserved_memory;
-        h.memory_allocatable = memory_allocatable(cfg, h.memory_total);
-        h.memory_committed = memory_committed(m);
-        h.draining = m->draining;
-        h.drain_deadline_usec = m->drain_deadline_usec;
-        h.max_dynos = cfg->max_dynos;
-        h.dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
-        h.dedicated_cpus_free = cpu_pool_n_free(m->cpus);
+        char hostname[256];
+        host_info_fill(m, &h, hostname);
 
         Hostd__V1__Size *sizes = calloc(cfg->n_sizes, sizeof *sizes);
         Hostd__V1__Size **ptrs = calloc(cfg->n_sizes, sizeof *ptrs);
