@@ -68,6 +68,15 @@ struct config {
         char *netns_dir;       /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
+        /* The control plane's listener: mutual TLS 1.3 on TCP (tls.h). */
+        char *listen_tls; /* "ADDR:PORT" (IPv4, or [IPv6]); "": none */
+        char *tls_cert;   /* PEM: the server's certificate (and its chain) */
+        char *tls_key;    /* PEM: its private key */
+        char *tls_ca;     /* PEM: the CAs a client certificate must chain to */
+        char *tls_allow;  /* identities allowed, separated by commas; "": any that chains */
+        uint32_t tls_handshake_timeout; /* 10 s */
+        uint32_t idle_timeout;          /* 600 s without a request or a stream: closed; 0: never */
+        uint32_t max_inflight;          /* 64 requests per connection being answered */
         struct size_def *sizes;
         size_t n_sizes;
 };
@@ -82,5 +91,8 @@ int config_load_string(struct config *c, const char *name, const char *text, cha
                        size_t errlen);
 void config_free(struct config *c);
 const struct size_def *config_find_size(const struct config *c, const char *name);
+/* "127.0.0.1:7443" or "[::1]:7443" into an address. -EINVAL. */
+struct sockaddr_storage;
+int config_parse_listen(const char *s, struct sockaddr_storage *ret, unsigned *ret_len);
 /* Print the effective configuration as a file that config_load_file reads back. */
 void config_dump(const struct config *c, FILE *f);
