@@ -710,8 +710,8 @@ int config_init_defaults(struct config *c)
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
             !(t.dedicated_cpu_pool = strdup("auto")) || !(t.listen_tls = strdup("")) ||
-            !(t.tls_cert = strdup("")) || !(t.tls_key = strdup("")) ||
-            !(t.tls_ca = strdup("")) || !(t.tls_allow = strdup("")))
+            !(t.tls_cert = strdup("")) || !(t.tls_key = strdup("")) || !(t.tls_ca = strdup("")) ||
+            !(t.tls_allow = strdup("")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

@@ -75,6 +75,7 @@ struct conn {
         SSL *ssl;                         /* NULL: a plain connection (the Unix socket) */
         uint32_t handshake_events;        /* while handshaking: what SSL_accept waits for */
         bool handshaking;
+        bool first_byte_seen;  /* of a TLS connection: it was a handshake's */
         bool read_wants_write; /* SSL_read needs the socket writable */
         bool write_wants_read; /* SSL_write needs it readable */
         bool paused;           /* at max-inflight: not read until a call ends */
@@ -785,7 +786,6 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         hostd__v1__request__free_unpacked(req, NULL);
 }
 
-
 /* ---- connections ---- */
 
 #define USEC_PER_SEC 1000000ULL
@@ -901,6 +901,8 @@ static void conn_handshake(struct conn *c)
  * that does not speak TLS, such as one of the Unix socket's protocol: say so by name. */
 static bool conn_speaks_tls(struct conn *c)
 {
+        if (c->first_byte_seen)
+                return true;
         uint8_t b;
         ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -917,6 +919,7 @@ static bool conn_speaks_tls(struct conn *c)
                 conn_close(c);
                 return false;
         }
+        c->first_byte_seen = true;
         return true;
 }
 
@@ -1031,8 +1034,7 @@ fail:
 }
 
 /* Accept one connection: its descriptor, or a negative errno (logged unless EAGAIN). */
-static int accept_one(struct rpc_server *srv, int fd, struct sockaddr_storage *sa,
-                      socklen_t *salen)
+static int accept_one(struct rpc_server *srv, int fd, struct sockaddr_storage *sa, socklen_t *salen)
 {
         int cfd = accept4(fd, (struct sockaddr *)sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
@@ -1113,7 +1115,8 @@ static int tcp_listen(const char *addr)
         int r = config_parse_listen(addr, &ss, &len);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int fd =
+                socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
         int one = 1;
@@ -1151,8 +1154,8 @@ int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server 
                         goto fail;
                 }
                 srv->tls_fd = r;
-                r = sd_event_add_io(m->event, &srv->tls_source, srv->tls_fd, EPOLLIN,
-                                    on_accept_tls, srv);
+                r = sd_event_add_io(m->event, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls,
+                                    srv);
                 if (r < 0) {
                         log_error_errno(r, "watch listen-tls %s: %m", cfg->listen_tls);
                         goto fail;

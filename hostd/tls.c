@@ -317,8 +317,8 @@ bool tls_peer_allowed(const struct tls_server *t, SSL *ssl, char *who, size_t wh
                 ok = ok || allowed(t->allow, cn, false);
         }
 
-        _cleanup_(general_names_freep) GENERAL_NAMES *sans =
-                X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+        _cleanup_(general_names_freep)
+                GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
         for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
                 const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
                 if (g->type != GEN_DNS && g->type != GEN_URI)
