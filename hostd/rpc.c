@@ -58,12 +58,15 @@ struct rpc_server {
         sd_event_source *tls_source;
         struct tls_server *tls;
         size_t n_conns; /* both listeners: max-connections counts them together */
+        struct conn *conns;
 };
 
 struct conn {
         unsigned ref;
-        unsigned own_refs; /* taken by this file while it works on the connection */
-        struct rpc_server *srv;
+        unsigned own_refs;        /* taken by this file while it works on the connection */
+        struct rpc_server *srv;   /* not to be used once closed: it may be gone */
+        struct conn *prev, *next; /* the server's open connections */
+        unsigned max_inflight;
         int fd;
         sd_event_source *source;
         sd_event_source *work;  /* deferred: requests left buffered after a batch */
@@ -123,7 +126,7 @@ void conn_unref(struct conn *c)
         /* A call ended or a stream closed. */
         if (conn_in_flight(c) == 0)
                 c->active_usec = now_monotonic_usec(); /* idle from now */
-        if (c->paused && conn_in_flight(c) < c->srv->m->config->max_inflight)
+        if (c->paused && conn_in_flight(c) < c->max_inflight)
                 conn_schedule(c); /* read again */
 }
 
@@ -147,6 +150,13 @@ static void conn_close(struct conn *c)
                 ERR_clear_error();
         closep(&c->fd), c->fd = -1;
         c->srv->n_conns--;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                c->srv->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
         conn_unref(c);
 }
 
@@ -799,13 +809,12 @@ static void conn_schedule(struct conn *c)
 /* Handle up to CONN_BATCH requests, reading from the peer whenever none is buffered whole. */
 static void conn_process(struct conn *c)
 {
-        const struct config *cfg = c->srv->m->config;
         unsigned handled = 0;
 
         conn_take(c);
         c->paused = false;
         while (!c->closed && !c->close_after_flush) {
-                if (conn_in_flight(c) >= cfg->max_inflight) {
+                if (conn_in_flight(c) >= c->max_inflight) {
                         c->paused = true; /* conn_unref() schedules us when a call ends */
                         break;
                 }
@@ -967,6 +976,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 conn_close(c);
                 return 0;
         }
+        if (c->close_after_flush) {
+                conn_close(c); /* its last words were not read in all that time */
+                return 0;
+        }
         uint64_t now = now_monotonic_usec(), idle = cfg->idle_timeout * USEC_PER_SEC;
         if (conn_in_flight(c) > 0 || frame_writer_pending(&c->wr) > 0) {
                 conn_arm_timer(c, now + idle); /* busy: look again later */
@@ -998,6 +1011,7 @@ static int conn_new(struct rpc_server *srv, int cfd, const char *peer, bool tls)
         }
         c->ref = 1;
         c->srv = srv;
+        c->max_inflight = cfg->max_inflight;
         c->fd = cfd;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
         frame_reader_init(&c->rd, cfg->max_frame);
@@ -1023,6 +1037,10 @@ static int conn_new(struct rpc_server *srv, int cfd, const char *peer, bool tls)
         if (r < 0)
                 goto fail;
         srv->n_conns++;
+        c->next = srv->conns;
+        if (c->next)
+                c->next->prev = c;
+        srv->conns = c;
         return 0;
 fail:
         c->source = sd_event_source_disable_unref(c->source);
@@ -1190,6 +1208,9 @@ void rpc_server_free(struct rpc_server *s)
 {
         if (!s)
                 return;
+        /* What the manager still holds of a connection then sees it closed, never s. */
+        while (s->conns)
+                conn_close(s->conns);
         s->source = sd_event_source_disable_unref(s->source);
         s->tls_source = sd_event_source_disable_unref(s->tls_source);
         closep(&s->fd);
