@@ -2701,7 +2701,8 @@ static const struct command commands[] = {
 static const char main_help[] =
         "Usage: hostctl [OPTIONS] COMMAND [ARGS...]\n"
         "\n"
-        "Operate the dynos of this host through hostd's API socket.\n"
+        "Operate the dynos of a host through hostd's API: its Unix socket, or with --host\n"
+        "its TLS listener.\n"
         "\n"
         "Commands:\n"
         "  ps                       list the dynos\n"

@@ -16,7 +16,8 @@ static void help(void)
 {
         printf("Usage: hostd [OPTIONS]\n"
                "\n"
-               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket.\n"
+               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket\n"
+               "and, with listen-tls in the configuration, over TCP with mutual TLS 1.3.\n"
                "Dynos keep running when hostd stops; the next hostd re-adopts them.\n"
                "\n"
                "  -c, --config FILE     read settings from FILE (default: none, the built-in\n"
