@@ -12,6 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -143,6 +144,46 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         }
 }
 
+/* OpenSSL writes to the socket with write(), so a hostd that went away would be a SIGPIPE, and
+ * hostctl keeps SIGPIPE's default for its output ("hostctl logs -f | head"). Around each SSL
+ * call it is blocked, and one that call raised is taken back. */
+struct sigpipe_guard {
+        sigset_t old;
+        bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &pipe, &g->old);
+        g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+                const struct timespec zero = {};
+                int saved = errno;
+                sigtimedwait(&pipe, NULL, &zero);
+                errno = saved;
+        }
+        sigprocmask(SIG_SETMASK, &g->old, NULL);
+}
+
+#define WITHOUT_SIGPIPE(expr)                                                                      \
+        ({                                                                                         \
+                struct sigpipe_guard _g;                                                           \
+                sigpipe_block(&_g);                                                                \
+                __typeof__(expr) _r = (expr);                                                      \
+                sigpipe_restore(&_g);                                                              \
+                _r;                                                                                \
+        })
+
 /* The last OpenSSL error's reason, the queue emptied. */
 static const char *ssl_reason(void)
 {
@@ -178,7 +219,7 @@ ssize_t hostd_client_fill(struct hostd_client *c)
         uint8_t buf[16384];
         c->tls_error[0] = 0;
         ERR_clear_error();
-        int k = SSL_read(c->ssl, buf, sizeof buf);
+        int k = WITHOUT_SIGPIPE(SSL_read(c->ssl, buf, sizeof buf));
         if (k <= 0)
                 return ssl_result(c, k);
         int r = frame_reader_feed(&c->reader, buf, (size_t)k);
@@ -199,8 +240,9 @@ static int client_write(struct hostd_client *c, const void *buf, size_t n, uint6
                 short wants = POLLOUT;
                 if (c->ssl) {
                         ERR_clear_error();
-                        int w = SSL_write(c->ssl, (const uint8_t *)buf + done,
-                                          n - done > INT_MAX ? INT_MAX : (int)(n - done));
+                        int len = n - done > INT_MAX ? INT_MAX : (int)(n - done);
+                        int w = WITHOUT_SIGPIPE(
+                                SSL_write(c->ssl, (const uint8_t *)buf + done, len));
                         k = w > 0 ? w : ssl_result(c, w);
                         if (k == 0)
                                 k = -EPIPE;
@@ -226,7 +268,7 @@ static int client_write(struct hostd_client *c, const void *buf, size_t n, uint6
                          * closed: read it, to say why rather than "connection reset". */
                         uint8_t b;
                         ERR_clear_error();
-                        int e = SSL_read(c->ssl, &b, 1);
+                        int e = WITHOUT_SIGPIPE(SSL_read(c->ssl, &b, 1));
                         if (e <= 0)
                                 ssl_result(c, e);
                 }
@@ -400,7 +442,7 @@ int hostd_client_connect_tls(struct hostd_client *c, const char *addr, const cha
 
         for (;;) {
                 ERR_clear_error();
-                int k = SSL_connect(c->ssl);
+                int k = WITHOUT_SIGPIPE(SSL_connect(c->ssl));
                 if (k == 1)
                         return 0;
                 long v = SSL_get_verify_result(c->ssl);

@@ -76,7 +76,7 @@ struct config {
         char *tls_allow;  /* identities allowed, separated by commas; "": any that chains */
         uint32_t tls_handshake_timeout; /* 10 s */
         uint32_t idle_timeout;          /* 600 s without a request or a stream: closed; 0: never */
-        uint32_t max_inflight;          /* 64 requests per connection being answered */
+        uint32_t max_inflight;          /* 64 calls answering later and streams per connection */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -15,8 +15,10 @@
  *
  * In flight: every reference to a connection other than its own is a call that will still
  * answer (a start, a stop, an import) or an open stream (logs -f, events -f, exec). At
- * max-inflight of them, the connection is not read until one ends (back-pressure); with none
- * for idle-timeout seconds, and no request meanwhile, it is closed. */
+ * max-inflight of them, a request that would add one is refused (RESOURCE_EXHAUSTED) while
+ * the others, and the input of open streams, go on: not reading at all (back-pressure) would
+ * leave an exec waiting for the input queued behind it. With none in flight for idle-timeout
+ * seconds, and no request meanwhile, the connection is closed. */
 #include "rpc.h"
 
 #include <arpa/inet.h>
@@ -81,12 +83,10 @@ struct conn {
         bool first_byte_seen;  /* of a TLS connection: it was a handshake's */
         bool read_wants_write; /* SSL_read needs the socket writable */
         bool write_wants_read; /* SSL_write needs it readable */
-        bool paused;           /* at max-inflight: not read until a call ends */
+        bool batching;         /* in conn_process(): replies go out together at its end */
         bool closed;
         bool close_after_flush;
 };
-
-static void conn_schedule(struct conn *c);
 
 /* Calls that will still answer and open streams: every reference but ours. */
 static unsigned conn_in_flight(const struct conn *c)
@@ -126,8 +126,6 @@ void conn_unref(struct conn *c)
         /* A call ended or a stream closed. */
         if (conn_in_flight(c) == 0)
                 c->active_usec = now_monotonic_usec(); /* idle from now */
-        if (c->paused && conn_in_flight(c) < c->max_inflight)
-                conn_schedule(c); /* read again */
 }
 
 static void conn_release(struct conn *c)
@@ -221,7 +219,7 @@ static void conn_update_events(struct conn *c)
                 ev = c->handshake_events;
         else {
                 ev = frame_writer_pending(&c->wr) || c->read_wants_write ? EPOLLOUT : 0;
-                if ((!c->close_after_flush && !c->paused) || c->write_wants_read)
+                if (!c->close_after_flush || c->write_wants_read)
                         ev |= EPOLLIN;
         }
         sd_event_source_set_io_events(c->source, ev);
@@ -267,7 +265,8 @@ void conn_reply(struct conn *c, Hostd__V1__Response *resp)
                 conn_close(c);
                 return;
         }
-        conn_flush(c);
+        if (!c->batching)
+                conn_flush(c);
 }
 
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
@@ -727,6 +726,22 @@ static const char *call_name(Hostd__V1__Request__CallCase cc)
         return f ? f->name : "unknown";
 }
 
+/* A call that answers later or opens a stream: what max-inflight counts. */
+static bool adds_in_flight(const Hostd__V1__Request *req)
+{
+        switch (req->call_case) {
+        case HOSTD__V1__REQUEST__CALL_START:
+        case HOSTD__V1__REQUEST__CALL_STOP:
+        case HOSTD__V1__REQUEST__CALL_RESTART:
+        case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
+        case HOSTD__V1__REQUEST__CALL_EXEC:
+        case HOSTD__V1__REQUEST__CALL_ATTACH: return true;
+        case HOSTD__V1__REQUEST__CALL_LOGS: return req->logs->follow;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS: return req->subscribe_events->follow;
+        default: return false;
+        }
+}
+
 static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
 {
         struct manager *m = c->srv->m;
@@ -745,6 +760,14 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         }
 
         uint64_t id = req->id;
+        if (adds_in_flight(req) && conn_in_flight(c) >= c->max_inflight) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "%s: calls and streams in flight on this connection: %u, the "
+                                 "limit (max-inflight); send it again once one has ended",
+                                 call_name(req->call_case), conn_in_flight(c));
+                hostd__v1__request__free_unpacked(req, NULL);
+                return;
+        }
         switch (req->call_case) {
         case HOSTD__V1__REQUEST__CALL_START:
                 if (!req->start->spec) {
@@ -812,12 +835,8 @@ static void conn_process(struct conn *c)
         unsigned handled = 0;
 
         conn_take(c);
-        c->paused = false;
+        c->batching = true;
         while (!c->closed && !c->close_after_flush) {
-                if (conn_in_flight(c) >= c->max_inflight) {
-                        c->paused = true; /* conn_unref() schedules us when a call ends */
-                        break;
-                }
                 if (handled == CONN_BATCH) {
                         conn_schedule(c); /* the rest after the others' turn */
                         break;
@@ -853,7 +872,8 @@ static void conn_process(struct conn *c)
                         log_debug("connection %s: peer closed in the middle of a frame", c->peer);
                 conn_close(c);
         }
-        conn_update_events(c);
+        c->batching = false;
+        conn_flush(c); /* one write for the batch's replies; sets the events */
         conn_release(c);
 }
 
@@ -946,7 +966,7 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 bool readable = (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
                                 (c->read_wants_write && (revents & EPOLLOUT));
                 if (!c->closed && readable) {
-                        if (!c->paused && !c->close_after_flush)
+                        if (!c->close_after_flush)
                                 conn_process(c);
                         else if (revents & (EPOLLHUP | EPOLLERR))
                                 conn_close(c); /* gone: nobody to answer */

@@ -52,8 +52,8 @@ static int open_pem(const char *k, const char *path, BIO **ret, char **ret_text,
 
 static int load_cert_chain(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 {
+        _cleanup_free_ char *text = NULL; /* freed after the BIO that reads it */
         _cleanup_(bio_freep) BIO *b = NULL;
-        _cleanup_free_ char *text = NULL;
         int r = open_pem("tls-cert", path, &b, &text, err, errlen);
         if (r < 0)
                 return r;
@@ -84,12 +84,13 @@ static int load_cert_chain(SSL_CTX *ctx, const char *path, char *err, size_t err
 
 static int load_key(SSL_CTX *ctx, const char *path, const char *cert, char *err, size_t errlen)
 {
+        _cleanup_free_ char *text = NULL; /* freed after the BIO that reads it */
         _cleanup_(bio_freep) BIO *b = NULL;
-        _cleanup_free_ char *text = NULL;
         int r = open_pem("tls-key", path, &b, &text, err, errlen);
         if (r < 0)
                 return r;
         _cleanup_(evp_pkey_freep) EVP_PKEY *pk = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+        explicit_bzero(text, strlen(text)); /* the key stays in OpenSSL's memory only */
         if (!pk) {
                 snprintf(err, errlen, "tls-key %s: no unencrypted PEM private key in it (%s)", path,
                          ssl_reason());
@@ -106,8 +107,8 @@ static int load_key(SSL_CTX *ctx, const char *path, const char *cert, char *err,
 
 static int load_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 {
+        _cleanup_free_ char *text = NULL; /* freed after the BIO that reads it */
         _cleanup_(bio_freep) BIO *b = NULL;
-        _cleanup_free_ char *text = NULL;
         int r = open_pem("tls-ca", path, &b, &text, err, errlen);
         if (r < 0)
                 return r;

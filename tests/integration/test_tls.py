@@ -425,20 +425,31 @@ def test_a_silent_tls_client_is_cut_at_the_handshake_timeout(hostd_factory, tls)
     assert "no TLS handshake within 1 s (tls-handshake-timeout)" in line, line
 
 
-def test_max_inflight_holds_further_requests_until_an_answer_goes_out(hostd_factory, tls,
-                                                                     make_spec):
+def test_max_inflight_refuses_more_calls_in_flight_and_answers_the_rest(hostd_factory, tls,
+                                                                          make_spec):
     hostd = hostd_factory(**tls.settings(max_inflight=1))
     with tls.connect(hostd) as c:
-        # A dyno that ignores SIGTERM: its stop is answered only after the grace period.
-        c.start(make_spec("slow-stop", command="trap '' TERM; sleep 1000"))
-        stop_id = c.send(make_request("stop", pb.StopRequest(id="slow-stop", grace_seconds=2)))
-        list_id = c.send(make_request("list"))
-        first, second = c.recv(), c.recv()
-        # The list came after the stop although hostd answers a list at once: it was not read
-        # while the stop was in flight. Neither was refused.
-        assert (first.id, second.id) == (stop_id, list_id)
-        assert first.stop.dyno.state == pb.DOWN
-        assert [d.state for d in second.list.dynos] == [pb.DOWN]
+        # A dyno that ignores SIGTERM: its stop is in flight until the grace period ends, or
+        # until another stop (below) cuts it short.
+        pid = c.start(make_spec("slow-stop", command="trap '' TERM; exec sleep 1000")).pid
+        stop_id = c.send(make_request("stop", pb.StopRequest(id="slow-stop", grace_seconds=600)))
+        follow = c.request("subscribe_events", pb.SubscribeEventsRequest(follow=True),
+                           check=False)
+        assert follow.status.code == pb.RESOURCE_EXHAUSTED
+        assert follow.status.message == (
+            "subscribe_events: calls and streams in flight on this connection: 1, the limit "
+            "(max-inflight); send it again once one has ended")
+        # A call answered at once is not limited, and the stop is still pending.
+        assert [d.state for d in c.list()] == [pb.STOPPING]
+        assert pid in hostd.dyno_inits()
+        # Another connection has its own count: it ends the stop at once.
+        with tls.connect(hostd) as other:
+            assert other.stop("slow-stop", grace=0).state == pb.DOWN
+        assert c.recv_for(stop_id).stop.dyno.state == pb.DOWN
+        # Nothing in flight now: the stream opens.
+        first = next(c.stream(make_request("subscribe_events",
+                                           pb.SubscribeEventsRequest(follow=True))))
+        assert first.status.code == pb.OK and first.HasField("event")
 
 
 def test_max_connections_counts_both_listeners(hostd_factory, tls):
