@@ -383,7 +383,15 @@ def test_hostctl_with_the_wrong_ca_fails_clearly(hostd_factory, tls):
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert r.stdout == ""
     assert f"127.0.0.1:{tls.port}" in r.stderr
-    assert "server certificate" in r.stderr and tls.other.ca in r.stderr, r.stderr
+    assert "server certificate not trusted" in r.stderr and tls.other.ca in r.stderr, r.stderr
+    # The right CA, but a name the server's certificate (IP:127.0.0.1 only) does not carry.
+    r = subprocess.run(
+        [HOSTCTL, "--host", f"localhost:{tls.port}", "--cert", tls.client[0], "--key",
+         tls.client[1], "--ca", tls.server_ca, "ps"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "server certificate not trusted: hostname mismatch" in r.stderr, r.stderr
     hostd.assert_serving()
 
 
