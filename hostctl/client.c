@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
@@ -299,6 +300,7 @@ static int client_ssl_ctx(struct hostd_client *c, const char *cert, const char *
                           SSL_CTX **ret)
 {
         _cleanup_(ssl_ctx_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int r;
         if (!ctx)
                 return client_fail(c, -ENOMEM, "TLS: %s", ssl_reason());
         SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -318,10 +320,16 @@ static int client_ssl_ctx(struct hostd_client *c, const char *cert, const char *
         if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
                 return client_fail(c, -EINVAL, "--cert %s: no PEM certificate in it (%s)", cert,
                                    ssl_reason());
-        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-                return client_fail(c, -EINVAL, "--key %s: no PEM private key in it (%s)", key,
+        BIO *b = BIO_new_file(key, "r");
+        EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (!pk)
+                return client_fail(c, -EINVAL,
+                                   "--key %s: no unencrypted PEM private key in it (%s)", key,
                                    ssl_reason());
-        if (SSL_CTX_check_private_key(ctx) != 1) {
+        r = SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+        EVP_PKEY_free(pk);
+        if (!r) {
                 ERR_clear_error();
                 return client_fail(c, -EINVAL, "--key %s does not match --cert %s", key, cert);
         }
@@ -488,9 +496,10 @@ static int send_request(struct hostd_client *c, Hostd__V1__Request *req, uint64_
         if (r == -ETIMEDOUT)
                 return client_fail(c, r, "hostd did not take the request within %" PRId64 " ms",
                                    c->timeout_ms);
+        if (r < 0 && c->tls_error[0])
+                return client_fail(c, r, "%s", c->tls_error);
         if (r < 0)
-                return client_fail(c, r, "send request to hostd: %s",
-                                   c->tls_error[0] ? c->tls_error : strerror(-r));
+                return client_fail(c, r, "send request to hostd: %s", strerror(-r));
         return 0;
 }
 

@@ -263,7 +263,14 @@ const char *tls_handshake_failure(SSL *ssl, int ssl_error, char *buf, size_t len
         else if (v != X509_V_OK)
                 snprintf(buf, len, "client certificate refused: %s",
                          X509_verify_cert_error_string(v));
-        else if (!e && (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN))
+        else if (reason >= SSL_AD_REASON_OFFSET) {
+                /* An alert from the client: it is the one that refused. */
+                const char *s = ERR_reason_error_string(e);
+                snprintf(buf, len,
+                         "the client ended the handshake with an alert (%s): does it "
+                         "trust the CA of tls-cert, and the name or address in it?",
+                         s ? s : "?");
+        } else if (!e && (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN))
                 snprintf(buf, len, "the client closed the connection during the handshake");
         else {
                 const char *s = e ? ERR_reason_error_string(e) : NULL;
