@@ -1,7 +1,8 @@
 """The control plane's listener: mutual TLS 1.3 on TCP (listen-tls), and the limits every
 connection has (max-connections, max-inflight, idle-timeout, max-frame, fairness).
 
-Certificates come from the openssl command line, made fresh for each test in its tmp_path: a
+Certificates come from the openssl command line, made fresh for each test in a folder of its
+own that goes with it: a
 CA, a server certificate for 127.0.0.1, client certificates (a good one, one from another CA,
 an expired one, one with another name)."""
 
@@ -13,6 +14,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -124,8 +126,13 @@ class Tls:
 
 
 @pytest.fixture
-def tls(tmp_path):
-    return Tls(tmp_path)
+def tls():
+    """Its folder, private keys included, goes with the test (pytest keeps tmp_path)."""
+    tmp = tempfile.mkdtemp(prefix="hostd-tls-")
+    try:
+        yield Tls(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_log(hostd, text, since=0):
