@@ -36,8 +36,6 @@
 
 #include "config-build.h"
 
-#define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
-
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
  * terminal at the next (spawn.c). */
 #define INIT_LOG_FD 4

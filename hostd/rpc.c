@@ -84,6 +84,7 @@ struct conn {
         bool read_wants_write; /* SSL_read needs the socket writable */
         bool write_wants_read; /* SSL_write needs it readable */
         bool batching;         /* in conn_process(): replies go out together at its end */
+        bool deferred;         /* a batch ended with more to read: the deferred source reads on */
         bool closed;
         bool close_after_flush;
 };
@@ -219,7 +220,7 @@ static void conn_update_events(struct conn *c)
                 ev = c->handshake_events;
         else {
                 ev = frame_writer_pending(&c->wr) || c->read_wants_write ? EPOLLOUT : 0;
-                if (!c->close_after_flush || c->write_wants_read)
+                if ((!c->close_after_flush && !c->deferred) || c->write_wants_read)
                         ev |= EPOLLIN;
         }
         sd_event_source_set_io_events(c->source, ev);
@@ -823,10 +824,15 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
 
 #define USEC_PER_SEC 1000000ULL
 
+/* The rest of a batch waits for the deferred source, whose priority is below every other
+ * client's and beside the dynos' log pipes: a flooding client takes only what is left. Its
+ * socket's EPOLLIN is off meanwhile, or it would be read at the default priority anyway. */
 static void conn_schedule(struct conn *c)
 {
-        if (!c->closed)
-                sd_event_source_set_enabled(c->work, SD_EVENT_ONESHOT);
+        if (c->closed)
+                return;
+        c->deferred = true;
+        sd_event_source_set_enabled(c->work, SD_EVENT_ONESHOT);
 }
 
 /* Handle up to CONN_BATCH requests, reading from the peer whenever none is buffered whole. */
@@ -979,6 +985,7 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 static int on_work(sd_event_source *s, void *userdata)
 {
         struct conn *c = userdata;
+        c->deferred = false;
         if (!c->handshaking)
                 conn_process(c);
         return 0;
@@ -1050,6 +1057,8 @@ static int conn_new(struct rpc_server *srv, int cfd, const char *peer, bool tls)
                 r = sd_event_add_defer(m->event, &c->work, on_work, c);
         if (r >= 0)
                 r = sd_event_source_set_enabled(c->work, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_source_set_priority(c->work, HOSTD_PRIORITY_LOGS);
         if (r >= 0 && secs > 0)
                 r = sd_event_add_time(m->event, &c->timer, CLOCK_MONOTONIC,
                                       c->active_usec + secs * USEC_PER_SEC, USEC_PER_SEC / 10,
