@@ -379,6 +379,10 @@ def test_hostctl_over_tls(hostd_factory, tls, make_spec):
                        text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert '"state": "up"' in r.stdout or '"state":"up"' in r.stdout
+    # A stream that ends: the events so far, the dyno's start among them.
+    r = hostctl_tls(tls, "events", "--since", "0")
+    assert r.returncode == 0, r.stderr
+    assert any("ctl-tls-1" in l and " up " in f" {l} " for l in r.stdout.splitlines()), r.stdout
     # A stream over TLS: exec's output and exit status.
     r = hostctl_tls(tls, "exec", "ctl-tls-1", "--", "sh", "-c", "echo hello over tls; exit 7")
     assert (r.returncode, r.stdout) == (7, "hello over tls\n"), r.stderr
