@@ -296,6 +296,7 @@ _printf_(3, 4) static void conn_hang_up(struct conn *c, int code, const char *fm
         va_end(ap);
         conn_reply_error(c, 0, code, "%s", msg);
         c->close_after_flush = true;
+        c->active_usec = now_monotonic_usec(); /* the peer has idle-timeout to read it */
         conn_flush(c);
 }
 
@@ -1003,12 +1004,12 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 conn_close(c);
                 return 0;
         }
-        if (c->close_after_flush) {
+        uint64_t now = now_monotonic_usec(), idle = cfg->idle_timeout * USEC_PER_SEC;
+        if (c->close_after_flush && now >= c->active_usec + idle) {
                 conn_close(c); /* its last words were not read in all that time */
                 return 0;
         }
-        uint64_t now = now_monotonic_usec(), idle = cfg->idle_timeout * USEC_PER_SEC;
-        if (conn_in_flight(c) > 0 || frame_writer_pending(&c->wr) > 0) {
+        if (!c->close_after_flush && (conn_in_flight(c) > 0 || frame_writer_pending(&c->wr) > 0)) {
                 conn_arm_timer(c, now + idle); /* busy: look again later */
                 return 0;
         }
