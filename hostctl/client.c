@@ -1,11 +1,19 @@
-/* Blocking client for hostd's Unix socket: framed Requests out, framed Responses in, with a
- * deadline on every wait. */
+/* Blocking client for hostd's Unix socket or TLS listener: framed Requests out, framed
+ * Responses in, with a deadline on every wait. */
 #include "client.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -47,6 +55,10 @@ void hostd_client_init(struct hostd_client *c, int64_t timeout_ms)
 
 void hostd_client_done(struct hostd_client *c)
 {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        SSL_CTX_free(c->ssl_ctx);
+        c->ssl_ctx = NULL;
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
@@ -133,6 +145,336 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         }
 }
 
+/* OpenSSL writes to the socket with write(), so a hostd that went away would be a SIGPIPE, and
+ * hostctl keeps SIGPIPE's default for its output ("hostctl logs -f | head"). Around each SSL
+ * call it is blocked, and one that call raised is taken back. */
+struct sigpipe_guard {
+        sigset_t old;
+        bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &pipe, &g->old);
+        g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+                const struct timespec zero = {};
+                int saved = errno;
+                sigtimedwait(&pipe, NULL, &zero);
+                errno = saved;
+        }
+        sigprocmask(SIG_SETMASK, &g->old, NULL);
+}
+
+#define WITHOUT_SIGPIPE(expr)                                                                      \
+        ({                                                                                         \
+                struct sigpipe_guard _g;                                                           \
+                sigpipe_block(&_g);                                                                \
+                __typeof__(expr) _r = (expr);                                                      \
+                sigpipe_restore(&_g);                                                              \
+                _r;                                                                                \
+        })
+
+/* The last OpenSSL error's reason, the queue emptied. */
+static const char *ssl_reason(void)
+{
+        unsigned long e = ERR_peek_last_error();
+        const char *s = e ? ERR_reason_error_string(e) : NULL;
+        ERR_clear_error();
+        return s ? s : "unknown error";
+}
+
+/* After an SSL call returned k: -EAGAIN (c->ssl_wants says for what), 0 for the peer's end,
+ * or a negative errno with c->tls_error set. */
+static int ssl_result(struct hostd_client *c, int k)
+{
+        switch (SSL_get_error(c->ssl, k)) {
+        case SSL_ERROR_WANT_READ: c->ssl_wants = POLLIN; return -EAGAIN;
+        case SSL_ERROR_WANT_WRITE: c->ssl_wants = POLLOUT; return -EAGAIN;
+        case SSL_ERROR_ZERO_RETURN: return 0;
+        case SSL_ERROR_SYSCALL: ERR_clear_error(); return errno > 0 ? -errno : 0;
+        default:
+                /* TLS 1.3 ends a client's handshake before hostd checks its certificate: a
+                 * refusal arrives as an alert on the first read. */
+                snprintf(c->tls_error, sizeof c->tls_error,
+                         "hostd refused this client over TLS: %s (hostd's log says why)",
+                         ssl_reason());
+                return -EPROTO;
+        }
+}
+
+ssize_t hostd_client_fill(struct hostd_client *c)
+{
+        if (!c->ssl)
+                return frame_reader_fill(&c->reader, c->fd);
+        uint8_t buf[16384];
+        c->tls_error[0] = 0;
+        ERR_clear_error();
+        int k = WITHOUT_SIGPIPE(SSL_read(c->ssl, buf, sizeof buf));
+        if (k <= 0)
+                return ssl_result(c, k);
+        int r = frame_reader_feed(&c->reader, buf, (size_t)k);
+        return r < 0 ? r : k;
+}
+
+bool hostd_client_buffered(const struct hostd_client *c)
+{
+        return c->ssl && SSL_has_pending(c->ssl);
+}
+
+/* Write all of buf, waiting until the deadline. */
+static int client_write(struct hostd_client *c, const void *buf, size_t n, uint64_t deadline)
+{
+        c->tls_error[0] = 0;
+        for (size_t done = 0; done < n;) {
+                ssize_t k;
+                short wants = POLLOUT;
+                if (c->ssl) {
+                        ERR_clear_error();
+                        int len = n - done > INT_MAX ? INT_MAX : (int)(n - done);
+                        int w = WITHOUT_SIGPIPE(
+                                SSL_write(c->ssl, (const uint8_t *)buf + done, len));
+                        k = w > 0 ? w : ssl_result(c, w);
+                        if (k == 0)
+                                k = -EPIPE;
+                        wants = c->ssl_wants;
+                } else {
+                        /* send() with MSG_NOSIGNAL rather than write(): a hostd that went away
+                         * is an error to report, not a SIGPIPE that kills us (and SIGPIPE stays
+                         * as it is for stdout, so that "hostctl logs -f | head" ends the usual
+                         * way). */
+                        k = send(c->fd, (const uint8_t *)buf + done, n - done,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (k < 0)
+                                k = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+                }
+                if (k >= 0) {
+                        done += (size_t)k;
+                        continue;
+                }
+                if (k == -EINTR)
+                        continue;
+                if (k != -EAGAIN && c->ssl && !c->tls_error[0]) {
+                        /* A hostd that refused our certificate sent an alert before it
+                         * closed: read it, to say why rather than "connection reset". */
+                        uint8_t b;
+                        ERR_clear_error();
+                        int e = WITHOUT_SIGPIPE(SSL_read(c->ssl, &b, 1));
+                        if (e <= 0)
+                                ssl_result(c, e);
+                }
+                if (k != -EAGAIN)
+                        return (int)k;
+                int r = wait_fd(c->fd, wants, deadline);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int hostd_client_send_frame(struct hostd_client *c, const void *msg, size_t len)
+{
+        _cleanup_free_ uint8_t *buf = malloc(FRAME_VARINT_MAX + len);
+        if (!buf)
+                return -ENOMEM;
+        size_t n = frame_varint_encode(len, buf);
+        if (len > 0)
+                memcpy(buf + n, msg, len);
+        return client_write(c, buf, n + len, UINT64_MAX);
+}
+
+static void ssl_ctx_freep(SSL_CTX **p) { SSL_CTX_free(*p); }
+
+/* A TLS 1.3 client context with our certificate and the CAs for hostd's. */
+static int client_ssl_ctx(struct hostd_client *c, const char *cert, const char *key, const char *ca,
+                          SSL_CTX **ret)
+{
+        _cleanup_(ssl_ctx_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int r;
+        if (!ctx)
+                return client_fail(c, -ENOMEM, "TLS: %s", ssl_reason());
+        SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        /* Each file is opened here first, for an error that says why it cannot be. */
+        const struct {
+                const char *flag, *path;
+        } files[] = { { "--ca", ca }, { "--cert", cert }, { "--key", key } };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++)
+                if (access(files[i].path, R_OK) < 0)
+                        return client_fail(c, -errno, "%s %s: %m", files[i].flag, files[i].path);
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+                return client_fail(c, -EINVAL, "--ca %s: no PEM certificate in it (%s)", ca,
+                                   ssl_reason());
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+                return client_fail(c, -EINVAL, "--cert %s: no PEM certificate in it (%s)", cert,
+                                   ssl_reason());
+        BIO *b = BIO_new_file(key, "r");
+        EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (!pk)
+                return client_fail(c, -EINVAL,
+                                   "--key %s: no unencrypted PEM private key in it (%s)", key,
+                                   ssl_reason());
+        r = SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+        EVP_PKEY_free(pk);
+        if (!r) {
+                ERR_clear_error();
+                return client_fail(c, -EINVAL, "--key %s does not match --cert %s", key, cert);
+        }
+        *ret = TAKE_PTR(ctx);
+        return 0;
+}
+
+/* "host:port", "[v6]:port" into host and port. */
+static int split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
+{
+        const char *colon = strrchr(addr, ':');
+        if (!colon || !colon[1] || strlen(colon + 1) >= portlen ||
+            strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                return -EINVAL;
+        const char *h = addr;
+        size_t n = (size_t)(colon - addr);
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+                h++;
+                n -= 2;
+        }
+        if (n == 0 || n >= hostlen || memchr(h, ':', n) != NULL) {
+                /* a bare IPv6 address must be in brackets */
+                if (!(n > 0 && n < hostlen && addr[0] == '['))
+                        return -EINVAL;
+        }
+        memcpy(host, h, n);
+        host[n] = 0;
+        strcpy(port, colon + 1);
+        return 0;
+}
+
+/* A non-blocking TCP connection to host:port, within the deadline. */
+static int tcp_connect(struct hostd_client *c, const char *addr, const char *host, const char *port,
+                       uint64_t deadline)
+{
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+        struct addrinfo *ai = NULL;
+        int g = getaddrinfo(host, port, &hints, &ai);
+        if (g != 0)
+                return client_fail(c, -EHOSTUNREACH, "connect %s: %s", addr, gai_strerror(g));
+        int r = -EHOSTUNREACH;
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                _cleanup_close_ int fd =
+                        socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+                        if (errno != EINPROGRESS) {
+                                r = -errno;
+                                continue;
+                        }
+                        r = wait_fd(fd, POLLOUT, deadline);
+                        if (r < 0)
+                                continue;
+                        int err = 0;
+                        socklen_t n = sizeof err;
+                        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n) < 0)
+                                err = errno;
+                        if (err) {
+                                r = -err;
+                                continue;
+                        }
+                }
+                int one = 1;
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                freeaddrinfo(ai);
+                return TAKE_FD(fd);
+        }
+        freeaddrinfo(ai);
+        return client_fail(c, r, "connect %s: %s", addr,
+                           r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+}
+
+int hostd_client_connect_tls(struct hostd_client *c, const char *addr, const char *cert,
+                             const char *key, const char *ca)
+{
+        char host[256], port[8];
+        if (split_addr(addr, host, sizeof host, port, sizeof port) < 0)
+                return client_fail(c, -EINVAL,
+                                   "--host '%s': expected ADDR:PORT (192.0.2.1:7443, "
+                                   "[2001:db8::1]:7443, hostd.example:7443)",
+                                   addr);
+        if (c->fd >= 0)
+                hostd_client_done(c);
+
+        _cleanup_(ssl_ctx_freep) SSL_CTX *ctx = NULL;
+        int r = client_ssl_ctx(c, cert, key, ca, &ctx);
+        if (r < 0)
+                return r;
+
+        uint64_t deadline = deadline_from_now(c);
+        _cleanup_close_ int fd = tcp_connect(c, addr, host, port, deadline);
+        if (fd < 0)
+                return fd;
+
+        SSL *ssl = SSL_new(ctx);
+        if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+                SSL_free(ssl);
+                return client_fail(c, -ENOMEM, "TLS %s: %s", addr, ssl_reason());
+        }
+        /* hostd's certificate must name what we connected to: its IP, or its DNS name. */
+        struct in6_addr ip;
+        if (inet_pton(AF_INET, host, &ip) == 1 || inet_pton(AF_INET6, host, &ip) == 1)
+                r = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 ? 0 : -EINVAL;
+        else
+                r = SSL_set1_host(ssl, host) == 1 && SSL_set_tlsext_host_name(ssl, host) == 1 ?
+                            0 :
+                            -EINVAL;
+        if (r < 0) {
+                SSL_free(ssl);
+                return client_fail(c, r, "TLS %s: cannot check the server's name '%s'", addr, host);
+        }
+        c->ssl = ssl;
+        c->ssl_ctx = TAKE_PTR(ctx);
+        c->fd = TAKE_FD(fd);
+
+        for (;;) {
+                ERR_clear_error();
+                int k = WITHOUT_SIGPIPE(SSL_connect(c->ssl));
+                if (k == 1)
+                        return 0;
+                long v = SSL_get_verify_result(c->ssl);
+                r = ssl_result(c, k);
+                if (r == -EAGAIN) {
+                        r = wait_fd(c->fd, c->ssl_wants, deadline);
+                        if (r == 0)
+                                continue;
+                        r = client_fail(c, r, "TLS %s: no handshake in time", addr);
+                } else if (v != X509_V_OK)
+                        r = client_fail(c, -EPROTO,
+                                        "TLS %s: server certificate not trusted: %s (checked "
+                                        "against --ca %s and the address %s)",
+                                        addr, X509_verify_cert_error_string(v), ca, host);
+                else if (c->tls_error[0])
+                        r = client_fail(c, -EPROTO, "TLS %s: %s", addr, c->tls_error);
+                else
+                        r = client_fail(c, r < 0 ? r : -ECONNRESET,
+                                        "TLS %s: the connection closed during the handshake", addr);
+                hostd_client_done(c);
+                return r;
+        }
+}
+
 static int send_request(struct hostd_client *c, Hostd__V1__Request *req, uint64_t deadline)
 {
         if (c->fd < 0)
@@ -148,28 +490,16 @@ static int send_request(struct hostd_client *c, Hostd__V1__Request *req, uint64_
                 return client_fail(c, -ENOMEM, "out of memory");
         size_t n = frame_varint_encode(len, buf);
         n += hostd__v1__request__pack(req, buf + n);
+        int r;
 
-        /* send() with MSG_NOSIGNAL rather than write(): a hostd that went away is an error to
-         * report, not a SIGPIPE that kills us (and SIGPIPE stays as it is for stdout, so that
-         * "hostctl logs -f | head" ends the usual way). */
-        for (size_t done = 0; done < n;) {
-                ssize_t k = send(c->fd, buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (k >= 0) {
-                        done += (size_t)k;
-                        continue;
-                }
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return client_fail(c, -errno, "send request to hostd: %m");
-                int r = wait_fd(c->fd, POLLOUT, deadline);
-                if (r == -ETIMEDOUT)
-                        return client_fail(c, r,
-                                           "hostd did not take the request within %" PRId64 " ms",
-                                           c->timeout_ms);
-                if (r < 0)
-                        return client_fail(c, r, "poll: %m");
-        }
+        r = client_write(c, buf, n, deadline);
+        if (r == -ETIMEDOUT)
+                return client_fail(c, r, "hostd did not take the request within %" PRId64 " ms",
+                                   c->timeout_ms);
+        if (r < 0 && c->tls_error[0])
+                return client_fail(c, r, "%s", c->tls_error);
+        if (r < 0)
+                return client_fail(c, r, "send request to hostd: %s", strerror(-r));
         return 0;
 }
 
@@ -194,7 +524,7 @@ static int read_response(struct hostd_client *c, uint64_t deadline, Hostd__V1__R
                         return 0;
                 }
 
-                ssize_t k = frame_reader_fill(&c->reader, c->fd);
+                ssize_t k = hostd_client_fill(c);
                 if (k > 0)
                         continue;
                 if (k == 0) {
@@ -204,10 +534,12 @@ static int read_response(struct hostd_client *c, uint64_t deadline, Hostd__V1__R
                                         "hostd closed the connection in the middle of a message");
                         return client_fail(c, -ECONNRESET, "hostd closed the connection");
                 }
+                if (k != -EAGAIN && c->tls_error[0])
+                        return client_fail(c, (int)k, "%s", c->tls_error);
                 if (k != -EAGAIN)
                         return client_fail(c, (int)k, "read from hostd: %m");
 
-                r = wait_fd(c->fd, POLLIN, deadline);
+                r = wait_fd(c->fd, c->ssl ? c->ssl_wants : POLLIN, deadline);
                 if (r == -ETIMEDOUT) {
                         if (c->timeout_ms % 1000 == 0)
                                 return client_fail(c, r, "no reply from hostd within %" PRId64 " s",

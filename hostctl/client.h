@@ -1,4 +1,5 @@
-/* A small blocking client for hostd's API socket: one connection, one call at a time.
+/* A small blocking client for hostd's API: its Unix socket, or its TLS listener (listen-tls);
+ * one connection, one call at a time.
  *
  * Every function returns 0 (or more) on success and a negative errno on failure, and leaves a
  * message for the user in client->error. Two failures are worth telling apart:
@@ -13,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+#include <sys/types.h>
+
 #include "frame.h"
 #include "hostd.pb-c.h"
 
@@ -26,8 +30,12 @@ struct hostd_client {
         int64_t timeout_ms;
         size_t max_frame; /* largest reply accepted */
         struct frame_reader reader;
+        SSL_CTX *ssl_ctx; /* TLS only */
+        SSL *ssl;
+        short ssl_wants;      /* POLLIN or POLLOUT: what the last SSL call waits for */
         Hostd__V1__Code code; /* of the last error Status, when a call returned -EREMOTEIO */
         char error[1024];
+        char tls_error[512]; /* why the last SSL call failed, when it did */
 };
 
 /* A stream delivers each Response that carries a result. Return 0 to go on, a negative errno
@@ -40,6 +48,21 @@ void hostd_client_done(struct hostd_client *c);
 
 /* Connect to the Unix socket at path. The error message reads "connect PATH: <strerror>". */
 int hostd_client_connect(struct hostd_client *c, const char *path);
+
+/* Connect to hostd's TLS listener at addr ("192.0.2.1:7443", "[2001:db8::1]:7443",
+ * "host.example:7443") with TLS 1.3, showing the certificate cert with its key, and checking
+ * the server's against the CAs of ca and against the address's IP or name. The error message
+ * names the address and what failed ("server certificate not trusted: ..."). */
+int hostd_client_connect_tls(struct hostd_client *c, const char *addr, const char *cert,
+                             const char *key, const char *ca);
+
+/* For callers that run their own loop (exec's terminal): send one framed message, waiting as
+ * long as it takes; read what is there into c->reader (as frame_reader_fill(): >0, 0 at the
+ * end, -EAGAIN, negative errno); and whether bytes are buffered where poll() cannot see them
+ * (inside OpenSSL), so that the caller reads before it waits. */
+int hostd_client_send_frame(struct hostd_client *c, const void *msg, size_t len);
+ssize_t hostd_client_fill(struct hostd_client *c);
+bool hostd_client_buffered(const struct hostd_client *c);
 
 /* Send req with a fresh id (req->id is overwritten) and wait for the Response that echoes it,
  * skipping Responses to other ids. On success *ret is the Response (free it with

@@ -1,4 +1,4 @@
-/* hostctl: the operator's command line for hostd, over its Unix socket. */
+/* hostctl: the operator's command line for hostd, over its Unix socket or its TLS listener. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -31,6 +31,8 @@ enum {
 
 struct globals {
         const char *socket_path;
+        const char *host; /* ADDR:PORT of listen-tls; NULL: the socket */
+        const char *cert, *key, *ca;
         bool json;
         uint32_t timeout_s; /* 0: wait forever */
 };
@@ -61,7 +63,23 @@ static int connect_hostd(struct hostd_client *c, const struct globals *g)
 {
         int64_t ms = g->timeout_s > 0 ? (int64_t)g->timeout_s * 1000 : -1;
         hostd_client_init(c, ms);
-        int r = hostd_client_connect(c, g->socket_path);
+        int r;
+        if (g->host) {
+                if (!g->cert || !g->key || !g->ca) {
+                        fprintf(stderr,
+                                "hostctl: --host %s needs --cert, --key and --ca (or "
+                                "HOSTCTL_CERT, HOSTCTL_KEY and HOSTCTL_CA)\n",
+                                g->host);
+                        return EXIT_USAGE;
+                }
+                r = hostd_client_connect_tls(c, g->host, g->cert, g->key, g->ca);
+                if (r < 0) {
+                        fprintf(stderr, "hostctl: %s\n", c->error);
+                        return r == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
+                }
+                return EXIT_OK;
+        }
+        r = hostd_client_connect(c, g->socket_path);
         if (r < 0) {
                 const char *hint = r == -ENOENT || r == -ECONNREFUSED ? " (is hostd running?)" : "";
                 fprintf(stderr, "hostctl: %s%s\n", c->error, hint);
@@ -640,6 +658,10 @@ static size_t terminal_columns(void)
 
 enum {
         OPT_SOCKET = 0x100,
+        OPT_HOST,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_CA,
         OPT_JSON,
         OPT_TIMEOUT,
         OPT_VERSION,
@@ -675,6 +697,10 @@ enum {
 /* clang-format off */
 #define COMMON_LONG_OPTIONS                                                                        \
         { "socket", required_argument, NULL, OPT_SOCKET },                                         \
+        { "host", required_argument, NULL, OPT_HOST },                                             \
+        { "cert", required_argument, NULL, OPT_CERT },                                             \
+        { "key", required_argument, NULL, OPT_KEY },                                               \
+        { "ca", required_argument, NULL, OPT_CA },                                                 \
         { "json", no_argument, NULL, OPT_JSON },                                                   \
         { "timeout", required_argument, NULL, OPT_TIMEOUT },                                       \
         { "help", no_argument, NULL, 'h' }
@@ -682,6 +708,7 @@ enum {
 
 #define COMMON_HELP                                                                                \
         "      --socket PATH      hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"        \
+        "      --host ADDR:PORT   hostd's TLS listener instead, with --cert, --key, --ca\n"        \
         "      --json             print JSON\n"                                                    \
         "      --timeout SECONDS  wait for hostd this long (default 30; 0: forever)\n"             \
         "  -h, --help             show this help\n"
@@ -722,6 +749,17 @@ static int common_option(struct globals *g, const char *cmd, int c, const char *
                         return usage_error(cmd, "--socket: empty path"), -1;
                 g->socket_path = arg;
                 return 1;
+        case OPT_HOST:
+        case OPT_CERT:
+        case OPT_KEY:
+        case OPT_CA: {
+                static const char *const names[] = { "--host", "--cert", "--key", "--ca" };
+                if (!*arg)
+                        return usage_error(cmd, "%s: empty value", names[c - OPT_HOST]), -1;
+                const char **field[] = { &g->host, &g->cert, &g->key, &g->ca };
+                *field[c - OPT_HOST] = arg;
+                return 1;
+        }
         case OPT_JSON: g->json = true; return 1;
         case OPT_TIMEOUT:
                 if (parse_uint_flag(cmd, "--timeout", arg, 86400 * 365, &g->timeout_s) != EXIT_OK)
@@ -2375,7 +2413,7 @@ static int exec_send(struct hostd_client *c, Hostd__V1__Request *req)
         if (!buf)
                 return -ENOMEM;
         hostd__v1__request__pack(req, buf);
-        return frame_write_all(c->fd, buf, len);
+        return hostd_client_send_frame(c, buf, len);
 }
 
 static int exec_input(struct hostd_client *c, uint64_t stream, const void *data, size_t len,
@@ -2447,7 +2485,9 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
                 struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
                                          { .fd = input_open ? STDIN_FILENO : -1,
                                            .events = POLLIN } };
-                if (poll(pfd, 2, -1) < 0) {
+                /* Bytes decrypted already are no event for poll(): do not wait for them. */
+                bool buffered = hostd_client_buffered(c);
+                if (poll(pfd, 2, buffered ? 0 : -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         r = -errno;
@@ -2466,9 +2506,9 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
                         if (r < 0)
                                 break;
                 }
-                if (!pfd[0].revents)
+                if (!pfd[0].revents && !buffered)
                         continue;
-                ssize_t n = frame_reader_fill(&c->reader, c->fd);
+                ssize_t n = hostd_client_fill(c);
                 if (n == 0) {
                         r = -ECONNRESET;
                         break;
@@ -2982,7 +3022,8 @@ static const struct command commands[] = {
 static const char main_help[] =
         "Usage: hostctl [OPTIONS] COMMAND [ARGS...]\n"
         "\n"
-        "Operate the dynos of this host through hostd's API socket.\n"
+        "Operate the dynos of a host through hostd's API: its Unix socket, or with --host\n"
+        "its TLS listener.\n"
         "\n"
         "Commands:\n"
         "  ps                       list the dynos\n"
@@ -3015,6 +3056,13 @@ static const char main_help[] =
         "\n"
         "Options (also accepted after the command):\n"
         "      --socket PATH        hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"
+        "      --host ADDR:PORT     talk to hostd's TLS listener (listen-tls) instead of the\n"
+        "                           socket: TLS 1.3, this client's certificate --cert FILE\n"
+        "                           and its key --key FILE (PEM), hostd's certificate checked\n"
+        "                           against the CAs of --ca FILE and against ADDR (an IP\n"
+        "                           address or a DNS name it must carry). The environment\n"
+        "                           variables HOSTCTL_HOST, HOSTCTL_CERT, HOSTCTL_KEY and\n"
+        "                           HOSTCTL_CA set the same; the options win\n"
         "      --json               print JSON mirroring the API's messages (field names in\n"
         "                           snake_case, enums as lower-case strings, times as\n"
         "                           microseconds since the epoch)\n"
@@ -3036,6 +3084,13 @@ int main(int argc, char **argv)
         };
         struct globals g = { .socket_path = HOSTD_SOCKET_PATH_DEFAULT,
                              .timeout_s = TIMEOUT_DEFAULT_S };
+        const char *env[] = { "HOSTCTL_HOST", "HOSTCTL_CERT", "HOSTCTL_KEY", "HOSTCTL_CA" };
+        const char **field[] = { &g.host, &g.cert, &g.key, &g.ca };
+        for (size_t i = 0; i < ELEMENTSOF(env); i++) {
+                const char *v = getenv(env[i]);
+                if (v && *v)
+                        *field[i] = v;
+        }
         int c;
 
         opterr = 0;

@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "util.h"
@@ -58,6 +61,8 @@ enum value_type {
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
         VALUE_CPU_POOL,        /* "auto", "none" or a CPU list; checked against the host at start */
         VALUE_GROUP,           /* a group's name or number, or "": looked up at start */
+        VALUE_LISTEN,          /* "ADDR:PORT" with an IP address, or "" */
+        VALUE_IDENTITIES,      /* identities separated by commas, or "" */
         VALUE_LOG_LEVEL,
         VALUE_U32,
         VALUE_U64,
@@ -133,6 +138,15 @@ static const struct key_def hostd_keys[] = {
         { "drain-buffer", VALUE_U32, CONFIG_FIELD(drain_buffer), 1, 1000000 },
         { "drain-backoff-max", VALUE_DURATION, CONFIG_FIELD(drain_backoff_max), 1, 3600 },
         { "drain-ca-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(drain_ca_file), 0, 0 },
+        { "listen-tls", VALUE_LISTEN, CONFIG_FIELD(listen_tls), 0, 0 },
+        { "tls-cert", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(tls_cert), 0, 0 },
+        { "tls-key", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(tls_key), 0, 0 },
+        { "tls-ca", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(tls_ca), 0, 0 },
+        { "tls-allow", VALUE_IDENTITIES, CONFIG_FIELD(tls_allow), 0, 0 },
+        { "tls-handshake-timeout", VALUE_U32, CONFIG_FIELD(tls_handshake_timeout), 1, 3600 },
+        /* 0: never; at most a day */
+        { "idle-timeout", VALUE_U32, CONFIG_FIELD(idle_timeout), 0, 86400 },
+        { "max-inflight", VALUE_U32, CONFIG_FIELD(max_inflight), 1, 65536 },
 };
 
 static const struct key_def size_keys[] = {
@@ -154,7 +168,8 @@ static bool value_is_string(enum value_type t)
 {
         return t == VALUE_PATH || t == VALUE_PATH_OR_EMPTY || t == VALUE_SOCKET ||
                t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME ||
-               t == VALUE_CPU_POOL || t == VALUE_GROUP;
+               t == VALUE_CPU_POOL || t == VALUE_GROUP || t == VALUE_LISTEN ||
+               t == VALUE_IDENTITIES;
 }
 
 /* A group name as useradd takes it (letters, digits, '_', '-', '.', not first '-'), or a gid. */
@@ -349,6 +364,67 @@ static int parse_backoff(const struct key_def *k, const char *v, struct backoff 
         return 0;
 }
 
+int config_parse_listen(const char *s, struct sockaddr_storage *ret, unsigned *ret_len)
+{
+        const char *colon = strrchr(s, ':');
+        char host[INET6_ADDRSTRLEN + 2];
+        uint64_t port;
+
+        if (!colon || (size_t)(colon - s) >= sizeof host || safe_atou64(colon + 1, &port) < 0 ||
+            port < 1 || port > 65535)
+                return -EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+
+        struct sockaddr_storage ss = {};
+        size_t n = strlen(host);
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                host[n - 1] = 0;
+                if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+                        return -EINVAL;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t)port);
+                *ret_len = sizeof *a;
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+                        return -EINVAL;
+                a->sin_family = AF_INET;
+                a->sin_port = htons((uint16_t)port);
+                *ret_len = sizeof *a;
+        }
+        *ret = ss;
+        return 0;
+}
+
+/* "cp-1, spiffe://x/y": items of printable ASCII without spaces or commas, none empty. */
+static int check_identities(const char *v, char *why, size_t whylen)
+{
+        if (v[0] == 0)
+                return 0;
+        for (const char *p = v;;) {
+                p += strspn(p, " \t");
+                size_t n = strcspn(p, ","), len = n;
+                while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                        len--;
+                if (len == 0) {
+                        snprintf(why, whylen, "'%s': an empty identity in the list", v);
+                        return -EINVAL;
+                }
+                for (size_t i = 0; i < len; i++)
+                        if (p[i] <= ' ' || p[i] > '~') {
+                                snprintf(why, whylen,
+                                         "'%.*s': an identity is printable ASCII without spaces",
+                                         (int)len, p);
+                                return -EINVAL;
+                        }
+                if (!p[n])
+                        return 0;
+                p += n + 1;
+        }
+}
+
 static int range_error(const struct key_def *k, char *why, size_t whylen)
 {
         char lo[32], hi[32];
@@ -398,6 +474,23 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                                  SIZE_NAME_MAX);
                         return -EINVAL;
                 }
+                break;
+        case VALUE_LISTEN: {
+                struct sockaddr_storage ss;
+                unsigned len;
+                if (v[0] && config_parse_listen(v, &ss, &len) < 0) {
+                        snprintf(why, whylen,
+                                 "'%s' is not ADDR:PORT with an IP address (127.0.0.1:7443, "
+                                 "[::]:7443) and a port 1..65535",
+                                 v);
+                        return -EINVAL;
+                }
+                break;
+        }
+        case VALUE_IDENTITIES:
+                r = check_identities(v, why, whylen);
+                if (r < 0)
+                        return r;
                 break;
         case VALUE_CPU_POOL:
                 if (!cpu_pool_spec_valid(v)) {
@@ -515,7 +608,9 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_CGROUP:
         case VALUE_SIZE_NAME:
         case VALUE_CPU_POOL:
-        case VALUE_GROUP: text = *(char *const *)field ?: ""; break;
+        case VALUE_GROUP:
+        case VALUE_LISTEN:
+        case VALUE_IDENTITIES: text = *(char *const *)field ?: ""; break;
         case VALUE_LOG_LEVEL: {
                 int l = *(const int *)field;
                 bool known = l >= 0 && (size_t)l < ELEMENTSOF(log_level_names) &&
@@ -643,6 +738,9 @@ int config_init_defaults(struct config *c)
                 .images_budget = 50 * GiB,
                 .drain_buffer = 1024,
                 .drain_backoff_max = 60,
+                .tls_handshake_timeout = 10,
+                .idle_timeout = 600,
+                .max_inflight = 64,
                 .restart_backoff = { .seconds = { 0, 20 * 60, 40 * 60, 60 * 60, 180 * 60,
                                                   320 * 60 },
                                      .n = 6 },
@@ -657,7 +755,9 @@ int config_init_defaults(struct config *c)
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
             !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")) ||
-            !(t.drain_ca_file = strdup("")))
+            !(t.drain_ca_file = strdup("")) || !(t.listen_tls = strdup("")) ||
+            !(t.tls_cert = strdup("")) || !(t.tls_key = strdup("")) || !(t.tls_ca = strdup("")) ||
+            !(t.tls_allow = strdup("")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);
@@ -876,6 +976,20 @@ static int parse_finish(struct parser *p)
                                    "key '%s': uid-min (%" PRIu32 ") must be less than uid-max "
                                    "(%" PRIu32 ")",
                                    p->uid_key ? p->uid_key : "uid-min", c->uid_min, c->uid_max);
+
+        /* The files themselves are read at start (tls.c), where an unreadable one stops hostd. */
+        if (c->listen_tls[0]) {
+                const struct {
+                        const char *key, *value;
+                } need[] = { { "tls-cert", c->tls_cert },
+                             { "tls-key", c->tls_key },
+                             { "tls-ca", c->tls_ca } };
+                for (size_t i = 0; i < ELEMENTSOF(need); i++)
+                        if (!need[i].value[0])
+                                return parse_error(p, 0, -EINVAL,
+                                                   "key '%s': required when listen-tls is set",
+                                                   need[i].key);
+        }
         return 0;
 }
 

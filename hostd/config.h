@@ -77,6 +77,15 @@ struct config {
         uint32_t drain_buffer;          /* 1024: lines a syslog drain keeps while it cannot send */
         uint32_t drain_backoff_max;     /* 60 s: a drain reconnects 1 s doubling to this */
         char *drain_ca_file;            /* CAs for syslog+tls:// drains; "": the system's store */
+        /* The control plane's listener: mutual TLS 1.3 on TCP (tls.h). */
+        char *listen_tls; /* "ADDR:PORT" (IPv4, or [IPv6]); "": none */
+        char *tls_cert;   /* PEM: the server's certificate (and its chain) */
+        char *tls_key;    /* PEM: its private key */
+        char *tls_ca;     /* PEM: the CAs a client certificate must chain to */
+        char *tls_allow;  /* identities allowed, separated by commas; "": any that chains */
+        uint32_t tls_handshake_timeout; /* 10 s */
+        uint32_t idle_timeout;          /* 600 s without a request or a stream: closed; 0: never */
+        uint32_t max_inflight;          /* 64 calls answering later and streams per connection */
         struct size_def *sizes;
         size_t n_sizes;
 };
@@ -91,5 +100,8 @@ int config_load_string(struct config *c, const char *name, const char *text, cha
                        size_t errlen);
 void config_free(struct config *c);
 const struct size_def *config_find_size(const struct config *c, const char *name);
+/* "127.0.0.1:7443" or "[::1]:7443" into an address. -EINVAL. */
+struct sockaddr_storage;
+int config_parse_listen(const char *s, struct sockaddr_storage *ret, unsigned *ret_len);
 /* Print the effective configuration as a file that config_load_file reads back. */
 void config_dump(const struct config *c, FILE *f);

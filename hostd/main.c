@@ -7,6 +7,7 @@
 #include "config.h"
 #include "manager.h"
 #include "rpc.h"
+#include "tls.h"
 #include "util.h"
 
 #include "config-build.h"
@@ -15,7 +16,8 @@ static void help(void)
 {
         printf("Usage: hostd [OPTIONS]\n"
                "\n"
-               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket.\n"
+               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket\n"
+               "and, with listen-tls in the configuration, over TCP with mutual TLS 1.3.\n"
                "Dynos keep running when hostd stops; the next hostd re-adopts them.\n"
                "\n"
                "  -c, --config FILE     read settings from FILE (default: none, the built-in\n"
@@ -27,7 +29,16 @@ static void help(void)
                "\n"
                "Signals: SIGTERM and SIGINT stop hostd and leave dynos running, or, with\n"
                "stop-dynos-on-exit, stop them first (within shutdown-timeout); a second signal\n"
-               "exits at once.\n");
+               "exits at once. SIGHUP reads the files of tls-cert, tls-key and tls-ca again for\n"
+               "new TLS connections.\n");
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct manager *m = userdata;
+        if (m->rpc)
+                rpc_server_reload_tls(m->rpc);
+        return 0;
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -121,7 +132,20 @@ int main(int argc, char **argv)
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
         sigprocmask(SIG_BLOCK, &ss, NULL);
+        /* The certificates are checked before anything else happens: a bad one stops hostd. */
+        struct tls_server *tls = NULL;
+        if (cfg.listen_tls[0]) {
+                char err[512];
+                r = tls_server_new(&cfg, &tls, err, sizeof err);
+                if (r < 0) {
+                        log_error("%s", err);
+                        config_free(&cfg);
+                        return 1;
+                }
+        }
+
         struct manager *m = NULL;
         sd_event_add_signal(event, NULL, SIGTERM, on_signal, &m);
         sd_event_add_signal(event, NULL, SIGINT, on_signal, &m);
@@ -132,11 +156,16 @@ int main(int argc, char **argv)
         r = manager_reconcile(m);
         if (r < 0)
                 goto out;
-        r = rpc_server_new(m, &m->rpc);
+        r = rpc_server_new(m, TAKE_PTR(tls), &m->rpc);
         if (r < 0)
                 goto out;
+        sd_event_add_signal(event, NULL, SIGHUP, on_sighup, m);
 
-        log_info("hostd %s ready on %s", HOSTD_VERSION, cfg.socket_path);
+        if (cfg.listen_tls[0])
+                log_info("hostd %s ready on %s and, with TLS, on %s", HOSTD_VERSION,
+                         cfg.socket_path, cfg.listen_tls);
+        else
+                log_info("hostd %s ready on %s", HOSTD_VERSION, cfg.socket_path);
         sd_notify(0, "READY=1\nSTATUS=Serving");
         r = sd_event_loop(event);
         if (r < 0)
@@ -145,6 +174,7 @@ out:
         if (m)
                 rpc_server_free(m->rpc);
         manager_free(m);
+        tls_server_free(tls);
         config_free(&cfg);
         return r < 0 ? 1 : 0;
 }

@@ -38,8 +38,7 @@
 
 #include "config-build.h"
 
-#define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
-#define DRAIN_LINGER_SEC 10    /* an ended dyno's drains try this long to send what they hold */
+#define DRAIN_LINGER_SEC 10 /* an ended dyno's drains try this long to send what they hold */
 
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
  * terminal at the next (spawn.c). */

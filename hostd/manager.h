@@ -12,6 +12,10 @@
 #include "logfile.h"
 #include "logs.h"
 
+/* Sources that must never delay a reply or an exit: dynos' log pipes, and a connection's
+ * requests beyond its batch (rpc.c). Everything else runs at the default 0. */
+#define HOSTD_PRIORITY_LOGS 10
+
 struct cg_manager;
 struct conn;
 struct drain_ctx;

@@ -1,13 +1,32 @@
 /* The API server.
  *
+ * Two listeners feed one kind of connection: the Unix socket (operators, local tools) and,
+ * with listen-tls, TCP with mutual TLS (the control plane). A connection is plain or TLS only
+ * in how its bytes move (conn_recv(), conn_send()); framing, limits and the calls are the same.
+ *
  * Every connection is non-blocking and has its own reader and writer; a request is decoded,
  * validated and answered (or handed to the manager, which answers later) without blocking
  * the loop. A peer that sends what is not our protocol is told so once, if it can be, and
- * disconnected; it never takes hostd or another client with it. */
+ * disconnected; it never takes hostd or another client with it.
+ *
+ * Fairness: each wake-up of a connection handles at most CONN_BATCH requests; what is left
+ * buffered (in the frame reader, or decrypted inside OpenSSL, which epoll cannot see) is taken
+ * up by the connection's deferred source after the other sources of the loop had their turn.
+ *
+ * In flight: every reference to a connection other than its own is a call that will still
+ * answer (a start, a stop, an import) or an open stream (logs -f, events -f, exec). At
+ * max-inflight of them, a request that would add one is refused (RESOURCE_EXHAUSTED) while
+ * the others, and the input of open streams, go on: not reading at all (back-pressure) would
+ * leave an exec waiting for the input queued behind it. With none in flight for idle-timeout
+ * seconds, and no request meanwhile, the connection is closed. */
 #include "rpc.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -24,32 +43,63 @@
 #include "importer.h"
 #include "manager.h"
 #include "metrics.h"
+#include "tls.h"
 #include "validate.h"
 
 #include "config-build.h"
 
 /* What a slow reader may leave queued before it is cut off. */
 #define CONN_MAX_PENDING (64u << 20)
+/* Requests handled per wake-up of one connection before the others get their turn. */
+#define CONN_BATCH 16
+/* One TLS record's worth of plaintext per SSL_read(). */
+#define TLS_READ_CHUNK 16384
 
 struct rpc_server {
         struct manager *m;
         int fd;
         sd_event_source *source;
-        size_t n_conns;
+        int tls_fd; /* listen-tls; -1: none */
+        sd_event_source *tls_source;
+        struct tls_server *tls;
+        size_t n_conns; /* both listeners: max-connections counts them together */
+        struct conn *conns;
         gid_t read_gid; /* read-group's; (gid_t)-1: none */
 };
 
 struct conn {
         unsigned ref;
-        struct rpc_server *srv;
+        unsigned own_refs;        /* taken by this file while it works on the connection */
+        struct rpc_server *srv;   /* not to be used once closed: it may be gone */
+        struct conn *prev, *next; /* the server's open connections */
+        unsigned max_inflight;
         int fd;
         sd_event_source *source;
+        sd_event_source *work;  /* deferred: requests left buffered after a batch */
+        sd_event_source *timer; /* the handshake's deadline, then the idle check */
         struct frame_reader rd;
         struct frame_writer wr;
+        uint64_t active_usec; /* the last request, or the end of the last call in flight */
+        char peer[INET6_ADDRSTRLEN + 16]; /* "192.0.2.1:40000", "pid 42" */
+        SSL *ssl;                         /* NULL: a plain connection (the Unix socket) */
+        uint32_t handshake_events;        /* while handshaking: what SSL_accept waits for */
+        bool handshaking;
+        bool first_byte_seen;  /* of a TLS connection: it was a handshake's */
+        bool read_wants_write; /* SSL_read needs the socket writable */
+        bool write_wants_read; /* SSL_write needs it readable */
+        bool batching;         /* in conn_process(): replies go out together at its end */
+        bool deferred;         /* a batch ended with more to read: the deferred source reads on */
         bool closed;
         bool close_after_flush;
         bool read_only; /* a read-group member: only the calls that change nothing */
 };
+
+/* Calls that will still answer and open streams: every reference but ours. */
+static unsigned conn_in_flight(const struct conn *c)
+{
+        unsigned own = (c->closed ? 0 : 1) + c->own_refs;
+        return c->ref > own ? c->ref - own : 0;
+}
 
 struct conn *conn_ref(struct conn *c)
 {
@@ -57,13 +107,38 @@ struct conn *conn_ref(struct conn *c)
         return c;
 }
 
-void conn_unref(struct conn *c)
+static void conn_take(struct conn *c)
 {
-        if (!c || --c->ref > 0)
-                return;
+        c->ref++;
+        c->own_refs++;
+}
+
+static void conn_free(struct conn *c)
+{
+        SSL_free(c->ssl);
         frame_reader_free(&c->rd);
         frame_writer_free(&c->wr);
         free(c);
+}
+
+void conn_unref(struct conn *c)
+{
+        if (!c)
+                return;
+        if (--c->ref == 0)
+                return conn_free(c);
+        if (c->closed)
+                return;
+        /* A call ended or a stream closed. */
+        if (conn_in_flight(c) == 0)
+                c->active_usec = now_monotonic_usec(); /* idle from now */
+}
+
+static void conn_release(struct conn *c)
+{
+        c->own_refs--;
+        if (--c->ref == 0)
+                conn_free(c);
 }
 
 static void conn_close(struct conn *c)
@@ -72,28 +147,97 @@ static void conn_close(struct conn *c)
                 return;
         c->closed = true;
         c->source = sd_event_source_disable_unref(c->source);
+        c->work = sd_event_source_disable_unref(c->work);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        /* A quiet close_notify; a peer that is gone already makes it fail, which is fine. */
+        if (c->ssl && !c->handshaking && SSL_shutdown(c->ssl) < 0)
+                ERR_clear_error();
         closep(&c->fd), c->fd = -1;
         c->srv->n_conns--;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                c->srv->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
         conn_unref(c);
+}
+
+/* ---- the transport: plain or TLS ---- */
+
+/* Read what the peer sent into the frame reader: >0 bytes, 0 at the end, -EAGAIN, or
+ * another negative errno. */
+static ssize_t conn_recv(struct conn *c)
+{
+        if (!c->ssl)
+                return frame_reader_fill(&c->rd, c->fd);
+
+        uint8_t buf[TLS_READ_CHUNK];
+        c->read_wants_write = false;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, sizeof buf);
+        if (n > 0) {
+                int r = frame_reader_feed(&c->rd, buf, (size_t)n);
+                return r < 0 ? r : n;
+        }
+        switch (SSL_get_error(c->ssl, n)) {
+        case SSL_ERROR_WANT_READ: return -EAGAIN;
+        case SSL_ERROR_WANT_WRITE: c->read_wants_write = true; return -EAGAIN;
+        case SSL_ERROR_ZERO_RETURN: return 0;
+        case SSL_ERROR_SYSCALL: return errno > 0 ? -errno : 0;
+        default: ERR_clear_error(); return -EPROTO;
+        }
+}
+
+/* Write what is queued: 0 when all is out, -EAGAIN, another negative errno. */
+static int conn_send(struct conn *c)
+{
+        if (!c->ssl)
+                return frame_writer_flush(&c->wr, c->fd);
+
+        c->write_wants_read = false;
+        while (frame_writer_pending(&c->wr) > 0) {
+                size_t n;
+                const uint8_t *p = frame_writer_peek(&c->wr, &n);
+                ERR_clear_error();
+                int k = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+                if (k > 0) {
+                        frame_writer_advance(&c->wr, (size_t)k);
+                        continue;
+                }
+                switch (SSL_get_error(c->ssl, k)) {
+                case SSL_ERROR_WANT_WRITE: return -EAGAIN;
+                case SSL_ERROR_WANT_READ: c->write_wants_read = true; return -EAGAIN;
+                case SSL_ERROR_SYSCALL: return errno > 0 ? -errno : -EPIPE;
+                default: ERR_clear_error(); return -EPROTO;
+                }
+        }
+        return 0;
 }
 
 static void conn_update_events(struct conn *c)
 {
         if (c->closed)
                 return;
-        uint32_t ev = frame_writer_pending(&c->wr) ? EPOLLOUT : 0;
-        if (!c->close_after_flush)
-                ev |= EPOLLIN;
+        uint32_t ev;
+        if (c->handshaking)
+                ev = c->handshake_events;
+        else {
+                ev = frame_writer_pending(&c->wr) || c->read_wants_write ? EPOLLOUT : 0;
+                if ((!c->close_after_flush && !c->deferred) || c->write_wants_read)
+                        ev |= EPOLLIN;
+        }
         sd_event_source_set_io_events(c->source, ev);
 }
 
 static void conn_flush(struct conn *c)
 {
-        if (c->closed)
+        if (c->closed || c->handshaking)
                 return;
-        int r = frame_writer_flush(&c->wr, c->fd);
+        int r = conn_send(c);
         if (r < 0 && r != -EAGAIN) {
-                log_debug("connection: write: %s", strerror(-r));
+                log_debug("connection %s: write: %s", c->peer, strerror(-r));
                 conn_close(c);
                 return;
         }
@@ -112,7 +256,7 @@ void conn_reply(struct conn *c, Hostd__V1__Response *resp)
         uint8_t stackbuf[4096];
         uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
         if (!buf) {
-                log_error("connection: out of memory for a %zu-byte reply", len);
+                log_error("connection %s: out of memory for a %zu-byte reply", c->peer, len);
                 conn_close(c);
                 return;
         }
@@ -121,12 +265,14 @@ void conn_reply(struct conn *c, Hostd__V1__Response *resp)
         if (buf != stackbuf)
                 free(buf);
         if (r < 0) {
-                log_warning("connection: %s; disconnecting a client that does not read its replies",
-                            strerror(-r));
+                log_warning("connection %s: %s; disconnecting a client that does not read its "
+                            "replies",
+                            c->peer, strerror(-r));
                 conn_close(c);
                 return;
         }
-        conn_flush(c);
+        if (!c->batching)
+                conn_flush(c);
 }
 
 void conn_reply_packed(struct conn *c, uint64_t id, const uint8_t *body, size_t len)
@@ -176,6 +322,20 @@ void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ..
         conn_reply(c, &resp);
 }
 
+/* Tell the peer (id 0) why it is being disconnected, then hang up. */
+_printf_(3, 4) static void conn_hang_up(struct conn *c, int code, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        conn_reply_error(c, 0, code, "%s", msg);
+        c->close_after_flush = true;
+        c->active_usec = now_monotonic_usec(); /* the peer has idle-timeout to read it */
+        conn_flush(c);
+}
+
 /* Tell the peer what was wrong with its stream, then hang up. */
 _printf_(3, 4) static void conn_protocol_error(struct conn *c, int code, const char *fmt, ...)
 {
@@ -184,10 +344,8 @@ _printf_(3, 4) static void conn_protocol_error(struct conn *c, int code, const c
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        log_info("connection: %s; disconnecting", msg);
-        conn_reply_error(c, 0, code, "%s", msg);
-        c->close_after_flush = true;
-        conn_flush(c);
+        log_info("connection %s: %s; disconnecting", c->peer, msg);
+        conn_hang_up(c, code, "%s", msg);
 }
 
 /* ---- calls ---- */
@@ -614,6 +772,22 @@ static bool call_reads_only(Hostd__V1__Request__CallCase cc)
         }
 }
 
+/* A call that answers later or opens a stream: what max-inflight counts. */
+static bool adds_in_flight(const Hostd__V1__Request *req)
+{
+        switch (req->call_case) {
+        case HOSTD__V1__REQUEST__CALL_START:
+        case HOSTD__V1__REQUEST__CALL_STOP:
+        case HOSTD__V1__REQUEST__CALL_RESTART:
+        case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
+        case HOSTD__V1__REQUEST__CALL_EXEC:
+        case HOSTD__V1__REQUEST__CALL_ATTACH: return true;
+        case HOSTD__V1__REQUEST__CALL_LOGS: return req->logs->follow;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS: return req->subscribe_events->follow;
+        default: return false;
+        }
+}
+
 static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
 {
         struct manager *m = c->srv->m;
@@ -639,6 +813,14 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                                  "%s: permission denied: this client may only read (it is in "
                                  "read-group, not root)",
                                  call_name(req->call_case));
+                hostd__v1__request__free_unpacked(req, NULL);
+                return;
+        }
+        if (adds_in_flight(req) && conn_in_flight(c) >= c->max_inflight) {
+                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                 "%s: calls and streams in flight on this connection: %u, the "
+                                 "limit (max-inflight); send it again once one has ended",
+                                 call_name(req->call_case), conn_in_flight(c));
                 hostd__v1__request__free_unpacked(req, NULL);
                 return;
         }
@@ -698,42 +880,165 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         hostd__v1__request__free_unpacked(req, NULL);
 }
 
+/* ---- connections ---- */
+
+#define USEC_PER_SEC 1000000ULL
+
+/* The rest of a batch waits for the deferred source, whose priority is below every other
+ * client's and beside the dynos' log pipes: a flooding client takes only what is left. Its
+ * socket's EPOLLIN is off meanwhile, or it would be read at the default priority anyway. */
+static void conn_schedule(struct conn *c)
+{
+        if (c->closed)
+                return;
+        c->deferred = true;
+        sd_event_source_set_enabled(c->work, SD_EVENT_ONESHOT);
+}
+
+/* Handle up to CONN_BATCH requests, reading from the peer whenever none is buffered whole. */
+static void conn_process(struct conn *c)
+{
+        unsigned handled = 0;
+
+        conn_take(c);
+        c->batching = true;
+        while (!c->closed && !c->close_after_flush) {
+                if (handled == CONN_BATCH) {
+                        conn_schedule(c); /* the rest after the others' turn */
+                        break;
+                }
+                const uint8_t *msg;
+                size_t len;
+                int r = frame_reader_next(&c->rd, &msg, &len);
+                if (r > 0) {
+                        c->active_usec = now_monotonic_usec();
+                        conn_handle(c, msg, len);
+                        handled++;
+                        continue;
+                }
+                if (r == -EMSGSIZE) {
+                        conn_protocol_error(c, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                                            "frame over the limit of %zu bytes (max-frame)",
+                                            c->rd.max);
+                        break;
+                }
+                if (r < 0) {
+                        conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                            "malformed frame length");
+                        break;
+                }
+                ssize_t n = conn_recv(c);
+                if (n > 0)
+                        continue;
+                if (n == -EAGAIN)
+                        break;
+                if (n < 0)
+                        log_debug("connection %s: read: %s", c->peer, strerror((int)-n));
+                else if (frame_reader_partial(&c->rd))
+                        log_debug("connection %s: peer closed in the middle of a frame", c->peer);
+                conn_close(c);
+        }
+        c->batching = false;
+        conn_flush(c); /* one write for the batch's replies; sets the events */
+        conn_release(c);
+}
+
+static void conn_arm_timer(struct conn *c, uint64_t usec)
+{
+        if (!c->timer)
+                return;
+        if (sd_event_source_set_time(c->timer, usec) < 0 ||
+            sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT) < 0)
+                log_warning("connection %s: cannot arm its timer", c->peer);
+}
+
+static void conn_handshake(struct conn *c)
+{
+        const struct config *cfg = c->srv->m->config;
+        char why[256];
+
+        ERR_clear_error();
+        int k = SSL_do_handshake(c->ssl);
+        if (k != 1) {
+                int e = SSL_get_error(c->ssl, k);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                        c->handshake_events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+                        conn_update_events(c);
+                        return;
+                }
+                log_warning("TLS %s: refused: %s", c->peer,
+                            tls_handshake_failure(c->ssl, e, why, sizeof why));
+                conn_close(c);
+                return;
+        }
+
+        c->handshaking = false;
+        c->active_usec = now_monotonic_usec();
+        if (cfg->idle_timeout > 0)
+                conn_arm_timer(c, c->active_usec + cfg->idle_timeout * USEC_PER_SEC);
+        else if (c->timer)
+                c->timer = sd_event_source_disable_unref(c->timer);
+
+        char who[320];
+        if (!tls_peer_allowed(c->srv->tls, c->ssl, who, sizeof who)) {
+                log_warning("TLS %s: refused: %s is not on the allow-list (tls-allow)", c->peer,
+                            who);
+                conn_hang_up(c, HOSTD__V1__CODE__PERMISSION_DENIED,
+                             "%s is not allowed on this host (tls-allow)", who);
+                return;
+        }
+        log_info("TLS %s: %s connected", c->peer, who);
+        /* Requests may have come with the handshake's last flight, inside OpenSSL already. */
+        conn_process(c);
+}
+
+/* A TLS connection's first byte is a handshake record's type (22); anything else is a client
+ * that does not speak TLS, such as one of the Unix socket's protocol: say so by name. */
+static bool conn_speaks_tls(struct conn *c)
+{
+        if (c->first_byte_seen)
+                return true;
+        uint8_t b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return true; /* not yet known: SSL_do_handshake() waits for it too */
+        if (n <= 0) {
+                log_info("TLS %s: closed before the handshake", c->peer);
+                conn_close(c);
+                return false;
+        }
+        if (b != 22) {
+                log_warning("TLS %s: refused: not TLS (the first byte is 0x%02x, a TLS handshake "
+                            "starts with 0x16)",
+                            c->peer, b);
+                conn_close(c);
+                return false;
+        }
+        c->first_byte_seen = true;
+        return true;
+}
+
 static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct conn *c = userdata;
-        conn_ref(c);
-        if (revents & EPOLLOUT)
-                conn_flush(c);
-        if (!c->closed && !c->close_after_flush && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-                ssize_t n = frame_reader_fill(&c->rd, c->fd);
-                if (n == 0 || (n < 0 && n != -EAGAIN)) {
-                        if (frame_reader_partial(&c->rd))
-                                log_debug("connection: peer closed in the middle of a frame");
-                        conn_close(c);
-                } else {
-                        /* A bounded batch per wake-up: one busy client cannot hold the loop. */
-                        for (int i = 0; i < 64 && !c->closed && !c->close_after_flush; i++) {
-                                const uint8_t *msg;
-                                size_t len;
-                                int r = frame_reader_next(&c->rd, &msg, &len);
-                                if (r == 0)
-                                        break;
-                                if (r == -EMSGSIZE) {
-                                        conn_protocol_error(c, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
-                                                            "frame over the limit of %zu bytes",
-                                                            c->rd.max);
-                                        break;
-                                }
-                                if (r < 0) {
-                                        conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                                            "malformed frame length");
-                                        break;
-                                }
-                                conn_handle(c, msg, len);
-                        }
+
+        conn_take(c);
+        if (c->handshaking) {
+                if (conn_speaks_tls(c))
+                        conn_handshake(c);
+        } else {
+                if ((revents & EPOLLOUT) || (c->write_wants_read && (revents & EPOLLIN)))
+                        conn_flush(c);
+                bool readable = (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+                                (c->read_wants_write && (revents & EPOLLOUT));
+                if (!c->closed && readable) {
+                        if (!c->close_after_flush)
+                                conn_process(c);
+                        else if (revents & (EPOLLHUP | EPOLLERR))
+                                conn_close(c); /* gone: nobody to answer */
                 }
         }
-        conn_unref(c);
+        conn_release(c);
         return 0;
 }
 
@@ -772,18 +1077,140 @@ static bool peer_allowed(struct rpc_server *srv, int fd, bool *ret_read_only)
         return false;
 }
 
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static int on_work(sd_event_source *s, void *userdata)
 {
-        struct rpc_server *srv = userdata;
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct conn *c = userdata;
+        c->deferred = false;
+        if (!c->handshaking)
+                conn_process(c);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct conn *c = userdata;
+        const struct config *cfg = c->srv->m->config;
+
+        if (c->handshaking) {
+                log_warning("TLS %s: refused: no TLS handshake within %" PRIu32
+                            " s (tls-handshake-timeout)",
+                            c->peer, cfg->tls_handshake_timeout);
+                conn_close(c);
+                return 0;
+        }
+        uint64_t now = now_monotonic_usec(), idle = cfg->idle_timeout * USEC_PER_SEC;
+        if (c->close_after_flush && now >= c->active_usec + idle) {
+                conn_close(c); /* its last words were not read in all that time */
+                return 0;
+        }
+        if (!c->close_after_flush && (conn_in_flight(c) > 0 || frame_writer_pending(&c->wr) > 0)) {
+                conn_arm_timer(c, now + idle); /* busy: look again later */
+                return 0;
+        }
+        if (now < c->active_usec + idle) {
+                conn_arm_timer(c, c->active_usec + idle);
+                return 0;
+        }
+        log_info("connection %s: closed after %" PRIu32 " s without a request (idle-timeout)",
+                 c->peer, cfg->idle_timeout);
+        conn_hang_up(c, HOSTD__V1__CODE__UNAVAILABLE,
+                     "closed after %" PRIu32 " s without a request (idle-timeout)",
+                     cfg->idle_timeout);
+        return 0;
+}
+
+/* A connection on an accepted socket (taken over: closed on failure too). */
+static int conn_new(struct rpc_server *srv, int cfd, const char *peer, bool tls, bool read_only)
+{
+        struct manager *m = srv->m;
+        const struct config *cfg = m->config;
+        struct conn *c = calloc(1, sizeof *c);
+        int r = -ENOMEM;
+
+        if (!c) {
+                close(cfd);
+                return r;
+        }
+        c->ref = 1;
+        c->srv = srv;
+        c->read_only = read_only;
+        c->max_inflight = cfg->max_inflight;
+        c->fd = cfd;
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+        frame_reader_init(&c->rd, cfg->max_frame);
+        frame_writer_init(&c->wr, CONN_MAX_PENDING);
+        if (tls) {
+                c->ssl = tls_server_new_ssl(srv->tls, cfd);
+                if (!c->ssl)
+                        goto fail;
+                c->handshaking = true;
+                c->handshake_events = EPOLLIN;
+        }
+        c->active_usec = now_monotonic_usec();
+        uint64_t secs = tls ? cfg->tls_handshake_timeout : cfg->idle_timeout;
+        r = sd_event_add_io(m->event, &c->source, cfd, EPOLLIN, on_conn, c);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &c->work, on_work, c);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->work, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_source_set_priority(c->work, HOSTD_PRIORITY_LOGS);
+        if (r >= 0 && secs > 0)
+                r = sd_event_add_time(m->event, &c->timer, CLOCK_MONOTONIC,
+                                      c->active_usec + secs * USEC_PER_SEC, USEC_PER_SEC / 10,
+                                      on_timer, c);
+        if (r < 0)
+                goto fail;
+        srv->n_conns++;
+        c->next = srv->conns;
+        if (c->next)
+                c->next->prev = c;
+        srv->conns = c;
+        return 0;
+fail:
+        c->source = sd_event_source_disable_unref(c->source);
+        c->work = sd_event_source_disable_unref(c->work);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        close(cfd);
+        conn_free(c);
+        return r;
+}
+
+/* Accept one connection: its descriptor, or a negative errno (logged unless EAGAIN). */
+static int accept_one(struct rpc_server *srv, int fd, struct sockaddr_storage *sa, socklen_t *salen)
+{
+        int cfd = accept4(fd, (struct sockaddr *)sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
                 if (errno != EAGAIN && errno != EINTR)
                         log_warning_errno(errno, "accept: %m");
-                return 0;
+                return -errno;
         }
-        if (srv->n_conns >= srv->m->config->max_connections) {
-                log_warning("refusing a connection: %zu open, the limit (max-connections)",
-                            srv->n_conns);
+        return cfd;
+}
+
+static bool over_limit(struct rpc_server *srv, const char *peer)
+{
+        if (srv->n_conns < srv->m->config->max_connections)
+                return false;
+        log_warning("refusing a connection from %s: %zu open, the limit (max-connections)", peer,
+                    srv->n_conns);
+        return true;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct rpc_server *srv = userdata;
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int cfd = accept_one(srv, fd, &sa, &salen);
+        if (cfd < 0)
+                return 0;
+        char peer[64] = "a local client";
+        struct ucred cred;
+        socklen_t n = sizeof cred;
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &n) == 0)
+                snprintf(peer, sizeof peer, "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
+        if (over_limit(srv, peer)) {
                 close(cfd);
                 return 0;
         }
@@ -792,26 +1219,59 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 close(cfd);
                 return 0;
         }
-        struct conn *c = calloc(1, sizeof *c);
-        if (!c) {
-                close(cfd);
-                return 0;
-        }
-        c->read_only = read_only;
-        c->ref = 1;
-        c->srv = srv;
-        c->fd = cfd;
-        frame_reader_init(&c->rd, srv->m->config->max_frame);
-        frame_writer_init(&c->wr, CONN_MAX_PENDING);
-        int r = sd_event_add_io(srv->m->event, &c->source, cfd, EPOLLIN, on_conn, c);
-        if (r < 0) {
-                log_error_errno(r, "watch a connection: %m");
-                close(cfd);
-                conn_unref(c);
-                return 0;
-        }
-        srv->n_conns++;
+        int r = conn_new(srv, cfd, peer, false, read_only);
+        if (r < 0)
+                log_error_errno(r, "connection %s: set up: %m", peer);
         return 0;
+}
+
+static int on_accept_tls(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct rpc_server *srv = userdata;
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int cfd = accept_one(srv, fd, &sa, &salen);
+        if (cfd < 0)
+                return 0;
+        char host[INET6_ADDRSTRLEN] = "?", peer[INET6_ADDRSTRLEN + 16];
+        if (sa.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+                inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+                snprintf(peer, sizeof peer, "[%s]:%u", host, ntohs(a->sin6_port));
+        } else {
+                const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+                inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+                snprintf(peer, sizeof peer, "%s:%u", host, ntohs(a->sin_port));
+        }
+        if (over_limit(srv, peer)) {
+                close(cfd);
+                return 0;
+        }
+        /* Replies are small and a client waits for each: do not hold them back (Nagle). */
+        int one = 1;
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int r = conn_new(srv, cfd, peer, true, false);
+        if (r < 0)
+                log_error_errno(r, "TLS %s: set up the connection: %m", peer);
+        return 0;
+}
+
+static int tcp_listen(const char *addr)
+{
+        struct sockaddr_storage ss;
+        unsigned len;
+        int r = config_parse_listen(addr, &ss, &len);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd =
+                socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
 }
 
 /* Give the socket to read-group: its members may connect (and then only read). */
@@ -839,38 +1299,81 @@ static int read_group_setup(const struct config *c, const char *path, gid_t *ret
         return 0;
 }
 
-int rpc_server_new(struct manager *m, struct rpc_server **ret)
+int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server **ret)
 {
-        const char *path = m->config->socket_path;
-        _cleanup_close_ int fd = unix_listen(path, "hostd");
-        if (fd < 0)
-                return fd;
-
+        const struct config *cfg = m->config;
         struct rpc_server *srv = calloc(1, sizeof *srv);
-        if (!srv)
-                return -ENOMEM;
+        if (!srv) {
+                tls_server_free(tls);
+                return log_error_errno(ENOMEM, "API server: %m");
+        }
         srv->m = m;
+        srv->fd = srv->tls_fd = -1;
+        srv->tls = tls;
+
+        int r = unix_listen(cfg->socket_path, "hostd");
+        if (r < 0)
+                goto fail;
+        srv->fd = r;
         srv->read_gid = (gid_t)-1;
-        int r = read_group_setup(m->config, path, &srv->read_gid);
+        r = read_group_setup(cfg, cfg->socket_path, &srv->read_gid);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_io(m->event, &srv->source, srv->fd, EPOLLIN, on_accept, srv);
         if (r < 0) {
-                free(srv);
-                return r;
+                log_error_errno(r, "watch %s: %m", cfg->socket_path);
+                goto fail;
         }
-        r = sd_event_add_io(m->event, &srv->source, fd, EPOLLIN, on_accept, srv);
-        if (r < 0) {
-                free(srv);
-                return log_error_errno(r, "watch %s: %m", path);
+        if (tls) {
+                r = tcp_listen(cfg->listen_tls);
+                if (r < 0) {
+                        log_error_errno(r, "listen-tls %s: %m", cfg->listen_tls);
+                        goto fail;
+                }
+                srv->tls_fd = r;
+                r = sd_event_add_io(m->event, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls,
+                                    srv);
+                if (r < 0) {
+                        log_error_errno(r, "watch listen-tls %s: %m", cfg->listen_tls);
+                        goto fail;
+                }
         }
-        srv->fd = TAKE_FD(fd);
         *ret = srv;
         return 0;
+fail:
+        rpc_server_free(srv);
+        return r;
+}
+
+void rpc_server_reload_tls(struct rpc_server *s)
+{
+        const struct config *cfg = s->m->config;
+        char err[512];
+
+        if (!s->tls) {
+                log_info("SIGHUP: no listen-tls, nothing to reload");
+                return;
+        }
+        if (tls_server_reload(s->tls, err, sizeof err) < 0) {
+                log_error("TLS: reload failed, new connections keep the certificates in use: %s",
+                          err);
+                return;
+        }
+        log_info("TLS: reloaded tls-cert %s, tls-key %s and tls-ca %s for new connections",
+                 cfg->tls_cert, cfg->tls_key, cfg->tls_ca);
 }
 
 void rpc_server_free(struct rpc_server *s)
 {
         if (!s)
                 return;
+        /* What the manager still holds of a connection then sees it closed, never s. */
+        while (s->conns)
+                conn_close(s->conns);
         s->source = sd_event_source_disable_unref(s->source);
+        s->tls_source = sd_event_source_disable_unref(s->tls_source);
         closep(&s->fd);
+        closep(&s->tls_fd);
+        tls_server_free(s->tls);
         free(s);
 }

@@ -1,4 +1,5 @@
-/* The API server: a Unix socket, framed protobuf requests, replies and streams. */
+/* The API server: a Unix socket and a TLS listener, framed protobuf requests, replies and
+ * streams. */
 #pragma once
 
 #include <stdarg.h>
@@ -12,9 +13,14 @@ struct rpc_server;
 struct conn;
 struct dyno;
 
-/* Listen on the configured socket. Refuses to start when another hostd answers there. */
-int rpc_server_new(struct manager *m, struct rpc_server **ret);
+struct tls_server;
+
+/* Listen on the configured socket, and with tls (taken over, freed on failure too) on
+ * listen-tls. Refuses to start when another hostd answers there. Logs what failed. */
+int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server **ret);
 void rpc_server_free(struct rpc_server *s);
+/* SIGHUP: read the TLS certificates, key and CAs again for new connections (logged). */
+void rpc_server_reload_tls(struct rpc_server *s);
 
 struct conn *conn_ref(struct conn *c);
 void conn_unref(struct conn *c);

@@ -272,9 +272,22 @@ int frame_writer_flush(struct frame_writer *w, int fd)
                 }
                 if (k == 0) /* cannot progress; do not spin */
                         return -EIO;
-                w->start += (size_t)k;
+                frame_writer_advance(w, (size_t)k);
         }
+        return 0;
+}
 
+const uint8_t *frame_writer_peek(const struct frame_writer *w, size_t *len)
+{
+        *len = w->len - w->start;
+        return w->buf + w->start;
+}
+
+void frame_writer_advance(struct frame_writer *w, size_t n)
+{
+        w->start += n < w->len - w->start ? n : w->len - w->start;
+        if (w->start < w->len)
+                return;
         w->start = w->len = 0;
         /* Give back what a burst made us allocate once it is out. */
         if (w->cap > FRAME_SHRINK_ABOVE) {
@@ -282,7 +295,6 @@ int frame_writer_flush(struct frame_writer *w, int fd)
                 w->buf = NULL;
                 w->cap = 0;
         }
-        return 0;
 }
 
 static int fd_wait(int fd, short events)

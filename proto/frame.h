@@ -61,6 +61,9 @@ int frame_writer_append(struct frame_writer *w, const void *msg, size_t len);
  * errno (EPIPE...) on failure. */
 int frame_writer_flush(struct frame_writer *w, int fd);
 size_t frame_writer_pending(const struct frame_writer *w);
+/* For a writer of its own (TLS): the queued bytes, and how many of them went out. */
+const uint8_t *frame_writer_peek(const struct frame_writer *w, size_t *len);
+void frame_writer_advance(struct frame_writer *w, size_t n);
 
 /* Blocking helpers for clients and tests: write one framed message fully; read one framed
  * message (malloc'ed into *ret). read returns 1, 0 on clean EOF before any byte, -EPIPE on

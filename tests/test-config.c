@@ -56,6 +56,11 @@ static bool config_equal(const struct config *a, const struct config *b)
             !streq_null(a->dedicated_cpu_pool, b->dedicated_cpu_pool) ||
             a->drain_buffer != b->drain_buffer || a->drain_backoff_max != b->drain_backoff_max ||
             !streq_null(a->drain_ca_file, b->drain_ca_file) ||
+            !streq_null(a->listen_tls, b->listen_tls) || !streq_null(a->tls_cert, b->tls_cert) ||
+            !streq_null(a->tls_key, b->tls_key) || !streq_null(a->tls_ca, b->tls_ca) ||
+            !streq_null(a->tls_allow, b->tls_allow) ||
+            a->tls_handshake_timeout != b->tls_handshake_timeout ||
+            a->idle_timeout != b->idle_timeout || a->max_inflight != b->max_inflight ||
             a->restart_backoff.n != b->restart_backoff.n ||
             memcmp(a->restart_backoff.seconds, b->restart_backoff.seconds,
                    sizeof a->restart_backoff.seconds) != 0)
@@ -384,6 +389,28 @@ static void test_errors(void)
                   "not a duration" },
                 { "[hostd]\nrestart-backoff = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
                   "e.conf:2:", "key 'restart-backoff'", "more than 16" },
+                { "[hostd]\nlisten-tls = localhost:7443\n", "e.conf:2:", "key 'listen-tls'",
+                  "not ADDR:PORT with an IP address" },
+                { "[hostd]\nlisten-tls = 127.0.0.1:0\n", "e.conf:2:", "key 'listen-tls'",
+                  "a port 1..65535" },
+                { "[hostd]\nlisten-tls = ::1:7443\n", "e.conf:2:", "key 'listen-tls'",
+                  "not ADDR:PORT" },
+                { "[hostd]\nlisten-tls = 127.0.0.1:7443\ntls-cert = /c\ntls-key = /k\n",
+                  "e.conf:", "key 'tls-ca'", "required when listen-tls is set" },
+                { "[hostd]\nlisten-tls = [::1]:7443\n", "e.conf:", "key 'tls-cert'",
+                  "required when listen-tls is set" },
+                { "[hostd]\ntls-cert = cert.pem\n", "e.conf:2:", "key 'tls-cert'",
+                  "not an absolute path" },
+                { "[hostd]\ntls-allow = a,,b\n", "e.conf:2:", "key 'tls-allow'",
+                  "an empty identity" },
+                { "[hostd]\ntls-allow = control plane\n", "e.conf:2:", "key 'tls-allow'",
+                  "printable ASCII without spaces" },
+                { "[hostd]\ntls-handshake-timeout = 0\n",
+                  "e.conf:2:", "key 'tls-handshake-timeout'", "value out of range (1..3600)" },
+                { "[hostd]\nmax-inflight = 0\n", "e.conf:2:", "key 'max-inflight'",
+                  "value out of range (1..65536)" },
+                { "[hostd]\nidle-timeout = 86401\n", "e.conf:2:", "key 'idle-timeout'",
+                  "value out of range (0..86400)" },
                 { "[hostd]\nstate-dir = ./state\n", "e.conf:2:", "key 'state-dir'",
                   "not an absolute path" },
                 { "[hostd]\nlayers-dir = layers\n", "e.conf:2:", "key 'layers-dir'",
@@ -645,8 +672,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 49 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 49 + 9 * 8);
+        /* 57 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 57 + 9 * 8);
 }
 
 int main(void)

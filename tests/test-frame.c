@@ -589,6 +589,61 @@ static void test_writer_nobufs(void)
         frame_writer_free(&w);
 }
 
+/* A writer of its own (rpc.c's TLS): take the queued bytes in odd pieces while appending
+ * more in between; what comes out is exactly the framed stream. */
+static void test_writer_peek_advance(void)
+{
+        struct frame_writer w;
+        struct frame_reader r;
+        uint8_t m[300];
+        uint8_t *expect = NULL, out[4096];
+        size_t expect_len = 0, out_len = 0;
+
+        frame_writer_init(&w, 0);
+        for (unsigned i = 0; i < 5; i++) {
+                pattern(m, sizeof m, i);
+                CHECK_EQ(frame_writer_append(&w, m, 100 + i * 50), 0);
+                stream_add(&expect, &expect_len, 100 + i * 50, i);
+                /* take 77 bytes (or what is left) after each append */
+                size_t n;
+                const uint8_t *p = frame_writer_peek(&w, &n);
+                size_t take = n < 77 ? n : 77;
+                memcpy(out + out_len, p, take);
+                out_len += take;
+                frame_writer_advance(&w, take);
+        }
+        for (;;) {
+                size_t n;
+                const uint8_t *p = frame_writer_peek(&w, &n);
+                if (n == 0)
+                        break;
+                size_t take = n < 13 ? n : 13;
+                memcpy(out + out_len, p, take);
+                out_len += take;
+                frame_writer_advance(&w, take);
+        }
+        CHECK_EQ(frame_writer_pending(&w), 0);
+        CHECK_EQ(out_len, expect_len);
+        CHECK(expect && memcmp(out, expect, expect_len) == 0);
+        /* Advancing past the end takes only what there is. */
+        CHECK_EQ(frame_writer_append(&w, m, 10), 0);
+        frame_writer_advance(&w, 1000);
+        CHECK_EQ(frame_writer_pending(&w), 0);
+
+        frame_reader_init(&r, 0);
+        CHECK_EQ(frame_reader_feed(&r, out, out_len), 0);
+        for (unsigned i = 0; i < 5; i++) {
+                const uint8_t *msg;
+                size_t len;
+                CHECK_EQ(frame_reader_next(&r, &msg, &len), 1);
+                CHECK_EQ(len, 100 + i * 50);
+                CHECK(pattern_ok(msg, len, i));
+        }
+        frame_reader_free(&r);
+        frame_writer_free(&w);
+        free(expect);
+}
+
 static void test_writer_epipe(void)
 {
         struct frame_writer w;
@@ -728,6 +783,7 @@ int main(void)
                 { "reader: fill bounded by max + 10 + chunk", test_reader_fill_bound },
                 { "write_all/read_one: 3 MiB message", test_write_all_read_one_large },
                 { "writer: max_pending bound", test_writer_nobufs },
+                { "writer: peek and advance in pieces", test_writer_peek_advance },
                 { "writer: closed peer gives EPIPE, no SIGPIPE", test_writer_epipe },
                 { "writer: partial flush on a full socket", test_writer_partial_flush },
                 { "reader/writer: free twice", test_free_twice },

@@ -12,6 +12,7 @@ $HOSTD_BUILD_DIR/proto/.
 import os
 import select
 import socket
+import ssl
 import sys
 import time
 from collections import deque
@@ -123,14 +124,8 @@ class HostdClient:
     pids of the dynos a test started)."""
 
     def __init__(self, socket_path, timeout=DEFAULT_TIMEOUT, max_frame=64 << 20, observer=None):
+        self._setup(timeout, max_frame, observer)
         self.socket_path = socket_path
-        self.timeout = timeout
-        self.max_frame = max_frame
-        self.observer = observer
-        self._next_id = 1
-        self._buf = bytearray()
-        self._pending = {}  # id -> deque of Responses read while waiting for another id
-        self._eof = False
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
         try:
@@ -138,6 +133,15 @@ class HostdClient:
         except BaseException:
             self.sock.close()
             raise
+
+    def _setup(self, timeout, max_frame, observer):
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self.observer = observer
+        self._next_id = 1
+        self._buf = bytearray()
+        self._pending = {}  # id -> deque of Responses read while waiting for another id
+        self._eof = False
 
     # -- connection -----------------------------------------------------------------------
     def close(self):
@@ -164,7 +168,7 @@ class HostdClient:
         closed the connection meanwhile."""
         try:
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError) as e:
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
             raise ConnectionClosed(str(e)) from e
 
     def new_id(self):
@@ -191,7 +195,8 @@ class HostdClient:
             data = self.sock.recv(65536)
         except socket.timeout as e:
             raise TimeoutError("no reply from hostd in time") from e
-        except ConnectionResetError as e:
+        except (ConnectionResetError, ssl.SSLError) as e:
+            # TLS: an alert (a refused certificate) ends the connection as a reset does.
             self._eof = True
             raise ConnectionClosed(str(e)) from e
         if not data:
@@ -371,6 +376,39 @@ class HostdClient:
                     f"dyno {dyno_id} is {pb.DynoState.Name(dyno.state)}, not {want}, after {timeout} s"
                 )
             time.sleep(interval)
+
+
+class TlsHostdClient(HostdClient):
+    """One connection to hostd's TLS listener (listen-tls): the same protocol, over TLS 1.3
+    with a client certificate, the server's checked against ca and its IP or name.
+
+    cert=None sends no client certificate; max_version (an ssl.TLSVersion) makes a client that
+    offers older versions only. The local address ("127.0.0.1:40000", as hostd logs the peer)
+    is known before the handshake: self.local."""
+
+    def __init__(self, host, port, cert, key, ca, timeout=DEFAULT_TIMEOUT, max_frame=64 << 20,
+                 observer=None, max_version=None):
+        self._setup(timeout, max_frame, observer)
+        self.socket_path = f"{host}:{port}"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if max_version is not None:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.maximum_version = max_version
+        else:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        raw = socket.create_connection((host, port), timeout=timeout)
+        self.local = "%s:%d" % raw.getsockname()[:2]
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+
+    def is_open(self, wait=0.0):
+        raise NotImplementedError("MSG_PEEK does not apply to TLS: use wait_closed()")
 
 
 def connect(socket_path, timeout=DEFAULT_TIMEOUT, **kw):
