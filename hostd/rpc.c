@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
 #include "admission.h"
@@ -812,8 +813,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-/* Give the socket to read-group: its members may connect (and then only read). */
-static int read_group_setup(const struct config *c, const char *path, gid_t *ret)
+/* Find read-group's gid; and, on a socket hostd made itself, give the socket to that group:
+ * its members may connect (and then only read). A socket systemd passed keeps the owner and
+ * mode its socket unit gave it (SocketGroup=, SocketMode=). */
+static int read_group_setup(const struct config *c, const char *path, bool own_socket, gid_t *ret)
 {
         const char *g = c->read_group;
         if (!*g)
@@ -831,16 +834,49 @@ static int read_group_setup(const struct config *c, const char *path, gid_t *ret
                 }
                 gid = gr->gr_gid;
         }
-        if (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0)
+        if (own_socket && (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0))
                 return log_error_errno(errno, "give %s to group %s: %m", path, g);
         *ret = gid;
         return 0;
 }
 
+/* The listening socket systemd passed (socket activation, hostd.socket), or -ENOENT when none
+ * was passed. It must be the configured socket: hostd serves one socket, at one path. */
+static int listen_fd_from_systemd(const char *path)
+{
+        int n = sd_listen_fds(1);
+        if (n < 0)
+                return log_error_errno(n, "read the sockets systemd passed: %m");
+        if (n == 0)
+                return -ENOENT;
+        if (n > 1)
+                return log_error_errno(EINVAL, "systemd passed %d sockets; hostd takes one, %s", n,
+                                       path);
+        int fd = SD_LISTEN_FDS_START;
+        int r = sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0);
+        if (r < 0)
+                return log_error_errno(r, "check the socket systemd passed: %m");
+        if (r == 0)
+                return log_error_errno(EINVAL,
+                                       "the socket systemd passed is not a listening stream "
+                                       "socket at %s (ListenStream= must be the 'socket' setting)",
+                                       path);
+        /* accept() runs until EAGAIN; systemd's sockets are blocking unless NonBlocking=. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return log_error_errno(errno, "make the socket systemd passed non-blocking: %m");
+        return fd;
+}
+
 int rpc_server_new(struct manager *m, struct rpc_server **ret)
 {
         const char *path = m->config->socket_path;
-        _cleanup_close_ int fd = unix_listen(path, "hostd");
+        _cleanup_close_ int fd = listen_fd_from_systemd(path);
+        bool own_socket = fd == -ENOENT;
+        if (own_socket)
+                fd = unix_listen(path, "hostd");
+        else if (fd >= 0)
+                log_info("serving %s, the socket systemd passed", path);
         if (fd < 0)
                 return fd;
 
@@ -849,7 +885,7 @@ int rpc_server_new(struct manager *m, struct rpc_server **ret)
                 return -ENOMEM;
         srv->m = m;
         srv->read_gid = (gid_t)-1;
-        int r = read_group_setup(m->config, path, &srv->read_gid);
+        int r = read_group_setup(m->config, path, own_socket, &srv->read_gid);
         if (r < 0) {
                 free(srv);
                 return r;
