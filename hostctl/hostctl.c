@@ -541,6 +541,16 @@ static void print_dyno(const Hostd__V1__Dyno *d)
                 kv("log_drain", "-");
         for (size_t i = 0; i < s->n_log_drains; i++)
                 kv("log_drain", "%s", s->log_drains[i]);
+        /* Each drain as hostd sees it now: connection, lines sent, dropped, waiting. */
+        for (size_t i = 0; i < d->n_drains; i++) {
+                const Hostd__V1__DrainStatus *ds = d->drains[i];
+                kv("drain",
+                   "%s %s sent=%" PRIu64 " dropped=%" PRIu64 " buffered=%" PRIu32
+                   " connects=%" PRIu32 " failures=%" PRIu32 "%s%s",
+                   ds->url, ds->connected ? "connected" : "disconnected", ds->sent, ds->dropped,
+                   ds->buffered, ds->connects, ds->failures, *ds->last_error ? " last_error=" : "",
+                   ds->last_error);
+        }
         if (s->n_env == 0)
                 kv("env", "-");
         for (size_t i = 0; i < s->n_env; i++)
@@ -649,6 +659,7 @@ enum {
         OPT_STACK_URL,
         OPT_SLUG_URL,
         OPT_ENV,
+        OPT_LOG_DRAIN,
         OPT_BOOT_TIMEOUT,
         OPT_COMMAND,
         OPT_SPEC,
@@ -657,6 +668,7 @@ enum {
         OPT_BUDGET,
         OPT_SINCE,
         OPT_DEADLINE,
+        OPT_INTERVAL,
 };
 
 /* Kept by hand: clang-format cannot tell that this macro is a list of initializers. */
@@ -966,6 +978,8 @@ static const char start_help[] =
         "                           (http://, https://, file:// or an absolute path)\n"
         "      --slug-url URL       the same for the slug\n"
         "      --env NAME=VALUE     a config var (repeatable; replaces one of the same name)\n"
+        "      --log-drain URL      a syslog drain, syslog://HOST:PORT or syslog+tls://HOST:PORT\n"
+        "                           (repeatable, up to 8; added to the spec file's)\n"
         "      --grace SECONDS      stop grace period (default: the host's)\n"
         "      --boot-timeout SECONDS  R10 boot timeout of a web dyno (default: the host's)\n"
         "      --command STRING     the command, run by the stack's /bin/sh -c\n"
@@ -982,9 +996,15 @@ struct start_flags {
         uint32_t port, grace, boot;
         char **env; /* "NAME=VALUE", pointers into argv */
         size_t n_env;
+        char **drains; /* syslog drain URLs, pointers into argv */
+        size_t n_drains;
 };
 
-static void start_flags_done(struct start_flags *f) { free(f->env); }
+static void start_flags_done(struct start_flags *f)
+{
+        free(f->env);
+        free(f->drains);
+}
 
 static int start_option(int c, const char *arg, void *userdata)
 {
@@ -1034,6 +1054,14 @@ static int start_option(int c, const char *arg, void *userdata)
                         return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
                 f->env = n;
                 f->env[f->n_env++] = (char *)arg;
+                return EXIT_OK;
+        }
+        case OPT_LOG_DRAIN: {
+                char **n = realloc(f->drains, (f->n_drains + 1) * sizeof *n);
+                if (!n)
+                        return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
+                f->drains = n;
+                f->drains[f->n_drains++] = (char *)arg;
                 return EXIT_OK;
         }
         }
@@ -1105,6 +1133,9 @@ static int apply_start_flags(const struct start_flags *f, Hostd__V1__DynoSpec *s
                 if (r < 0)
                         return r;
         }
+        for (size_t i = 0; i < f->n_drains; i++)
+                if (spec_add_log_drain(s, f->drains[i]) < 0)
+                        return -ENOMEM;
         return 0;
 }
 
@@ -1139,6 +1170,7 @@ static char *join_words(char **words, size_t n)
                 { "stack-url", required_argument, NULL, OPT_STACK_URL },                           \
                 { "slug-url", required_argument, NULL, OPT_SLUG_URL },                             \
                 { "env", required_argument, NULL, OPT_ENV },                                       \
+                { "log-drain", required_argument, NULL, OPT_LOG_DRAIN },                           \
                 { "grace", required_argument, NULL, OPT_GRACE },                                   \
                 { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },                     \
         {                                                                                          \
@@ -2726,6 +2758,217 @@ static int cmd_events(struct globals *g, int argc, char **argv)
         return EXIT_OK;
 }
 
+/* ---- top ---- */
+
+static const char top_help[] =
+        "Usage: hostctl top [--interval SECONDS] [-n N] [--json]\n"
+        "\n"
+        "Show every running dyno's figures, refreshed from hostd's SubscribeMetrics stream:\n"
+        "ID, NAME, STATE, CPU (percent of one CPU since the previous refresh; \"-\" on the\n"
+        "first), MEM (memory, swap included) against QUOTA and its share, PIDS, the network\n"
+        "bytes it received (RX) and sent (TX), and its 1-minute load average, under a line\n"
+        "with the host's load and memory. On a terminal the table is redrawn in place;\n"
+        "otherwise each refresh is printed after the last, a blank line between them.\n"
+        "\n"
+        "      --interval SECONDS refresh this often (1..3600, default 2)\n"
+        "  -n, --iterations N     stop after N refreshes (default: until interrupted)\n"
+        "      --json             one JSON object per refresh, the API's MetricsBatch\n" COMMON_HELP;
+
+struct top_prev {
+        char *id;
+        uint64_t cpu_usec;
+        int64_t time_usec;
+};
+
+struct top_state {
+        uint32_t interval, iterations, done;
+        bool json, tty;
+        struct top_prev *prev;
+        size_t n_prev;
+};
+
+static int top_option(int c, const char *arg, void *userdata)
+{
+        struct top_state *t = userdata;
+        if (c == OPT_INTERVAL) {
+                uint64_t v;
+                int r = safe_atou64(arg, &v);
+                if (r < 0 && r != -ERANGE)
+                        return usage_error("top", "--interval: '%s' is not a number (1..3600)",
+                                           arg);
+                if (r < 0 || v < 1 || v > 3600)
+                        return usage_error("top", "--interval: '%s' is out of range (1..3600)",
+                                           arg);
+                t->interval = (uint32_t)v;
+                return EXIT_OK;
+        }
+        if (c == 'n') {
+                int r = parse_uint_flag("top", "--iterations", arg, UINT32_MAX, &t->iterations);
+                if (r != EXIT_OK)
+                        return r;
+                if (t->iterations == 0)
+                        return usage_error("top", "--iterations: '%s' must be at least 1", arg);
+                return EXIT_OK;
+        }
+        return usage_error("top", "unknown option");
+}
+
+static void top_prev_free(struct top_prev *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i].id);
+        free(v);
+}
+
+static const struct top_prev *top_find(const struct top_state *t, const char *id)
+{
+        for (size_t i = 0; i < t->n_prev; i++)
+                if (strcmp(t->prev[i].id, id) == 0)
+                        return &t->prev[i];
+        return NULL;
+}
+
+static int top_table(struct top_state *t, const Hostd__V1__MetricsBatch *b)
+{
+        static const char *const header[] = { "ID",   "NAME", "STATE", "CPU", "MEM", "QUOTA",
+                                              "MEM%", "PIDS", "RX",    "TX",  "LOAD" };
+        struct table tb = { .n_cols = ELEMENTSOF(header) };
+        struct top_prev *now = calloc(b->n_dynos + 1, sizeof *now);
+        if (!now)
+                return -ENOMEM;
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(header) && r >= 0; i++)
+                r = table_add(&tb, header[i]);
+        for (size_t i = 0; i < b->n_dynos && r >= 0; i++) {
+                const Hostd__V1__DynoMetrics *d = b->dynos[i];
+                char sb[32], cpu[32] = "-", mem[32], quota[32], pct[32] = "-", pids[32], rx[32],
+                             tx[32], load[32];
+                const struct top_prev *p = top_find(t, d->dyno_id);
+                if (p && d->time_usec > p->time_usec && d->cpu_usec >= p->cpu_usec)
+                        snprintf(cpu, sizeof cpu, "%.1f%%",
+                                 100.0 * (double)(d->cpu_usec - p->cpu_usec) /
+                                         (double)(d->time_usec - p->time_usec));
+                if (d->memory_quota)
+                        snprintf(pct, sizeof pct, "%.1f%%",
+                                 100.0 * (double)d->memory_total / (double)d->memory_quota);
+                snprintf(pids, sizeof pids, "%" PRIu64, d->pids);
+                snprintf(load, sizeof load, "%.2f", d->load_1m);
+                now[i] = (struct top_prev){ strdup(d->dyno_id), d->cpu_usec, d->time_usec };
+                if (!now[i].id)
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = table_add(&tb, d->dyno_id);
+                if (r >= 0)
+                        r = table_add(&tb, or_dash(d->name));
+                if (r >= 0)
+                        r = table_add(&tb, state_name(d->state, sb));
+                if (r >= 0)
+                        r = table_add(&tb, cpu);
+                if (r >= 0)
+                        r = table_add(&tb, format_bytes_human(d->memory_total, mem));
+                if (r >= 0)
+                        r = table_add(&tb, d->memory_quota ?
+                                                   format_bytes_human(d->memory_quota, quota) :
+                                                   "-");
+                if (r >= 0)
+                        r = table_add(&tb, pct);
+                if (r >= 0)
+                        r = table_add(&tb, pids);
+                if (r >= 0)
+                        r = table_add(&tb, format_bytes_human(d->rx_bytes, rx));
+                if (r >= 0)
+                        r = table_add(&tb, format_bytes_human(d->tx_bytes, tx));
+                if (r >= 0)
+                        r = table_add(&tb, load);
+        }
+        if (r < 0) {
+                table_free(&tb);
+                top_prev_free(now, b->n_dynos);
+                return r;
+        }
+        if (t->tty)
+                fputs("\033[H\033[2J", stdout); /* home, clear: redrawn in place */
+        else if (t->done > 0)
+                putchar('\n');
+        const Hostd__V1__HostInfoReply *h = b->host;
+        if (h) {
+                char avail[32], total[32];
+                printf("%s: %" PRIu32 " dynos, load %.2f %.2f %.2f, memory %s available of %s, "
+                       "%" PRIu32 " CPUs\n\n",
+                       or_dash(h->hostname), h->dynos, h->load_1m, h->load_5m, h->load_15m,
+                       format_bytes_human(h->memory_available, avail),
+                       format_bytes_human(h->memory_total, total), h->cpus);
+        }
+        table_print(&tb);
+        table_free(&tb);
+        top_prev_free(t->prev, t->n_prev);
+        t->prev = now;
+        t->n_prev = b->n_dynos;
+        return 0;
+}
+
+static int top_batch(const Hostd__V1__Response *resp, void *userdata)
+{
+        struct top_state *t = userdata;
+        const Hostd__V1__MetricsBatch *b = resp->metrics;
+        if (!b)
+                return 0;
+        if (t->json) {
+                _cleanup_json_ struct json_object *j = message_to_json(&b->base);
+                if (j)
+                        puts(json_object_to_json_string_ext(
+                                j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        } else {
+                int r = top_table(t, b);
+                if (r < 0)
+                        return r;
+        }
+        if (fflush(stdout) != 0)
+                return -errno;
+        t->done++;
+        return t->iterations && t->done >= t->iterations ? -ECANCELED : 0;
+}
+
+static int cmd_top(struct globals *g, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "interval", required_argument, NULL, OPT_INTERVAL },
+                { "iterations", required_argument, NULL, 'n' },
+                {},
+        };
+        struct top_state t = { .interval = 2 };
+        bool help;
+        int r = parse_options(g, argc, argv, ":hn:", opts, top_help, top_option, &t, &help);
+        if (r != EXIT_OK || help)
+                return r;
+        if (optind < argc)
+                return usage_error("top", "unexpected argument '%s'", argv[optind]);
+        t.json = g->json;
+        t.tty = isatty(STDOUT_FILENO);
+
+        _cleanup_client_ struct hostd_client c;
+        r = connect_hostd(&c, g);
+        if (r != EXIT_OK)
+                return r;
+        Hostd__V1__SubscribeMetricsRequest sm = HOSTD__V1__SUBSCRIBE_METRICS_REQUEST__INIT;
+        sm.interval_seconds = t.interval;
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS;
+        req.subscribe_metrics = &sm;
+        r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_METRICS, top_batch, &t);
+        top_prev_free(t.prev, t.n_prev);
+        if (r == -ECANCELED && t.iterations && t.done >= t.iterations)
+                return EXIT_OK;
+        if (r < 0 && !c.error[0]) {
+                fprintf(stderr, "hostctl: top: write output: %s\n", strerror(-r));
+                return EXIT_REMOTE;
+        }
+        if (r < 0)
+                return call_failed(&c, r, "top");
+        return EXIT_OK;
+}
+
 /* ---- main ---- */
 
 static const struct command commands[] = {
@@ -2733,7 +2976,7 @@ static const struct command commands[] = {
         { "stop", cmd_stop },       { "restart", cmd_restart }, { "logs", cmd_logs },
         { "host", cmd_host },       { "drain", cmd_drain },     { "undrain", cmd_undrain },
         { "version", cmd_version }, { "images", cmd_images },   { "exec", cmd_exec },
-        { "run", cmd_run },         { "events", cmd_events },
+        { "run", cmd_run },         { "events", cmd_events },   { "top", cmd_top },
 };
 
 static const char main_help[] =
@@ -2756,6 +2999,9 @@ static const char main_help[] =
         "  exec [-i] [-t] ID -- COMMAND...\n"
         "                           run a command inside a running dyno\n"
         "  events [--since N] [-f]  show (or follow) the host's numbered events\n"
+        "  top [--interval N] [-n N]\n"
+        "                           show the running dynos' CPU, memory, pids and network,\n"
+        "                           refreshed\n"
         "  host                     show the host's capacity and dyno sizes\n"
         "  drain [--deadline S]     take no new dynos (then stop the running ones after S)\n"
         "  undrain                  take new dynos again\n"

@@ -7,12 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "cpus.h"
 #include "events.h"
 #include "hostd.pb-c.h"
 #include "manager.h"
+#include "metrics.h"
 #include "util.h"
+
+#include "config-build.h"
 
 int host_memory(uint64_t *ret_total, uint64_t *ret_available)
 {
@@ -220,4 +224,45 @@ int admission_load(struct manager *m)
 void admission_free(struct manager *m)
 {
         m->drain_timer = sd_event_source_disable_unref(m->drain_timer);
+}
+
+/* Live dynos, and the memory given to them: a retiring instance (a daily cycle's old one,
+ * still stopping) holds its quota too. */
+static void count_live(struct dyno *d, void *userdata)
+{
+        uint64_t *v = userdata;
+        if (!d->size)
+                return;
+        if (dyno_is_live(d)) {
+                v[0]++;
+                v[1] += d->size->memory;
+        }
+        v[1] += dyno_retiring_count(d) * d->size->memory;
+}
+
+void host_info_fill(struct manager *m, Hostd__V1__HostInfoReply *h, char hostname[static 256])
+{
+        const struct config *c = m->config;
+        hostname[0] = 0;
+        gethostname(hostname, 255);
+        hostname[255] = 0;
+        h->hostname = hostname;
+        h->version = (char *)HOSTD_VERSION;
+        h->boot_id = m->boot_id ? m->boot_id : (char *)"";
+        h->cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
+        h->cpus = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+        (void)host_memory(&h->memory_total, &h->memory_available);
+        uint64_t live[2] = { 0, 0 };
+        manager_foreach(m, count_live, live);
+        h->dynos = (uint32_t)live[0];
+        h->memory_allocated = live[1];
+        h->memory_reserved = c->reserved_memory;
+        h->memory_allocatable = memory_allocatable(c, h->memory_total);
+        h->memory_committed = memory_committed(m);
+        h->draining = m->draining;
+        h->drain_deadline_usec = m->drain_deadline_usec;
+        h->max_dynos = c->max_dynos;
+        h->dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
+        h->dedicated_cpus_free = cpu_pool_n_free(m->cpus);
+        metrics_fill_host(m, h);
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hostd.pb-c.h"
+
 struct config;
 struct manager;
 struct size_def;
@@ -34,3 +36,7 @@ int admission_undrain(struct manager *m, char *msg, size_t len);
 /* At the end of reconciliation: a drain of the last hostd goes on (its deadline too). */
 int admission_load(struct manager *m);
 void admission_free(struct manager *m);
+
+/* The host as HostInfo tells it (but the sizes): capacity, allocation, drain, and the last
+ * sample's load and pressure. hostname is the buffer h->hostname points into. */
+void host_info_fill(struct manager *m, Hostd__V1__HostInfoReply *h, char hostname[static 256]);

@@ -5,6 +5,7 @@
 #include "cgroup.h"
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The controllers hostd uses. On v2 they all live in the one unified hierarchy. */
 enum cg_controller {
@@ -34,7 +35,50 @@ struct cg_manager {
         size_t n_hier;
         int hier_of[_CG_CTRL_MAX]; /* index into hier, -1: not mounted */
         bool cpuset_enabled;       /* v2: +cpuset is on in the subtree_control chain */
+        int taskstats_fd;          /* v1: generic netlink socket for CGROUPSTATS (taskstats.c) */
+        uint16_t taskstats_family; /* 0: not resolved yet, or the kernel has no taskstats */
+        bool taskstats_tried;
 };
+
+/* The files cg_stats_read reads; each driver opens those its version has (-1: none). */
+enum cg_stat_file {
+        CG_STAT_MEMORY_STAT,
+        CG_STAT_MEMORY_USAGE, /* v2 memory.current (v1 adds up memory.stat) */
+        CG_STAT_SWAP,         /* v2 memory.swap.current */
+        CG_STAT_OOM,          /* v1 memory.oom_control, v2 memory.events */
+        CG_STAT_CPU_USAGE,    /* v1 cpuacct.usage */
+        CG_STAT_CPU_STAT,     /* v1 cpu.stat (throttling), v2 cpu.stat (usage and throttling) */
+        CG_STAT_PIDS,
+        CG_STAT_CPU_PRESSURE, /* v2, where the kernel has PSI */
+        CG_STAT_MEMORY_PRESSURE,
+        CG_STAT_IO_PRESSURE,
+        CG_STAT_TASKS_DIR, /* v1: the cpuacct folder, for the taskstats request */
+        _CG_STAT_MAX,
+};
+
+struct cg_stat_files {
+        int fd[_CG_STAT_MAX];
+        /* The OOM kill count is read again only after the kernel said it may have changed:
+         * oom_event_fd (v1: an eventfd on memory.oom_control; v2: memory.events itself) is
+         * ready then. -1: read in every sample. */
+        int oom_event_fd;
+        uint32_t oom_epoll_events;
+        unsigned oom_reads_due; /* samples that still read it */
+        uint64_t oom_kills;
+};
+
+/* Whether this sample reads the OOM kill count (else f->oom_kills stands). */
+bool cg_stats_oom_due(struct cg_stat_files *f);
+
+/* Parsers of the control files' own formats, over a buffer that need not end in NUL. */
+struct cg_key {
+        const char *key;
+        uint64_t *dst;
+};
+/* "key value" lines: each key of keys that is there sets its *dst; the number set. */
+size_t cg_parse_keyed(const char *buf, size_t len, const struct cg_key *keys, size_t n_keys);
+/* One unsigned number and an optional newline. */
+int cg_parse_u64(const char *buf, size_t len, uint64_t *ret);
 
 struct cg_ops {
         enum cg_mode mode;
@@ -49,6 +93,12 @@ struct cg_ops {
         int (*cpuset_dir)(struct cg_manager *m, const char *id, char **ret);
         /* The memory controller's file and key that count OOM kills. */
         const char *oom_file;
+        /* Open the dyno's statistics files into f (every fd -1 beforehand). */
+        int (*stats_open)(struct cg_manager *m, const char *id, struct cg_stat_files *f);
+        int (*stats_read)(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *ret);
+        /* Optional: the runnable counts of n dynos at once (st[i]->runnable). */
+        void (*stats_tasks)(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats **st,
+                            size_t n);
 };
 
 extern const struct cg_ops cg_v1_ops;

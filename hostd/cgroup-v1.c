@@ -1,7 +1,13 @@
 /* cgroup v1 driver (legacy and hybrid hosts): one hierarchy per controller, or per group of
  * co-mounted controllers, each with hostd's own place in it. */
 #include "cgroup-internal.h"
+#include "taskstats.h"
 #include "util.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <linux/cgroupstats.h>
 
 #include <libcgroup.h>
 #include <linux/magic.h>
@@ -381,6 +387,163 @@ static int v1_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
         return cg_hier_dyno_dir(m, h, id, ret);
 }
 
+/* ---- statistics ---- */
+
+/* Open dir/file of controller c's hierarchy for the dyno into *fd; missing files stay -1
+ * unless required. */
+static int v1_open_stat(struct cg_manager *m, enum cg_controller c, const char *id,
+                        const char *file, bool required, int *fd)
+{
+        struct cg_hier *h = cg_hier_for(m, c);
+        if (!h)
+                return required ? -EOPNOTSUPP : 0;
+        _cleanup_free_ char *dir = NULL;
+        int r = cg_hier_dyno_dir(m, h, id, &dir);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *path = file ? strjoin3(dir, "/", file) : strdup(dir);
+        if (!path)
+                return -ENOMEM;
+        *fd = open(path, O_RDONLY | O_CLOEXEC | (file ? 0 : O_DIRECTORY));
+        if (*fd < 0 && (required || errno != ENOENT))
+                return -errno;
+        return 0;
+}
+
+static void v1_taskstats_init(struct cg_manager *m)
+{
+        if (m->taskstats_tried)
+                return;
+        m->taskstats_tried = true;
+        m->taskstats_fd = -1;
+        int r = taskstats_open(&m->taskstats_fd, &m->taskstats_family);
+        if (r < 0)
+                log_warning_errno(r, "cgroup v1: taskstats: %m; load averages are estimated from "
+                                     "CPU use");
+}
+
+/* An eventfd the kernel signals when the cgroup meets the OOM killer, so that
+ * memory.oom_control is read only then. */
+static int v1_oom_watch(struct cg_manager *m, const char *id, struct cg_stat_files *f)
+{
+        if (f->fd[CG_STAT_OOM] < 0)
+                return 0;
+        _cleanup_free_ char *dir = NULL, *control = NULL;
+        int r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
+        if (r < 0)
+                return r;
+        control = strjoin3(dir, "/", "cgroup.event_control");
+        if (!control)
+                return -ENOMEM;
+        _cleanup_close_ int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0)
+                return -errno;
+        char line[64];
+        snprintf(line, sizeof line, "%d %d", efd, f->fd[CG_STAT_OOM]);
+        r = write_string_file(control, line);
+        if (r < 0)
+                return 0; /* no notification: the count is read every sample */
+        f->oom_event_fd = TAKE_FD(efd);
+        f->oom_epoll_events = EPOLLIN;
+        return 0;
+}
+
+static int v1_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files *f)
+{
+        int r;
+        if ((r = v1_open_stat(m, CG_CTRL_MEMORY, id, "memory.stat", true,
+                              &f->fd[CG_STAT_MEMORY_STAT])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_MEMORY, id, "memory.oom_control", false,
+                              &f->fd[CG_STAT_OOM])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_CPUACCT, id, "cpuacct.usage", false,
+                              &f->fd[CG_STAT_CPU_USAGE])) < 0 ||
+            (r = v1_open_stat(m, CG_CTRL_PIDS, id, "pids.current", true, &f->fd[CG_STAT_PIDS])) <
+                    0 ||
+            (r = v1_oom_watch(m, id, f)) < 0)
+                return r;
+        /* Without a CFS quota (hostd sets it at creation only) nothing is throttled: cpu.stat
+         * would cost a read per sample to say 0. */
+        _cleanup_free_ char *cpu_dir = NULL, *quota = NULL;
+        struct cg_hier *cpu = cg_hier_for(m, CG_CTRL_CPU);
+        if (cpu && cg_hier_dyno_dir(m, cpu, id, &cpu_dir) >= 0 &&
+            cg_read(cpu_dir, "cpu.cfs_quota_us", &quota) >= 0 && strcmp(quota, "-1") != 0 &&
+            (r = v1_open_stat(m, CG_CTRL_CPU, id, "cpu.stat", false, &f->fd[CG_STAT_CPU_STAT])) < 0)
+                return r;
+        v1_taskstats_init(m);
+        if (m->taskstats_family == 0)
+                return 0;
+        /* Any v1 folder of the dyno serves taskstats; cpuacct's is the one for CPU figures. */
+        return v1_open_stat(m, cg_hier_for(m, CG_CTRL_CPUACCT) ? CG_CTRL_CPUACCT : CG_CTRL_CPU, id,
+                            NULL, false, &f->fd[CG_STAT_TASKS_DIR]);
+}
+
+/* The number in a one-number file; -ENODEV when the cgroup is gone. */
+static int read_u64_fd(int fd, uint64_t *ret)
+{
+        char buf[64];
+        ssize_t n = cg_pread(fd, buf, sizeof buf);
+        if (n < 0)
+                return n;
+        return cg_parse_u64(buf, (size_t)n, ret);
+}
+
+/* The runnable counts of n dynos from one batch of taskstats requests. */
+static void v1_stats_tasks(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats **st,
+                           size_t n)
+{
+        if (m->taskstats_family == 0)
+                return;
+        int dirfds[TASKSTATS_BATCH] = { 0 };
+        struct cgroupstats cs[TASKSTATS_BATCH];
+        bool ok[TASKSTATS_BATCH];
+        size_t idx[TASKSTATS_BATCH], k = 0;
+        for (size_t i = 0; i < n && k < TASKSTATS_BATCH; i++)
+                if (f[i]->fd[CG_STAT_TASKS_DIR] >= 0) {
+                        idx[k] = i;
+                        dirfds[k++] = f[i]->fd[CG_STAT_TASKS_DIR];
+                }
+        if (taskstats_cgroups(m->taskstats_fd, m->taskstats_family, dirfds, k, cs, ok) < 0)
+                return;
+        for (size_t j = 0; j < k; j++)
+                if (ok[j])
+                        st[idx[j]]->runnable =
+                                (int64_t)(cs[j].nr_running + cs[j].nr_uninterruptible);
+}
+
+static int v1_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *st)
+{
+        char buf[16384];
+        ssize_t n = cg_pread(f->fd[CG_STAT_MEMORY_STAT], buf, sizeof buf);
+        if (n < 0)
+                return n;
+        /* total_*: the cgroup and its descendants, should a dyno ever have any */
+        const struct cg_key mem_keys[] = {
+                { "total_rss", &st->rss },         { "total_cache", &st->cache },
+                { "total_swap", &st->swap },       { "total_pgpgin", &st->pgpgin },
+                { "total_pgpgout", &st->pgpgout },
+        };
+        cg_parse_keyed(buf, (size_t)n, mem_keys, ELEMENTSOF(mem_keys));
+        /* The kernel's advice (cgroup-v1/memory.rst, 5.5): usage_in_bytes is a fuzz value,
+         * RSS + CACHE of memory.stat the exact one; and it saves a read. */
+        st->memory = st->rss + st->cache;
+        if (f->fd[CG_STAT_OOM] >= 0 && cg_stats_oom_due(f) &&
+            (n = cg_pread(f->fd[CG_STAT_OOM], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "oom_kill", &f->oom_kills } };
+                cg_parse_keyed(buf, (size_t)n, k, 1);
+        }
+        st->oom_kills = f->oom_kills;
+        uint64_t ns;
+        if (f->fd[CG_STAT_CPU_USAGE] >= 0 && read_u64_fd(f->fd[CG_STAT_CPU_USAGE], &ns) == 0)
+                st->cpu_usec = ns / 1000;
+        if (f->fd[CG_STAT_CPU_STAT] >= 0 &&
+            (n = cg_pread(f->fd[CG_STAT_CPU_STAT], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "throttled_time", &ns } };
+                if (cg_parse_keyed(buf, (size_t)n, k, 1) == 1)
+                        st->throttled_usec = ns / 1000;
+        }
+        return read_u64_fd(f->fd[CG_STAT_PIDS], &st->pids);
+}
+
 const struct cg_ops cg_v1_ops = {
         .mode = CG_MODE_V1,
         .setup = v1_setup,
@@ -389,4 +552,7 @@ const struct cg_ops cg_v1_ops = {
         .kill = v1_kill,
         .cpuset_dir = v1_cpuset_dir,
         .oom_file = "memory.oom_control",
+        .stats_open = v1_stats_open,
+        .stats_read = v1_stats_read,
+        .stats_tasks = v1_stats_tasks,
 };

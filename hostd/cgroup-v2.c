@@ -7,6 +7,8 @@
 #include "cgroup-internal.h"
 #include "util.h"
 
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <signal.h>
 
 #define CG2_MOUNT "/sys/fs/cgroup"
@@ -325,6 +327,112 @@ static int v2_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
         return cg_hier_dyno_dir(m, h, id, ret);
 }
 
+/* ---- statistics ---- */
+
+static int v2_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files *f)
+{
+        static const struct {
+                enum cg_stat_file which;
+                const char *name;
+                bool required;
+        } files[] = {
+                { CG_STAT_MEMORY_STAT, "memory.stat", true },
+                { CG_STAT_MEMORY_USAGE, "memory.current", true },
+                { CG_STAT_SWAP, "memory.swap.current", false }, /* no swap accounting */
+                { CG_STAT_OOM, "memory.events", false },
+                { CG_STAT_CPU_STAT, "cpu.stat", true },
+                { CG_STAT_PIDS, "pids.current", true },
+                { CG_STAT_CPU_PRESSURE, "cpu.pressure", false }, /* no PSI in the kernel */
+                { CG_STAT_MEMORY_PRESSURE, "memory.pressure", false },
+                { CG_STAT_IO_PRESSURE, "io.pressure", false },
+        };
+        _cleanup_free_ char *dir = NULL;
+        int r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                int fd = openat(dfd, files[i].name, O_RDONLY | O_CLOEXEC);
+                /* A pressure file exists but fails to read with EOPNOTSUPP when PSI is
+                 * compiled in and off (psi=0): cg_stats_read then leaves it out. */
+                if (fd < 0 && (files[i].required || errno != ENOENT))
+                        return -errno;
+                f->fd[files[i].which] = fd;
+        }
+        /* memory.events is ready (EPOLLPRI) after each change: oom_kill is read only then. */
+        if (f->fd[CG_STAT_OOM] >= 0) {
+                f->oom_event_fd = f->fd[CG_STAT_OOM];
+                f->oom_epoll_events = EPOLLPRI;
+        }
+        return 0;
+}
+
+static int v2_read_u64(int fd, uint64_t *ret)
+{
+        char buf[64];
+        ssize_t n = cg_pread(fd, buf, sizeof buf);
+        if (n < 0)
+                return n;
+        return cg_parse_u64(buf, (size_t)n, ret);
+}
+
+static void v2_read_psi(int fd, struct cg_psi *ret)
+{
+        char buf[256];
+        ssize_t n = fd >= 0 ? cg_pread(fd, buf, sizeof buf) : -EBADF;
+        if (n < 0 || cg_parse_psi(buf, (size_t)n, ret) < 0)
+                *ret = (struct cg_psi){ .present = false };
+}
+
+static int v2_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *st)
+{
+        char buf[16384];
+        ssize_t n = cg_pread(f->fd[CG_STAT_MEMORY_STAT], buf, sizeof buf);
+        if (n < 0)
+                return n;
+        /* v2 counts no page charges (v1's pgpgin and pgpgout): what a user means by them,
+         * pages read from and written to disk, is closest to major faults and pages swapped
+         * out (pswpout, kernels since 6.12; 0 before). */
+        const struct cg_key mem_keys[] = {
+                { "anon", &st->rss },
+                { "file", &st->cache },
+                { "pgmajfault", &st->pgpgin },
+                { "pswpout", &st->pgpgout },
+        };
+        cg_parse_keyed(buf, (size_t)n, mem_keys, ELEMENTSOF(mem_keys));
+        int r = v2_read_u64(f->fd[CG_STAT_MEMORY_USAGE], &st->memory);
+        if (r < 0)
+                return r;
+        if (f->fd[CG_STAT_SWAP] >= 0)
+                (void)v2_read_u64(f->fd[CG_STAT_SWAP], &st->swap);
+        /* Reading memory.events also re-arms its EPOLLPRI. */
+        if (f->fd[CG_STAT_OOM] >= 0 && cg_stats_oom_due(f) &&
+            (n = cg_pread(f->fd[CG_STAT_OOM], buf, sizeof buf)) >= 0) {
+                const struct cg_key k[] = { { "oom_kill", &f->oom_kills } };
+                cg_parse_keyed(buf, (size_t)n, k, 1);
+        }
+        st->oom_kills = f->oom_kills;
+        n = cg_pread(f->fd[CG_STAT_CPU_STAT], buf, sizeof buf);
+        if (n < 0)
+                return n;
+        const struct cg_key cpu_keys[] = {
+                { "usage_usec", &st->cpu_usec },
+                { "throttled_usec", &st->throttled_usec },
+        };
+        cg_parse_keyed(buf, (size_t)n, cpu_keys, ELEMENTSOF(cpu_keys));
+        r = v2_read_u64(f->fd[CG_STAT_PIDS], &st->pids);
+        if (r < 0)
+                return r;
+        v2_read_psi(f->fd[CG_STAT_CPU_PRESSURE], &st->cpu_psi);
+        v2_read_psi(f->fd[CG_STAT_MEMORY_PRESSURE], &st->memory_psi);
+        v2_read_psi(f->fd[CG_STAT_IO_PRESSURE], &st->io_psi);
+        /* The kernel keeps no runnable count per v2 cgroup: runnable stays -1 and the sampler
+         * estimates the load from CPU use and pressure. */
+        return 0;
+}
+
 const struct cg_ops cg_v2_ops = {
         .mode = CG_MODE_V2,
         .setup = v2_setup,
@@ -333,4 +441,6 @@ const struct cg_ops cg_v2_ops = {
         .kill = v2_kill,
         .cpuset_dir = v2_cpuset_dir,
         .oom_file = "memory.events",
+        .stats_open = v2_stats_open,
+        .stats_read = v2_stats_read,
 };

@@ -366,6 +366,8 @@ void cg_manager_free(struct cg_manager *m)
 {
         if (!m)
                 return;
+        if (m->taskstats_tried)
+                closep(&m->taskstats_fd);
         for (size_t i = 0; i < m->n_hier; i++) {
                 free(m->hier[i].mount);
                 free(m->hier[i].own_rel);

@@ -80,3 +80,55 @@ int cg_cpus_available(struct cg_manager *m, char **ret);
 int cg_get_cpus(struct cg_manager *m, const char *id, char **ret);
 /* Change the CPUs of a live dyno's cgroup; its processes move at once. -ENOENT as above. */
 int cg_set_cpus(struct cg_manager *m, const char *id, const char *cpus);
+
+/* Figures of a dyno's cgroup (cg_stats_read). A file the kernel does not have (no swap
+ * accounting, no PSI) leaves its figures at 0. */
+struct cg_psi {
+        bool present;
+        /* Share of time, in percent, over the last 10, 60 and 300 s; and the total, in
+         * microseconds. "some": at least one task stalled; "full": every non-idle one. */
+        double some_avg[3], full_avg[3]; /* avg10, avg60, avg300 */
+        uint64_t some_total_usec, full_total_usec;
+};
+
+struct cg_stats {
+        /* In memory now, page cache included: v1 total_rss + total_cache of memory.stat (the
+         * exact figure, where usage_in_bytes is a fuzz value), v2 memory.current. */
+        uint64_t memory;
+        uint64_t rss;             /* anonymous memory (v1 total_rss, v2 anon) */
+        uint64_t cache;           /* page cache (v1 total_cache, v2 file) */
+        uint64_t swap;            /* v1 total_swap, v2 memory.swap.current */
+        uint64_t pgpgin, pgpgout; /* pages; see docs/INTERNALS.md for what v2 has instead */
+        uint64_t cpu_usec, throttled_usec;
+        uint64_t pids;
+        uint64_t oom_kills;
+        /* Tasks running or waiting for a CPU, plus those in uninterruptible sleep, now (the
+         * kernel's load average input); -1 where the kernel cannot tell per cgroup (v2). */
+        int64_t runnable;
+        struct cg_psi cpu_psi, memory_psi, io_psi; /* v2 only */
+};
+
+/* The control files of one dyno's cgroup, kept open so that each sample costs a pread per
+ * file. Open again when the dyno's cgroup changes (a new name, a restart). */
+struct cg_stat_files;
+/* -ENOENT: the cgroup is not there. */
+int cg_stats_open(struct cg_manager *m, const char *id, struct cg_stat_files **ret);
+void cg_stat_files_free(struct cg_stat_files *f);
+/* Read every figure. -ENODEV (or another negative errno) when the cgroup went away. */
+int cg_stats_read(struct cg_manager *m, struct cg_stat_files *f, struct cg_stats *ret);
+/* The same for n dynos, cheaper than n calls where the kernel can answer for many at once
+ * (v1's runnable counts). ret_r[i] is each one's result. */
+void cg_stats_read_many(struct cg_manager *m, struct cg_stat_files **f, struct cg_stats *ret,
+                        int *ret_r, size_t n);
+/* A descriptor that epoll reports (with *ret_events) when the dyno's OOM kill count may have
+ * changed; cg_stats_oom_event then makes the next two samples read it. -1: there is none,
+ * and every sample reads the count. */
+int cg_stats_oom_fd(const struct cg_stat_files *f, uint32_t *ret_events);
+void cg_stats_oom_event(struct cg_stat_files *f);
+
+/* Shared with the sampler's host files (/proc/pressure/... has the same format). */
+/* "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and the same for "full". */
+int cg_parse_psi(const char *buf, size_t len, struct cg_psi *ret);
+/* pread the file at offset 0 into buf (up to len - 1 bytes, NUL added): bytes read, or a
+ * negative errno. */
+ssize_t cg_pread(int fd, char *buf, size_t len);

@@ -94,6 +94,7 @@ static const struct key_def hostd_keys[] = {
         { "hangups", VALUE_U32, CONFIG_FIELD(hangups), 1, 100 },
         { "events-keep", VALUE_U32, CONFIG_FIELD(events_keep), 1, 10000000 },
         { "metrics-interval", VALUE_U32, CONFIG_FIELD(metrics_interval), 1, 3600 },
+        { "runtime-metrics-interval", VALUE_U32, CONFIG_FIELD(runtime_metrics_interval), 1, 3600 },
         { "prometheus-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(prometheus_file), 0, 0 },
         /* uid 0..999 are the host's system users; (uid_t)-1 means "unchanged" to the kernel */
         { "uid-min", VALUE_U32, CONFIG_FIELD(uid_min), 1000, UINT32_MAX - 2 },
@@ -124,9 +125,14 @@ static const struct key_def hostd_keys[] = {
         /* a week: a longer wait is no restart at all */
         { "restart-backoff", VALUE_BACKOFF, CONFIG_FIELD(restart_backoff), 0, 7 * 24 * 3600 },
         /* 0: never; at most a year */
+        { "stop-dynos-on-exit", VALUE_BOOL, CONFIG_FIELD(stop_dynos_on_exit), 0, 0 },
+        { "shutdown-timeout", VALUE_DURATION, CONFIG_FIELD(shutdown_timeout), 1, 3600 },
         { "cycle-after", VALUE_DURATION, CONFIG_FIELD(cycle_after), 0, 366 * 24 * 3600 },
         { "cycle-jitter", VALUE_DURATION, CONFIG_FIELD(cycle_jitter), 0, 7 * 24 * 3600 },
         { "dedicated-cpu-pool", VALUE_CPU_POOL, CONFIG_FIELD(dedicated_cpu_pool), 0, 0 },
+        { "drain-buffer", VALUE_U32, CONFIG_FIELD(drain_buffer), 1, 1000000 },
+        { "drain-backoff-max", VALUE_DURATION, CONFIG_FIELD(drain_backoff_max), 1, 3600 },
+        { "drain-ca-file", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(drain_ca_file), 0, 0 },
 };
 
 static const struct key_def size_keys[] = {
@@ -467,6 +473,11 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                         snprintf(why, whylen, "'%s': expected one duration (30s, 20m, 24h)", v);
                         return -EINVAL;
                 }
+                if (b.seconds[0] < k->min) {
+                        snprintf(why, whylen, "'%s' is under %llu s", v,
+                                 (unsigned long long)k->min);
+                        return -ERANGE;
+                }
                 *(uint32_t *)field = b.seconds[0];
                 return 0;
         }
@@ -610,6 +621,7 @@ int config_init_defaults(struct config *c)
                 .hangups = 3,
                 .events_keep = 10000,
                 .metrics_interval = 20,
+                .runtime_metrics_interval = 20,
                 .uid_min = 200000,
                 .uid_max = 265535,
                 .max_frame = 4 * MiB,
@@ -620,6 +632,7 @@ int config_init_defaults(struct config *c)
                 .max_dynos = 1000,
                 .reserved_memory = 1 * GiB,
                 .memory_overcommit = 1.0,
+                .shutdown_timeout = 90,
                 .log_lines = 1500,
                 .log_line_max = 10000,
                 .rlimit_nofile = 10000,
@@ -628,6 +641,8 @@ int config_init_defaults(struct config *c)
                 .image_max_unpacked = 16 * GiB,
                 .image_max_files = 1000000,
                 .images_budget = 50 * GiB,
+                .drain_buffer = 1024,
+                .drain_backoff_max = 60,
                 .restart_backoff = { .seconds = { 0, 20 * 60, 40 * 60, 60 * 60, 180 * 60,
                                                   320 * 60 },
                                      .n = 6 },
@@ -641,7 +656,8 @@ int config_init_defaults(struct config *c)
             !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
             !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
-            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")))
+            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")) ||
+            !(t.drain_ca_file = strdup("")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

@@ -38,12 +38,16 @@ struct config {
         char *default_size; /* standard-1x */
         int log_level;
         uint32_t grace_seconds;    /* 30 */
+        bool stop_dynos_on_exit;   /* SIGTERM stops the dynos first (no: they keep running) */
+        uint32_t shutdown_timeout; /* seconds that stop may take; then SIGKILL */
         uint32_t boot_timeout;     /* 60 */
         uint32_t attach_timeout;   /* 30: a one-off's terminal waits this long for a client (R13) */
         uint32_t hangup_interval;  /* 5: SIGHUP this often once a one-off's client left */
         uint32_t hangups;          /* 3: then R16 and the end */
         uint32_t events_keep;      /* 10000: events kept for replay */
         uint32_t metrics_interval; /* 20 s: how often prometheus-file is written */
+        /* 20 s: runtime-metrics log lines, and the sampler's own pace */
+        uint32_t runtime_metrics_interval;
         uint32_t cycle_after;      /* 24 h: daily cycling of every dyno; 0: never */
         uint32_t cycle_jitter;     /* 216 min: a random part added to cycle_after */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */
@@ -70,6 +74,9 @@ struct config {
         char *netns_dir;       /* where dynos' network namespaces are bind-mounted for netd */
         struct backoff restart_backoff; /* 0, 20m, 40m, 60m, 180m, 320m */
         char *dedicated_cpu_pool;       /* "auto", "none" or a CPU list ("1-7"): cpus.h */
+        uint32_t drain_buffer;          /* 1024: lines a syslog drain keeps while it cannot send */
+        uint32_t drain_backoff_max;     /* 60 s: a drain reconnects 1 s doubling to this */
+        char *drain_ca_file;            /* CAs for syslog+tls:// drains; "": the system's store */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -25,14 +25,19 @@ static void help(void)
                "  -h, --help            show this help\n"
                "  -V, --version         show the version\n"
                "\n"
-               "Signals: SIGTERM and SIGINT stop hostd and leave dynos running.\n");
+               "Signals: SIGTERM and SIGINT stop hostd and leave dynos running, or, with\n"
+               "stop-dynos-on-exit, stop them first (within shutdown-timeout); a second signal\n"
+               "exits at once.\n");
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
-        log_info("received %s, stopping (dynos keep running)", strsignal((int)si->ssi_signo));
+        struct manager **m = userdata;
+        log_info("received %s", strsignal((int)si->ssi_signo));
         sd_notify(0, "STOPPING=1");
-        return sd_event_exit(sd_event_source_get_event(s), 0);
+        if (!*m) /* not yet built */
+                return sd_event_exit(sd_event_source_get_event(s), 0);
+        return manager_shutdown(*m);
 }
 
 int main(int argc, char **argv)
@@ -122,10 +127,10 @@ int main(int argc, char **argv)
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
         sigprocmask(SIG_BLOCK, &ss, NULL);
-        sd_event_add_signal(event, NULL, SIGTERM, on_signal, NULL);
-        sd_event_add_signal(event, NULL, SIGINT, on_signal, NULL);
-
         struct manager *m = NULL;
+        sd_event_add_signal(event, NULL, SIGTERM, on_signal, &m);
+        sd_event_add_signal(event, NULL, SIGINT, on_signal, &m);
+
         r = manager_new(&cfg, event, &m);
         if (r < 0)
                 goto out;

@@ -20,6 +20,7 @@
 #include "boot.h"
 #include "cgroup.h"
 #include "cpus.h"
+#include "drain.h"
 #include "events.h"
 #include "exec.h"
 #include "images.h"
@@ -38,6 +39,7 @@
 #include "config-build.h"
 
 #define HOSTD_PRIORITY_LOGS 10 /* after everything at the default 0 */
+#define DRAIN_LINGER_SEC 10    /* an ended dyno's drains try this long to send what they hold */
 
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
  * terminal at the next (spawn.c). */
@@ -299,6 +301,7 @@ static void dyno_free(struct dyno *d)
         if (!d)
                 return;
         dyno_close_sources(d);
+        drain_set_free(d->drains);
         pending_free_all(d->pending);
         followers_end(d);
         if (d->spec)
@@ -372,6 +375,7 @@ static void dyno_keep_line(struct dyno *d, enum log_source source, const char *t
         if (d->m->journal)
                 journal_send_line(d->m->journal, dyno_process(d), d->id, d->spec->app,
                                   source == LOG_SOURCE_APP ? "app" : "heroku", text, len);
+        drain_set_push(d->drains, now, source, text, len);
 }
 
 static void dyno_flush_logfile(struct dyno *d)
@@ -389,6 +393,32 @@ static void dyno_push_line(void *userdata, const char *line, size_t len)
         dyno_keep_line(userdata, LOG_SOURCE_APP, line, len);
 }
 
+_printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...);
+
+/* A drain dropped lines and is about to say so: the dyno's log says it too. */
+static void on_drain_overflow(void *userdata, const char *text)
+{
+        dyno_log_platform(userdata, "%s", text);
+}
+
+/* The drains of the spec, once per dyno (a restart keeps them). */
+static void dyno_drains_open(struct dyno *d)
+{
+        if (d->drains || !d->spec->n_log_drains)
+                return;
+        int r = drain_set_new(d->m->drains, d->spec->log_drains, d->spec->n_log_drains, d->id,
+                              d->spec->app, dyno_process(d), on_drain_overflow, d, &d->drains);
+        if (r < 0)
+                log_error_errno(r, "dyno %s: open its log drains: %m; its lines go to none", d->id);
+}
+
+/* The dyno has ended for good: its drains send what they hold, within a bound, on their own. */
+static void dyno_drains_close(struct dyno *d)
+{
+        drain_set_close(d->drains);
+        d->drains = NULL;
+}
+
 _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...)
 {
         char buf[1024];
@@ -401,6 +431,13 @@ _printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ..
         dyno_keep_line(d, LOG_SOURCE_PLATFORM, buf,
                        (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
         log_info("dyno %s (%s): %s", d->id, dyno_process(d), buf);
+        dyno_flush_logfile(d);
+        dyno_flush_followers(d);
+}
+
+void dyno_log_metrics(struct dyno *d, const char *line)
+{
+        dyno_keep_line(d, LOG_SOURCE_PLATFORM, line, strlen(line));
         dyno_flush_logfile(d);
         dyno_flush_followers(d);
 }
@@ -485,6 +522,7 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
                 out->pids_limit = d->size->pids;
         }
         out->log_dropped = log_ring_dropped(d->ring);
+        drain_set_status(d->drains, &out->drains, &out->n_drains);
 }
 
 static int dyno_save(struct dyno *d)
@@ -769,8 +807,10 @@ static void dyno_finish(struct dyno *d)
                 dyno_relaunch(d);
                 return;
         }
-        if (!again)
+        if (!again) {
                 followers_end(d); /* a dyno that restarts goes on logging */
+                dyno_drains_close(d);
+        }
         dyno_answer(d, 0);
 }
 
@@ -914,6 +954,7 @@ static void dyno_cancel_waiting(struct dyno *d)
         if (d->m->n_live > 0)
                 d->m->n_live--;
         dyno_log_platform(d, "Stopped before its images arrived");
+        dyno_drains_close(d);
         dyno_save(d);
         char msg[256];
         snprintf(msg, sizeof msg, "dyno '%s': stopped before its images arrived", d->id);
@@ -977,6 +1018,7 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                         dyno_log_platform(d, "State changed from crashed to down");
                         dyno_save(d);
                         followers_end(d);
+                        dyno_drains_close(d);
                 }
                 reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
                 return;
@@ -1020,6 +1062,74 @@ static void stop_one(struct dyno *d, void *userdata)
 }
 
 void manager_stop_all(struct manager *m) { manager_foreach(m, stop_one, NULL); }
+
+static void kill_one(struct dyno *d, void *userdata)
+{
+        if (dyno_is_live(d))
+                dyno_kill_now(d);
+        for (struct retiring *r = d->retiring; r; r = r->next)
+                cg_signal_all(d->m->cg, r->name, SIGKILL);
+}
+
+#define SHUTDOWN_POLL_USEC (100ULL * 1000)
+#define SHUTDOWN_KILL_WAIT_USEC (5ULL * 1000000)
+
+static int on_shutdown_poll(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        int64_t now = now_realtime_usec();
+        if (m->n_live == 0 && m->n_retiring == 0) {
+                log_info("every dyno has stopped; exiting");
+                return sd_event_exit(m->event, 0);
+        }
+        if (!m->shutdown_killed && now >= m->shutdown_deadline_usec) {
+                log_warning("shutdown-timeout passed with %zu dynos still running: killing them",
+                            m->n_live + m->n_retiring);
+                manager_foreach(m, kill_one, NULL);
+                m->shutdown_killed = true;
+        } else if (m->shutdown_killed &&
+                   now >= m->shutdown_deadline_usec + (int64_t)SHUTDOWN_KILL_WAIT_USEC) {
+                log_error("%zu dynos did not go after SIGKILL; exiting without them",
+                          m->n_live + m->n_retiring);
+                return sd_event_exit(m->event, 0);
+        }
+        return sd_event_source_set_time_relative(s, SHUTDOWN_POLL_USEC) < 0 ||
+                               sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) < 0 ?
+                       sd_event_exit(m->event, 0) :
+                       0;
+}
+
+int manager_shutdown(struct manager *m)
+{
+        const struct config *c = m->config;
+        if (m->shutting_down) /* a second signal: now */
+                return sd_event_exit(m->event, 0);
+        m->shutting_down = true;
+        if (!c->stop_dynos_on_exit || m->n_live + m->n_retiring == 0) {
+                log_info("stopping; %zu dynos keep running, for the next hostd to re-adopt",
+                         m->n_live);
+                if (m->events)
+                        events_emit(m->events, NULL, "host", 0,
+                                    "hostd stopping: %zu dynos keep running", m->n_live);
+                return sd_event_exit(m->event, 0);
+        }
+        log_notice("stopping: first the %zu dynos (stop-dynos-on-exit), within %" PRIu32 " s",
+                   m->n_live + m->n_retiring, c->shutdown_timeout);
+        if (m->events)
+                events_emit(m->events, NULL, "host", 0,
+                            "hostd stopping: stopping its %zu dynos first, within %" PRIu32 " s",
+                            m->n_live, c->shutdown_timeout);
+        m->shutdown_deadline_usec = now_realtime_usec() + (int64_t)c->shutdown_timeout * 1000000;
+        m->draining = true; /* nothing new meanwhile; not kept: the next hostd takes dynos */
+        manager_stop_all(m);
+        int r = sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
+                                           SHUTDOWN_POLL_USEC, 0, on_shutdown_poll, m);
+        if (r < 0) {
+                log_error_errno(r, "shutdown timer: %m; exiting now, dynos stopping on their own");
+                return sd_event_exit(m->event, 0);
+        }
+        return 0;
+}
 
 /* ---- start ---- */
 
@@ -2223,6 +2333,7 @@ static void dyno_begin(struct dyno *d)
 {
         const Hostd__V1__DynoSpec *s = d->spec;
         char msg[512], full[600];
+        dyno_drains_open(d);
         /* Twice: the first pass only checks, so that a slug that cannot be had does not
          * leave a stack import running for nothing. */
         int r = 0, w = 0;
@@ -2593,10 +2704,16 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 log_warning_errno(r, "dyno %s: read %s: %m", id, logpath);
         bool same_boot = strcmp(rec->boot_id, m->boot_id) == 0;
         hostd__store__dyno_record__free_unpacked(rec, NULL);
-        if (!same_boot && dyno_is_live(d)) {
-                /* Nothing survives a reboot; issue 8 reports these as down, "host rebooted". */
-                d->state = HOSTD__V1__DYNO_STATE__DOWN;
-                d->exit_reason = strdup("host rebooted");
+        if (!same_boot) {
+                /* Nothing of it survived the reboot: manager_reconcile reports it and forgets
+                 * it. Its pids, retiring ones included, are another boot's. */
+                d->rebooted = true;
+                retiring_free_all(d);
+                if (dyno_is_live(d)) {
+                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        free(d->exit_reason);
+                        d->exit_reason = strdup("host rebooted");
+                }
         }
         *ret = d;
         return 0;
@@ -2608,6 +2725,7 @@ static void dyno_readopt(struct dyno *d)
         struct manager *m = d->m;
         d->adopted = true;
         m->n_live++;
+        dyno_drains_open(d);
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d->state_dirfd >= 0) {
                 int r = logfile_open_append(&d->logfile, d->state_dirfd, "log", d->logfile.lines);
@@ -2753,6 +2871,19 @@ int manager_reconcile(struct manager *m)
                         rm_rf(path);
                         continue;
                 }
+                if (d->rebooted) {
+                        /* Told once (the event stream hears "down: host rebooted" of those
+                         * that ran), then gone: the control plane places them anew. */
+                        log_notice("dyno %s: its record is from before a reboot; forgetting it",
+                                   d->id);
+                        if (d->m->events && d->event_state != (int)d->state)
+                                dyno_save(d);
+                        r = rm_rf(path);
+                        if (r < 0)
+                                log_error_errno(r, "remove %s: %m", path);
+                        dyno_free(d);
+                        continue;
+                }
                 if (manager_add(m, d) < 0) {
                         dyno_free(d);
                         continue;
@@ -2797,7 +2928,7 @@ int manager_reconcile(struct manager *m)
 
         int mr = metrics_start(m);
         if (mr < 0)
-                log_error_errno(mr, "metrics: %m; %s is not written", m->config->prometheus_file);
+                log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         if (m->events)
                 events_emit(m->events, NULL, "host", 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,
@@ -2869,6 +3000,23 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
         m->init_exe_fd = m->netns_fd = -1;
         int r;
 
+        /* First: a drain-ca-file that cannot be read stops hostd before it changes anything. */
+        struct drain_options dopt = {
+                .buffer_lines = c->drain_buffer,
+                .backoff_max_sec = c->drain_backoff_max,
+                .ca_file = c->drain_ca_file,
+                .linger_sec = DRAIN_LINGER_SEC,
+        };
+        if ((r = drain_ctx_new(e, &dopt, &m->drains)) < 0) {
+                if (r == -EBADMSG)
+                        log_error("drain-ca-file '%s': no PEM certificate in it", c->drain_ca_file);
+                else if (*c->drain_ca_file)
+                        log_error_errno(r, "drain-ca-file '%s': cannot be read: %m",
+                                        c->drain_ca_file);
+                else
+                        log_error_errno(r, "syslog drains: set up TLS: %m");
+                goto fail;
+        }
         if ((r = read_boot_id(&m->boot_id)) < 0) {
                 log_error_errno(r, "read the boot id: %m");
                 goto fail;
@@ -2951,7 +3099,9 @@ void manager_free(struct manager *m)
         exec_free_all(m);
         metrics_stop(m);
         admission_free(m);
+        m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
+        drain_ctx_free(m->drains); /* after the dynos: what their drains still hold is lost */
         netd_client_free(m->netd);
         journal_free(m->journal);
         events_free(m->events);

@@ -14,6 +14,8 @@
 
 struct cg_manager;
 struct conn;
+struct drain_ctx;
+struct drain_set;
 struct image_store;
 struct import_job;
 struct netd_client;
@@ -22,6 +24,7 @@ struct events;
 struct exec_session;
 struct rpc_server;
 struct retiring;
+struct metrics;
 
 /* A reply owed to a client once a dyno reaches a state. */
 struct pending {
@@ -58,6 +61,7 @@ struct dyno {
         bool restart_requested; /* start again once stopped */
         bool stop_timed_out;    /* R12 */
         bool start_failed;
+        bool rebooted; /* its record is from an earlier boot of the host */
         int64_t created_usec, started_usec, finished_usec, stop_deadline_usec;
         uint32_t grace_seconds; /* for the stop under way */
         uint32_t restarts;
@@ -109,6 +113,7 @@ struct dyno {
                 *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source;
         struct line_splitter splitter;
         struct log_ring *ring;
+        struct drain_set *drains; /* spec.log_drains; kept across restarts, closed at the end */
         struct pending *pending;
         struct follower *followers;
 };
@@ -123,9 +128,10 @@ struct manager {
         struct import_job *imports;
         struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
         struct journal *journal;  /* NULL: no journal-socket */
+        struct drain_ctx *drains; /* syslog drains: the TLS context, closed sets still sending */
         struct events *events;
-        sd_event_source *metrics_timer; /* metrics.c; NULL: no prometheus-file */
-        struct exec_session *execs;     /* processes started in dynos by Exec, streaming */
+        struct metrics *metrics;    /* metrics.c: the sampler and its consumers */
+        struct exec_session *execs; /* processes started in dynos by Exec, streaming */
         size_t n_execs;
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
@@ -140,6 +146,9 @@ struct manager {
         bool draining;               /* admission.c: no new dynos */
         int64_t drain_deadline_usec; /* CLOCK_REALTIME: the running dynos stop then; 0: never */
         sd_event_source *drain_timer;
+        bool shutting_down, shutdown_killed;
+        int64_t shutdown_deadline_usec;
+        sd_event_source *shutdown_timer;
 };
 
 int manager_new(struct config *c, sd_event *e, struct manager **ret);
@@ -151,8 +160,6 @@ struct dyno *manager_find(struct manager *m, const char *id);
 /* Calls fn for every dyno, in id order. */
 void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdata), void *userdata);
 bool dyno_is_live(const struct dyno *d);
-/* The name of the dyno's cgroup (cg_*) now: its current instance's. */
-const char *dyno_cgroup_name(const struct dyno *d);
 /* Its earlier instances still stopping after a daily cycle. */
 size_t dyno_retiring_count(const struct dyno *d);
 
@@ -187,7 +194,17 @@ char **dyno_build_env(const struct dyno *d);
 /* Stop every running dyno gracefully (its grace), and keep crashed ones from restarting: a
  * drain's deadline. */
 void manager_stop_all(struct manager *m);
+/* SIGTERM: exit leaving the dynos running, or, with stop-dynos-on-exit, stop them first (within
+ * shutdown-timeout, then SIGKILL) and exit once they are gone. A second call exits now. */
+int manager_shutdown(struct manager *m);
 
 /* Fill out from the dyno. out borrows d's strings and spec: valid until d changes. */
 void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitInfo *exit);
 const char *dyno_state_name(Hostd__V1__DynoState s);
+
+/* The name of the dyno's cgroup under <base>/dynos now: its current instance's (the sampler
+ * opens its files again when it changes). */
+const char *dyno_cgroup_name(const struct dyno *d);
+/* A runtime-metrics line (source heroku) in the dyno's log, its followers and the journal,
+ * but not in hostd's own log: every such dyno says one every runtime-metrics-interval. */
+void dyno_log_metrics(struct dyno *d, const char *line);

@@ -24,6 +24,7 @@
 #include "images.h"
 #include "importer.h"
 #include "manager.h"
+#include "metrics.h"
 #include "validate.h"
 
 #include "config-build.h"
@@ -128,6 +129,37 @@ void conn_reply(struct conn *c, Hostd__V1__Response *resp)
         }
         conn_flush(c);
 }
+
+void conn_reply_packed(struct conn *c, uint64_t id, const uint8_t *body, size_t len)
+{
+        if (c->closed)
+                return;
+        /* Response.id is field 1, a varint: its tag byte is 0x08. */
+        uint8_t head[1 + FRAME_VARINT_MAX];
+        size_t h = 0;
+        if (id) {
+                head[0] = 0x08;
+                h = 1 + frame_varint_encode(id, head + 1);
+        }
+        _cleanup_free_ uint8_t *buf = malloc(h + len);
+        if (!buf) {
+                log_error("connection: out of memory for a %zu-byte reply", h + len);
+                conn_close(c);
+                return;
+        }
+        memcpy(buf, head, h);
+        memcpy(buf + h, body, len);
+        int r = frame_writer_append(&c->wr, buf, h + len);
+        if (r < 0) {
+                log_warning("connection: %s; disconnecting a client that does not read its replies",
+                            strerror(-r));
+                conn_close(c);
+                return;
+        }
+        conn_flush(c);
+}
+
+size_t conn_pending(const struct conn *c) { return c->closed ? 0 : frame_writer_pending(&c->wr); }
 
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
 {
@@ -234,46 +266,13 @@ static void call_list(struct conn *c, uint64_t id)
         free(l.ptrs);
 }
 
-/* Live dynos, and the memory given to them: a retiring instance (a daily cycle's old one,
- * still stopping) holds its quota too. */
-static void count_live(struct dyno *d, void *userdata)
-{
-        uint64_t *v = userdata;
-        if (!d->size)
-                return;
-        if (dyno_is_live(d)) {
-                v[0]++;
-                v[1] += d->size->memory;
-        }
-        v[1] += dyno_retiring_count(d) * d->size->memory;
-}
-
 static void call_host_info(struct conn *c, uint64_t id)
 {
         struct manager *m = c->srv->m;
         const struct config *cfg = m->config;
         Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
-        char hostname[256] = "";
-        gethostname(hostname, sizeof hostname - 1);
-        h.hostname = hostname;
-        h.version = (char *)HOSTD_VERSION;
-        h.boot_id = m->boot_id;
-        h.cgroup_mode = (char *)cg_mode_name(cg_manager_mode(m->cg));
-        h.cpus = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
-
-        (void)host_memory(&h.memory_total, &h.memory_available);
-        uint64_t live[2] = { 0, 0 };
-        manager_foreach(m, count_live, live);
-        h.dynos = (uint32_t)live[0];
-        h.memory_allocated = live[1];
-        h.memory_reserved = cfg->reserved_memory;
-        h.memory_allocatable = memory_allocatable(cfg, h.memory_total);
-        h.memory_committed = memory_committed(m);
-        h.draining = m->draining;
-        h.drain_deadline_usec = m->drain_deadline_usec;
-        h.max_dynos = cfg->max_dynos;
-        h.dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
-        h.dedicated_cpus_free = cpu_pool_n_free(m->cpus);
+        char hostname[256];
+        host_info_fill(m, &h, hostname);
 
         Hostd__V1__Size *sizes = calloc(cfg->n_sizes, sizeof *sizes);
         Hostd__V1__Size **ptrs = calloc(cfg->n_sizes, sizeof *ptrs);
@@ -682,6 +681,9 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
                 events_subscribe(m->events, c, id, req->subscribe_events->since,
                                  req->subscribe_events->follow);
+                break;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
+                metrics_subscribe(m, c, id, req->subscribe_metrics);
                 break;
         case HOSTD__V1__REQUEST__CALL_ATTACH: exec_attach(m, c, id, req->attach); break;
         case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;

@@ -21,6 +21,11 @@ void conn_unref(struct conn *c);
 /* Queue a response on the connection (dropped if the connection is closed). */
 void conn_reply(struct conn *c, Hostd__V1__Response *resp);
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...) _printf_(4, 5);
+/* Queue a Response packed without its id (body), with id added: one encoding shared by many
+ * connections. */
+void conn_reply_packed(struct conn *c, uint64_t id, const uint8_t *body, size_t len);
+/* Bytes queued for the peer and not yet written to its socket. */
+size_t conn_pending(const struct conn *c);
 bool conn_is_closed(const struct conn *c);
 
 /* Send a dyno's kept lines from ring index first on. Without follow: one response with the

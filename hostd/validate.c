@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "drain.h"
 #include "images.h"
 #include "util.h"
 
@@ -249,11 +250,24 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
                             s->tty_rows);
-        if (s->runtime_metrics)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED,
-                            "spec.runtime_metrics: not supported yet");
-        if (s->n_log_drains)
-                return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "spec.log_drains: not supported yet");
+        if (s->n_log_drains > DRAIN_MAX_PER_DYNO)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.log_drains: %zu drains, over the limit of %d", s->n_log_drains,
+                            DRAIN_MAX_PER_DYNO);
+        for (size_t i = 0; i < s->n_log_drains; i++) {
+                struct drain_url u;
+                char why[256];
+                if (drain_url_parse(s->log_drains[i], &u, why, sizeof why) < 0)
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "spec.log_drains[%zu]: '%s': %s", i, ESC(s->log_drains[i]),
+                                    why);
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(s->log_drains[i], s->log_drains[j]) == 0)
+                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                            "spec.log_drains[%zu]: the same URL as "
+                                            "spec.log_drains[%zu]",
+                                            i, j);
+        }
 
         /* The layers: a stack by image id (and where to fetch it) or by folder; a slug the
          * same way, or none. */

@@ -780,3 +780,60 @@ int link_stats(const char *dyno_id, struct link_stats *ret)
         };
         return 0;
 }
+
+static int dyno_stats_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct link_dyno_stats *)a)->dyno_id,
+                      ((const struct link_dyno_stats *)b)->dyno_id);
+}
+
+void link_dyno_stats_free(struct link_dyno_stats *v, size_t n)
+{
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i].dyno_id);
+        free(v);
+}
+
+int link_stats_all(struct link_dyno_stats **ret)
+{
+        if (!ret)
+                return -EINVAL;
+        _cleanup_(rtnl_close) struct rtnl nl = { 0 };
+        int r = rtnl_open(&nl);
+        if (r < 0)
+                return r;
+        _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+        for (int attempt = 0;; attempt++) {
+                r = rtnl_errno(&nl, rtnl_link_alloc_cache(nl.sk, AF_UNSPEC, &cache));
+                if (r != -EAGAIN || attempt == 4) /* EAGAIN: dump interrupted by a change */
+                        break;
+        }
+        if (r < 0)
+                return r;
+        size_t n = 0;
+        struct link_dyno_stats *v = calloc(nl_cache_nitems(cache) + 1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+                struct rtnl_link *l = (struct rtnl_link *)o;
+                const char *id = link_dyno_id(l);
+                if (!id)
+                        continue;
+                v[n].dyno_id = strdup(id);
+                if (!v[n].dyno_id) {
+                        link_dyno_stats_free(v, n);
+                        return -ENOMEM;
+                }
+                /* As link_stats: the host end's tx is what the dyno received. */
+                v[n].stats = (struct link_stats){
+                        .rx_bytes = rtnl_link_get_stat(l, RTNL_LINK_TX_BYTES),
+                        .rx_packets = rtnl_link_get_stat(l, RTNL_LINK_TX_PACKETS),
+                        .tx_bytes = rtnl_link_get_stat(l, RTNL_LINK_RX_BYTES),
+                        .tx_packets = rtnl_link_get_stat(l, RTNL_LINK_RX_PACKETS),
+                };
+                n++;
+        }
+        qsort(v, n, sizeof *v, dyno_stats_cmp);
+        *ret = v;
+        return (int)n;
+}

@@ -123,3 +123,13 @@ struct link_stats {
         uint64_t tx_packets;
 };
 int link_stats(const char *dyno_id, struct link_stats *ret);
+
+/* The counters of every dyno's link, from one dump of the links (one netlink round trip
+ * whatever the number of dynos): the host ends of veths whose alias names them, as
+ * link_list_attached finds them, sorted by dyno id. Returns the number of entries. */
+struct link_dyno_stats {
+        char *dyno_id;
+        struct link_stats stats;
+};
+int link_stats_all(struct link_dyno_stats **ret);
+void link_dyno_stats_free(struct link_dyno_stats *v, size_t n);

@@ -177,49 +177,78 @@ static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
 }
 
 /* The counters of the dynos asked for (all attached ones when none is named); a dyno that is
- * not attached is NOT_FOUND. */
+ * named and not attached is NOT_FOUND. One dump of the links answers the whole request, so
+ * hostd's once-a-round request for a thousand dynos is one netlink round trip here. */
+static int dyno_stats_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct link_dyno_stats *)a)->dyno_id,
+                      ((const struct link_dyno_stats *)b)->dyno_id);
+}
+
 static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest *req)
 {
-        _cleanup_free_ struct netd_attachment *a = NULL;
-        size_t n = req->n_dyno_ids;
-        if (n == 0 && netd_list(c->srv->n, &a, &n) < 0)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
-        _cleanup_free_ Netd__V1__LinkStats *items = calloc(n + 1, sizeof *items);
-        _cleanup_free_ Netd__V1__LinkStats **ptrs = calloc(n + 1, sizeof *ptrs);
-        if (!items || !ptrs)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
-        for (size_t i = 0; i < n; i++) {
-                char *dyno = a ? a[i].dyno_id : req->dyno_ids[i];
-                char msg[256];
-                struct link_stats ls;
-                if (!ipam_dyno_id_valid(dyno)) {
+        for (size_t i = 0; i < req->n_dyno_ids; i++)
+                if (!ipam_dyno_id_valid(req->dyno_ids[i])) {
+                        char msg[256];
                         snprintf(msg, sizeof msg, "stats.dyno_ids[%zu]: invalid dyno id", i);
                         return reply_status(c, id, NETD_CODE_INVALID_ARGUMENT, msg);
                 }
-                int r = link_stats(dyno, &ls);
-                if (r < 0) {
-                        snprintf(msg, sizeof msg, "dyno %s: %s", dyno,
-                                 r == -ENOENT ? "not attached" : strerror(-r));
-                        return reply_status(c, id,
-                                            r == -ENOENT ? NETD_CODE_NOT_FOUND : NETD_CODE_INTERNAL,
-                                            msg);
+        _cleanup_free_ struct netd_attachment *a = NULL;
+        size_t n = req->n_dyno_ids;
+        bool all = n == 0;
+        if (all && netd_list(c->srv->n, &a, &n) < 0)
+                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+        struct link_dyno_stats *dump = NULL;
+        int nd = link_stats_all(&dump);
+        if (nd < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "stats: dump the links: %s", strerror(-nd));
+                return reply_status(c, id, NETD_CODE_INTERNAL, msg);
+        }
+        Netd__V1__LinkStats *items = calloc(n + 1, sizeof *items);
+        Netd__V1__LinkStats **ptrs = calloc(n + 1, sizeof *ptrs);
+        if (!items || !ptrs) {
+                free(items);
+                free(ptrs);
+                link_dyno_stats_free(dump, (size_t)nd);
+                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                char *dyno = all ? a[i].dyno_id : req->dyno_ids[i];
+                struct link_dyno_stats key = { .dyno_id = dyno };
+                const struct link_dyno_stats *ls =
+                        bsearch(&key, dump, (size_t)nd, sizeof *dump, dyno_stats_cmp);
+                if (!ls && all)
+                        continue; /* attached in the records, its link gone: nothing to count */
+                if (!ls) {
+                        char msg[256];
+                        snprintf(msg, sizeof msg, "dyno %s: not attached", dyno);
+                        free(items);
+                        free(ptrs);
+                        link_dyno_stats_free(dump, (size_t)nd);
+                        return reply_status(c, id, NETD_CODE_NOT_FOUND, msg);
                 }
-                netd__v1__link_stats__init(&items[i]);
-                items[i].dyno_id = dyno;
-                items[i].rx_bytes = ls.rx_bytes;
-                items[i].tx_bytes = ls.tx_bytes;
-                items[i].rx_packets = ls.rx_packets;
-                items[i].tx_packets = ls.tx_packets;
-                ptrs[i] = &items[i];
+                netd__v1__link_stats__init(&items[k]);
+                items[k].dyno_id = dyno;
+                items[k].rx_bytes = ls->stats.rx_bytes;
+                items[k].tx_bytes = ls->stats.tx_bytes;
+                items[k].rx_packets = ls->stats.rx_packets;
+                items[k].tx_packets = ls->stats.tx_packets;
+                ptrs[k] = &items[k];
+                k++;
         }
         Netd__V1__StatsReply s = NETD__V1__STATS_REPLY__INIT;
-        s.n_stats = n;
+        s.n_stats = k;
         s.stats = ptrs;
         Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
         resp.id = id;
         resp.result_case = NETD__V1__RESPONSE__RESULT_STATS;
         resp.stats = &s;
         conn_reply(c, &resp);
+        free(items);
+        free(ptrs);
+        link_dyno_stats_free(dump, (size_t)nd);
 }
 
 static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)

@@ -37,6 +37,7 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->attach_timeout != b->attach_timeout || a->hangup_interval != b->hangup_interval ||
             a->hangups != b->hangups || a->events_keep != b->events_keep ||
             a->metrics_interval != b->metrics_interval ||
+            a->runtime_metrics_interval != b->runtime_metrics_interval ||
             !streq_null(a->prometheus_file, b->prometheus_file) ||
             a->cycle_after != b->cycle_after || a->cycle_jitter != b->cycle_jitter ||
             a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
@@ -53,6 +54,8 @@ static bool config_equal(const struct config *a, const struct config *b)
             !streq_null(a->journal_socket, b->journal_socket) ||
             !streq_null(a->netns_dir, b->netns_dir) ||
             !streq_null(a->dedicated_cpu_pool, b->dedicated_cpu_pool) ||
+            a->drain_buffer != b->drain_buffer || a->drain_backoff_max != b->drain_backoff_max ||
+            !streq_null(a->drain_ca_file, b->drain_ca_file) ||
             a->restart_backoff.n != b->restart_backoff.n ||
             memcmp(a->restart_backoff.seconds, b->restart_backoff.seconds,
                    sizeof a->restart_backoff.seconds) != 0)
@@ -132,6 +135,7 @@ static void test_defaults(void)
         CHECK(streq_null(c.netd_socket, "") && streq_null(c.netns_dir, "/run/hostd/netns"));
         CHECK(streq_null(c.journal_socket, "/run/systemd/journal/socket"));
         CHECK(c.events_keep == 10000 && c.metrics_interval == 20);
+        CHECK(c.runtime_metrics_interval == 20);
         CHECK(streq_null(c.prometheus_file, ""));
         CHECK(c.attach_timeout == 30 && c.hangup_interval == 5 && c.hangups == 3);
         CHECK(c.cycle_after == 24 * 3600 && c.cycle_jitter == 216 * 60);
@@ -641,8 +645,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 43 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 43 + 9 * 8);
+        /* 49 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 49 + 9 * 8);
 }
 
 int main(void)

@@ -179,6 +179,37 @@ static void test_spec(void)
         expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds");
 }
 
+/* spec.log_drains: each URL by its index and reason, at most 8, none twice. */
+static void test_drains(void)
+{
+        char *urls[9] = {
+                (char *)"syslog://127.0.0.1:514", (char *)"syslog+tls://logs.example.com:6514",
+                (char *)"syslog://[::1]:514",     (char *)"syslog://a.example:1",
+                (char *)"syslog://b.example:2",   (char *)"syslog://c.example:3",
+                (char *)"syslog://d.example:4",   (char *)"syslog://e.example:5",
+                (char *)"syslog://f.example:6",
+        };
+        Hostd__V1__DynoSpec s = spec_good();
+        s.log_drains = urls;
+        s.n_log_drains = 8;
+        expect(&s, 0, NULL);
+        s.n_log_drains = 9;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+               "spec.log_drains: 9 drains, over the limit of 8");
+
+        char *bad[] = { (char *)"syslog://127.0.0.1:514", (char *)"tcp://127.0.0.1:514" };
+        s.log_drains = bad;
+        s.n_log_drains = 2;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+               "spec.log_drains[1]: 'tcp://127.0.0.1:514': not a syslog:// or syslog+tls:// URL");
+        bad[1] = (char *)"syslog://127.0.0.1:514";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+               "spec.log_drains[1]: the same URL as spec.log_drains[0]");
+        /* A value that is not text is quoted safely in the message. */
+        bad[1] = (char *)"syslog://\xff:514";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.log_drains[1]: 'syslog://\\xff:514'");
+}
+
 int main(void)
 {
         if (config_init_defaults(&cfg) < 0)
@@ -190,6 +221,7 @@ int main(void)
         test_ids();
         test_text();
         test_spec();
+        test_drains();
         rmdir(stack);
         config_free(&cfg);
         printf("%d passed, %d failed\n", passed, failed);

@@ -508,13 +508,14 @@ def test_start_same_id_concurrently(hostd, make_spec):
 # -- calls ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["drain", "undrain"])
-def test_unimplemented_call(hostd, call):
+@pytest.mark.parametrize("seconds", [0, 604801])
+def test_drain_deadline_out_of_range(hostd, seconds):
     before = hostd.snapshot()
     with hostd.client() as c:
-        resp = c.request(call, check=False)
-        expect_error(resp, pb.UNIMPLEMENTED)
-        c.list()  # the connection stays usable
+        resp = c.request("drain", pb.DrainRequest(deadline_seconds=seconds), check=False)
+        expect_error(resp, pb.INVALID_ARGUMENT, "drain.deadline_seconds", str(seconds))
+        assert not c.host_info().draining  # nothing changed
+    assert not os.path.exists(os.path.join(hostd.config["state-dir"], "drain"))
     assert_healthy(hostd, before)
 
 

@@ -1,6 +1,7 @@
 """Metrics for node_exporter's textfile collector: prometheus-file is rewritten atomically every
-metrics-interval with each running dyno's memory, swap, quota, CPU time and pids, from its
-cgroup files, and the dyno count by state.
+metrics-interval with each running dyno's memory, swap, quota, CPU time, pids and the rest of
+the sampler's figures, checked against its cgroup files, the dyno count by state and the
+host's memory.
 
 Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_metrics.py
 """
@@ -51,6 +52,22 @@ def test_dyno_figures_match_the_cgroup_files(hostd_factory, make_spec, tmp_path)
     assert s[("hostd_dyno_memory_quota_bytes", "met-1")] == 512 * 1024 * 1024
     assert s[("hostd_dyno_cpu_seconds_total", "met-1")] > 0
     assert s[("hostd_dynos", "up")] == 1
+    # the figures the sampler added: rss and cache as memory.stat has them, the dyno's own
+    # load, no OOM kill, no network without netd, and the host's memory from /proc/meminfo
+    _, stat = read_cgroup_file(h, "met-1", "memory.stat")
+    st = {k: int(v) for k, v in (line.split() for line in stat.splitlines())}
+    rss = st.get("total_rss", st.get("anon"))
+    assert abs(s[("hostd_dyno_memory_rss_bytes", "met-1")] - rss) < 0.1 * rss
+    assert s[("hostd_dyno_memory_rss_bytes", "met-1")] > 20e6
+    assert 0 <= s[("hostd_dyno_load1", "met-1")] < 1
+    assert s[("hostd_dyno_oom_kills_total", "met-1")] == 0
+    assert s[("hostd_dyno_network_receive_bytes_total", "met-1")] == 0
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    with open(path) as f:
+        host = dict(line.split() for line in f if line.startswith("hostd_host_"))
+    assert int(host["hostd_host_memory_bytes"]) == total
+    assert 0 < int(host["hostd_host_memory_available_bytes"]) <= total
     with open(path) as f:
         text = f.read()
     assert 'hostd_dyno_pids{dyno_id="met-1",dyno="worker.1",app="shop"} 4' in text

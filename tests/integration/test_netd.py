@@ -249,6 +249,10 @@ def test_attach_detach_idempotent(lab):
                                                                     a.host_port)]
     st = ok(c.call("stats", npb.StatsRequest(dyno_ids=["web.1"]))).stats.stats
     assert st[0].dyno_id == "web.1"
+    # no ids: every attached dyno, from the same one dump of the links
+    every = ok(c.call("stats", npb.StatsRequest())).stats.stats
+    assert [x.dyno_id for x in every] == ["web.1"]
+    assert every[0].rx_bytes >= st[0].rx_bytes and every[0].tx_bytes >= st[0].tx_bytes
     assert c.call("stats", npb.StatsRequest(dyno_ids=["nope"])).status.code == NOT_FOUND
 
     ok(c.call("detach", npb.DetachRequest(dyno_id="web.1")))
