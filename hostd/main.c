@@ -126,6 +126,11 @@ int main(int argc, char **argv)
                 config_free(&cfg);
                 return 1;
         }
+        /* With WatchdogSec= in the unit, the loop pings systemd at half that interval: a hung
+         * loop stops the pings and systemd restarts the daemon. Without it this does nothing. */
+        r = sd_event_set_watchdog(event, true);
+        if (r < 0)
+                log_warning_errno(r, "enable the systemd watchdog: %m");
         /* A dyno's write to a closed client must not kill hostd. */
         signal(SIGPIPE, SIG_IGN);
         sigset_t ss;

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
 #include "admission.h"
@@ -1274,8 +1275,10 @@ static int tcp_listen(const char *addr)
         return TAKE_FD(fd);
 }
 
-/* Give the socket to read-group: its members may connect (and then only read). */
-static int read_group_setup(const struct config *c, const char *path, gid_t *ret)
+/* Find read-group's gid; and, on a socket hostd made itself, give the socket to that group:
+ * its members may connect (and then only read). A socket systemd passed keeps the owner and
+ * mode its socket unit gave it (SocketGroup=, SocketMode=). */
+static int read_group_setup(const struct config *c, const char *path, bool own_socket, gid_t *ret)
 {
         const char *g = c->read_group;
         if (!*g)
@@ -1293,10 +1296,38 @@ static int read_group_setup(const struct config *c, const char *path, gid_t *ret
                 }
                 gid = gr->gr_gid;
         }
-        if (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0)
+        if (own_socket && (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0))
                 return log_error_errno(errno, "give %s to group %s: %m", path, g);
         *ret = gid;
         return 0;
+}
+
+/* The listening socket systemd passed (socket activation, hostd.socket), or -ENOENT when none
+ * was passed. It must be the configured socket: hostd serves one socket, at one path. */
+static int listen_fd_from_systemd(const char *path)
+{
+        int n = sd_listen_fds(1);
+        if (n < 0)
+                return log_error_errno(n, "read the sockets systemd passed: %m");
+        if (n == 0)
+                return -ENOENT;
+        if (n > 1)
+                return log_error_errno(EINVAL, "systemd passed %d sockets; hostd takes one, %s", n,
+                                       path);
+        int fd = SD_LISTEN_FDS_START;
+        int r = sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0);
+        if (r < 0)
+                return log_error_errno(r, "check the socket systemd passed: %m");
+        if (r == 0)
+                return log_error_errno(EINVAL,
+                                       "the socket systemd passed is not a listening stream "
+                                       "socket at %s (ListenStream= must be the 'socket' setting)",
+                                       path);
+        /* accept() runs until EAGAIN; systemd's sockets are blocking unless NonBlocking=. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return log_error_errno(errno, "make the socket systemd passed non-blocking: %m");
+        return fd;
 }
 
 int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server **ret)
@@ -1311,12 +1342,17 @@ int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server 
         srv->fd = srv->tls_fd = -1;
         srv->tls = tls;
 
-        int r = unix_listen(cfg->socket_path, "hostd");
+        int r = listen_fd_from_systemd(cfg->socket_path);
+        bool own_socket = r == -ENOENT;
+        if (own_socket)
+                r = unix_listen(cfg->socket_path, "hostd");
+        else if (r >= 0)
+                log_info("serving %s, the socket systemd passed", cfg->socket_path);
         if (r < 0)
                 goto fail;
         srv->fd = r;
         srv->read_gid = (gid_t)-1;
-        r = read_group_setup(cfg, cfg->socket_path, &srv->read_gid);
+        r = read_group_setup(cfg, cfg->socket_path, own_socket, &srv->read_gid);
         if (r < 0)
                 goto fail;
         r = sd_event_add_io(m->event, &srv->source, srv->fd, EPOLLIN, on_accept, srv);

@@ -89,6 +89,11 @@ int main(int argc, char **argv)
                 log_error_errno(r, "create the event loop: %m");
                 goto out;
         }
+        /* With WatchdogSec= in the unit, the loop pings systemd at half that interval: a hung
+         * loop stops the pings and systemd restarts the daemon. Without it this does nothing. */
+        r = sd_event_set_watchdog(event, true);
+        if (r < 0)
+                log_warning_errno(r, "enable the systemd watchdog: %m");
         signal(SIGPIPE, SIG_IGN);
         sigset_t ss;
         sigemptyset(&ss);
