@@ -102,14 +102,16 @@ int events_open(const char *state_dir, uint32_t keep, struct events **ret)
         e->next_seq = 1;
         e->path = strjoin3(state_dir, "/events", NULL);
         e->ring = calloc(e->keep, sizeof *e->ring);
+        /* Before the first goto: the cleanup at the label must not free an uninitialised
+         * pointer (clang refuses the jump; gcc compiled it). */
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
         int r = 0;
         if (!e->path || !e->ring) {
                 r = -ENOMEM;
                 goto fail;
         }
 
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0;
         r = read_full_file(e->path, &buf, &len);
         if (r < 0 && r != -ENOENT)
                 goto fail;

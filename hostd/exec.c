@@ -19,7 +19,6 @@
 #include "validate.h"
 
 #define EXEC_MAX_SESSIONS 256
-#define EXEC_MAX_ARGS 1024
 #define EXEC_MAX_INPUT (1u << 20) /* input queued for a process that does not read it */
 #define EXEC_READ_CHUNK (64u << 10)
 #define EXEC_WATCH_USEC (2ULL * 1000000) /* how often a session looks for its client */
@@ -272,47 +271,10 @@ static int session_watch(struct exec_session *s)
         return r;
 }
 
-static int validate_exec(const struct manager *m, const Hostd__V1__ExecRequest *req, char *msg,
-                         size_t len)
-{
-        int code = validate_id("exec.id", req->id, msg, len);
-        if (code)
-                return code;
-        if (req->n_argv == 0 || !*req->argv[0]) {
-                snprintf(msg, len, "exec.argv: a command is required");
-                return HOSTD__V1__CODE__INVALID_ARGUMENT;
-        }
-        if (req->n_argv > EXEC_MAX_ARGS) {
-                snprintf(msg, len, "exec.argv: %zu arguments, more than %d", req->n_argv,
-                         EXEC_MAX_ARGS);
-                return HOSTD__V1__CODE__INVALID_ARGUMENT;
-        }
-        size_t total = 0;
-        for (size_t i = 0; i < req->n_argv; i++) {
-                if (!utf8_valid(req->argv[i])) {
-                        snprintf(msg, len, "exec.argv[%zu]: not valid UTF-8", i);
-                        return HOSTD__V1__CODE__INVALID_ARGUMENT;
-                }
-                total += strlen(req->argv[i]) + 1;
-        }
-        if (total > m->config->max_command) {
-                snprintf(msg, len, "exec.argv: %zu bytes, more than %" PRIu32 " (max-command)",
-                         total, m->config->max_command);
-                return HOSTD__V1__CODE__INVALID_ARGUMENT;
-        }
-        if (req->tty_columns > 10000 || req->tty_rows > 10000) {
-                snprintf(msg, len,
-                         "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
-                         req->tty_columns, req->tty_rows);
-                return HOSTD__V1__CODE__INVALID_ARGUMENT;
-        }
-        return 0;
-}
-
 void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1__ExecRequest *req)
 {
         char msg[512];
-        int code = validate_exec(m, req, msg, sizeof msg);
+        int code = validate_exec(req, m->config, msg, sizeof msg);
         if (code) {
                 conn_reply_error(c, id, code, "%s", msg);
                 return;

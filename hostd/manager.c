@@ -982,9 +982,8 @@ static struct dyno *find_to_stop(struct manager *m, const char *id, bool grace_s
                 conn_reply_error(conn, req_id, code, "%s", msg);
                 return NULL;
         }
-        if (grace_set && grace > 3600) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                 "grace_seconds: %u is over 3600", grace);
+        if ((code = validate_grace(grace_set, grace, msg, sizeof msg))) {
+                conn_reply_error(conn, req_id, code, "%s", msg);
                 return NULL;
         }
         struct dyno *d = manager_find(m, id);

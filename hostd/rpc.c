@@ -627,27 +627,20 @@ void rpc_reply_image(struct conn *c, uint64_t id, struct manager *m, const struc
 
 static bool digest_checked(struct conn *c, uint64_t id, const char *field, const char *digest)
 {
-        if (image_digest_valid(digest))
-                return true;
-        char esc[400];
-        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                         "%s: '%s' is not a sha256 (64 lower-case hex digits)", field,
-                         escape_value(digest, 80, esc, sizeof esc));
-        return false;
+        char msg[512];
+        int code = validate_digest(field, digest, msg, sizeof msg);
+        if (code)
+                conn_reply_error(c, id, code, "%s", msg);
+        return code == 0;
 }
 
 static void call_image_import(struct conn *c, uint64_t id, const Hostd__V1__ImageImportRequest *req)
 {
         struct manager *m = c->srv->m;
         char msg[512];
-        int code = validate_image_source("image_import.source", req->source, msg, sizeof msg);
+        int code = validate_image_import(req, msg, sizeof msg);
         if (code)
                 return conn_reply_error(c, id, code, "%s", msg);
-        if (!digest_checked(c, id, "image_import.sha256", req->sha256))
-                return;
-        if (req->kind != HOSTD__V1__IMAGE_KIND__STACK && req->kind != HOSTD__V1__IMAGE_KIND__SLUG)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
-                                        "image_import.kind: stack or slug");
         enum image_kind kind = req->kind == HOSTD__V1__IMAGE_KIND__STACK ? IMAGE_KIND_STACK :
                                                                            IMAGE_KIND_SLUG;
         struct image_info info;

@@ -1,5 +1,6 @@
 #include "validate.h"
 
+#include <inttypes.h>
 #include <sys/stat.h>
 
 #include "drain.h"
@@ -280,4 +281,120 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         if (ret_size)
                 *ret_size = size;
         return 0;
+}
+
+int validate_digest(const char *field, const char *digest, char *msg, size_t len)
+{
+        if (image_digest_valid(digest))
+                return 0;
+        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                    "%s: '%s' is not a sha256 (64 lower-case hex digits)", field, ESC(digest));
+}
+
+int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
+{
+        if (grace_set && grace > 3600)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
+                            grace);
+        return 0;
+}
+
+int validate_exec(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg, size_t len)
+{
+        int code = validate_id("exec.id", req->id, msg, len);
+        if (code)
+                return code;
+        if (req->n_argv == 0 || !*req->argv[0])
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.argv: a command is required");
+        if (req->n_argv > EXEC_MAX_ARGS)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "exec.argv: %zu arguments, more than %d", req->n_argv, EXEC_MAX_ARGS);
+        size_t total = 0;
+        for (size_t i = 0; i < req->n_argv; i++) {
+                if (!utf8_valid(req->argv[i]))
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "exec.argv[%zu]: not valid UTF-8", i);
+                total += strlen(req->argv[i]) + 1;
+        }
+        if (total > c->max_command)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "exec.argv: %zu bytes, more than %" PRIu32 " (max-command)", total,
+                            c->max_command);
+        if (req->tty_columns > 10000 || req->tty_rows > 10000)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
+                            req->tty_columns, req->tty_rows);
+        return 0;
+}
+
+int validate_image_import(const Hostd__V1__ImageImportRequest *req, char *msg, size_t len)
+{
+        int code = validate_image_source("image_import.source", req->source, msg, len);
+        if (code)
+                return code;
+        if ((code = validate_digest("image_import.sha256", req->sha256, msg, len)))
+                return code;
+        if (req->kind != HOSTD__V1__IMAGE_KIND__STACK && req->kind != HOSTD__V1__IMAGE_KIND__SLUG)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.kind: stack or slug");
+        return 0;
+}
+
+int validate_request(const Hostd__V1__Request *req, const struct config *c, char *msg, size_t len)
+{
+        int code;
+        switch (req->call_case) {
+        case HOSTD__V1__REQUEST__CALL_START:
+                if (!req->start->spec)
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+                return validate_spec(req->start->spec, c, NULL, msg, len);
+        case HOSTD__V1__REQUEST__CALL_STOP:
+                if ((code = validate_id("id", req->stop->id, msg, len)))
+                        return code;
+                return validate_grace(req->stop->grace_case ==
+                                              HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
+                                      req->stop->grace_seconds, msg, len);
+        case HOSTD__V1__REQUEST__CALL_RESTART:
+                if ((code = validate_id("id", req->restart->id, msg, len)))
+                        return code;
+                return validate_grace(req->restart->grace_case ==
+                                              HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
+                                      req->restart->grace_seconds, msg, len);
+        case HOSTD__V1__REQUEST__CALL_GET: return validate_id("id", req->get->id, msg, len);
+        case HOSTD__V1__REQUEST__CALL_LOGS: return validate_id("id", req->logs->id, msg, len);
+        case HOSTD__V1__REQUEST__CALL_EXEC: return validate_exec(req->exec, c, msg, len);
+        case HOSTD__V1__REQUEST__CALL_ATTACH:
+                return validate_id("attach.id", req->attach->id, msg, len);
+        case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
+                return validate_image_import(req->image_import, msg, len);
+        case HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE:
+                return validate_digest("image_remove.digest", req->image_remove->digest, msg, len);
+        case HOSTD__V1__REQUEST__CALL_LIST:
+        case HOSTD__V1__REQUEST__CALL_HOST_INFO:
+        case HOSTD__V1__REQUEST__CALL_IMAGE_LIST:
+        case HOSTD__V1__REQUEST__CALL_IMAGE_GC:
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
+        case HOSTD__V1__REQUEST__CALL_UNDRAIN:
+        case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: return 0; /* nothing from the wire to check */
+        case HOSTD__V1__REQUEST__CALL_DRAIN:
+                /* as admission_drain checks it */
+                if (req->drain->deadline_case ==
+                            HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
+                    (req->drain->deadline_seconds == 0 ||
+                     req->drain->deadline_seconds > 7 * 24 * 3600))
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "drain.deadline_seconds: %" PRIu32 " is not 1..604800",
+                                    req->drain->deadline_seconds);
+                return 0;
+        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
+                /* as metrics_subscribe checks it */
+                if (req->subscribe_metrics->interval_seconds > 3600)
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "subscribe_metrics.interval_seconds: %" PRIu32
+                                    " is out of range (1..3600; 0 or unset: 20)",
+                                    req->subscribe_metrics->interval_seconds);
+                return 0;
+        case HOSTD__V1__REQUEST__CALL__NOT_SET:
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
+        default: return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "request: call not implemented");
+        }
 }

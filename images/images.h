@@ -107,6 +107,16 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
                  const struct image_limits *limits, uint64_t *ret_bytes, uint64_t *ret_files,
                  char *err, size_t errlen);
 
+/* image_unpack()'s work in the calling process, without the child, its chroot() or its
+ * dropped capabilities: the same checks of every entry, and libarchive's own check for
+ * symlinks along each path (as image_unpack() does where chroot() is not allowed). For the
+ * fuzzer, which must see a crash where it happens; never for a tarball from the wire. The
+ * caller must ignore SIGPIPE (the decompressing thread writes to a pipe that the reader may
+ * close early). */
+int image_unpack_unconfined(int archive_fd, const char *dest, enum image_kind kind,
+                            const struct image_limits *limits, uint64_t *ret_bytes,
+                            uint64_t *ret_files, char *err, size_t errlen);
+
 /* Composition of a dyno's root: the per-dyno writable layer. */
 
 /* Make <layers_dir>/<id>/{upper,work,merged}, with upper/app owned by uid (the app's /app is

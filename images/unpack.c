@@ -908,25 +908,18 @@ static int unpack_wait(pid_t pid, int result_fd, uint64_t *ret_bytes, uint64_t *
         return 0;
 }
 
-/* On failure, what was written stays in dest: the caller unpacks into a temporary folder and
- * removes it whole, which is simpler and surer than undoing entry by entry. */
-int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
-                 const struct image_limits *limits, uint64_t *ret_bytes, uint64_t *ret_files,
-                 char *err, size_t errlen)
+/* What image_unpack() checks before any work: the arguments, dest (made canonical into u, and
+ * empty) and the tarball's fd (rewound). */
+static int unpack_prepare(struct unpacker *u, int archive_fd, const char *dest, char *err,
+                          size_t errlen)
 {
-        _cleanup_(unpacker_done) struct unpacker u = {
-                .kind = kind,
-                .limits = limits,
-                .err = err,
-                .errlen = errlen,
-        };
         struct stat st;
-        int r;
+        int r = 0;
 
         if (errlen > 0)
                 err[0] = 0;
-        if (archive_fd < 0 || !dest || !limits ||
-            (kind != IMAGE_KIND_STACK && kind != IMAGE_KIND_SLUG)) {
+        if (archive_fd < 0 || !dest || !u->limits ||
+            (u->kind != IMAGE_KIND_STACK && u->kind != IMAGE_KIND_SLUG)) {
                 snprintf(err, errlen, "unpack: invalid arguments");
                 return -EINVAL;
         }
@@ -934,14 +927,14 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
         /* Canonical: the child chroot()s into it, and without that, libarchive's check for
          * symlinks along each entry's absolute path must not trip on one above dest, such as
          * /var -> /data. */
-        u.dest = realpath(dest, NULL);
-        if (!u.dest) {
+        u->dest = realpath(dest, NULL);
+        if (!u->dest) {
                 r = -errno;
                 snprintf(err, errlen, "%s: %s", dest, strerror(-r));
                 return r;
         }
-        u.dest_len = strlen(u.dest);
-        r = dir_is_empty(u.dest);
+        u->dest_len = strlen(u->dest);
+        r = dir_is_empty(u->dest);
         if (r == 0)
                 r = -ENOTEMPTY;
         if (r < 0) {
@@ -962,6 +955,24 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
                 snprintf(err, errlen, "archive: %s", strerror(-r));
                 return r;
         }
+        return 0;
+}
+
+/* On failure, what was written stays in dest: the caller unpacks into a temporary folder and
+ * removes it whole, which is simpler and surer than undoing entry by entry. */
+int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
+                 const struct image_limits *limits, uint64_t *ret_bytes, uint64_t *ret_files,
+                 char *err, size_t errlen)
+{
+        _cleanup_(unpacker_done) struct unpacker u = {
+                .kind = kind,
+                .limits = limits,
+                .err = err,
+                .errlen = errlen,
+        };
+        int r = unpack_prepare(&u, archive_fd, dest, err, errlen);
+        if (r < 0)
+                return r;
 
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0) {
@@ -984,4 +995,28 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
         }
         close(p[1]);
         return unpack_wait(pid, result_fd, ret_bytes, ret_files, err, errlen);
+}
+
+int image_unpack_unconfined(int archive_fd, const char *dest, enum image_kind kind,
+                            const struct image_limits *limits, uint64_t *ret_bytes,
+                            uint64_t *ret_files, char *err, size_t errlen)
+{
+        _cleanup_(unpacker_done) struct unpacker u = {
+                .kind = kind,
+                .limits = limits,
+                .err = err,
+                .errlen = errlen,
+        };
+        int r = unpack_prepare(&u, archive_fd, dest, err, errlen);
+        if (r < 0)
+                return r;
+        u.in_root = false;
+        r = unpack_archive(&u, archive_fd);
+        if (r < 0)
+                return r;
+        if (ret_bytes)
+                *ret_bytes = u.written;
+        if (ret_files)
+                *ret_files = u.files;
+        return 0;
 }

@@ -313,36 +313,41 @@ static int set_key(struct netd_config *c, const char *key, const char *v, struct
         return -ENOENT;
 }
 
-int netd_config_load_file(struct netd_config *c, const char *path, char *err, size_t errlen)
+/* Lines are cut at 4095 bytes, as fgets() into a 4096-byte buffer did before. */
+#define NETD_LINE_MAX 4094
+
+int netd_config_load_string(struct netd_config *c, const char *name, const char *text, size_t len,
+                            char *err, size_t errlen)
 {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (!f) {
-                int r = -errno;
-                snprintf(err, errlen, "%s: %s", path, strerror(-r));
-                return r;
-        }
-        char line[4096];
+        char line[NETD_LINE_MAX + 1];
         unsigned lineno = 0;
         bool in_section = false;
         struct list_seen seen = {};
-        while (fgets(line, sizeof line, f)) {
+        for (const char *pos = text, *end = text + len; pos < end;) {
+                const char *nl = memchr(pos, '\n', (size_t)(end - pos));
+                size_t n = (size_t)((nl ? nl : end) - pos);
                 lineno++;
-                size_t n = strlen(line);
-                if (n == sizeof line - 1 && line[n - 1] != '\n') {
-                        snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+                if (n > NETD_LINE_MAX) {
+                        snprintf(err, errlen, "%s:%u: line too long", name, lineno);
                         return -EINVAL;
                 }
+                /* fgets() read on past a NUL and strlen() then dropped the rest of the line:
+                 * "bridge = br0\0x" was taken as br0. */
+                if (memchr(pos, 0, n)) {
+                        snprintf(err, errlen, "%s:%u: NUL byte in line", name, lineno);
+                        return -EINVAL;
+                }
+                memcpy(line, pos, n);
+                line[n] = 0;
+                pos = nl ? nl + 1 : end;
+
                 char *s = strip(line);
-                n = strlen(s);
-                if (n > 0 && s[n - 1] == '\n')
-                        s[--n] = 0;
-                s = strip(s);
                 if (s[0] == 0 || s[0] == '#' || s[0] == ';')
                         continue;
                 if (s[0] == '[') {
                         if (strcmp(s, "[netd]") != 0) {
                                 snprintf(err, errlen, "%s:%u: unknown section %s (only [netd])",
-                                         path, lineno, s);
+                                         name, lineno, s);
                                 return -EINVAL;
                         }
                         in_section = true;
@@ -350,30 +355,38 @@ int netd_config_load_file(struct netd_config *c, const char *path, char *err, si
                 }
                 char *eq = strchr(s, '=');
                 if (!eq) {
-                        snprintf(err, errlen, "%s:%u: expected KEY = VALUE", path, lineno);
+                        snprintf(err, errlen, "%s:%u: expected KEY = VALUE", name, lineno);
                         return -EINVAL;
                 }
                 *eq = 0;
                 char *key = strip(s), *value = strip(eq + 1);
                 if (!in_section) {
-                        snprintf(err, errlen, "%s:%u: key '%s' outside the [netd] section", path,
+                        snprintf(err, errlen, "%s:%u: key '%s' outside the [netd] section", name,
                                  lineno, key);
                         return -EINVAL;
                 }
                 char why[256] = "";
                 int r = set_key(c, key, value, &seen, why, sizeof why);
                 if (r == -ENOMEM) {
-                        snprintf(err, errlen, "%s:%u: out of memory", path, lineno);
+                        snprintf(err, errlen, "%s:%u: out of memory", name, lineno);
                         return r;
                 }
                 if (r < 0) {
-                        snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, why);
+                        snprintf(err, errlen, "%s:%u: %s: %s", name, lineno, key, why);
                         return -EINVAL;
                 }
         }
-        if (ferror(f)) {
-                snprintf(err, errlen, "%s: read error", path);
-                return -EIO;
-        }
         return 0;
+}
+
+int netd_config_load_file(struct netd_config *c, const char *path, char *err, size_t errlen)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = read_full_file(path, &text, &len);
+        if (r < 0) {
+                snprintf(err, errlen, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        return netd_config_load_string(c, path, text, len, err, errlen);
 }

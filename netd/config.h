@@ -40,6 +40,9 @@ struct netd_config {
 int netd_config_init_defaults(struct netd_config *c);
 /* Load path over the defaults. -EINVAL and err naming the file, line and key. */
 int netd_config_load_file(struct netd_config *c, const char *path, char *err, size_t errlen);
+/* The same from len bytes of text (for tests and fuzzing); name is used in messages. */
+int netd_config_load_string(struct netd_config *c, const char *name, const char *text, size_t len,
+                            char *err, size_t errlen);
 void netd_config_free(struct netd_config *c);
 
 /* Whether s is a size name: 1 to NETD_SIZE_NAME_MAX of a-z, 0-9 and -. */

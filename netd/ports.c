@@ -132,7 +132,8 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 ports_free(p);
                 return r;
         }
-        qsort(p->e, p->n, sizeof *p->e, entry_cmp);
+        if (p->n > 0) /* qsort() and bsearch() take no NULL array, even of 0 elements */
+                qsort(p->e, p->n, sizeof *p->e, entry_cmp);
         if (p->n > 0 && p->e[p->n - 1].host_port >= min && p->e[p->n - 1].host_port < max)
                 p->next = p->e[p->n - 1].host_port + 1;
         *ret = p;
@@ -150,7 +151,7 @@ static ssize_t find_id(const struct ports *p, const char *dyno_id)
 static bool port_held(const struct ports *p, uint16_t port)
 {
         struct ports_entry key = { .host_port = port };
-        return bsearch(&key, p->e, p->n, sizeof *p->e, entry_cmp) != NULL;
+        return p->n > 0 && bsearch(&key, p->e, p->n, sizeof *p->e, entry_cmp) != NULL;
 }
 
 int ports_lookup(const struct ports *p, const char *dyno_id, struct ports_entry *ret)

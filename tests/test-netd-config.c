@@ -226,6 +226,46 @@ static void test_errors(void)
         check_refused("[netd]\njust words\n", ":2: expected KEY = VALUE");
 }
 
+/* A NUL byte in a line: fgets() read past it and strlen() dropped the rest, so that
+ * "bridge = br0\0junk" loaded as br0. Refused, from a file and from a string. */
+static void test_nul(void)
+{
+        static const char text[] = "[netd]\nbridge = br0\0junk\nmtu = 1400\n";
+        _cleanup_free_ char *path = strjoin3(tmpdir, "/", "netd.conf");
+        FILE *f = path ? fopen(path, "we") : NULL;
+        if (!f || fwrite(text, 1, sizeof text - 1, f) != sizeof text - 1 || fclose(f) != 0)
+                abort();
+        struct netd_config c;
+        char err[512] = "";
+        CHECK(netd_config_init_defaults(&c) == 0);
+        CHECK(netd_config_load_file(&c, path, err, sizeof err) == -EINVAL);
+        CHECK(strstr(err, "netd.conf:2: NUL byte in line") != NULL);
+        CHECK(streq(c.bridge, NFT_BRIDGE_DEFAULT));
+        netd_config_free(&c);
+
+        CHECK(netd_config_init_defaults(&c) == 0);
+        CHECK(netd_config_load_string(&c, "s", text, sizeof text - 1, err, sizeof err) == -EINVAL);
+        CHECK(strstr(err, "s:2: NUL byte in line") != NULL);
+        netd_config_free(&c);
+
+        /* Without the NUL, the same text from a string loads (no newline at the end either). */
+        CHECK(netd_config_init_defaults(&c) == 0);
+        static const char good[] = "[netd]\nbridge = br0\nmtu = 1400";
+        CHECK(netd_config_load_string(&c, "s", good, sizeof good - 1, err, sizeof err) == 0);
+        CHECK(streq(c.bridge, "br0") && c.mtu == 1400);
+        netd_config_free(&c);
+
+        /* The longest line is still 4094 bytes. */
+        char line[4200];
+        snprintf(line, sizeof line, "[netd]\n# %04092d\n", 0);
+        CHECK(netd_config_init_defaults(&c) == 0);
+        CHECK(netd_config_load_string(&c, "s", line, strlen(line), err, sizeof err) == 0);
+        snprintf(line, sizeof line, "[netd]\n# %04093d\n", 0);
+        CHECK(netd_config_load_string(&c, "s", line, strlen(line), err, sizeof err) == -EINVAL);
+        CHECK(strstr(err, "s:2: line too long") != NULL);
+        netd_config_free(&c);
+}
+
 int main(void)
 {
         if (!mkdtemp(tmpdir)) {
@@ -237,6 +277,7 @@ int main(void)
         test_rates();
         test_egress_rate();
         test_errors();
+        test_nul();
 
         _cleanup_free_ char *path = strjoin3(tmpdir, "/", "netd.conf");
         if (path)

@@ -210,6 +210,107 @@ static void test_drains(void)
         expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.log_drains[1]: 'syslog://\\xff:514'");
 }
 
+/* validate_request(): each call's checks, as hostd makes them before it looks for a dyno, an
+ * image or a stream. */
+static void expect_request(const Hostd__V1__Request *req, int code, const char *want)
+{
+        char msg[512] = "";
+        int r = validate_request(req, &cfg, msg, sizeof msg);
+        CHECK(r == code);
+        if (want)
+                CHECK(strstr(msg, want) != NULL);
+        if (r != code || (want && !strstr(msg, want)))
+                fprintf(stderr, "  request: got %d '%s', want %d '%s'\n", r, msg, code,
+                        want ? want : "");
+}
+
+static void test_requests(void)
+{
+        static char digest[] = "a58f042b6b3d94d52e795ed3aa2bb6883957db58317ff0a046299060e530259b";
+        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "no call set");
+
+        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_START;
+        req.start = &start;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+        Hostd__V1__DynoSpec s = spec_good();
+        start.spec = &s;
+        expect_request(&req, 0, NULL);
+        s.id = (char *)"../x";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.id");
+
+        Hostd__V1__StopRequest stop = HOSTD__V1__STOP_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_STOP;
+        req.stop = &stop;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "id: required");
+        stop.id = (char *)"web-1";
+        stop.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
+        stop.grace_seconds = 3601;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: 3601 is over 3600");
+        stop.grace_seconds = 3600;
+        expect_request(&req, 0, NULL);
+
+        Hostd__V1__ExecRequest ex = HOSTD__V1__EXEC_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
+        req.exec = &ex;
+        ex.id = (char *)"web-1";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "a command is required");
+        char *argv[] = { (char *)"ls", (char *)"\xff" };
+        ex.argv = argv;
+        ex.n_argv = 2;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.argv[1]: not valid UTF-8");
+        ex.n_argv = 1;
+        ex.tty_rows = 10001;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "is over 10000");
+        ex.tty_rows = 24;
+        expect_request(&req, 0, NULL);
+
+        Hostd__V1__ImageImportRequest imp = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
+        req.image_import = &imp;
+        imp.source = (char *)"ftp://x";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.source");
+        imp.source = (char *)"/srv/stack.tar.gz";
+        imp.sha256 = (char *)"\xff";
+        /* The bad bytes are quoted, so the reply stays valid UTF-8. */
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "'\\xff' is not a sha256");
+        imp.sha256 = digest;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.kind");
+        imp.kind = HOSTD__V1__IMAGE_KIND__SLUG;
+        expect_request(&req, 0, NULL);
+
+        Hostd__V1__ImageRemoveRequest rm = HOSTD__V1__IMAGE_REMOVE_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE;
+        req.image_remove = &rm;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_remove.digest");
+
+        Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_ATTACH;
+        req.attach = &at;
+        at.id = (char *)"a b";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "attach.id");
+
+        Hostd__V1__DrainRequest dr = HOSTD__V1__DRAIN_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_DRAIN;
+        req.drain = &dr;
+        expect_request(&req, 0, NULL); /* no deadline */
+        dr.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
+        dr.deadline_seconds = 0;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                       "drain.deadline_seconds: 0 is not 1..604800");
+        dr.deadline_seconds = 604800;
+        expect_request(&req, 0, NULL);
+
+        Hostd__V1__SubscribeMetricsRequest sm = HOSTD__V1__SUBSCRIBE_METRICS_REQUEST__INIT;
+        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS;
+        req.subscribe_metrics = &sm;
+        expect_request(&req, 0, NULL);
+        sm.interval_seconds = 3601;
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                       "subscribe_metrics.interval_seconds: 3601 is out of range");
+}
+
 int main(void)
 {
         if (config_init_defaults(&cfg) < 0)
@@ -222,6 +323,7 @@ int main(void)
         test_text();
         test_spec();
         test_drains();
+        test_requests();
         rmdir(stack);
         config_free(&cfg);
         printf("%d passed, %d failed\n", passed, failed);

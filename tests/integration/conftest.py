@@ -48,6 +48,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# -- sanitizers --------------------------------------------------------------------------------
+
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print (a build with
+# -Db_sanitize=address,undefined): a daemon's log that holds one fails the test, even when the
+# daemon went on (UBSan recovers unless told to halt) or its exit status was not looked at.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text, context=30):
+    """The lines of the first sanitizer report in text, or None."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            return "\n".join(lines[max(0, i - 2) : i + context])
+    return None
+
+
 # -- cgroups ----------------------------------------------------------------------------------
 
 
@@ -567,6 +584,9 @@ class Hostd:
         mounted = unmount_under(self.tmp)
         if mounted:
             problems.append(f"mounts left under {self.tmp} (unmounted): {mounted}")
+        report = sanitizer_report(self.log_text())
+        if report:
+            problems.append(f"a sanitizer report in hostd's log:\n{report}")
         if not problems:
             remove_tree(self.tmp)
         else:

@@ -23,6 +23,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from conftest import sanitizer_report  # noqa: E402
 from hostd_client import BUILD_DIR, decode_varint, encode_varint  # noqa: E402
 
 import netd_pb2 as npb  # noqa: E402  (hostd_client put $HOSTD_BUILD_DIR/proto on sys.path)
@@ -158,7 +159,10 @@ log-level = debug
     def kill_netd(self, sig=signal.SIGKILL):
         self.netd.send_signal(sig)
         self.netd.wait(10)
+        err = read_available(self.netd.stderr)
         self.netd.stderr.close()
+        report = sanitizer_report(err)
+        assert report is None, f"a sanitizer report in netd's stderr:\n{report}"
 
     def make_dyno(self, dyno_id):
         """A network namespace held by a sleep, bind-mounted at netns-dir/<id>."""
@@ -191,14 +195,36 @@ log-level = debug
         return [l for l in self.host_links() if re.match(r"^\d+: dy[0-9a-f]{12}@", l)]
 
     def cleanup(self):
+        reports = []
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.kill()
             p.wait()
             for s in (p.stdout, p.stderr):
                 if s:
+                    if not s.closed:
+                        report = sanitizer_report(read_available(s))
+                        if report:
+                            reports.append(f"{p.args}:\n{report}")
                     s.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        assert not reports, "sanitizer reports:\n" + "\n".join(reports)
+
+
+def read_available(pipe):
+    """What is in a pipe now, without waiting: a grandchild may still hold its other end."""
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks).decode(errors="replace")
 
 
 @pytest.fixture
