@@ -1,6 +1,7 @@
 /* hostd: the host agent. Parse options and configuration, build the manager, run the loop. */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -49,6 +50,25 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (!*m) /* not yet built */
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         return manager_shutdown(*m);
+}
+
+/* hostd holds descriptors per dyno (its init's pidfd, the log pipe, memory event sources),
+ * about four each, so systemd's default soft limit of 1024 would stop it near 250 dynos.
+ * Nothing here uses select(), so the soft limit may go up to the hard one, as systemd
+ * advises; the children get the dyno's own limit (rlimit-nofile) before they exec. */
+static void raise_nofile_limit(void)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(errno, "raise RLIMIT_NOFILE from %llu to %llu: %m",
+                                  (unsigned long long)was, (unsigned long long)rl.rlim_max);
+        else
+                log_debug("RLIMIT_NOFILE raised from %llu to %llu", (unsigned long long)was,
+                          (unsigned long long)rl.rlim_max);
 }
 
 int main(int argc, char **argv)
@@ -118,6 +138,8 @@ int main(int argc, char **argv)
                 config_free(&cfg);
                 return 1;
         }
+
+        raise_nofile_limit();
 
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         int r = sd_event_default(&event);

@@ -34,6 +34,7 @@ struct netd_client {
         struct frame_reader reader;
         struct frame_writer writer;
         struct netd_call *calls, **calls_tail; /* in the order sent */
+        uint64_t answered_usec;                /* netd's last answer (CLOCK_MONOTONIC) */
         int64_t next_handle;
         unsigned generation; /* of the connection: a new one on each connect */
 };
@@ -73,8 +74,12 @@ static void timer_update(struct netd_client *c)
                         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
                 return;
         }
-        /* Calls are appended with increasing deadlines: the first is the earliest. */
-        uint64_t when = c->calls->deadline_usec;
+        /* Calls are appended with increasing deadlines: the first is the earliest. netd
+         * answers in order, one call at a time: behind a thousand Attach calls (as many dynos
+         * started at once) the last waits for all of them, so a call fails only when netd has
+         * also answered nothing for the timeout, i.e. when it is stuck, not busy. */
+        uint64_t idle = c->answered_usec + c->timeout_usec;
+        uint64_t when = c->calls->deadline_usec > idle ? c->calls->deadline_usec : idle;
         if (c->timer) {
                 sd_event_source_set_time(c->timer, when);
                 sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
@@ -110,6 +115,7 @@ static void handle_response(struct netd_client *c, const uint8_t *msg, size_t le
                 client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd sent an undecodable response");
                 return;
         }
+        c->answered_usec = now_mono(c);
         struct netd_call *call = calls_take(c, (int64_t)resp->id);
         if (!call) {
                 /* Cancelled, or timed out already. */
@@ -175,7 +181,8 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct netd_client *c = userdata;
-        while (c->calls && c->calls->deadline_usec <= usec) {
+        while (c->calls && c->calls->deadline_usec <= usec &&
+               c->answered_usec + c->timeout_usec <= usec) {
                 struct netd_call *call = calls_take(c, c->calls->handle);
                 log_warning("netd: no answer to call %" PRId64 " within %" PRIu64 " ms",
                             call->handle, c->timeout_usec / 1000);

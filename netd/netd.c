@@ -401,7 +401,8 @@ int netd_new(const struct netd_config *cfg, struct netd **ret)
 static int code_for(int r)
 {
         switch (r) {
-        case -ENOSPC: return NETD_CODE_RESOURCE_EXHAUSTED;
+        case -ENOSPC:
+        case -EXFULL: return NETD_CODE_RESOURCE_EXHAUSTED;
         case -EINVAL: return NETD_CODE_INVALID_ARGUMENT;
         case -ENOENT: return NETD_CODE_NOT_FOUND;
         case -EEXIST: return NETD_CODE_ALREADY_EXISTS;
@@ -489,6 +490,14 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
         };
         struct link_attach_result lr = {};
         r = link_attach(&p, &lr);
+        if (r == -EXFULL) {
+                /* BR_MAX_PORTS: 1024 port numbers, 0 reserved (docs/INTERNALS.md) */
+                snprintf(msg, msglen,
+                         "dyno %s: bridge %s is full: the kernel gives a bridge at most 1023 "
+                         "ports",
+                         dyno_id, n->cfg->bridge);
+                goto undo;
+        }
         if (r < 0) {
                 snprintf(msg, msglen, "dyno %s: set up its veth in %s: %s", dyno_id, netns_path,
                          strerror(-r));

@@ -28,6 +28,7 @@ struct conn {
         struct server *srv;
         int fd;
         sd_event_source *source;
+        sd_event_source *more; /* frames read but not yet handled, after a full batch */
         struct frame_reader rd;
         struct frame_writer wr;
         bool close_after_flush;
@@ -36,6 +37,7 @@ struct conn {
 static void conn_free(struct conn *c)
 {
         sd_event_source_disable_unref(c->source);
+        sd_event_source_disable_unref(c->more);
         closep(&c->fd);
         frame_reader_free(&c->rd);
         frame_writer_free(&c->wr);
@@ -281,6 +283,8 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         netd__v1__request__free_unpacked(req, NULL);
 }
 
+static void conn_handle_batch(struct conn *c);
+
 static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct conn *c = userdata;
@@ -289,11 +293,30 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         if (c->close_after_flush || !(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
         ssize_t n = frame_reader_fill(&c->rd, c->fd);
-        if (n == 0 || (n < 0 && n != -EAGAIN)) {
+        if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
                 conn_free(c);
                 return 0;
         }
-        for (int i = 0; i < 64 && !c->close_after_flush; i++) {
+        conn_handle_batch(c);
+        return 0;
+}
+
+static int on_more(sd_event_source *s, void *userdata)
+{
+        struct conn *c = userdata;
+        if (!c->close_after_flush)
+                conn_handle_batch(c);
+        return 0;
+}
+
+/* A bounded batch per wake-up, so that one busy client cannot hold the loop. What one read
+ * brought beyond it (a hostd sends a hundred Detach calls at once when as many dynos stop)
+ * waits in the reader, where no readiness of the socket would ever call us again: a oneshot
+ * defer source takes it up on the next iteration. */
+static void conn_handle_batch(struct conn *c)
+{
+        int i;
+        for (i = 0; i < 64 && !c->close_after_flush; i++) {
                 const uint8_t *msg;
                 size_t len;
                 int r = frame_reader_next(&c->rd, &msg, &len);
@@ -310,8 +333,16 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 }
                 conn_handle(c, msg, len);
         }
+        if (i == 64 && frame_reader_partial(&c->rd)) {
+                int r = c->more ? 0 : sd_event_add_defer(c->srv->event, &c->more, on_more, c);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->more, SD_EVENT_ONESHOT);
+                if (r < 0) {
+                        log_warning_errno(r, "connection: cannot schedule its next requests: %m");
+                        c->close_after_flush = true;
+                }
+        }
         conn_flush(c);
-        return 0;
 }
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
