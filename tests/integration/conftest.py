@@ -310,6 +310,10 @@ class Hostd:
             "restart-backoff": "",
             # The host's journal is not the tests' to fill; test_journal.py gives its own.
             "journal-socket": "",
+            # Admission is test_admission.py's: elsewhere idle 512M dynos must fit, also in the
+            # qemu guest of the v2 tier, which has 2G of memory.
+            "reserved-memory": "0",
+            "memory-overcommit": 100,
         }
         for k, v in (overrides or {}).items():
             if v is None:

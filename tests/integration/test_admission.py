@@ -48,7 +48,7 @@ def c_events(c):
 
 
 def test_memory_admission_refuses_at_the_limit_and_takes_again(hostd_factory, make_spec):
-    h = hostd_factory(reserved_memory=reserve_leaving(1300))
+    h = hostd_factory(reserved_memory=reserve_leaving(1300), memory_overcommit="1")
     c = h.client()
     c.start(make_spec("adm-1", command="sleep 1000"))
     c.start(make_spec("adm-2", command="sleep 1000"))

@@ -27,8 +27,8 @@ def tarballs(rootfs, tmp_path_factory):
 
 @pytest.fixture
 def store_hostd(hostd_factory, tmp_path):
-    # a hundred 512M dynos: admission counts them at 1/100 (they use little)
-    return hostd_factory(images_dir=str(tmp_path / "images"), memory_overcommit="100")
+    # a hundred 512M dynos: admission counts them at 1/100, the tests' memory-overcommit
+    return hostd_factory(images_dir=str(tmp_path / "images"))
 
 
 def import_image(c, path, digest, kind):
