@@ -1295,7 +1295,7 @@ static void net_release_name(struct manager *m, const char *name)
         req.detach = &det;
         char *what = NULL;
         asprintf_safe(&what, "detach dyno %s", name);
-        int64_t r = netd_call(m->netd, &req, on_netd_logged, what);
+        int64_t r = netd_call_full(m->netd, &req, on_netd_logged, what, free);
         if (r < 0) {
                 /* netd cleans it at its next start, or at our next Gc. */
                 log_warning_errno((int)r, "dyno %s: netd detach: %m", name);

@@ -19,7 +19,8 @@ struct netd_call {
         int64_t handle; /* also the request id */
         netd_reply_fn fn;
         void *userdata;
-        uint64_t deadline_usec; /* CLOCK_MONOTONIC */
+        void (*destroy)(void *userdata); /* for a call dropped without its callback */
+        uint64_t deadline_usec;          /* CLOCK_MONOTONIC */
         struct netd_call *next;
 };
 
@@ -222,7 +223,21 @@ int netd_client_connect(struct netd_client *c)
         return 1;
 }
 
+/* A call dropped without its callback (netd_cancel, netd_client_free). */
+static void call_drop(struct netd_call *call)
+{
+        if (call && call->destroy)
+                call->destroy(call->userdata);
+        free(call);
+}
+
 int64_t netd_call(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn fn, void *userdata)
+{
+        return netd_call_full(c, req, fn, userdata, NULL);
+}
+
+int64_t netd_call_full(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn fn,
+                       void *userdata, void (*destroy)(void *userdata))
 {
         int r = netd_client_connect(c);
         if (r < 0)
@@ -233,6 +248,7 @@ int64_t netd_call(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn f
         call->handle = c->next_handle++;
         call->fn = fn;
         call->userdata = userdata;
+        call->destroy = destroy;
         call->deadline_usec = now_mono(c) + c->timeout_usec;
         req->id = (uint64_t)call->handle;
 
@@ -258,7 +274,7 @@ void netd_cancel(struct netd_client *c, int64_t handle)
 {
         if (!c || handle <= 0)
                 return;
-        free(calls_take(c, handle));
+        call_drop(calls_take(c, handle));
         timer_update(c);
 }
 
@@ -300,7 +316,7 @@ void netd_client_free(struct netd_client *c)
         while (c->calls) {
                 struct netd_call *call = c->calls;
                 c->calls = call->next;
-                free(call);
+                call_drop(call);
         }
         sd_event_unref(c->event);
         free(c->path);

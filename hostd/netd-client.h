@@ -36,5 +36,10 @@ int netd_client_connect(struct netd_client *c);
  * request could not be sent (fn is then never called). */
 int64_t netd_call(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn fn, void *userdata);
 
+/* netd_call, with destroy(userdata) run instead of fn when the call is dropped without its
+ * callback (netd_cancel, netd_client_free): for userdata that fn frees. */
+int64_t netd_call_full(struct netd_client *c, Netd__V1__Request *req, netd_reply_fn fn,
+                       void *userdata, void (*destroy)(void *userdata));
+
 /* Forget a call: its callback will not run. */
 void netd_cancel(struct netd_client *c, int64_t handle);

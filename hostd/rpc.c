@@ -1335,7 +1335,24 @@ int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server 
         srv->fd = srv->tls_fd = -1;
         srv->tls = tls;
 
-        int r = listen_fd_from_systemd(cfg->socket_path);
+        /* The TLS port first: a client that sees the socket answer may go on to it at once. */
+        int r = 0;
+        if (tls) {
+                r = tcp_listen(cfg->listen_tls);
+                if (r < 0) {
+                        log_error_errno(r, "listen-tls %s: %m", cfg->listen_tls);
+                        goto fail;
+                }
+                srv->tls_fd = r;
+                r = sd_event_add_io(m->event, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls,
+                                    srv);
+                if (r < 0) {
+                        log_error_errno(r, "watch listen-tls %s: %m", cfg->listen_tls);
+                        goto fail;
+                }
+        }
+
+        r = listen_fd_from_systemd(cfg->socket_path);
         bool own_socket = r == -ENOENT;
         if (own_socket)
                 r = unix_listen(cfg->socket_path, "hostd");
@@ -1352,20 +1369,6 @@ int rpc_server_new(struct manager *m, struct tls_server *tls, struct rpc_server 
         if (r < 0) {
                 log_error_errno(r, "watch %s: %m", cfg->socket_path);
                 goto fail;
-        }
-        if (tls) {
-                r = tcp_listen(cfg->listen_tls);
-                if (r < 0) {
-                        log_error_errno(r, "listen-tls %s: %m", cfg->listen_tls);
-                        goto fail;
-                }
-                srv->tls_fd = r;
-                r = sd_event_add_io(m->event, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls,
-                                    srv);
-                if (r < 0) {
-                        log_error_errno(r, "watch listen-tls %s: %m", cfg->listen_tls);
-                        goto fail;
-                }
         }
         *ret = srv;
         return 0;

@@ -584,7 +584,8 @@ def test_a_dead_drain_is_retried_with_backoff(hostd_factory, make_spec):
         rf"drain syslog://127.0.0.1:{port}: connect: Connection refused; connecting again in "
         r"([0-9.]+) s", h.log_text())]
     print(f"\ndead drain: {st.failures} failed attempts in 6 s, waits {waits}")
-    assert 2 <= st.failures <= 6 and len(waits) == st.failures, (st, waits)
+    # the log is read after the Get: an attempt may have failed in between
+    assert 2 <= st.failures <= 6 and st.failures <= len(waits) <= st.failures + 1, (st, waits)
     for i, w in enumerate(waits):
         bound = min(2 ** i, backoff_max)
         assert bound / 2 - 0.05 <= w <= bound + 0.05, (i, w, waits)
