@@ -20,20 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hostd_client import pb  # noqa: E402
 from test_netd import (  # noqa: E402
-    OUTSIDE_HOST_IP, OUTSIDE_IP, PORT_MAX, PORT_MIN, SUBNET, TABLE, Lab, attach, connect, listen,
-    METADATA_IP, make_outside, npb, ok, run)
+    OUTSIDE_HOST_IP, OUTSIDE_IP, PORT_MAX, PORT_MIN, SUBNET, TABLE, attach, connect, lab, listen,
+    METADATA_IP, make_outside, npb, ok, run)  # lab: the fixture
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
-
-
-@pytest.fixture
-def lab():
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
 
 
 def hostd_in(lab, hostd_factory, **overrides):

@@ -260,14 +260,7 @@ def veth_counters(lab, dyno_id):
     return (st["tx"]["bytes"], st["rx"]["bytes"], st["tx"]["packets"], st["rx"]["packets"])
 
 
-@pytest.fixture
-def lab():
-    from test_netd import Lab
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
+from test_netd import lab  # noqa: E402,F401  (the fixture: a private host for netd)
 
 
 def test_network_counters_match_the_veth(lab, hostd_factory, make_spec):

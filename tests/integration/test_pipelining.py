@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hostd_client  # noqa: E402
 from hostd_client import frame, make_request, pb  # noqa: E402
-from test_netd import Lab, npb  # noqa: E402
+from test_netd import lab, npb  # noqa: E402,F401  (lab: the fixture)
 
 CALLS = 200  # well past the batch of 64, and small enough for one read
 
@@ -24,15 +24,6 @@ def test_hostd_answers_every_pipelined_request(hostd):
     c.send_raw(data)
     ids = [c.recv(timeout=10).id for _ in range(CALLS)]
     assert ids == list(range(1, CALLS + 1))
-
-
-@pytest.fixture
-def lab():
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
 
 
 def test_netd_answers_every_pipelined_request(lab):
