@@ -518,6 +518,18 @@ class Hostd:
             "processes": self.dyno_procs(),
         }
 
+    def settled_snapshot(self, quiet=0.3, timeout=30.0):
+        """A snapshot once two taken `quiet` seconds apart agree: a dyno that was just started
+        may still be forking its command (the shell, then the command) when start returns."""
+        deadline = time.monotonic() + timeout
+        snap = self.snapshot()
+        while True:
+            time.sleep(quiet)
+            again = self.snapshot()
+            if again == snap or time.monotonic() > deadline:
+                return again
+            snap = again
+
     def diff_snapshot(self, before):
         after = self.snapshot()
         problems = []

@@ -86,14 +86,15 @@ def wait_detached(lab, dyno_id, timeout=10.0):
     detach is sent when the dyno's processes are gone and answered soon after)."""
     deadline = time.monotonic() + timeout
     while True:
-        nft = lab.h("nft", "list", "table", "inet", TABLE).stdout
         left = []
         if dyno_id in netd_list(lab):
             left.append("attachment")
         if lab.dyno_veths():
             left.append(f"veths {lab.dyno_veths()}")
         if not left:
-            return nft
+            # read after the attachment is gone: netd removes a dyno's elements first, so a
+            # table read before could still hold them
+            return lab.h("nft", "list", "table", "inet", TABLE).stdout
         if time.monotonic() > deadline:
             raise AssertionError(f"dyno {dyno_id} still has {left}")
         time.sleep(0.05)
@@ -150,8 +151,8 @@ def test_web_dyno_is_wired_reachable_and_walled_off(lab, hostd_factory, make_spe
     # stop: after the last process, nothing of the dyno's network is left
     c.stop("web-1")
     c.stop("worker-1")
-    nft = wait_detached(lab, "web-1")
-    wait_detached(lab, "worker-1")
+    wait_detached(lab, "web-1")
+    nft = wait_detached(lab, "worker-1")
     assert d.address not in nft and w.address not in nft and str(d.host_port) not in nft
     assert netns_names(lab) == [] and netns_mounts(lab) == []
     # inspect no longer names an address that is free again

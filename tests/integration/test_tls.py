@@ -212,7 +212,7 @@ def test_a_bad_client_is_refused_with_a_log_line_and_nothing_changes(hostd_facto
     hostd = hostd_factory(**tls.settings())
     with hostd.client() as u:
         pid = u.start(make_spec("keep-1")).pid
-    before = hostd.snapshot()
+    before = hostd.settled_snapshot()
     kw, reason = refusal_case(case, tls)
     mark = len(hostd.log_text())
     local = []
