@@ -2,8 +2,8 @@
 program that loads nothing, whose resident set stays under issue 9's goal of 300 KiB.
 
 The resident set of a running init is deterministic enough to bound: the program maps five
-pages of its file, dirties its data page and the few stack pages that exec leaves (argv,
-auxv), and allocates nothing; about 30 KiB with musl. The bound holds ten times that. A build
+pages of its file, dirties its data page and the 1 to 3 stack pages that exec fills (argv,
+auxv), and allocates nothing: 24 to 32 KiB with musl. The bound holds ten times that. A build
 without musl-gcc falls back to static glibc (about 700 KiB, see hostd/meson.build): the bound
 is then skipped, not failed.
 """
