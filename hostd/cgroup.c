@@ -81,9 +81,10 @@ int cg_validate_id(const char *id)
 /* ---- paths ---- */
 
 /* Is the configured parent of the dynos (dynos-cgroup) usable in this hierarchy? 1: yes; 0: it
- * is not there, and this is a v1 hierarchy that may do without it (systemd makes a unit's
- * cgroup only in the hierarchies of the controllers it manages: not v1's cpuset or freezer);
- * -ENOENT: missing where it is needed; -ELOOP: it is hostd's own cgroup or one of its
+ * is not there, and this is a v1 hierarchy other than memory's, which then keeps the own
+ * cgroup as its top (systemd makes a unit's cgroup only in the hierarchies of the controllers it
+ * manages, not v1's cpuset; elsewhere hostd's own place may differ per hierarchy); -ENOENT:
+ * missing in the unified or the memory hierarchy; -ELOOP: it is hostd's own cgroup or one of its
  * ancestors, where the dynos would share hostd's unit (the very thing the setting avoids);
  * -EACCES, -EROFS: hostd may not write there; -ENOTDIR. */
 static int cg_check_parent(const struct cg_manager *m, enum cg_controller c, const char *mount,
@@ -97,8 +98,7 @@ static int cg_check_parent(const struct cg_manager *m, enum cg_controller c, con
                 return -ENOMEM;
         struct stat st;
         if (stat(dir, &st) < 0) {
-                if (errno == ENOENT && c != CG_CTRL_MEMORY && c != CG_CTRL_CPU &&
-                    c != CG_CTRL_CPUACCT && c != CG_CTRL_PIDS)
+                if (errno == ENOENT && c != CG_CTRL_MEMORY)
                         return 0;
                 return -errno;
         }

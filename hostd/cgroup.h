@@ -30,7 +30,8 @@ struct cg_manager;
  * parent_rel may be NULL or "". -ENOMEDIUM: no cgroup filesystem; -EOPNOTSUPP: memory, cpu or
  * pids is missing; -EBUSY (v2, no parent_rel): a non-root own cgroup that holds processes
  * (hostd itself) cannot hand controllers down, so hostd must leave it first. For parent_rel:
- * -ENOENT: it does not exist (in every hierarchy of memory, cpu and pids on v1); -ELOOP: it is
+ * -ENOENT: it does not exist (v1: in the memory hierarchy; where another
+ * hierarchy lacks it, the own cgroup there is the top); -ELOOP: it is
  * hostd's own cgroup or one of its ancestors; -EACCES, -EROFS: not writable. */
 int cg_manager_new(const char *root_rel, const char *parent_rel, struct cg_manager **ret);
 void cg_manager_free(struct cg_manager *m);
