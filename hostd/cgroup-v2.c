@@ -49,8 +49,9 @@ static int v2_enable(const char *dir, const char *const *names, size_t n)
         return 0;
 }
 
-/* Walk top (own or dynos-cgroup) -> <root_rel components> -> dynos: create the missing folders (recorded in made,
- * when given) and enable controllers in each, so that every dyno folder has their files. */
+/* Walk top (own or dynos-cgroup) -> <root_rel components> -> dynos: create the missing folders
+ * (recorded in made, when given) and enable controllers in each, so that every dyno folder has
+ * their files. */
 static int v2_enable_chain(struct cg_manager *m, const char *const *names, size_t n, char ***made,
                            size_t *n_made)
 {

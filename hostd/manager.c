@@ -3061,7 +3061,8 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                                   r == -ELOOP ? "is hostd's own cgroup or one of its ancestors" :
                                   r == -EACCES || r == -EPERM || r == -EROFS ? "not writable" :
                                   r == -ENOTDIR                              ? "not a cgroup" :
-                                                                               NULL;
+                                  r == -EOPNOTSUPP ? "memory, cpu or pids is not available there" :
+                                                     NULL;
                 if (why)
                         log_error("dynos-cgroup %s: %s", c->dynos_cgroup, why);
                 else if (*c->dynos_cgroup)
