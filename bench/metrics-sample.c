@@ -294,7 +294,7 @@ int main(int argc, char **argv)
         }
         snprintf(root_rel, sizeof root_rel, "%s", root ? root : "hostd-bench-metrics");
         log_set_max_level(LOG_LEVEL_WARNING);
-        int r = cg_manager_new(root_rel, &cg);
+        int r = cg_manager_new(root_rel, NULL, &cg);
         if (r < 0) {
                 fprintf(stderr, "cgroup base %s: %s%s\n", root_rel, strerror(-r),
                         r == -EBUSY ? " (cgroup v2: run from a cgroup that holds no process)" : "");

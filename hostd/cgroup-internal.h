@@ -23,7 +23,9 @@ enum cg_controller {
 struct cg_hier {
         char *mount;    /* "/sys/fs/cgroup/memory" */
         char *own_rel;  /* hostd's own cgroup, relative to the mount ("" is the root) */
-        char *base_rel; /* own_rel + "/" + root_rel: "/process_api/x/hostd" */
+        char *top_rel;  /* where root_rel starts: parent_rel where configured and present in
+                         * this hierarchy, else own_rel */
+        char *base_rel; /* top_rel + "/" + root_rel: "/process_api/x/hostd" */
         char *lib_ctrl; /* a controller name libcgroup knows this hierarchy by */
         unsigned ctrls; /* bit (1u << enum cg_controller) for each controller in it */
 };
@@ -31,6 +33,7 @@ struct cg_hier {
 struct cg_manager {
         const struct cg_ops *ops;
         char *root_rel;
+        char *parent_rel; /* dynos-cgroup: "" (none) or "/system.slice/hostd-dynos.service" */
         struct cg_hier hier[_CG_CTRL_MAX];
         size_t n_hier;
         int hier_of[_CG_CTRL_MAX]; /* index into hier, -1: not mounted */

@@ -92,7 +92,8 @@ static int v1_prepare_level(const struct cg_hier *h, const char *parent_rel, con
 
 static int v1_prepare_base(struct cg_manager *m)
 {
-        /* The levels under the own cgroup: root_rel's components, then "dynos". */
+        /* The levels under the top (own or dynos-cgroup): root_rel's components, then
+         * "dynos". */
         _cleanup_strv_free_ char **levels = NULL;
         size_t n_levels = 0;
         {
@@ -120,7 +121,7 @@ static int v1_prepare_base(struct cg_manager *m)
         int r = 0;
         for (size_t i = 0; i < m->n_hier && r == 0; i++) {
                 const struct cg_hier *h = &m->hier[i];
-                _cleanup_free_ char *rel = strdup(h->own_rel);
+                _cleanup_free_ char *rel = strdup(h->top_rel);
                 if (!rel) {
                         r = -ENOMEM;
                         break;

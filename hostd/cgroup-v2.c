@@ -49,14 +49,15 @@ static int v2_enable(const char *dir, const char *const *names, size_t n)
         return 0;
 }
 
-/* Walk own -> <root_rel components> -> dynos: create the missing folders (recorded in made,
- * when given) and enable controllers in each, so that every dyno folder has their files. */
+/* Walk top (own or dynos-cgroup) -> <root_rel components> -> dynos: create the missing folders
+ * (recorded in made, when given) and enable controllers in each, so that every dyno folder has
+ * their files. */
 static int v2_enable_chain(struct cg_manager *m, const char *const *names, size_t n, char ***made,
                            size_t *n_made)
 {
         const struct cg_hier *h = cg_primary(m);
         _cleanup_free_ char *rest = strjoin3(m->root_rel, *m->root_rel ? "/" : NULL, "dynos");
-        _cleanup_free_ char *dir = strjoin3(h->mount, h->own_rel, NULL);
+        _cleanup_free_ char *dir = strjoin3(h->mount, h->top_rel, NULL);
         if (!rest || !dir)
                 return -ENOMEM;
 
@@ -150,19 +151,24 @@ static int v2_setup(struct cg_manager *m)
         owndir = strjoin3(CG2_MOUNT, strcmp(own, "/") == 0 ? "" : own, NULL);
         if (!owndir)
                 return -ENOMEM;
-        r = cg_read(owndir, "cgroup.controllers", &avail);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < ELEMENTSOF(v2_base_controllers); i++)
-                if (!word_in(avail, v2_base_controllers[i]))
-                        return -EOPNOTSUPP;
 
+        /* Checks dynos-cgroup (m->parent_rel) first, so that a bad one is named as such. */
         static const enum cg_controller ctrls[] = { CG_CTRL_MEMORY, CG_CTRL_CPU, CG_CTRL_PIDS };
         for (size_t i = 0; i < ELEMENTSOF(ctrls); i++) {
                 r = cg_add_hier(m, ctrls[i], CG2_MOUNT, own);
                 if (r < 0)
                         return r;
         }
+        /* The controllers the dynos' top was given by its parent. */
+        _cleanup_free_ char *topdir = strjoin3(CG2_MOUNT, cg_primary(m)->top_rel, NULL);
+        if (!topdir)
+                return -ENOMEM;
+        r = cg_read(topdir, "cgroup.controllers", &avail);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(v2_base_controllers); i++)
+                if (!word_in(avail, v2_base_controllers[i]))
+                        return -EOPNOTSUPP;
         if (word_in(avail, "cpuset")) {
                 r = cg_add_hier(m, CG_CTRL_CPUSET, CG2_MOUNT, own);
                 if (r < 0)
@@ -171,8 +177,10 @@ static int v2_setup(struct cg_manager *m)
 
         /* No internal processes: a non-root cgroup that holds processes cannot hand
          * controllers to children, so hostd moves itself into <base>/supervisor first (the
-         * root cgroup is exempt). Anything else left in its own cgroup is not ours to move. */
-        if (strcmp(own, "/") != 0) {
+         * root cgroup is exempt). Anything else left in its own cgroup is not ours to move.
+         * With the dynos in dynos-cgroup, hostd's own cgroup hands nothing down: hostd stays
+         * where its unit started it, which systemd < 254 requires of a restart. */
+        if (strcmp(own, "/") != 0 && !*m->parent_rel) {
                 r = v2_move_self(m, owndir);
                 if (r < 0)
                         return r;
@@ -319,8 +327,8 @@ static int v2_cpuset_dir(struct cg_manager *m, const char *id, char **ret)
         if (!h)
                 return -EOPNOTSUPP;
         if (!id)
-                /* The own cgroup: its parent gave it cpuset, so it has the files. */
-                return asprintf_safe(ret, "%s%s", h->mount, h->own_rel);
+                /* The top cgroup: its parent gave it cpuset, so it has the files. */
+                return asprintf_safe(ret, "%s%s", h->mount, h->top_rel);
         int r = v2_enable_cpuset(m);
         if (r < 0)
                 return r;

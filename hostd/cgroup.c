@@ -80,6 +80,35 @@ int cg_validate_id(const char *id)
 
 /* ---- paths ---- */
 
+/* Is the configured parent of the dynos (dynos-cgroup) usable in this hierarchy? 1: yes; 0: it
+ * is not there, and this is a v1 hierarchy other than memory's, which then keeps the own
+ * cgroup as its top (systemd makes a unit's cgroup only in the hierarchies of the controllers it
+ * manages, not v1's cpuset; elsewhere hostd's own place may differ per hierarchy); -ENOENT:
+ * missing in the unified or the memory hierarchy; -ELOOP: it is hostd's own cgroup or one of its
+ * ancestors, where the dynos would share hostd's unit (the very thing the setting avoids);
+ * -EACCES, -EROFS: hostd may not write there; -ENOTDIR. */
+static int cg_check_parent(const struct cg_manager *m, enum cg_controller c, const char *mount,
+                           const char *own)
+{
+        size_t n = strlen(m->parent_rel);
+        if (strncmp(own, m->parent_rel, n) == 0 && (own[n] == 0 || own[n] == '/'))
+                return -ELOOP;
+        _cleanup_free_ char *dir = strjoin3(mount, m->parent_rel, NULL);
+        if (!dir)
+                return -ENOMEM;
+        struct stat st;
+        if (stat(dir, &st) < 0) {
+                if (errno == ENOENT && c != CG_CTRL_MEMORY)
+                        return 0;
+                return -errno;
+        }
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (access(dir, W_OK) < 0)
+                return -errno;
+        return 1;
+}
+
 int cg_add_hier(struct cg_manager *m, enum cg_controller c, const char *mount, const char *own)
 {
         for (size_t i = 0; i < m->n_hier; i++)
@@ -94,15 +123,25 @@ int cg_add_hier(struct cg_manager *m, enum cg_controller c, const char *mount, c
         /* Keep "" for the root so that joining never doubles a slash. */
         if (strcmp(own, "/") == 0)
                 own = "";
+        const char *top = own;
+        if (*m->parent_rel) {
+                int r = cg_check_parent(m, c, mount, own);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        top = m->parent_rel;
+        }
         struct cg_hier *h = &m->hier[m->n_hier];
         *h = (struct cg_hier){ .ctrls = 1u << c };
         h->mount = strdup(mount);
         h->own_rel = strdup(own);
+        h->top_rel = strdup(top);
         h->lib_ctrl = strdup(cg_controller_name(c));
-        h->base_rel = strjoin3(own, *m->root_rel ? "/" : NULL, m->root_rel);
-        if (!h->mount || !h->own_rel || !h->lib_ctrl || !h->base_rel) {
+        h->base_rel = strjoin3(top, *m->root_rel ? "/" : NULL, m->root_rel);
+        if (!h->mount || !h->own_rel || !h->top_rel || !h->lib_ctrl || !h->base_rel) {
                 free(h->mount);
                 free(h->own_rel);
+                free(h->top_rel);
                 free(h->lib_ctrl);
                 free(h->base_rel);
                 return -ENOMEM;
@@ -371,20 +410,26 @@ void cg_manager_free(struct cg_manager *m)
         for (size_t i = 0; i < m->n_hier; i++) {
                 free(m->hier[i].mount);
                 free(m->hier[i].own_rel);
+                free(m->hier[i].top_rel);
                 free(m->hier[i].base_rel);
                 free(m->hier[i].lib_ctrl);
         }
         free(m->root_rel);
+        free(m->parent_rel);
         free(m);
 }
 
 static void cg_manager_freep(struct cg_manager **m) { cg_manager_free(*m); }
 
-int cg_manager_new(const char *root_rel, struct cg_manager **ret)
+int cg_manager_new(const char *root_rel, const char *parent_rel, struct cg_manager **ret)
 {
         int r = validate_root_rel(root_rel);
         if (r < 0)
                 return r;
+        if (!parent_rel || strcmp(parent_rel, "/") == 0)
+                parent_rel = "";
+        if (*parent_rel && (parent_rel[0] != '/' || validate_root_rel(parent_rel + 1) < 0))
+                return -EINVAL;
 
         _cleanup_(cg_manager_freep) struct cg_manager *m = calloc(1, sizeof *m);
         if (!m)
@@ -392,7 +437,8 @@ int cg_manager_new(const char *root_rel, struct cg_manager **ret)
         for (size_t i = 0; i < ELEMENTSOF(m->hier_of); i++)
                 m->hier_of[i] = -1;
         m->root_rel = strdup(root_rel);
-        if (!m->root_rel)
+        m->parent_rel = strdup(parent_rel);
+        if (!m->root_rel || !m->parent_rel)
                 return -ENOMEM;
 
         enum cg_mode mode = CG_MODE_V1;

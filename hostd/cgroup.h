@@ -23,12 +23,17 @@ struct cg_limits {
 
 struct cg_manager;
 
-/* Detect the mode and hostd's own cgroup, then prepare <own>/<root_rel> (created if needed)
- * with the controllers dynos need. root_rel may be "" (the own cgroup itself); it must be a
- * relative path without "..". -ENOMEDIUM: no cgroup filesystem; -EOPNOTSUPP: memory, cpu or
- * pids is missing; -EBUSY (v2): a non-root own cgroup that holds processes (hostd itself)
- * cannot hand controllers down, so hostd must leave it first. */
-int cg_manager_new(const char *root_rel, struct cg_manager **ret);
+/* Detect the mode and hostd's own cgroup, then prepare <top>/<root_rel> (created if needed)
+ * with the controllers dynos need. top is parent_rel (the dynos-cgroup setting: a cgroup
+ * delegated to hostd outside its own unit, named from the hierarchy's root) when given, else
+ * hostd's own cgroup. root_rel may be "" (top itself); it must be a relative path without "..".
+ * parent_rel may be NULL or "". -ENOMEDIUM: no cgroup filesystem; -EOPNOTSUPP: memory, cpu or
+ * pids is missing; -EBUSY (v2, no parent_rel): a non-root own cgroup that holds processes
+ * (hostd itself) cannot hand controllers down, so hostd must leave it first. For parent_rel:
+ * -ENOENT: it does not exist (v1: in the memory hierarchy; where another
+ * hierarchy lacks it, the own cgroup there is the top); -ELOOP: it is
+ * hostd's own cgroup or one of its ancestors; -EACCES, -EROFS: not writable. */
+int cg_manager_new(const char *root_rel, const char *parent_rel, struct cg_manager **ret);
 void cg_manager_free(struct cg_manager *m);
 enum cg_mode cg_manager_mode(const struct cg_manager *m);
 const char *cg_mode_name(enum cg_mode mode);

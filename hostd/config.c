@@ -58,6 +58,7 @@ enum value_type {
         VALUE_DURATION,        /* one duration, as those: uint32_t seconds */
         VALUE_SOCKET,          /* absolute path that fits sockaddr_un */
         VALUE_CGROUP,          /* relative path without "..", or "" */
+        VALUE_CGROUP_ABS,      /* absolute cgroup path without "..", not "/", or "" */
         VALUE_SIZE_NAME,       /* a size's name; checked against the sizes at the end */
         VALUE_CPU_POOL,        /* "auto", "none" or a CPU list; checked against the host at start */
         VALUE_GROUP,           /* a group's name or number, or "": looked up at start */
@@ -90,6 +91,7 @@ static const struct key_def hostd_keys[] = {
         { "layers-dir", VALUE_PATH, CONFIG_FIELD(layers_dir), 0, 0 },
         { "init", VALUE_PATH_OR_EMPTY, CONFIG_FIELD(init_path), 0, 0 },
         { "cgroup-root", VALUE_CGROUP, CONFIG_FIELD(cgroup_root), 0, 0 },
+        { "dynos-cgroup", VALUE_CGROUP_ABS, CONFIG_FIELD(dynos_cgroup), 0, 0 },
         { "default-size", VALUE_SIZE_NAME, CONFIG_FIELD(default_size), 0, 0 },
         { "log-level", VALUE_LOG_LEVEL, CONFIG_FIELD(log_level), 0, 0 },
         { "grace-seconds", VALUE_U32, CONFIG_FIELD(grace_seconds), 0, 3600 },
@@ -167,9 +169,9 @@ static const char *const log_level_names[] = {
 static bool value_is_string(enum value_type t)
 {
         return t == VALUE_PATH || t == VALUE_PATH_OR_EMPTY || t == VALUE_SOCKET ||
-               t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_SIZE_NAME ||
-               t == VALUE_CPU_POOL || t == VALUE_GROUP || t == VALUE_LISTEN ||
-               t == VALUE_IDENTITIES;
+               t == VALUE_SOCKET_OR_EMPTY || t == VALUE_CGROUP || t == VALUE_CGROUP_ABS ||
+               t == VALUE_SIZE_NAME || t == VALUE_CPU_POOL || t == VALUE_GROUP ||
+               t == VALUE_LISTEN || t == VALUE_IDENTITIES;
 }
 
 /* A group name as useradd takes it (letters, digits, '_', '-', '.', not first '-'), or a gid. */
@@ -310,6 +312,22 @@ static int check_cgroup_path(const char *v, char *why, size_t whylen)
                         return 0;
                 p += n + 1;
         }
+}
+
+/* A cgroup named from the root of the hierarchy ("/system.slice/hostd-dynos.service"); that it
+ * exists, is writable and is not hostd's own or an ancestor is checked at start (cgroup.c). */
+static int check_cgroup_abs_path(const char *v, char *why, size_t whylen)
+{
+        if (v[0] == 0)
+                return 0;
+        if (v[0] != '/' || v[1] == 0) {
+                snprintf(why, whylen,
+                         "must be a cgroup below the root of the hierarchy, starting with '/', "
+                         "not '%s'",
+                         v);
+                return -EINVAL;
+        }
+        return check_cgroup_path(v + 1, why, whylen);
 }
 
 static int parse_backoff(const struct key_def *k, const char *v, struct backoff *out, char *why,
@@ -467,6 +485,11 @@ static int set_value(void *base, const struct key_def *k, const char *v, char *w
                 if (r < 0)
                         return r;
                 break;
+        case VALUE_CGROUP_ABS:
+                r = check_cgroup_abs_path(v, why, whylen);
+                if (r < 0)
+                        return r;
+                break;
         case VALUE_SIZE_NAME:
                 if (!size_name_valid(v)) {
                         snprintf(why, whylen,
@@ -606,6 +629,7 @@ static void print_value(FILE *f, const void *base, const struct key_def *k)
         case VALUE_SOCKET:
         case VALUE_SOCKET_OR_EMPTY:
         case VALUE_CGROUP:
+        case VALUE_CGROUP_ABS:
         case VALUE_SIZE_NAME:
         case VALUE_CPU_POOL:
         case VALUE_GROUP:
@@ -753,11 +777,11 @@ int config_init_defaults(struct config *c)
             !(t.netd_socket = strdup("")) ||
             !(t.journal_socket = strdup("/run/systemd/journal/socket")) ||
             !(t.prometheus_file = strdup("")) || !(t.netns_dir = strdup("/run/hostd/netns")) ||
-            !(t.cgroup_root = strdup("hostd")) || !(t.default_size = strdup("standard-1x")) ||
-            !(t.dedicated_cpu_pool = strdup("auto")) || !(t.read_group = strdup("hostd")) ||
-            !(t.drain_ca_file = strdup("")) || !(t.listen_tls = strdup("")) ||
-            !(t.tls_cert = strdup("")) || !(t.tls_key = strdup("")) || !(t.tls_ca = strdup("")) ||
-            !(t.tls_allow = strdup("")))
+            !(t.cgroup_root = strdup("hostd")) || !(t.dynos_cgroup = strdup("")) ||
+            !(t.default_size = strdup("standard-1x")) || !(t.dedicated_cpu_pool = strdup("auto")) ||
+            !(t.read_group = strdup("hostd")) || !(t.drain_ca_file = strdup("")) ||
+            !(t.listen_tls = strdup("")) || !(t.tls_cert = strdup("")) ||
+            !(t.tls_key = strdup("")) || !(t.tls_ca = strdup("")) || !(t.tls_allow = strdup("")))
                 return -ENOMEM;
 
         t.sizes = calloc(ELEMENTSOF(default_sizes), sizeof *t.sizes);

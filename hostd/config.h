@@ -28,13 +28,14 @@ struct backoff {
 };
 
 struct config {
-        char *socket_path;  /* /run/hostd/hostd.sock */
-        char *read_group;   /* members may connect and read (ps, logs, events...); "" none */
-        char *run_dir;      /* /run/hostd: per-boot records */
-        char *state_dir;    /* /var/lib/hostd */
-        char *layers_dir;   /* /var/lib/hostd/layers: per-dyno writable layers */
-        char *init_path;    /* the dyno init binary */
-        char *cgroup_root;  /* relative to hostd's own cgroup; "" is the own cgroup */
+        char *socket_path; /* /run/hostd/hostd.sock */
+        char *read_group;  /* members may connect and read (ps, logs, events...); "" none */
+        char *run_dir;     /* /run/hostd: per-boot records */
+        char *state_dir;   /* /var/lib/hostd */
+        char *layers_dir;  /* /var/lib/hostd/layers: per-dyno writable layers */
+        char *init_path;   /* the dyno init binary */
+        char *cgroup_root; /* relative to dynos_cgroup, or hostd's own cgroup when that is "" */
+        char *dynos_cgroup; /* absolute in the hierarchy ("/system.slice/hostd-dynos.service"), or "" */
         char *default_size; /* standard-1x */
         int log_level;
         uint32_t grace_seconds;    /* 30 */

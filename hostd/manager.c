@@ -3055,8 +3055,22 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 goto fail;
         }
         image_store_defer_deletes(m->images, true);
-        if ((r = cg_manager_new(c->cgroup_root, &m->cg)) < 0) {
-                log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
+        if ((r = cg_manager_new(c->cgroup_root, c->dynos_cgroup, &m->cg)) < 0) {
+                const char *why = !*c->dynos_cgroup ? NULL :
+                                  r == -ENOENT      ? "no such cgroup" :
+                                  r == -ELOOP ? "is hostd's own cgroup or one of its ancestors" :
+                                  r == -EACCES || r == -EPERM || r == -EROFS ? "not writable" :
+                                  r == -ENOTDIR                              ? "not a cgroup" :
+                                  r == -EOPNOTSUPP ? "memory, cpu or pids is not available there" :
+                                                     NULL;
+                if (why)
+                        log_error("dynos-cgroup %s: %s", c->dynos_cgroup, why);
+                else if (*c->dynos_cgroup)
+                        log_error_errno(
+                                r, "set up cgroups under dynos-cgroup %s, cgroup-root '%s': %m",
+                                c->dynos_cgroup, c->cgroup_root);
+                else
+                        log_error_errno(r, "set up cgroups under '%s': %m", c->cgroup_root);
                 goto fail;
         }
         char err[512];

@@ -209,8 +209,8 @@ static void test_validation(void)
         };
         struct cg_manager *x = NULL;
         for (size_t i = 0; i < ELEMENTSOF(bad_roots); i++)
-                CHECK_R(cg_manager_new(bad_roots[i], &x), -EINVAL);
-        CHECK_R(cg_manager_new(NULL, &x), -EINVAL);
+                CHECK_R(cg_manager_new(bad_roots[i], NULL, &x), -EINVAL);
+        CHECK_R(cg_manager_new(NULL, NULL, &x), -EINVAL);
         CHECK(x == NULL);
 
         static const char *const bad_ids[] = { "", "a/b", "..", ".", "../x", "/x" };
@@ -689,7 +689,7 @@ int main(void)
                                          p + 3);
                 }
         }
-        int r = cg_manager_new(root_rel, &m);
+        int r = cg_manager_new(root_rel, NULL, &m);
         if (r == -ENOMEDIUM || r == -EOPNOTSUPP) {
                 fprintf(stderr, "skip: no usable cgroup filesystem: %s\n", strerror(-r));
                 return 77;
@@ -710,7 +710,7 @@ int main(void)
 
         /* Preparing an existing base again is fine. */
         struct cg_manager *again = NULL;
-        CHECK_R(cg_manager_new(root_rel, &again), 0);
+        CHECK_R(cg_manager_new(root_rel, NULL, &again), 0);
         cg_manager_free(again);
 
         test_validation();

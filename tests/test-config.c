@@ -30,6 +30,7 @@ static bool config_equal(const struct config *a, const struct config *b)
             !streq_null(a->state_dir, b->state_dir) || !streq_null(a->layers_dir, b->layers_dir) ||
             !streq_null(a->init_path, b->init_path) ||
             !streq_null(a->cgroup_root, b->cgroup_root) ||
+            !streq_null(a->dynos_cgroup, b->dynos_cgroup) ||
             !streq_null(a->default_size, b->default_size))
                 return false;
         if (a->log_level != b->log_level || a->grace_seconds != b->grace_seconds ||
@@ -118,6 +119,7 @@ static void test_defaults(void)
         CHECK(streq_null(c.layers_dir, "/var/lib/hostd/layers"));
         CHECK(streq_null(c.init_path, ""));
         CHECK(streq_null(c.cgroup_root, "hostd"));
+        CHECK(streq_null(c.dynos_cgroup, ""));
         CHECK(streq_null(c.default_size, "standard-1x"));
         CHECK(c.log_level == LOG_LEVEL_INFO);
         CHECK(c.grace_seconds == 30);
@@ -191,6 +193,7 @@ static void test_override(void)
                                  "socket = /run/other/hostd.sock\n"
                                  "init = /usr/lib/hostd/hostd-init\n"
                                  "cgroup-root = \n"
+                                 "dynos-cgroup = /system.slice/hostd-dynos.service\n"
                                  "max-frame = 1M\n"
                                  "shm-size = 2.5G\n"
                                  "log-line-max = 20000\n"
@@ -212,6 +215,7 @@ static void test_override(void)
         CHECK(streq_null(c.socket_path, "/run/other/hostd.sock"));
         CHECK(streq_null(c.init_path, "/usr/lib/hostd/hostd-init"));
         CHECK(streq_null(c.cgroup_root, ""));
+        CHECK(streq_null(c.dynos_cgroup, "/system.slice/hostd-dynos.service"));
         CHECK(c.max_frame == 1 * MiB);
         CHECK(c.shm_size == 2560 * MiB);
         CHECK(c.log_line_max == 20000);
@@ -423,6 +427,13 @@ static void test_errors(void)
                 { "[hostd]\ncgroup-root = ..\n", "e.conf:2:", "key 'cgroup-root'", "'..'" },
                 { "[hostd]\ncgroup-root = a//b\n", "e.conf:2:", "key 'cgroup-root'", "empty" },
                 { "[hostd]\ncgroup-root = a/\n", "e.conf:2:", "key 'cgroup-root'", "empty" },
+                { "[hostd]\ndynos-cgroup = system.slice/x\n", "e.conf:2:", "key 'dynos-cgroup'",
+                  "starting with '/'" },
+                { "[hostd]\ndynos-cgroup = /\n", "e.conf:2:", "key 'dynos-cgroup'",
+                  "starting with '/'" },
+                { "[hostd]\ndynos-cgroup = /a/../b\n", "e.conf:2:", "key 'dynos-cgroup'", "'..'" },
+                { "[hostd]\ndynos-cgroup = /a//b\n", "e.conf:2:", "key 'dynos-cgroup'", "empty" },
+                { "[hostd]\ndynos-cgroup = /a/\n", "e.conf:2:", "key 'dynos-cgroup'", "empty" },
                 { "[hostd]\nuid-min = 999\n", "e.conf:2:", "key 'uid-min'",
                   "value out of range (1000..4294967293)" },
                 { "[hostd]\nuid-min = 300000\n", "e.conf:2:", "key 'uid-min'",
@@ -672,8 +683,8 @@ static void test_example(void)
         if (err[0])
                 printf("  %s\n", err);
         CHECK(config_equal(&c, &ref));
-        /* 57 settings, 9 size headers with 7 keys each */
-        CHECK(keys == 57 + 9 * 8);
+        /* 58 settings, 9 size headers with 7 keys each */
+        CHECK(keys == 58 + 9 * 8);
 }
 
 int main(void)
