@@ -702,8 +702,8 @@ int main(void)
         config_free(&c); /* an empty config, and twice */
         config_free(&c);
 
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
+        if (n_failed) {
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
                 return EXIT_FAILURE;
         }
         printf("all passed\n");

@@ -199,8 +199,8 @@ int main(void)
         test_new();
         test_reserve();
         test_exact();
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
+        if (n_failed) {
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
                 return 1;
         }
         printf("all passed\n");

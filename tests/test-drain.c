@@ -167,7 +167,7 @@ int main(void)
         test_urls_accepted();
         test_urls_refused();
         test_frames();
-        if (failures)
-                fprintf(stderr, "%d check(s) failed\n", failures);
-        return failures != 0;
+        if (n_failed)
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
+        return n_failed != 0;
 }

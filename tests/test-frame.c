@@ -12,26 +12,7 @@
 
 #include "frame.h"
 #include "util.h"
-
-static int case_failures;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-        do {                                                                                       \
-                long long _a = (long long)(a), _b = (long long)(b);                                \
-                if (_a != _b) {                                                                    \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s == %s (%lld != %lld)\n",        \
-                                __FILE__, __LINE__, #a, #b, _a, _b);                               \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 /* Fill a message with bytes that depend on its index, so reordering or mixing shows. */
 static void pattern(uint8_t *p, size_t len, unsigned seed)

@@ -5,26 +5,7 @@
 #include <string.h>
 
 #include "../hostctl/spec.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-                        failures++;                                                                \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_STR(a, b)                                                                            \
-        do {                                                                                       \
-                const char *_a = (a), *_b = (b);                                                   \
-                if (!_a || strcmp(_a, _b) != 0) {                                                  \
-                        fprintf(stderr, "%s:%d: %s is '%s', expected '%s'\n", __FILE__, __LINE__,  \
-                                #a, _a ? _a : "(null)", _b);                                       \
-                        failures++;                                                                \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 static Hostd__V1__DynoSpec *parse_ok(const char *json)
 {
@@ -33,7 +14,7 @@ static Hostd__V1__DynoSpec *parse_ok(const char *json)
         int r = spec_parse_json(json, strlen(json), &s, err, sizeof err);
         if (r < 0) {
                 fprintf(stderr, "unexpected error %d (%s) for: %s\n", r, err, json);
-                failures++;
+                n_failed++;
                 return NULL;
         }
         return s;
@@ -48,14 +29,14 @@ static void parse_fails_len(const char *json, size_t len, const char *want, int 
         if (r != -EINVAL || s) {
                 fprintf(stderr, "%s:%d: expected -EINVAL, got %d for: %s\n", __FILE__, line, r,
                         json);
-                failures++;
+                n_failed++;
                 spec_free(s);
                 return;
         }
         if (!strstr(err, want)) {
                 fprintf(stderr, "%s:%d: error '%s' does not contain '%s'\n", __FILE__, line, err,
                         want);
-                failures++;
+                n_failed++;
         }
 }
 #define parse_fails(json, want) parse_fails_len(json, strlen(json), want, __LINE__)
@@ -341,8 +322,8 @@ int main(void)
         test_ranges();
         test_not_an_object();
         test_setters();
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
+        if (n_failed) {
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
                 return 1;
         }
         printf("ok\n");

@@ -19,27 +19,7 @@
 
 #include "images.h"
 #include "util.h"
-
-static int case_failures;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_R(expr, want)                                                                        \
-        do {                                                                                       \
-                int _r = (expr), _w = (want);                                                      \
-                if (_r != _w) {                                                                    \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s == %s (%d %s != %d %s)\n",      \
-                                __FILE__, __LINE__, #expr, #want, _r, strerror(_r < 0 ? -_r : 0),  \
-                                _w, strerror(_w < 0 ? -_w : 0));                                   \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 static const struct image_limits limits = {
         .max_compressed = 64 << 20,

@@ -9,32 +9,7 @@
 
 #include "ipam.h"
 #include "util.h"
-
-static int n_passed, n_failed, case_failures;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        case_failures++;                                                           \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_R(expr, want)                                                                        \
-        do {                                                                                       \
-                int _r = (expr), _w = (want);                                                      \
-                if (_r == _w)                                                                      \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        case_failures++;                                                           \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s = %d (%s), want %d\n",          \
-                                __FILE__, __LINE__, #expr, _r, _r < 0 ? strerror(-_r) : "", _w);   \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 static char top[64];
 

@@ -36,30 +36,7 @@
 #include <netlink/route/qdisc.h>
 #include <netlink/route/qdisc/tbf.h>
 #include <netlink/route/route.h>
-
-static int n_passed, n_failed;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);         \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_R(expr, want)                                                                        \
-        do {                                                                                       \
-                int _r = (expr), _w = (want);                                                      \
-                if (_r == _w)                                                                      \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        fprintf(stderr, "%s:%d: FAILED: %s = %d (%s), want %d\n", __FILE__,        \
-                                __LINE__, #expr, _r, _r < 0 ? strerror(-_r) : "", _w);             \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 static void nl_socket_freep(struct nl_sock **p)
 {
@@ -1101,6 +1078,5 @@ int main(void)
         test_detach();
 
         cleanup();
-        printf("%d passed, %d failed\n", n_passed, n_failed);
-        return n_failed ? 1 : 0;
+        return check_report();
 }

@@ -11,6 +11,7 @@
 
 #include "logs.h"
 #include "util.h"
+#include "check.h"
 
 /* ASan reserves terabytes of shadow memory and cannot run under an address-space limit. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -20,26 +21,6 @@
 #define HAVE_ASAN 1
 #endif
 #endif
-
-static int case_failures;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-        do {                                                                                       \
-                long long _a = (long long)(a), _b = (long long)(b);                                \
-                if (_a != _b) {                                                                    \
-                        fprintf(stderr, "  %s:%d: CHECK failed: %s == %s (%lld != %lld)\n",        \
-                                __FILE__, __LINE__, #a, #b, _a, _b);                               \
-                        case_failures++;                                                           \
-                }                                                                                  \
-        } while (0)
 
 static void log_ring_freep(struct log_ring **r) { log_ring_free(*r); }
 #define _cleanup_log_ring_ _cleanup_(log_ring_freep)

@@ -37,7 +37,7 @@ static void check_refused(const char *text, const char *want)
         if (r != -EINVAL || !strstr(err, want)) {
                 fprintf(stderr, "config %s: got %d '%s', want -EINVAL and '%s'\n", text, r, err,
                         want);
-                failures++;
+                n_failed++;
         }
         netd_config_free(&c);
 }
@@ -128,7 +128,7 @@ static void test_rates(void)
                 if (r != cases[i].r || (r == 0 && bits != cases[i].bits)) {
                         fprintf(stderr, "rate '%s': got %d %" PRIu64 ", want %d %" PRIu64 "\n",
                                 cases[i].s, r, bits, cases[i].r, cases[i].bits);
-                        failures++;
+                        n_failed++;
                 }
         }
 }
@@ -283,8 +283,8 @@ int main(void)
         if (path)
                 unlink(path);
         rmdir(tmpdir);
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
+        if (n_failed) {
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
                 return EXIT_FAILURE;
         }
         printf("all passed\n");

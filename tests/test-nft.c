@@ -14,30 +14,15 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include "check.h"
 
-static int n_passed, n_failed;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);         \
-                }                                                                                  \
-        } while (0)
-
-#define CHECK_R(expr, want)                                                                        \
+/* CHECK_R with the error text the nft helpers leave in err. */
+#define CHECK_RE(expr, want)                                                                       \
         do {                                                                                       \
                 err[0] = 0;                                                                        \
                 int _r = (expr), _w = (want);                                                      \
-                if (_r == _w)                                                                      \
-                        n_passed++;                                                                \
-                else {                                                                             \
-                        n_failed++;                                                                \
-                        fprintf(stderr, "%s:%d: FAILED: %s = %d (%s), want %d [%s]\n", __FILE__,   \
-                                __LINE__, #expr, _r, _r < 0 ? strerror(-_r) : "", _w, err);        \
-                }                                                                                  \
+                check_record(_r == _w, __FILE__, __LINE__, "%s = %d (%s), want %d [%s]", #expr,    \
+                             _r, _r < 0 ? strerror(-_r) : "", _w, err);                            \
         } while (0)
 
 #define TABLE "hostdtest"
@@ -95,7 +80,7 @@ static void test_setup(struct nft_fw *fw)
 {
         _cleanup_free_ char *t1 = NULL, *t2 = NULL, *t3 = NULL, *t4 = NULL, *all = NULL;
 
-        CHECK_R(nft_setup(fw, NULL, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(fw, NULL, err, sizeof(err)), 0);
         t1 = list_table();
         CHECK(t1);
         CHECK(has(t1, "set dynos {\n\t\ttype ipv4_addr\n"));
@@ -116,8 +101,8 @@ static void test_setup(struct nft_fw *fw)
         CHECK(has(t1, "ip daddr . meta l4proto . th dport @allowed_host accept"));
 
         /* Twice: replaced, not doubled, and the elements of the first are gone. */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.9"), 20009, 5000, err, sizeof(err)), 0);
-        CHECK_R(nft_setup(fw, NULL, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.9"), 20009, 5000, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(fw, NULL, err, sizeof(err)), 0);
         t2 = list_table();
         CHECK(t2 && streq(t1, t2));
         all = list("list ruleset\n");
@@ -128,7 +113,7 @@ static void test_setup(struct nft_fw *fw)
         struct in_addr keep_dynos[] = { ip4("10.77.0.7"), ip4("10.77.0.8") };
         struct nft_port_map keep_ports[] = { { 20007, ip4("10.77.0.7"), 8080 } };
         struct nft_elements keep = { keep_dynos, 2, keep_ports, 1 };
-        CHECK_R(nft_setup(fw, &keep, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(fw, &keep, err, sizeof(err)), 0);
         t3 = list_table();
         CHECK(has(t3, "10.77.0.7, 10.77.0.8") || has(t3, "10.77.0.8, 10.77.0.7"));
         CHECK(has(t3, "20007 : 10.77.0.7 . 8080"));
@@ -136,12 +121,12 @@ static void test_setup(struct nft_fw *fw)
         /* A kept element that fails validation changes nothing. */
         struct nft_port_map bad_ports[] = { { 20007, ip4("10.77.1.7"), 8080 } };
         struct nft_elements bad = { keep_dynos, 2, bad_ports, 1 };
-        CHECK_R(nft_setup(fw, &bad, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_setup(fw, &bad, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "10.77.1.7"));
         t4 = list_table();
         CHECK(t3 && t4 && streq(t3, t4));
 
-        CHECK_R(nft_setup(fw, NULL, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(fw, NULL, err, sizeof(err)), 0);
 }
 
 static bool elements_have_dyno(const struct nft_elements *e, const char *a)
@@ -167,49 +152,49 @@ static void test_elements(struct nft_fw *fw)
         _cleanup_free_ char *t0 = list_table(), *t1 = NULL, *t2 = NULL, *t3 = NULL;
         struct nft_elements e = {};
 
-        CHECK_R(nft_list_elements(fw, &e, err, sizeof(err)), 0);
+        CHECK_RE(nft_list_elements(fw, &e, err, sizeof(err)), 0);
         CHECK(e.n_dynos == 0 && e.n_ports == 0);
         nft_elements_done(&e);
 
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0); /* again */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0); /* again */
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
         t1 = list_table();
         CHECK(has(t1, "10.77.0.2, 10.77.0.3") || has(t1, "10.77.0.3, 10.77.0.2"));
         CHECK(has(t1, "elements = { 20001 : 10.77.0.2 . 5000 }"));
 
-        CHECK_R(nft_list_elements(fw, &e, err, sizeof(err)), 0);
+        CHECK_RE(nft_list_elements(fw, &e, err, sizeof(err)), 0);
         CHECK(e.n_dynos == 2 && e.n_ports == 1);
         CHECK(elements_have_dyno(&e, "10.77.0.2") && elements_have_dyno(&e, "10.77.0.3"));
         CHECK(elements_have_port(&e, 20001, "10.77.0.2", 5000));
         nft_elements_done(&e);
 
         /* A host port mapped to another dyno: refused, nothing changed (not even the address). */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.4"), 20001, 5000, err, sizeof(err)), -EEXIST);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.4"), 20001, 5000, err, sizeof(err)), -EEXIST);
         CHECK(has(err, "20001"));
         t2 = list_table();
         CHECK(t1 && t2 && streq(t1, t2));
 
         /* A stale remove naming a port that is someone else's takes only its own address. */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.4"), 0, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.4"), 20001, 5000, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.4"), 20001, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.4"), 0, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.4"), 20001, 5000, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.4"), 20001, 0, err, sizeof(err)), 0);
         t2 = (free(t2), list_table());
         CHECK(t1 && t2 && streq(t1, t2));
 
         /* Remove with the dyno port unknown (0): looked up. Then again: fine. */
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_list_elements(fw, &e, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_list_elements(fw, &e, err, sizeof(err)), 0);
         CHECK(e.n_dynos == 0 && e.n_ports == 0);
         nft_elements_done(&e);
 
         /* A wrong dyno port given to remove still removes the dyno's own mapping. */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.5"), 20005, 3000, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.5"), 20005, 3001, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.5"), 20005, 3000, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.5"), 20005, 3001, err, sizeof(err)), 0);
 
         t3 = list_table();
         CHECK(t0 && t3 && streq(t0, t3));
@@ -218,19 +203,20 @@ static void test_elements(struct nft_fw *fw)
         char a[INET_ADDRSTRLEN];
         for (unsigned i = 2; i < 252; i++) {
                 snprintf(a, sizeof(a), "10.77.0.%u", i);
-                CHECK_R(nft_dyno_add(fw, ip4(a), i % 2 ? 0 : 20000 + i, 1000 + i, err, sizeof(err)),
-                        0);
+                CHECK_RE(nft_dyno_add(fw, ip4(a), i % 2 ? 0 : 20000 + i, 1000 + i, err,
+                                      sizeof(err)),
+                         0);
         }
-        CHECK_R(nft_list_elements(fw, &e, err, sizeof(err)), 0);
+        CHECK_RE(nft_list_elements(fw, &e, err, sizeof(err)), 0);
         CHECK(e.n_dynos == 250 && e.n_ports == 125);
         CHECK(elements_have_dyno(&e, "10.77.0.251") &&
               elements_have_port(&e, 20250, "10.77.0.250", 1250));
         for (size_t i = 0; i < e.n_ports; i++)
-                CHECK_R(nft_dyno_remove(fw, e.ports[i].addr, e.ports[i].host_port, 0, err,
-                                        sizeof(err)),
-                        0);
+                CHECK_RE(nft_dyno_remove(fw, e.ports[i].addr, e.ports[i].host_port, 0, err,
+                                         sizeof(err)),
+                         0);
         for (size_t i = 0; i < e.n_dynos; i++)
-                CHECK_R(nft_dyno_remove(fw, e.dynos[i], 0, 0, err, sizeof(err)), 0);
+                CHECK_RE(nft_dyno_remove(fw, e.dynos[i], 0, 0, err, sizeof(err)), 0);
         nft_elements_done(&e);
         free(t3);
         t3 = list_table();
@@ -262,63 +248,63 @@ static void test_bad_input(struct nft_fw *fw)
 
         c = test_config();
         c.table = "bad name";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "table name"));
         c.table = "x;flush ruleset";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c.table = "0abc";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c.table = "a23456789012345678901234567890123"; /* 33 */
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         c.bridge = "br 0";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "bridge"));
         c.bridge = "\"; flush ruleset";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c.bridge = "a234567890123456"; /* 16: longer than an interface name */
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         c.subnet = (struct nft_cidr){ ip4("10.77.0.1"), 24 }; /* host bits */
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "10.77.0.1/24"));
         c.subnet = (struct nft_cidr){ ip4("10.77.0.0"), 31 };
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         c.host_port_min = 30000;
         c.host_port_max = 20000;
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         allowed_rw[0].proto = IPPROTO_ICMP;
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         allowed_rw[1].port = 0;
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         c = test_config();
         struct nft_cidr blocked = { ip4("100.100.100.200"), 24 };
         c.blocked = &blocked;
         c.n_blocked = 1;
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), -EINVAL);
         CHECK(!other);
 
         /* A name nft's grammar takes as a keyword: refused by nft, nothing changed. */
         c = test_config();
         c.table = "table";
-        CHECK_R(nft_fw_new(&c, &other, err, sizeof(err)), 0);
-        CHECK_R(nft_setup(other, NULL, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_fw_new(&c, &other, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(other, NULL, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "syntax error"));
         other = nft_fw_free(other);
 
-        CHECK_R(nft_dyno_add(fw, ip4("10.78.0.2"), 0, 0, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.78.0.2"), 0, 0, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "10.78.0.2"));
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.0"), 0, 0, err, sizeof(err)), -EINVAL); /* network */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.255"), 0, 0, err, sizeof(err)), -EINVAL); /* bcast */
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.0"), 0, 0, err, sizeof(err)), -EINVAL); /* network */
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.255"), 0, 0, err, sizeof(err)), -EINVAL); /* bcast */
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "port 0"));
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 22, 5000, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 22, 5000, err, sizeof(err)), -EINVAL);
         CHECK(has(err, "20000-29999"));
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 30000, 5000, err, sizeof(err)), -EINVAL);
-        CHECK_R(nft_dyno_remove(fw, ip4("192.168.0.1"), 0, 0, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 30000, 5000, err, sizeof(err)), -EINVAL);
+        CHECK_RE(nft_dyno_remove(fw, ip4("192.168.0.1"), 0, 0, err, sizeof(err)), -EINVAL);
 
         after = list("list ruleset\n");
         CHECK(before && after && streq(before, after));
@@ -527,16 +513,16 @@ static void test_traffic(struct nft_fw *fw)
         l_host = listen_in(-1, "0.0.0.0", 7000);
         l_dns = listen_in(-1, "10.77.0.1", 53);
         CHECK(l_out >= 0 && l_meta >= 0 && l_dyno >= 0 && l_host >= 0 && l_dns >= 0);
-        CHECK_R(syn_probe_add(dyno1), 0);
+        CHECK_RE(syn_probe_add(dyno1), 0);
 
-        CHECK_R(nft_setup(fw, NULL, err, sizeof(err)), 0);
+        CHECK_RE(nft_setup(fw, NULL, err, sizeof(err)), 0);
 
         /* Not attached yet: its address is not in @dynos, nothing leaves. */
-        CHECK_R(connect_in(dyno1, "192.0.2.2", 8000, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno1, "192.0.2.2", 8000, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_out, 0, peer), ""));
 
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 20001, 5000, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.3"), 0, 0, err, sizeof(err)), 0);
 
         /* Out: masqueraded, the outside sees the host's address. */
         c = connect_in(dyno1, "192.0.2.2", 8000, LONG_MS);
@@ -566,19 +552,19 @@ static void test_traffic(struct nft_fw *fw)
         /* Only through the host port: the dyno's address itself is not reachable from out. */
         syns = syn_probe_count(dyno1);
         CHECK(syns == 3);
-        CHECK_R(connect_in(outside, "10.77.0.2", 5000, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(outside, "10.77.0.2", 5000, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_dyno, 0, peer), ""));
 
         /* Dyno to dyno: through dyno 1's host port (routed, so L3: the forward drop). The SYN
          * does not even arrive. */
-        CHECK_R(connect_in(dyno2, "192.0.2.1", 20001, SHORT_MS), -ETIMEDOUT);
-        CHECK_R(connect_in(dyno2, "10.77.0.1", 20001, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno2, "192.0.2.1", 20001, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno2, "10.77.0.1", 20001, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_dyno, 0, peer), ""));
         CHECK(syn_probe_count(dyno1) == syns);
 
         /* The host's own services: dropped, bar the allowed DNS port on the gateway. */
-        CHECK_R(connect_in(dyno1, "192.0.2.1", 7000, SHORT_MS), -ETIMEDOUT);
-        CHECK_R(connect_in(dyno1, "10.77.0.1", 7000, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno1, "192.0.2.1", 7000, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno1, "10.77.0.1", 7000, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_host, 0, peer), ""));
         c = connect_in(-1, "10.77.0.1", 7000, LONG_MS); /* the listener does work */
         CHECK(c >= 0);
@@ -590,7 +576,7 @@ static void test_traffic(struct nft_fw *fw)
         c = (close(c), -1);
 
         /* The metadata address: nothing arrives there, though the host itself gets through. */
-        CHECK_R(connect_in(dyno1, "169.254.169.254", 80, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno1, "169.254.169.254", 80, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_meta, 0, peer), ""));
         c = connect_in(-1, "169.254.169.254", 80, LONG_MS);
         CHECK(c >= 0);
@@ -599,10 +585,10 @@ static void test_traffic(struct nft_fw *fw)
 
         /* Detached: the host port leads nowhere (the host answers for itself: refused) and the
          * dyno's address no longer gets out. */
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
-        CHECK_R(connect_in(outside, "192.0.2.1", 20001, LONG_MS), -ECONNREFUSED);
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
+        CHECK_RE(connect_in(outside, "192.0.2.1", 20001, LONG_MS), -ECONNREFUSED);
         CHECK(streq(accepted_from(l_dyno, 0, peer), ""));
-        CHECK_R(connect_in(dyno1, "192.0.2.2", 8000, SHORT_MS), -ETIMEDOUT);
+        CHECK_RE(connect_in(dyno1, "192.0.2.2", 8000, SHORT_MS), -ETIMEDOUT);
         CHECK(streq(accepted_from(l_out, 0, peer), ""));
 
         /* The links go with the namespaces; the host end of each veth with its peer. */
@@ -653,15 +639,14 @@ int main(void)
         test_bad_input(fw);
         test_traffic(fw);
 
-        CHECK_R(nft_teardown(fw, err, sizeof(err)), 0);
+        CHECK_RE(nft_teardown(fw, err, sizeof(err)), 0);
         CHECK(!list_table());
-        CHECK_R(nft_teardown(fw, err, sizeof(err)), 0); /* no table: fine */
-        CHECK_R(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
-        CHECK_R(nft_dyno_add(fw, ip4("10.77.0.2"), 0, 0, err, sizeof(err)), -ENOENT);
+        CHECK_RE(nft_teardown(fw, err, sizeof(err)), 0); /* no table: fine */
+        CHECK_RE(nft_dyno_remove(fw, ip4("10.77.0.2"), 20001, 0, err, sizeof(err)), 0);
+        CHECK_RE(nft_dyno_add(fw, ip4("10.77.0.2"), 0, 0, err, sizeof(err)), -ENOENT);
         CHECK(has(err, "10.77.0.2"));
 
         nft_ctx_free(reader);
         close(host_ns);
-        printf("%d passed, %d failed\n", n_passed, n_failed);
-        return n_failed ? 1 : 0;
+        return check_report();
 }

@@ -24,7 +24,7 @@ static void test_empty_table(const char *path, bool with_header)
         CHECK(ports_open(path, 20000, 20002, &p, err, sizeof err) == 0);
         if (!p) {
                 fprintf(stderr, "ports_open: %s\n", err);
-                failures++;
+                n_failed++;
                 return;
         }
         size_t n = 99;
@@ -71,8 +71,8 @@ int main(void)
         test_empty_table(path, false);
         test_empty_table(path, true);
         rmdir(tmpdir);
-        if (failures) {
-                fprintf(stderr, "%d check(s) failed\n", failures);
+        if (n_failed) {
+                fprintf(stderr, "%d check(s) failed\n", n_failed);
                 return EXIT_FAILURE;
         }
         printf("all passed\n");

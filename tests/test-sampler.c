@@ -351,7 +351,7 @@ int main(void)
         test_psi();
         test_host();
         test_load_step();
-        if (failures)
-                fprintf(stderr, "%d failures\n", failures);
-        return failures != 0;
+        if (n_failed)
+                fprintf(stderr, "%d failures\n", n_failed);
+        return n_failed != 0;
 }

@@ -15,18 +15,7 @@
 #include <sys/wait.h>
 
 #include "util.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        passed++;                                                                  \
-                else {                                                                             \
-                        fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-                        failed++;                                                                  \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 #define KiB 1024ULL
 #define MiB (1024 * KiB)
@@ -1066,10 +1055,9 @@ int main(int argc, char **argv)
         test_child_killed();
         test_loads_nothing_inside();
 
-        if (failed == 0)
+        if (n_failed == 0)
                 (void)rm_rf(base);
         else
                 fprintf(stderr, "left %s for a look\n", base);
-        printf("%d passed, %d failed\n", passed, failed);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return check_report();
 }

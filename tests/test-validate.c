@@ -8,18 +8,7 @@
 #include "config.h"
 #include "util.h"
 #include "validate.h"
-
-static int failed, passed;
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        passed++;                                                                  \
-                else {                                                                             \
-                        failed++;                                                                  \
-                        fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);   \
-                }                                                                                  \
-        } while (0)
+#include "check.h"
 
 static struct config cfg;
 static char stack[] = "/tmp/hostd-test-validate-XXXXXX";
@@ -326,6 +315,5 @@ int main(void)
         test_requests();
         rmdir(stack);
         config_free(&cfg);
-        printf("%d passed, %d failed\n", passed, failed);
-        return failed ? 1 : 0;
+        return check_report();
 }
