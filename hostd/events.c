@@ -172,11 +172,7 @@ void events_free(struct events *e)
 
 static void send_event(struct conn *c, uint64_t id, Hostd__V1__Event *ev)
 {
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_EVENT;
-        resp.event = ev;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, EVENT, event, ev);
 }
 
 /* An event is made as protobuf-c's unpack would make it, so that one free serves both. */

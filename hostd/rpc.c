@@ -376,11 +376,7 @@ static void call_get(struct conn *c, uint64_t id, const Hostd__V1__GetRequest *r
         dyno_to_proto(d, &dp, &ei);
         Hostd__V1__GetReply get = HOSTD__V1__GET_REPLY__INIT;
         get.dyno = &dp;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_GET;
-        resp.get = &get;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, GET, get, &get);
 }
 
 struct list_ctx {
@@ -412,11 +408,7 @@ static void call_list(struct conn *c, uint64_t id)
                 Hostd__V1__ListReply list = HOSTD__V1__LIST_REPLY__INIT;
                 list.n_dynos = l.n;
                 list.dynos = l.ptrs;
-                Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-                resp.id = id;
-                resp.result_case = HOSTD__V1__RESPONSE__RESULT_LIST;
-                resp.list = &list;
-                conn_reply(c, &resp);
+                conn_reply_result(c, id, LIST, list, &list);
         } else
                 conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "list: out of memory");
         free(l.dynos);
@@ -455,11 +447,7 @@ static void call_host_info(struct conn *c, uint64_t id)
         h.n_sizes = cfg->n_sizes;
         h.sizes = ptrs;
 
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_HOST_INFO;
-        resp.host_info = &h;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, HOST_INFO, host_info, &h);
         free(sizes);
         free(ptrs);
 }
@@ -477,11 +465,7 @@ static void call_drain(struct conn *c, uint64_t id, const Hostd__V1__DrainReques
                                                        HOSTD__V1__CODE__INTERNAL,
                                         "%s", msg);
         Hostd__V1__DrainReply d = HOSTD__V1__DRAIN_REPLY__INIT;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_DRAIN;
-        resp.drain = &d;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, DRAIN, drain, &d);
 }
 
 static void call_undrain(struct conn *c, uint64_t id)
@@ -490,11 +474,7 @@ static void call_undrain(struct conn *c, uint64_t id)
         if (admission_undrain(c->srv->m, msg, sizeof msg) < 0)
                 return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s", msg);
         Hostd__V1__UndrainReply u = HOSTD__V1__UNDRAIN_REPLY__INIT;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_UNDRAIN;
-        resp.undrain = &u;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, UNDRAIN, undrain, &u);
 }
 
 static void fill_log_line(Hostd__V1__LogLine *o, const struct dyno *d, const struct log_line *l)
@@ -678,11 +658,7 @@ static void call_image_list(struct conn *c, uint64_t id)
         Hostd__V1__ImageListReply reply = HOSTD__V1__IMAGE_LIST_REPLY__INIT;
         reply.n_images = n;
         reply.images = ptrs;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_LIST;
-        resp.image_list = &reply;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, IMAGE_LIST, image_list, &reply);
 }
 
 static void call_image_remove(struct conn *c, uint64_t id, const Hostd__V1__ImageRemoveRequest *req)
@@ -706,11 +682,7 @@ static void call_image_remove(struct conn *c, uint64_t id, const Hostd__V1__Imag
         log_info("image %.12s removed", req->digest);
         importer_sweep(m);
         Hostd__V1__ImageRemoveReply reply = HOSTD__V1__IMAGE_REMOVE_REPLY__INIT;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_REMOVE;
-        resp.image_remove = &reply;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, IMAGE_REMOVE, image_remove, &reply);
 }
 
 /* An image being imported is not in the store yet: gc cannot see it. */
@@ -737,11 +709,7 @@ static void call_image_gc(struct conn *c, uint64_t id, const Hostd__V1__ImageGcR
         reply.n_removed = n;
         reply.removed = removed;
         reply.freed_bytes = freed;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_GC;
-        resp.image_gc = &reply;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, IMAGE_GC, image_gc, &reply);
 }
 
 static const char *call_name(Hostd__V1__Request__CallCase cc)

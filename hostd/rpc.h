@@ -27,6 +27,17 @@ void conn_unref(struct conn *c);
 /* Queue a response on the connection (dropped if the connection is closed). */
 void conn_reply(struct conn *c, Hostd__V1__Response *resp);
 void conn_reply_error(struct conn *c, uint64_t id, int code, const char *fmt, ...) _printf_(4, 5);
+/* Queue the response to call id with one result: conn_reply_result(c, id, IMAGE_REMOVE,
+ * image_remove, &reply) sets result_case HOSTD__V1__RESPONSE__RESULT_IMAGE_REMOVE and the
+ * field image_remove. */
+#define conn_reply_result(c, id_, result, field, value)                                            \
+        do {                                                                                       \
+                Hostd__V1__Response _resp = HOSTD__V1__RESPONSE__INIT;                             \
+                _resp.id = (id_);                                                                  \
+                _resp.result_case = HOSTD__V1__RESPONSE__RESULT_##result;                          \
+                _resp.field = (value);                                                             \
+                conn_reply((c), &_resp);                                                           \
+        } while (0)
 /* Queue a Response packed without its id (body), with id added: one encoding shared by many
  * connections. */
 void conn_reply_packed(struct conn *c, uint64_t id, const uint8_t *body, size_t len);

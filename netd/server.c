@@ -73,6 +73,16 @@ static void conn_reply(struct conn *c, Netd__V1__Response *resp)
         }
 }
 
+/* Queue the response to call id with one result (see hostd's rpc.h). */
+#define conn_reply_result(c, id_, result, field, value)                                            \
+        do {                                                                                       \
+                Netd__V1__Response _resp = NETD__V1__RESPONSE__INIT;                               \
+                _resp.id = (id_);                                                                  \
+                _resp.result_case = NETD__V1__RESPONSE__RESULT_##result;                           \
+                _resp.field = (value);                                                             \
+                conn_reply((c), &_resp);                                                           \
+        } while (0)
+
 static void reply_status(struct conn *c, uint64_t id, int code, const char *msg)
 {
         Netd__V1__Status st = NETD__V1__STATUS__INIT;
@@ -102,11 +112,7 @@ static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachReque
         a.gateway = gw;
         a.mac = mac;
         a.host_port = ar.host_port;
-        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = NETD__V1__RESPONSE__RESULT_ATTACH;
-        resp.attach = &a;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, ATTACH, attach, &a);
 }
 
 static void call_detach(struct conn *c, uint64_t id, const Netd__V1__DetachRequest *req)
@@ -116,11 +122,7 @@ static void call_detach(struct conn *c, uint64_t id, const Netd__V1__DetachReque
         if (code != NETD_CODE_OK)
                 return reply_status(c, id, code, msg);
         Netd__V1__DetachReply d = NETD__V1__DETACH_REPLY__INIT;
-        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = NETD__V1__RESPONSE__RESULT_DETACH;
-        resp.detach = &d;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, DETACH, detach, &d);
 }
 
 static void call_list(struct conn *c, uint64_t id)
@@ -146,11 +148,7 @@ static void call_list(struct conn *c, uint64_t id)
         Netd__V1__ListReply l = NETD__V1__LIST_REPLY__INIT;
         l.n_attachments = n;
         l.attachments = ptrs;
-        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = NETD__V1__RESPONSE__RESULT_LIST;
-        resp.list = &l;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, LIST, list, &l);
 }
 
 static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
@@ -171,11 +169,7 @@ static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
         Netd__V1__GcReply g = NETD__V1__GC_REPLY__INIT;
         g.n_freed = n;
         g.freed = freed;
-        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = NETD__V1__RESPONSE__RESULT_GC;
-        resp.gc = &g;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, GC, gc, &g);
 }
 
 /* The counters of the dynos asked for (all attached ones when none is named); a dyno that is
@@ -243,11 +237,7 @@ static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest
         Netd__V1__StatsReply s = NETD__V1__STATS_REPLY__INIT;
         s.n_stats = k;
         s.stats = ptrs;
-        Netd__V1__Response resp = NETD__V1__RESPONSE__INIT;
-        resp.id = id;
-        resp.result_case = NETD__V1__RESPONSE__RESULT_STATS;
-        resp.stats = &s;
-        conn_reply(c, &resp);
+        conn_reply_result(c, id, STATS, stats, &s);
         free(items);
         free(ptrs);
         link_dyno_stats_free(dump, (size_t)nd);
