@@ -24,7 +24,16 @@ import store_pb2  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-TRAP = "trap 'echo got TERM; exit 0' TERM; sleep 1000 & wait"
+TRAP = "trap 'echo got TERM; exit 0' TERM; echo ready; sleep 1000 & wait"
+
+
+def wait_ready(c, dyno_id, timeout=30.0):
+    """Until the dyno's command has set its trap and said "ready": a SIGTERM sent earlier (a
+    slow host is still starting the shell) would end it before the trap exists."""
+    deadline = time.monotonic() + timeout
+    while "ready" not in c.log_texts(dyno_id):
+        assert time.monotonic() < deadline, f"dyno {dyno_id} never said ready"
+        time.sleep(0.05)
 
 
 def alive(pid):
@@ -61,6 +70,7 @@ def test_stop_dynos_on_exit_stops_them_gracefully_first(hostd_factory, make_spec
     h = hostd_factory(stop_dynos_on_exit="yes")
     c = h.client()
     d = c.start(make_spec("sd-stop", command=TRAP))
+    wait_ready(c, "sd-stop")
     inits = h.dyno_inits()
     assert h.stop() == 0
     assert not alive(d.pid) and not any(alive(p) for p in inits)
@@ -76,7 +86,9 @@ def test_stop_dynos_on_exit_stops_them_gracefully_first(hostd_factory, make_spec
 def test_shutdown_timeout_kills_what_does_not_stop(hostd_factory, make_spec):
     h = hostd_factory(stop_dynos_on_exit="yes", shutdown_timeout="1s", grace_seconds=60)
     c = h.client()
-    d = c.start(make_spec("sd-stubborn", command="trap '' TERM; while :; do sleep 1; done"))
+    d = c.start(make_spec("sd-stubborn",
+                          command="trap '' TERM; echo ready; while :; do sleep 1; done"))
+    wait_ready(c, "sd-stubborn")
     assert h.stop() == 0
     assert not alive(d.pid)
     assert not h.find_cgroups("sd-stubborn")

@@ -455,7 +455,12 @@ def test_max_inflight_refuses_more_calls_in_flight_and_answers_the_rest(hostd_fa
     with tls.connect(hostd) as c:
         # A dyno that ignores SIGTERM: its stop is in flight until the grace period ends, or
         # until another stop (below) cuts it short.
-        pid = c.start(make_spec("slow-stop", command="trap '' TERM; exec sleep 1000")).pid
+        pid = c.start(make_spec("slow-stop", command="trap '' TERM; echo ready; exec sleep 1000")).pid
+        # the stop below must find TERM ignored: a slow host may still be starting the shell
+        deadline = time.monotonic() + WAIT
+        while "ready" not in c.log_texts("slow-stop"):
+            assert time.monotonic() < deadline, "slow-stop never said ready"
+            time.sleep(0.05)
         stop_id = c.send(make_request("stop", pb.StopRequest(id="slow-stop", grace_seconds=600)))
         follow = c.request("subscribe_events", pb.SubscribeEventsRequest(follow=True),
                            check=False)
