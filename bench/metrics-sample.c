@@ -161,9 +161,6 @@ static void floor_read(const struct cg_stat_files *f)
                 if (f->fd[k] < 0 || k == CG_STAT_TASKS_DIR ||
                     (k == CG_STAT_OOM && f->oom_event_fd >= 0))
                         continue; /* not a file, or read only after the kernel's notice */
-                if (k == CG_STAT_CPU_STAT && f->fd[CG_STAT_CPU_USAGE] >= 0 &&
-                    cg_manager_mode(cg) != CG_MODE_V2)
-                        continue; /* v1: only with a CFS quota, as the sampler */
                 (void)!pread(f->fd[k], buf, sizeof buf, 0);
         }
 }

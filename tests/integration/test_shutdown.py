@@ -18,6 +18,7 @@ import pytest
 
 from hostd_client import make_request, pb
 from conftest import BUILD_DIR
+from dynoutil import wait_log
 
 sys.path.insert(0, os.path.join(BUILD_DIR, "proto"))
 import store_pb2  # noqa: E402
@@ -25,15 +26,6 @@ import store_pb2  # noqa: E402
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 TRAP = "trap 'echo got TERM; exit 0' TERM; echo ready; sleep 1000 & wait"
-
-
-def wait_ready(c, dyno_id, timeout=30.0):
-    """Until the dyno's command has set its trap and said "ready": a SIGTERM sent earlier (a
-    slow host is still starting the shell) would end it before the trap exists."""
-    deadline = time.monotonic() + timeout
-    while "ready" not in c.log_texts(dyno_id):
-        assert time.monotonic() < deadline, f"dyno {dyno_id} never said ready"
-        time.sleep(0.05)
 
 
 def alive(pid):
@@ -70,7 +62,7 @@ def test_stop_dynos_on_exit_stops_them_gracefully_first(hostd_factory, make_spec
     h = hostd_factory(stop_dynos_on_exit="yes")
     c = h.client()
     d = c.start(make_spec("sd-stop", command=TRAP))
-    wait_ready(c, "sd-stop")
+    wait_log(c, "sd-stop", "ready", timeout=30.0)  # the trap is set: a SIGTERM now is caught
     inits = h.dyno_inits()
     assert h.stop() == 0
     assert not alive(d.pid) and not any(alive(p) for p in inits)
@@ -88,7 +80,7 @@ def test_shutdown_timeout_kills_what_does_not_stop(hostd_factory, make_spec):
     c = h.client()
     d = c.start(make_spec("sd-stubborn",
                           command="trap '' TERM; echo ready; while :; do sleep 1; done"))
-    wait_ready(c, "sd-stubborn")
+    wait_log(c, "sd-stubborn", "ready", timeout=30.0)  # TERM ignored from here on
     assert h.stop() == 0
     assert not alive(d.pid)
     assert not h.find_cgroups("sd-stubborn")

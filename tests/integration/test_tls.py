@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import BUILD_DIR, HOSTD_BIN
+from dynoutil import wait_log as wait_app_log
 from hostd_client import ConnectionClosed, HostdClient, TlsHostdClient, frame, make_request, pb
 
 HOSTCTL = os.path.join(BUILD_DIR, "hostctl", "hostctl")
@@ -457,10 +458,7 @@ def test_max_inflight_refuses_more_calls_in_flight_and_answers_the_rest(hostd_fa
         # until another stop (below) cuts it short.
         pid = c.start(make_spec("slow-stop", command="trap '' TERM; echo ready; exec sleep 1000")).pid
         # the stop below must find TERM ignored: a slow host may still be starting the shell
-        deadline = time.monotonic() + WAIT
-        while "ready" not in c.log_texts("slow-stop"):
-            assert time.monotonic() < deadline, "slow-stop never said ready"
-            time.sleep(0.05)
+        wait_app_log(c, "slow-stop", "ready", timeout=WAIT)
         stop_id = c.send(make_request("stop", pb.StopRequest(id="slow-stop", grace_seconds=600)))
         follow = c.request("subscribe_events", pb.SubscribeEventsRequest(follow=True),
                            check=False)
