@@ -27,6 +27,8 @@ struct cg_hier {
                          * this hierarchy, else own_rel */
         char *base_rel; /* top_rel + "/" + root_rel: "/process_api/x/hostd" */
         char *lib_ctrl; /* a controller name libcgroup knows this hierarchy by */
+        char *options;  /* v1: its controllers as /proc/self/cgroup lists them ("cpu,cpuacct"),
+                         * what a mount of the same hierarchy names; NULL: lib_ctrl alone */
         unsigned ctrls; /* bit (1u << enum cg_controller) for each controller in it */
 };
 
@@ -126,6 +128,8 @@ int cg_hier_dyno_rel(const struct cg_manager *m, const struct cg_hier *h, const 
 /* The cgroup path of pid (0: self) in the hierarchy that holds controller (NULL: the v2
  * unified "0::" line), from /proc/<pid>/cgroup. */
 int cg_proc_cgroup_path(pid_t pid, const char *controller, char **ret);
+/* The same, and the line's controllers field ("cpu,cpuacct"; "" on the unified line). */
+int cg_proc_cgroup_find(pid_t pid, const char *controller, char **ret, char **ret_controllers);
 
 /* cgroupfs helpers: small direct reads and writes of one control file in folder dir. */
 int cg_write(const char *dir, const char *file, const char *value);

@@ -161,13 +161,13 @@ static int v1_setup(struct cg_manager *m)
         for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
                 enum cg_controller c = v1_controllers[i];
                 const char *name = cg_controller_name(c);
-                _cleanup_free_ char *mnt = NULL, *own = NULL;
+                _cleanup_free_ char *mnt = NULL, *own = NULL, *options = NULL;
                 struct statfs fs;
                 /* On a hybrid host libcgroup also lists controllers of the unified mount
                  * (hugetlb...): only real v1 hierarchies count here. */
                 if (cgroup_get_subsys_mount_point(name, &mnt) != 0 || !mnt ||
                     statfs(mnt, &fs) < 0 || fs.f_type != CGROUP_SUPER_MAGIC ||
-                    cg_proc_cgroup_path(0, name, &own) < 0) {
+                    cg_proc_cgroup_find(0, name, &own, &options) < 0) {
                         if (v1_required(c))
                                 return -EOPNOTSUPP;
                         continue;
@@ -175,6 +175,9 @@ static int v1_setup(struct cg_manager *m)
                 r = cg_add_hier(m, c, mnt, own);
                 if (r < 0)
                         return r;
+                struct cg_hier *h = cg_hier_for(m, c);
+                if (!h->options)
+                        h->options = TAKE_PTR(options);
         }
         return v1_prepare_base(m);
 }

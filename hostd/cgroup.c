@@ -168,6 +168,11 @@ int cg_hier_dyno_dir(const struct cg_manager *m, const struct cg_hier *h, const 
  * whose "0::" line names no controller; one parser serves both modes and cg_contains. */
 int cg_proc_cgroup_path(pid_t pid, const char *controller, char **ret)
 {
+        return cg_proc_cgroup_find(pid, controller, ret, NULL);
+}
+
+int cg_proc_cgroup_find(pid_t pid, const char *controller, char **ret, char **ret_controllers)
+{
         char path[64];
         if (pid == 0)
                 snprintf(path, sizeof path, "/proc/self/cgroup");
@@ -206,10 +211,13 @@ int cg_proc_cgroup_path(pid_t pid, const char *controller, char **ret)
                         }
                 if (!match)
                         continue;
-                char *s = strdup(cgpath);
-                if (!s)
+                _cleanup_free_ char *s = strdup(cgpath);
+                _cleanup_free_ char *c = ret_controllers ? strdup(ctrls) : NULL;
+                if (!s || (ret_controllers && !c))
                         return -ENOMEM;
-                *ret = s;
+                *ret = TAKE_PTR(s);
+                if (ret_controllers)
+                        *ret_controllers = TAKE_PTR(c);
                 return 0;
         }
         return -ENOENT;
@@ -413,6 +421,7 @@ void cg_manager_free(struct cg_manager *m)
                 free(m->hier[i].top_rel);
                 free(m->hier[i].base_rel);
                 free(m->hier[i].lib_ctrl);
+                free(m->hier[i].options);
         }
         free(m->root_rel);
         free(m->parent_rel);
@@ -535,6 +544,45 @@ int cg_signal_all(struct cg_manager *m, const char *id, int sig)
         return cg_kill_dir(dir, sig);
 }
 
+int cg_kill(struct cg_manager *m, const char *id)
+{
+        int r = cg_validate_id(id);
+        if (r < 0)
+                return r;
+        return m->ops->kill(m, id);
+}
+
+int cg_dyno_view(struct cg_manager *m, const char *id, struct cg_view *ret)
+{
+        int r = cg_validate_id(id);
+        if (r < 0)
+                return r;
+        *ret = (struct cg_view){ .v2 = m->ops->mode == CG_MODE_V2 };
+        if (ret->v2)
+                return 0;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                const struct cg_hier *h = &m->hier[i];
+                _cleanup_free_ char *dir = NULL;
+                r = cg_hier_dyno_dir(m, h, id, &dir);
+                if (r < 0)
+                        return r;
+                /* Only where the dyno has a folder: elsewhere its namespace's root would be
+                 * hostd's own cgroup (a dyno without dedicated CPUs has no cpuset). */
+                if (access(dir, F_OK) < 0)
+                        continue;
+                const char *name = strrchr(h->mount, '/');
+                name = name ? name + 1 : h->mount;
+                const char *opts = h->options ? h->options : h->lib_ctrl;
+                if (ret->n >= CG_VIEW_MAX || strlen(name) >= sizeof ret->mounts[0].name ||
+                    strlen(opts) >= sizeof ret->mounts[0].options)
+                        return -E2BIG;
+                strcpy(ret->mounts[ret->n].name, name);
+                strcpy(ret->mounts[ret->n].options, opts);
+                ret->n++;
+        }
+        return 0;
+}
+
 int cg_contains(struct cg_manager *m, const char *id, pid_t pid)
 {
         int r = cg_validate_id(id);
@@ -591,6 +639,54 @@ static int read_u64_file(const char *path, uint64_t *ret)
                 return r;
         text[strcspn(text, "\n")] = 0;
         return safe_atou64(text, ret);
+}
+
+int cg_memory_peak(struct cg_manager *m, const char *id, uint64_t *ret)
+{
+        bool v2 = m->ops->mode == CG_MODE_V2;
+        _cleanup_free_ char *peak = NULL, *swap = NULL;
+        int r = cg_file_path(m, id, "memory",
+                             v2 ? "memory.peak" : "memory.memsw.max_usage_in_bytes", &peak);
+        if (r < 0)
+                return r;
+        if (!v2) {
+                uint64_t v;
+                /* Without swap accounting there is no memsw: memory alone is all there is. */
+                if (read_u64_file(peak, &v) < 0) {
+                        free(peak);
+                        peak = NULL;
+                        r = cg_file_path(m, id, "memory", "memory.max_usage_in_bytes", &peak);
+                        if (r < 0 || (r = read_u64_file(peak, &v)) < 0)
+                                return r;
+                }
+                /* The next peak is the next episode's: writing 0 resets the mark. */
+                (void)write_string_file(peak, "0");
+                *ret = v;
+                return 0;
+        }
+        uint64_t mem, sw = 0;
+        if (read_u64_file(peak, &mem) < 0) {
+                /* memory.peak is Linux 5.19; before it, the use now. */
+                uint64_t now_swap;
+                r = cg_memory_usage(m, id, &mem, &now_swap);
+                if (r < 0)
+                        return r;
+                *ret = mem + now_swap;
+                return 0;
+        }
+        r = cg_file_path(m, id, "memory", "memory.swap.peak", &swap);
+        if (r < 0)
+                return r;
+        if (read_u64_file(swap, &sw) < 0) {
+                /* memory.swap.peak is Linux 6.5: the swap in use now instead. */
+                free(swap);
+                swap = NULL;
+                r = cg_file_path(m, id, "memory", "memory.swap.current", &swap);
+                if (r < 0 || read_u64_file(swap, &sw) < 0)
+                        sw = 0;
+        }
+        *ret = mem + sw;
+        return 0;
 }
 
 int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, uint64_t *ret_swap)
@@ -681,6 +777,38 @@ int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *r
         char line[64];
         snprintf(line, sizeof line, "%d %d %" PRIu64, efd, usage, quota);
         /* The kernel holds the usage file from here on: ours may close. */
+        r = write_string_file(control, line);
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(efd);
+        *ret_epoll_events = EPOLLIN;
+        return 0;
+}
+
+int cg_oom_watch(struct cg_manager *m, const char *id, int *ret_fd, uint32_t *ret_epoll_events)
+{
+        bool v2 = m->ops->mode == CG_MODE_V2;
+        _cleanup_free_ char *path = NULL, *control = NULL;
+        int r = cg_file_path(m, id, "memory", m->ops->oom_file, &path);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (v2) {
+                *ret_fd = TAKE_FD(fd);
+                *ret_epoll_events = EPOLLPRI;
+                return 0;
+        }
+        r = cg_file_path(m, id, "memory", "cgroup.event_control", &control);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0)
+                return -errno;
+        char line[64];
+        snprintf(line, sizeof line, "%d %d", efd, fd);
+        /* The kernel holds memory.oom_control from here on: ours may close. */
         r = write_string_file(control, line);
         if (r < 0)
                 return r;

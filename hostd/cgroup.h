@@ -46,6 +46,9 @@ int cg_attach(struct cg_manager *m, const char *id, pid_t pid);
 /* Kill every process in the dyno's cgroup with SIGKILL (cgroup.kill where the kernel has it),
  * wait until it is empty (bounded), and remove it. Missing is success. */
 int cg_destroy(struct cg_manager *m, const char *id);
+/* SIGKILL every process of the dyno's cgroup at once, forks included (cgroup.kill on v2; freeze,
+ * kill, thaw on v1), without waiting for them to go. -ENOENT: no such cgroup. */
+int cg_kill(struct cg_manager *m, const char *id);
 /* Send sig to every process in the dyno's cgroup. Returns the number signalled. */
 int cg_signal_all(struct cg_manager *m, const char *id, int sig);
 /* 1 when pid is in the dyno's cgroup, 0 when not, negative errno (-ESRCH: no such pid). */
@@ -55,6 +58,15 @@ int cg_count_procs(struct cg_manager *m, const char *id);
 /* OOM kills the kernel counted in the dyno's cgroup (memory.events oom_kill on v2,
  * memory.oom_control oom_kill on v1). */
 int cg_oom_kills(struct cg_manager *m, const char *id, uint64_t *ret);
+/* A descriptor the kernel makes ready when the dyno's cgroup met the OOM killer (v1: an eventfd
+ * registered for memory.oom_control, EPOLLIN; v2: memory.events, EPOLLPRI), to be taken with
+ * cg_memory_watch_ack; cg_oom_kills then tells the count. On v1 the kernel signals before it
+ * kills: read the count again a moment later. */
+int cg_oom_watch(struct cg_manager *m, const char *id, int *ret_fd, uint32_t *ret_epoll_events);
+/* The most memory (swap included where the kernel counts it) the dyno's processes used at once
+ * since the last call (v1, which resets the mark) or since the cgroup was made (v2's
+ * memory.peak, plus memory.swap.peak where there is one); without a peak file, the use now. */
+int cg_memory_peak(struct cg_manager *m, const char *id, uint64_t *ret);
 /* Memory the dyno's processes use now: in memory (charged page cache included) and in swap. */
 int cg_memory_usage(struct cg_manager *m, const char *id, uint64_t *ret_memory, uint64_t *ret_swap);
 /* CPU time the dyno's processes used (microseconds) and how many tasks it has now. */
@@ -67,6 +79,20 @@ int cg_cpu_pids(struct cg_manager *m, const char *id, uint64_t *ret_cpu_usec, ui
 int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
                     uint32_t *ret_epoll_events);
 void cg_memory_watch_ack(struct cg_manager *m, int fd);
+/* What a dyno sees at /sys/fs/cgroup: its own cgroup only, as the root of its cgroup
+ * namespace. On v2 one cgroup2 mount; on v1 one mount per hierarchy in which the dyno has a
+ * folder, named as on the host ("memory", "cpu,cpuacct") and given the options that name that
+ * hierarchy. Fixed-size, so that the dyno's first process needs no allocation. */
+#define CG_VIEW_MAX 8
+struct cg_view {
+        bool v2;
+        size_t n; /* v1 */
+        struct {
+                char name[64];    /* the folder under /sys/fs/cgroup */
+                char options[64]; /* the hierarchy's controllers, or name=... */
+        } mounts[CG_VIEW_MAX];
+};
+int cg_dyno_view(struct cg_manager *m, const char *id, struct cg_view *ret);
 /* The ids of every dyno cgroup that exists (for reconciliation): a NULL-terminated strv. */
 int cg_list(struct cg_manager *m, char ***ret);
 /* Path of a controller's file for the dyno, for tests and inspect: e.g. ("memory",

@@ -12,6 +12,8 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -377,6 +379,15 @@ static void test_oom(void)
         CHECK_R(cg_oom_kills(m, "oom", &kills), 0);
         CHECK(kills == 0);
 
+        int watch = -1;
+        uint32_t events = 0;
+        CHECK_R(cg_oom_watch(m, "oom", &watch, &events), 0);
+        CHECK(events == (mode == CG_MODE_V2 ? EPOLLPRI : EPOLLIN));
+        if (mode == CG_MODE_V2) /* kernfs says "changed" until the file has been read once */
+                cg_memory_watch_ack(m, watch);
+        struct pollfd pfd = { .fd = watch, .events = (short)events };
+        CHECK(poll(&pfd, 1, 0) == 0);
+
         int gofd;
         pid_t pid = spawn(&gofd, do_allocate);
         CHECK(pid > 0);
@@ -386,10 +397,78 @@ static void test_oom(void)
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
         if (!WIFSIGNALED(st))
                 fprintf(stderr, "  allocating child: exit status %d\n", WEXITSTATUS(st));
+        /* The kernel told the watch, and counts the kill. */
+        CHECK(poll(&pfd, 1, 10000) == 1 && (pfd.revents & events));
+        cg_memory_watch_ack(m, watch);
         CHECK_R(cg_oom_kills(m, "oom", &kills), 0);
         CHECK(kills >= 1 && kills != UINT64_MAX);
+        close(watch);
+        /* The most it held was the quota, the use now is next to nothing. */
+        uint64_t peak = 0;
+        CHECK_R(cg_memory_peak(m, "oom", &peak), 0);
+        CHECK(peak >= 30u << 20 && peak <= 33u << 20);
+        if (peak < 30u << 20 || peak > 33u << 20)
+                fprintf(stderr, "  peak %" PRIu64 " bytes, want about 32 MiB\n", peak);
         CHECK_R(cg_destroy(m, "oom"), 0);
         CHECK_R(cg_oom_kills(m, "oom", &kills), -ENOENT);
+}
+
+/* cg_kill: every process, forks included, at once; the cgroup stays for cg_destroy. */
+static void test_kill(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
+        CHECK_R(cg_create(m, "kill", &lim), 0);
+        CHECK(pipe2(grandchild_pipe, O_CLOEXEC) == 0);
+        int gofd;
+        pid_t pid = spawn(&gofd, do_fork_and_pause);
+        CHECK(pid > 0);
+        CHECK_R(cg_attach(m, "kill", pid), 0);
+        go(gofd);
+        pid_t g = -1;
+        CHECK(read(grandchild_pipe[0], &g, sizeof g) == sizeof g);
+        close(grandchild_pipe[0]);
+        close(grandchild_pipe[1]);
+        CHECK_R(cg_count_procs(m, "kill"), 2);
+        CHECK_R(cg_kill(m, "kill"), 0);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        st = wait_status(g);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK(exists_in_all("kill"));
+        CHECK_R(cg_destroy(m, "kill"), 0);
+        CHECK_R(cg_kill(m, "kill"), -ENOENT);
+        CHECK_R(cg_kill(m, "../x"), -EINVAL);
+}
+
+/* What a dyno sees at /sys/fs/cgroup: its hierarchies, named and mounted as the host's. */
+static void test_view(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
+        CHECK_R(cg_create(m, "view", &lim), 0);
+        struct cg_view v;
+        CHECK_R(cg_dyno_view(m, "view", &v), 0);
+        if (mode == CG_MODE_V2) {
+                CHECK(v.v2 && v.n == 0);
+        } else {
+                CHECK(!v.v2 && v.n >= 3);
+                bool memory = false, pids = false, cpuset = false;
+                for (size_t i = 0; i < v.n; i++) {
+                        /* Each is a mount point of the host, and names its hierarchy. */
+                        _cleanup_free_ char *mnt =
+                                strjoin3("/sys/fs/cgroup/", v.mounts[i].name, NULL);
+                        CHECK(mnt && dir_exists(mnt));
+                        CHECK(strstr(v.mounts[i].options, "memory") == NULL ||
+                              strcmp(v.mounts[i].name, v.mounts[i].options) == 0 ||
+                              strchr(v.mounts[i].options, ','));
+                        memory = memory || strcmp(v.mounts[i].options, "memory") == 0;
+                        pids = pids || strcmp(v.mounts[i].options, "pids") == 0;
+                        cpuset = cpuset || strstr(v.mounts[i].options, "cpuset") != NULL;
+                }
+                CHECK(memory && pids);
+                CHECK(!cpuset); /* no folder there without dedicated CPUs */
+        }
+        CHECK_R(cg_dyno_view(m, "../x", &v), -EINVAL);
+        CHECK_R(cg_destroy(m, "view"), 0);
 }
 
 static void test_cpuset(void)
@@ -696,6 +775,8 @@ int main(void)
         test_attach_signal();
         test_destroy_live();
         test_oom();
+        test_kill();
+        test_view();
         test_cpuset();
         test_cpu_pool();
         test_leftover();
