@@ -6,7 +6,10 @@
  *   - relays the signals hostd sends it to every process of the dyno (kill(-1) from a PID
  *     namespace's init reaches all of the namespace but itself);
  *   - when the command ends, records its exit status in the dyno's state folder, then exits,
- *     which makes the kernel kill whatever is left in the namespace.
+ *     which makes the kernel kill whatever is left in the namespace;
+ *   - except during a stop (it has relayed SIGTERM): then the dyno lives until every process
+ *     has exited, so that an app under a shell, or a master's workers, finish what they were
+ *     doing within the grace period. hostd kills the whole cgroup when the grace is over.
  * It keeps a copy of the read end of the dyno's log pipe open, never reading it, so that the
  * pipe outlives a restart of hostd: a new hostd takes the descriptor with pidfd_getfd() and no
  * line written in between is lost.
@@ -29,12 +32,23 @@
 #define STATE_FD 3
 #define LOG_FD 4
 
+/* Set once SIGTERM has been relayed: a stop is under way. */
+static volatile sig_atomic_t stopping;
+
 static void relay(int sig)
 {
         /* From the init of a PID namespace, -1 means every other process in it. */
         int saved = errno;
+        if (sig == SIGTERM)
+                stopping = 1;
         kill(-1, sig);
         errno = saved;
+}
+
+/* The command's status as an exit code: for a parent that waits for us. */
+static int status_code(int status)
+{
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -145,23 +159,26 @@ int main(int argc, char **argv)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
 
+        int main_status = -1; /* the command's, once it has ended */
         for (;;) {
                 int status;
                 pid_t pid = waitpid(-1, &status, 0);
                 if (pid < 0) {
                         if (errno == EINTR)
                                 continue;
-                        /* ECHILD: the command is gone without us seeing it; nothing to keep. */
-                        return 255;
+                        /* ECHILD: nobody is left. After a stop, the command's status stands;
+                         * without one, the command went without us seeing it. */
+                        return main_status >= 0 ? status_code(main_status) : 255;
                 }
                 if (pid != (pid_t)main_pid)
                         continue; /* an orphan, reaped */
 
                 record_exit(status);
-                /* Our exit ends the namespace: the kernel kills what is left. Mirror the
-                 * command's status for a parent that waits for us. */
-                if (WIFEXITED(status))
-                        return WEXITSTATUS(status);
-                return 128 + WTERMSIG(status);
+                main_status = status;
+                /* Outside a stop the dyno ends with its command: our exit makes the kernel
+                 * kill what is left. During one, the others may still be finishing: wait
+                 * for them (hostd kills the cgroup when the grace is over). */
+                if (!stopping)
+                        return status_code(status);
         }
 }

@@ -18,6 +18,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
@@ -207,6 +208,120 @@ static void child_setup_dev(const char *root, uint64_t shm_size)
         }
 }
 
+/* The dyno's own cgroup, read-only at /sys/fs/cgroup, as the root of its cgroup namespace:
+ * apps and buildpacks read their limits there (memory.max, memory.limit_in_bytes). */
+static void child_mount_cgroups(const char *root, const struct cg_view *v)
+{
+        const unsigned long ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+        if (v->v2) {
+                child_mount("cgroup2", root, "/sys/fs/cgroup", "cgroup2", ro, NULL);
+                return;
+        }
+        /* v1: a folder per hierarchy, as the host has them, on a tmpfs made read-only after. */
+        char top[PATH_MAX], target[PATH_MAX];
+        child_path(top, sizeof top, "%s/sys/fs/cgroup", root);
+        child_mount("tmpfs", root, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "mode=755,size=64k");
+        for (size_t i = 0; i < v->n; i++) {
+                const char *name = v->mounts[i].name;
+                child_mkdir(top, name, 0755);
+                child_path(target, sizeof target, "/sys/fs/cgroup/%s", name);
+                child_mount("cgroup", root, target, "cgroup", ro, v->mounts[i].options);
+                /* Co-mounted controllers ("cpu,cpuacct") are also found by each one's name. */
+                if (!strchr(name, ','))
+                        continue;
+                char part[64];
+                for (const char *p = name; *p;) {
+                        size_t n = strcspn(p, ",");
+                        if (n > 0 && n < sizeof part) {
+                                memcpy(part, p, n);
+                                part[n] = 0;
+                                child_path(target, sizeof target, "%s/%s", top, part);
+                                if (symlink(name, target) < 0 && errno != EEXIST)
+                                        child_fail(errno, "create /sys/fs/cgroup/%s", part);
+                        }
+                        p += n + (p[n] == ',');
+                }
+        }
+        if (mount(NULL, top, NULL, MS_REMOUNT | ro, NULL) < 0)
+                child_fail(errno, "make /sys/fs/cgroup read-only");
+}
+
+static int openat2_(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve)
+{
+        struct open_how how = { .flags = (uint64_t)flags, .mode = mode, .resolve = resolve };
+        return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+/* Whether the passwd or group text names user or its id (the third field of each line). */
+static bool etc_file_has(const char *text, const char *user, uid_t uid)
+{
+        char id[16];
+        int idlen = snprintf(id, sizeof id, "%u", (unsigned)uid);
+        size_t ulen = strlen(user);
+        for (const char *line = text; *line;) {
+                const char *end = strchrnul(line, '\n');
+                if ((size_t)(end - line) > ulen && strncmp(line, user, ulen) == 0 &&
+                    line[ulen] == ':')
+                        return true;
+                const char *f = line;
+                for (int k = 0; k < 2 && f && f < end; k++)
+                        f = memchr(f, ':', (size_t)(end - f)), f = f ? f + 1 : NULL;
+                if (f && end - f >= idlen && strncmp(f, id, (size_t)idlen) == 0 &&
+                    (f + idlen == end || f[idlen] == ':'))
+                        return true;
+                line = *end ? end + 1 : end;
+        }
+        return false;
+}
+
+/* A passwd and a group entry for the dyno's uid, "u<uid>" at home in /app, so that whoami,
+ * getpwuid() and the programs that use them work. Appended in the dyno's writable layer
+ * (overlayfs copies the stack's file up): the stack image is not touched. Called after
+ * pivot_root, as root: the files are opened without following any symlink, which could lead
+ * to /proc/sys; a stack whose /etc/passwd is not a plain file keeps it as it is. */
+static void child_add_user(uid_t uid, const char *shell)
+{
+        const uint64_t strict = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                                RESOLVE_NO_XDEV;
+        _cleanup_close_ int etc = openat2_(AT_FDCWD, "/etc", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                           RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (etc < 0)
+                return; /* no /etc: a stack with nobody to name */
+        char user[32];
+        snprintf(user, sizeof user, "u%u", (unsigned)uid);
+        static const char *const files[] = { "passwd", "group" };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_close_ int fd = openat2_(
+                        etc, files[i], O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644, strict);
+                struct stat st;
+                if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 22))
+                        continue;
+                _cleanup_free_ char *text = NULL;
+                size_t len = 0;
+                int r = read_full_fd(fd, &text, &len);
+                if (r < 0)
+                        child_fail(r, "read /etc/%s", files[i]);
+                if (etc_file_has(text, user, uid))
+                        continue;
+                char add[512];
+                int n = 0;
+                if (len > 0 && text[len - 1] != '\n')
+                        add[n++] = '\n';
+                if (len == 0) /* made now: root has a name too */
+                        n += snprintf(add + n, sizeof add - (size_t)n,
+                                      i == 0 ? "root:x:0:0:root:/root:%s\n" : "root:x:0:\n", shell);
+                if (i == 0)
+                        n += snprintf(add + n, sizeof add - (size_t)n, "%s:x:%u:%u:dyno:/app:%s\n",
+                                      user, (unsigned)uid, (unsigned)uid, shell);
+                else
+                        n += snprintf(add + n, sizeof add - (size_t)n, "%s:x:%u:\n", user,
+                                      (unsigned)uid);
+                if (write(fd, add, (size_t)n) != n)
+                        child_fail(errno ? errno : EIO, "add the dyno's user to /etc/%s", files[i]);
+        }
+}
+
 static void child_loopback_up(void)
 {
         _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -223,12 +338,18 @@ static void child_loopback_up(void)
 
 /* Drop everything a dyno's process must not have, in crun's order: rlimits, the bounding set,
  * groups, gid and uid, the other capability sets, no_new_privs, and the seccomp filter last. */
-static void child_become_dyno_user(uid_t uid, uint64_t rlimit_nofile,
+static void child_become_dyno_user(uid_t uid, uint64_t rlimit_nofile, uint64_t rlimit_nproc,
                                    const struct sock_fprog *seccomp)
 {
         struct rlimit nofile = { rlimit_nofile, rlimit_nofile };
         if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
                 child_fail(errno, "set RLIMIT_NOFILE to %llu", (unsigned long long)rlimit_nofile);
+        /* The kernel counts RLIMIT_NPROC per uid, and each dyno has a uid of its own: the
+         * size's pids limit here is what `ulimit -u` tells the app, and holds as pids.max does. */
+        struct rlimit nproc = { rlimit_nproc ? rlimit_nproc : RLIM_INFINITY,
+                                rlimit_nproc ? rlimit_nproc : RLIM_INFINITY };
+        if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
+                child_fail(errno, "set RLIMIT_NPROC to %llu", (unsigned long long)rlimit_nproc);
         struct rlimit core = { 0, 0 };
         if (setrlimit(RLIMIT_CORE, &core) < 0)
                 child_fail(errno, "set RLIMIT_CORE");
@@ -291,11 +412,18 @@ static _Noreturn void child_exec_command(const struct spawn_params *p, int maste
         }
         close(FD_LOG_W);
 
-        child_become_dyno_user(p->uid, p->rlimit_nofile, p->seccomp);
+        child_become_dyno_user(p->uid, p->rlimit_nofile, p->rlimit_nproc, p->seccomp);
 
         if (chdir("/app") < 0)
                 child_fail(errno, "enter /app");
         execve(p->argv[0], p->argv, p->envp);
+        if (errno == ENOENT && p->argv0_fallback) {
+                /* Our own copy of the memory: busybox picks its applet by argv[0]. */
+                p->argv[0] = (char *)p->argv0_fallback;
+                execve(p->argv0_fallback, p->argv, p->envp);
+                child_fail(errno, "execute %s (the stack has no %s) in the stack",
+                           p->argv0_fallback, p->argv[0]);
+        }
         child_fail(errno, "execute %s in the stack", p->argv[0]);
 }
 
@@ -337,6 +465,8 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_setup_dev(root, p->shm_size);
         child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     NULL);
+        if (p->cgroup_view)
+                child_mount_cgroups(root, p->cgroup_view);
 
         int master = -1;
         if (p->tty) {
@@ -366,6 +496,7 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         if (chdir("/") < 0)
                 child_fail(errno, "enter /");
         umask(022);
+        child_add_user(p->uid, access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh");
 
         if (master >= 0) {
                 /* A one-off's command runs only once its client is there: hostd gets the
@@ -394,6 +525,15 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
                 child_fail(errno, "set up the init's stdio");
         close(nul);
+
+        /* The OOM killer should pick one of the dyno's own processes, never the init: its
+         * end would end them all. Lowering the score takes CAP_SYS_RESOURCE, which some
+         * sandboxes withhold from hostd: then the init's few pages make it the last choice. */
+        int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (adj >= 0) {
+                (void)!write(adj, "-1000", 5);
+                close(adj);
+        }
 
         /* The init needs no privilege but CAP_KILL, to relay signals to the dyno's other uid
          * (it writes its exit record as the owner of the run folder). Root's capabilities
@@ -502,7 +642,7 @@ static _Noreturn void exec_command(const struct exec_params *p, int slave)
         if (slave >= 0)
                 close(slave);
 
-        child_become_dyno_user(p->uid, p->rlimit_nofile, p->seccomp);
+        child_become_dyno_user(p->uid, p->rlimit_nofile, p->rlimit_nproc, p->seccomp);
         if (chdir("/app") < 0 && chdir("/") < 0)
                 child_fail(errno, "enter /app");
         /* execvp looks PATH up in environ, not in an envp argument. */

@@ -8,14 +8,16 @@
 #include <sys/types.h>
 
 struct cg_manager;
+struct cg_view;
 
 struct spawn_params {
         const char *id;              /* the dyno's id: its hostname */
         const char *cgroup;          /* the cgroup's name (cg_create): the instance's */
         const char *layer_dir;       /* holds upper/, work/ and merged/ (layer_create) */
         const char *overlay_options; /* slug over stack, under the layer (layer_mount_options) */
-        uid_t uid;                   /* the dyno's uid and gid */
+        uid_t uid;                   /* the dyno's uid and gid: "u<uid>" in its passwd and group */
         char **argv;                 /* the command, run in the new root */
+        const char *argv0_fallback;  /* run instead of argv[0] where the stack has no argv[0] */
         char **envp;
         int state_dirfd;                  /* the instance's folder: the init writes "exit" there */
         int log_read_fd;                  /* kept open by the init */
@@ -23,7 +25,9 @@ struct spawn_params {
         int init_exe_fd;                  /* the hostd-init binary, executed by descriptor */
         const struct sock_fprog *seccomp; /* loaded last, after no_new_privs */
         uint64_t rlimit_nofile;
+        uint64_t rlimit_nproc; /* the size's pids: what `ulimit -u` says; 0: unlimited */
         uint64_t shm_size;
+        const struct cg_view *cgroup_view; /* what the dyno sees at /sys/fs/cgroup */
         bool hold; /* leave the first process waiting for spawn_go() (netd wires it first) */
         bool tty;  /* a one-off's terminal as the command's stdio, handed to hostd; the first
                     * process then waits for a second spawn_go() before it forks the command */
@@ -59,6 +63,7 @@ struct exec_params {
         char **argv; /* argv[0] is looked up in the dyno's PATH (envp) */
         char **envp;
         uint64_t rlimit_nofile;
+        uint64_t rlimit_nproc;
         const struct sock_fprog *seccomp;
         int io_fd; /* with tty: a pty master of the dyno's devpts; else a socket: the stdio */
         bool tty;
