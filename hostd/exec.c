@@ -23,14 +23,6 @@
 #define EXEC_READ_CHUNK (64u << 10)
 #define EXEC_WATCH_USEC (2ULL * 1000000) /* how often a session looks for its client */
 
-static size_t strv_length(char **v)
-{
-        size_t n = 0;
-        while (v && v[n])
-                n++;
-        return n;
-}
-
 static void pidfd_send_signal_kill(int pidfd)
 {
         if (pidfd >= 0)
@@ -300,22 +292,15 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         int r, child_io = -1;
         const char *step;
         _cleanup_free_ char **argv = NULL;
-        _cleanup_strv_free_ char **env = dyno_build_env(d);
+        /* TERM, as ssh and docker exec give; not COLUMNS and LINES, which would outlive a
+         * resize (busybox prefers them to the terminal's own size). */
+        const struct dyno_tty tty = { req->term, 0, 0 };
+        _cleanup_strv_free_ char **env = dyno_build_env(d, s->tty ? &tty : NULL);
         if (!env) {
                 r = -ENOMEM, step = "prepare";
                 goto fail;
         }
         if (s->tty) {
-                /* Programs that draw on a terminal want to know what it is. */
-                char **e = realloc(env, (strv_length(env) + 2) * sizeof *e);
-                if (!e) {
-                        r = -ENOMEM, step = "prepare";
-                        goto fail;
-                }
-                env = e;
-                size_t n = strv_length(env);
-                env[n] = strdup("TERM=xterm");
-                env[n + 1] = NULL;
                 s->io_fd = open_dyno_ptmx(d->pid, req->tty_columns, req->tty_rows);
                 r = s->io_fd, step = "open a terminal in the dyno";
                 if (r < 0)
@@ -344,6 +329,7 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 .argv = argv,
                 .envp = env,
                 .rlimit_nofile = m->config->rlimit_nofile,
+                .rlimit_nproc = d->size ? d->size->pids : 0,
                 .seccomp = &m->seccomp,
                 .io_fd = s->tty ? s->io_fd : child_io,
                 .tty = s->tty,

@@ -39,6 +39,9 @@
 #include "config-build.h"
 
 #define DRAIN_LINGER_SEC 10 /* an ended dyno's drains try this long to send what they hold */
+/* The command died of a SIGKILL hostd did not send, this close to an OOM kill the kernel
+ * counted: the OOM killer's. */
+#define OOM_MATCH_USEC (10LL * 1000000)
 
 /* hostd-init holds the log pipe's read end at this descriptor (see init.c), and a one-off's
  * terminal at the next (spawn.c). */
@@ -132,6 +135,8 @@ struct retiring {
         bool adopted; /* not our child */
         int pidfd, log_fd;
         int64_t deadline_usec; /* CLOCK_REALTIME: SIGKILL then */
+        uint32_t grace_seconds;
+        uint64_t oom_kills; /* told while it was the dyno's current instance, or since */
         struct line_splitter splitter;
         sd_event_source *pid_source, *log_source, *timer_source;
         struct retiring *next;
@@ -281,7 +286,10 @@ static void dyno_close_sources(struct dyno *d)
         d->memory_timer = sd_event_source_disable_unref(d->memory_timer);
         d->attach_timer = sd_event_source_disable_unref(d->attach_timer);
         d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
+        d->oom_source = sd_event_source_disable_unref(d->oom_source);
+        d->oom_timer = sd_event_source_disable_unref(d->oom_timer);
         closep(&d->memory_fd), d->memory_fd = -1;
+        closep(&d->oom_fd), d->oom_fd = -1;
         exec_attach_end(d, -1);
         closep(&d->tty_fd), d->tty_fd = -1;
         closep(&d->boot_fd), d->boot_fd = -1;
@@ -332,7 +340,7 @@ static int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         d->m = m;
         d->event_state = -1;
         d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = d->tty_fd =
-                -1;
+                d->oom_fd = -1;
         logfile_init(&d->logfile);
         d->id = strdup(id);
         d->run_dir = strjoin3(m->dynos_run_dir, "/", id);
@@ -521,6 +529,8 @@ void dyno_to_proto(const struct dyno *d, Hostd__V1__Dyno *out, Hostd__V1__ExitIn
                 out->pids_limit = d->size->pids;
         }
         out->log_dropped = log_ring_dropped(d->ring);
+        out->oom_kills = d->oom_kills;
+        out->run_id = (char *)d->run_id;
         drain_set_status(d->drains, &out->drains, &out->n_drains);
 }
 
@@ -573,6 +583,8 @@ static int dyno_save(struct dyno *d)
                 ret_items[i].init_starttime = r->init_starttime;
                 ret_items[i].deadline_usec = r->deadline_usec;
                 ret_items[i].uid = r->uid;
+                ret_items[i].grace_seconds = r->grace_seconds;
+                ret_items[i].oom_kills = r->oom_kills;
                 ret_ptrs[i] = &ret_items[i];
         }
         rec.n_retiring = n_ret;
@@ -669,6 +681,7 @@ static void dyno_arm_restart(struct dyno *d);
 static bool dyno_needs_boot(const struct dyno *d);
 static void dyno_attach_wait(struct dyno *d);
 static void dyno_kill_now(struct dyno *d);
+static void dyno_oom_check(struct dyno *d);
 static uint32_t dyno_default_grace(const struct dyno *d);
 static uint32_t dyno_boot_timeout(const struct dyno *d);
 
@@ -742,14 +755,23 @@ static void dyno_finish(struct dyno *d)
 
         _cleanup_free_ char *exit_path = strjoin3(d->inst_dir, "/exit", NULL);
         _cleanup_free_ char *status = NULL;
-        if (exit_path)
-                read_full_file(exit_path, &status, NULL);
+        struct stat exit_st;
+        int64_t exit_usec = 0; /* when the init wrote the command's status */
+        if (exit_path && read_full_file(exit_path, &status, NULL) >= 0 &&
+            stat(exit_path, &exit_st) == 0)
+                exit_usec =
+                        (int64_t)exit_st.st_mtim.tv_sec * 1000000 + exit_st.st_mtim.tv_nsec / 1000;
         dyno_set_exit_from_status(d, status);
 
-        uint64_t ooms = 0;
-        if (cg_oom_kills(m->cg, d->cg_name, &ooms) >= 0 && ooms > 0 && !d->exited &&
-            d->exit_signal == SIGKILL && !d->stop_timed_out)
-                d->oom_killed = true;
+        /* OOM kills not told yet (hostd was away, or the init's end came first) are told now.
+         * The command itself was the one killed when it died of SIGKILL that hostd did not
+         * send, with the kernel counting a kill then. */
+        uint64_t told = d->oom_kills;
+        dyno_oom_check(d);
+        if (!d->exited && d->exit_signal == SIGKILL && !d->killed && d->oom_kills > 0)
+                d->oom_killed =
+                        d->oom_kills > told ||
+                        (exit_usec && llabs(exit_usec - d->oom_last_usec) <= OOM_MATCH_USEC);
 
         int r = cg_destroy(m->cg, d->cg_name);
         if (r < 0)
@@ -779,16 +801,6 @@ static void dyno_finish(struct dyno *d)
         else
                 d->state = HOSTD__V1__DYNO_STATE__CRASHED;
 
-        if (d->stop_timed_out)
-                dyno_log_platform(
-                        d,
-                        "Error R12 (Exit timeout) -> Process failed to exit within %u seconds of SIGTERM",
-                        d->grace_seconds);
-        if (d->oom_killed) {
-                dyno_log_platform(d, "Error R15 (Memory quota vastly exceeded)");
-                dyno_log_platform(
-                        d, "Process killed by the kernel's OOM killer (memory quota exceeded)");
-        }
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
         dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
                           dyno_state_name(d->state));
@@ -893,10 +905,12 @@ static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
         if (d->pidfd < 0)
                 return 0;
         d->stop_timed_out = true;
-        /* Killing the namespace's init kills every process in it. */
-        if (pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
-                log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-        cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
+        dyno_log_platform(d,
+                          "Error R12 (Exit timeout) -> At least one process failed to exit within "
+                          "%u seconds of SIGTERM",
+                          d->grace_seconds);
+        dyno_log_platform(d, "Stopping process with SIGKILL");
+        dyno_kill_now(d);
         return 0;
 }
 
@@ -1066,7 +1080,7 @@ static void kill_one(struct dyno *d, void *userdata)
         if (dyno_is_live(d))
                 dyno_kill_now(d);
         for (struct retiring *r = d->retiring; r; r = r->next)
-                cg_signal_all(d->m->cg, r->name, SIGKILL);
+                (void)cg_kill(d->m->cg, r->name);
 }
 
 #define SHUTDOWN_POLL_USEC (100ULL * 1000)
@@ -1172,36 +1186,94 @@ static uid_t manager_pick_uid(struct manager *m, int *error)
         return 0;
 }
 
+/* Heroku's start: buildpacks' defaults in .profile.d first, then the app's own .profile, then the
+ * command as the last line of the shell's script, so that bash (and busybox's sh) execute a
+ * simple command in place of the shell: SIGTERM reaches the app itself. */
 static const char dyno_prelude[] =
-        "for f in /app/.profile /app/.profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; "
-        "unset f; eval \"$0\"";
+        "for f in /app/.profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
+        "if [ -r /app/.profile ]; then . /app/.profile; fi\n";
 
-char **dyno_build_env(const struct dyno *d)
+/* The script the dyno's shell runs: the prelude, then the command. NULL: out of memory. */
+static char *dyno_script(const struct dyno *d)
+{
+        /* Nothing after the command: busybox's sh executes it in its own place only when it
+         * ends the script, a newline included. */
+        const char *cmd = d->spec->command;
+        size_t n = strlen(cmd);
+        while (n > 0 && (cmd[n - 1] == '\n' || cmd[n - 1] == ' ' || cmd[n - 1] == '\t'))
+                n--;
+        _cleanup_free_ char *trimmed = strndup(cmd, n);
+        return trimmed ? strjoin3(dyno_prelude, trimmed, NULL) : NULL;
+}
+
+static int env_add(char **env, size_t *k, const char *name, const char *value)
+{
+        if (!value || !*value)
+                return 0;
+        return asprintf_safe(&env[(*k)++], "%s=%s", name, value);
+}
+
+char **dyno_build_env(const struct dyno *d, const struct dyno_tty *tty)
 {
         const Hostd__V1__DynoSpec *s = d->spec;
-        size_t n = s->n_env + 8, k = 0;
+        size_t n = s->n_env + 20, k = 0;
         char **env = calloc(n, sizeof(char *));
         if (!env)
                 return NULL;
         bool has_path = false;
         for (size_t i = 0; i < s->n_env; i++) {
-                if (strcmp(s->env[i]->name, "PATH") == 0)
+                const char *name = s->env[i]->name;
+                /* The terminal's own description wins over a config var. */
+                if (tty && (strcmp(name, "TERM") == 0 || strcmp(name, "COLUMNS") == 0 ||
+                            strcmp(name, "LINES") == 0))
+                        continue;
+                if (strcmp(name, "PATH") == 0)
                         has_path = true;
-                if (asprintf_safe(&env[k++], "%s=%s", s->env[i]->name, s->env[i]->value) < 0)
+                if (asprintf_safe(&env[k++], "%s=%s", name, s->env[i]->value) < 0)
                         goto fail;
         }
         if (!has_path && !(env[k++] = strdup("PATH=/app/bin:/usr/local/bin:/usr/bin:/bin")))
                 goto fail;
         if (!(env[k++] = strdup("HOME=/app")) ||
-            asprintf_safe(&env[k++], "DYNO=%s", dyno_process(d)) < 0 ||
-            asprintf_safe(&env[k++], "HEROKU_DYNO_ID=%s", d->id) < 0)
+            asprintf_safe(&env[k++], "DYNO=%s", dyno_process(d)) < 0)
                 goto fail;
         if (s->port && asprintf_safe(&env[k++], "PORT=%u", s->port) < 0)
+                goto fail;
+        /* Heroku's dyno metadata: the run's own id always, the rest as the spec has them. */
+        if (env_add(env, &k, "HEROKU_DYNO_ID", d->run_id) < 0 ||
+            env_add(env, &k, "HEROKU_APP_ID", s->app_id) < 0 ||
+            env_add(env, &k, "HEROKU_APP_NAME", s->app) < 0 ||
+            env_add(env, &k, "HEROKU_RELEASE_VERSION", s->release) < 0 ||
+            env_add(env, &k, "HEROKU_RELEASE_CREATED_AT", s->release_created_at) < 0 ||
+            env_add(env, &k, "HEROKU_SLUG_COMMIT", s->slug_commit) < 0 ||
+            env_add(env, &k, "HEROKU_SLUG_DESCRIPTION", s->slug_description) < 0)
+                goto fail;
+        if (tty &&
+            (env_add(env, &k, "TERM", tty->term && *tty->term ? tty->term : "xterm") < 0 ||
+             (tty->columns && asprintf_safe(&env[k++], "COLUMNS=%" PRIu32, tty->columns) < 0) ||
+             (tty->rows && asprintf_safe(&env[k++], "LINES=%" PRIu32, tty->rows) < 0)))
                 goto fail;
         return env;
 fail:
         strv_free(env);
         return NULL;
+}
+
+/* A random (version 4) UUID, for each run of a dyno. */
+static void make_run_id(char out[37])
+{
+        uint8_t b[16];
+        if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+                /* Only before the pool is ready at boot: time and the pid are unique enough. */
+                uint64_t t = (uint64_t)now_realtime_usec(), p = (uint64_t)getpid();
+                memcpy(b, &t, 8);
+                memcpy(b + 8, &p, 8);
+        }
+        b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+        b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+        snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                 b[13], b[14], b[15]);
 }
 
 static uint64_t proc_starttime(pid_t pid)
@@ -1569,13 +1641,111 @@ static void dyno_memory_watch(struct dyno *d)
                                   d->id);
 }
 
+/* ---- memory: OOM kills (R15) ---- */
+
+/* A notification may come before the kernel's count moves (v1 signals before it kills): the
+ * count is read again this long after, twice. */
+#define OOM_RECHECK_USEC (200ULL * 1000)
+#define OOM_RECHECKS 2
+
+/* The count in cgroup name (the current instance's, or a retiring one's) went from told to
+ * now: the R15 lines, with the most memory the dyno used, and an event. */
+static void dyno_tell_oom(struct dyno *d, const char *name, uint64_t told, uint64_t now)
+{
+        struct manager *m = d->m;
+        uint64_t peak = 0, quota = d->size ? d->size->memory : 0;
+        (void)cg_memory_peak(m->cg, name, &peak);
+        dyno_log_platform(d, "Process running mem=%" PRIu64 "M(%.1f%%)", (peak + (1 << 19)) >> 20,
+                          quota ? (double)peak * 100.0 / (double)quota : 0.0);
+        dyno_log_platform(d, "Error R15 (Memory quota vastly exceeded)");
+        if (now - told == 1)
+                dyno_log_platform(d, "The kernel's OOM killer killed a process of the dyno");
+        else
+                dyno_log_platform(d,
+                                  "The kernel's OOM killer killed %" PRIu64
+                                  " processes of the dyno",
+                                  now - told);
+        if (m->events)
+                events_emit(m->events, d->id, "oom", d->state,
+                            "Error R15 (Memory quota vastly exceeded): the kernel's OOM killer "
+                            "killed %" PRIu64 " process%s of the dyno (%" PRIu64
+                            " in this run), mem=%" PRIu64 "M of %" PRIu64 "M",
+                            now - told, now - told == 1 ? "" : "es", now, (peak + (1 << 19)) >> 20,
+                            (quota + (1 << 19)) >> 20);
+}
+
+/* Tell the OOM kills of the current instance that the kernel counted since the last look. */
+static void dyno_oom_check(struct dyno *d)
+{
+        uint64_t n;
+        if (cg_oom_kills(d->m->cg, d->cg_name, &n) < 0 || n <= d->oom_kills)
+                return;
+        uint64_t told = d->oom_kills;
+        d->oom_kills = n;
+        d->oom_last_usec = now_realtime_usec();
+        dyno_tell_oom(d, d->cg_name, told, n);
+        dyno_save(d); /* the count told, for a hostd that starts again */
+}
+
+static int on_oom_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        dyno_oom_check(d);
+        if (d->oom_rechecks > 0) {
+                d->oom_rechecks--;
+                sd_event_source_set_time_relative(s, OOM_RECHECK_USEC);
+                sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+static int on_oom_event(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct dyno *d = userdata;
+        cg_memory_watch_ack(d->m->cg, fd);
+        dyno_oom_check(d);
+        if (d->oom_timer) {
+                d->oom_rechecks = OOM_RECHECKS - 1;
+                sd_event_source_set_time_relative(d->oom_timer, OOM_RECHECK_USEC);
+                sd_event_source_set_enabled(d->oom_timer, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+/* Every dyno: the kernel says when it meets the OOM killer, whichever process it kills. */
+static void dyno_oom_watch(struct dyno *d)
+{
+        struct manager *m = d->m;
+        uint32_t events;
+        if (d->oom_source)
+                return;
+        int r = cg_oom_watch(m->cg, d->cg_name, &d->oom_fd, &events);
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &d->oom_source, d->oom_fd, events, on_oom_event, d);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &d->oom_timer, CLOCK_MONOTONIC,
+                                               OOM_RECHECK_USEC, 0, on_oom_timer, d);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d->oom_timer, SD_EVENT_OFF);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "dyno %s: no OOM notifications (%m): its OOM kills are told "
+                                  "when it ends",
+                                  d->id);
+}
+
 /* ---- a one-off's terminal: R13, R16 ---- */
 
+/* SIGKILL to every process of the dyno at once (cg_kill), its init among them. */
 static void dyno_kill_now(struct dyno *d)
 {
+        d->killed = true;
+        int r = cg_kill(d->m->cg, d->cg_name);
+        if (r < 0 && r != -ENOENT)
+                log_error_errno(r, "dyno %s: kill cgroup %s: %m", d->id, d->cgroup_path);
+        /* The init too, should it not be in the cgroup yet (a start under way). */
         if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
                 log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-        cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
 }
 
 static int on_attach_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -1723,6 +1893,11 @@ static void retiring_finish(struct retiring *r)
                 siginfo_t si = {};
                 waitid(P_PIDFD, (id_t)r->pidfd, &si, WEXITED | WNOHANG);
         }
+        uint64_t ooms;
+        if (cg_oom_kills(m->cg, r->name, &ooms) >= 0 && ooms > r->oom_kills) {
+                dyno_tell_oom(d, r->name, r->oom_kills, ooms);
+                r->oom_kills = ooms;
+        }
         int e = cg_destroy(m->cg, r->name); /* kills what is left, and waits */
         if (e < 0)
                 log_error_errno(e, "dyno %s: remove cgroup %s: %m", d->id, r->name);
@@ -1791,12 +1966,15 @@ static int on_retiring_deadline(sd_event_source *s, uint64_t usec, void *userdat
         struct retiring *r = userdata;
         r->timer_source = sd_event_source_disable_unref(r->timer_source);
         dyno_log_platform(r->d,
-                          "Error R12 (Exit timeout) -> Process failed to exit within %u "
-                          "seconds of SIGTERM",
-                          dyno_default_grace(r->d));
+                          "Error R12 (Exit timeout) -> At least one process failed to exit within "
+                          "%u seconds of SIGTERM",
+                          r->grace_seconds);
+        dyno_log_platform(r->d, "Stopping process with SIGKILL");
+        int k = cg_kill(r->d->m->cg, r->name);
+        if (k < 0 && k != -ENOENT)
+                log_error_errno(k, "dyno %s: kill cgroup %s: %m", r->d->id, r->name);
         if (r->pidfd >= 0 && pidfd_send_signal_(r->pidfd, SIGKILL) < 0 && errno != ESRCH)
                 log_error_errno(errno, "dyno %s: SIGKILL %s: %m", r->d->id, r->name);
-        cg_signal_all(r->d->m->cg, r->name, SIGKILL);
         return 0;
 }
 
@@ -1855,11 +2033,12 @@ static void retiring_readopt(struct retiring *r)
 static void dyno_reset_run(struct dyno *d);
 static void dyno_begin(struct dyno *d);
 
-/* Heroku's cycling: the replacement starts as SIGTERM goes to the dyno's processes, so a web
- * dyno is served throughout. This instance becomes a retiring one, with its own names, and
- * the dyno goes on as the next instance. 0, or a negative errno when the replacement cannot
- * run beside it (-ENOSPC: its dedicated CPUs are not free), nothing changed. */
-static int dyno_cycle_overlap(struct dyno *d)
+/* Heroku's cycling and restart: the replacement starts as SIGTERM goes to the dyno's processes,
+ * so a web dyno is served throughout. This instance becomes a retiring one, with its own names,
+ * stopping within grace, and the dyno goes on as the next instance. 0, or a negative errno when
+ * the replacement cannot run beside it (-ENOSPC: its dedicated CPUs are not free), nothing
+ * changed. */
+static int dyno_cycle_overlap(struct dyno *d, uint32_t grace, const char *what)
 {
         struct manager *m = d->m;
         if (d->state != HOSTD__V1__DYNO_STATE__UP || d->pidfd < 0 || d->sync_fd >= 0 ||
@@ -1893,13 +2072,17 @@ static int dyno_cycle_overlap(struct dyno *d)
         struct line_splitter sp = r->splitter; /* a partial line goes with its pipe */
         r->splitter = d->splitter;
         d->splitter = sp;
-        r->deadline_usec = now_realtime_usec() + (int64_t)dyno_default_grace(d) * 1000000;
+        r->deadline_usec = now_realtime_usec() + (int64_t)grace * 1000000;
+        r->grace_seconds = grace;
+        r->oom_kills = d->oom_kills;
         retiring_link(r);
         dyno_close_sources(d); /* its log file is opened again by the launch */
         free(d->address);
         d->address = NULL; /* the retiring instance's, released with it */
         d->host_port = 0;
 
+        if (what)
+                dyno_log_platform(d, "%s", what);
         dyno_log_platform(d, "Stopping all processes with SIGTERM");
         /* The init relays SIGTERM to every process of the instance. */
         if (pidfd_send_signal_(up_pidfd, SIGTERM) < 0 && errno != ESRCH)
@@ -1937,7 +2120,7 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
         /* A one-off ends; any other dyno starts again, on a fresh filesystem layer: beside
          * this one where it can, else once this one has stopped. */
         if (d->spec->type != HOSTD__V1__DYNO_TYPE__ONE_OFF) {
-                if (dyno_cycle_overlap(d) == 0)
+                if (dyno_cycle_overlap(d, dyno_default_grace(d), NULL) == 0)
                         return 0;
                 d->restart_requested = true;
         }
@@ -2026,9 +2209,7 @@ static int on_boot_tick(sd_event_source *s, uint64_t usec, void *userdata)
                 dyno_log_platform(d, "Stopping process with SIGKILL");
                 dyno_boot_end(d);
                 d->boot_timed_out = true;
-                if (d->pidfd >= 0 && pidfd_send_signal_(d->pidfd, SIGKILL) < 0 && errno != ESRCH)
-                        log_error_errno(errno, "dyno %s: SIGKILL: %m", d->id);
-                cg_signal_all(d->m->cg, d->cg_name, SIGKILL);
+                dyno_kill_now(d);
                 return 0;
         }
         sd_event_source_set_time_relative(s, BOOT_PROBE_INTERVAL_USEC);
@@ -2132,6 +2313,7 @@ static int dyno_watch(struct dyno *d)
         if (r < 0)
                 return r;
         dyno_memory_watch(d);
+        dyno_oom_watch(d);
         if (d->log_fd >= 0) {
                 r = sd_event_add_io(d->m->event, &d->log_source, d->log_fd, EPOLLIN, on_log, d);
                 if (r < 0)
@@ -2148,6 +2330,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         struct manager *m = d->m;
         const struct size_def *size = d->size;
         int r;
+
+        make_run_id(d->run_id); /* before the first record of this run */
 
         /* The run folder holds the record, the log file and, later, the init's exit status. */
         closep(&d->state_dirfd), d->state_dirfd = -1; /* a resumed start had it open */
@@ -2221,11 +2405,17 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         /* The dyno's writes must block when full, not fail. */
         (void)fcntl(log_w, F_SETFL, 0);
 
-        _cleanup_strv_free_ char **envp = dyno_build_env(d);
-        if (!envp)
+        struct cg_view view;
+        r = cg_dyno_view(m->cg, d->cg_name, &view);
+        if (r < 0)
+                return snprintf(errbuf, errlen, "the dyno's view of its cgroup: %s", strerror(-r)),
+                       r;
+        const struct dyno_tty tty = { d->spec->tty_term, d->spec->tty_columns, d->spec->tty_rows };
+        _cleanup_strv_free_ char **envp = dyno_build_env(d, d->spec->tty ? &tty : NULL);
+        _cleanup_free_ char *script = dyno_script(d);
+        if (!envp || !script)
                 return -ENOMEM;
-        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)dyno_prelude, d->spec->command,
-                         NULL };
+        char *argv[] = { (char *)"/bin/bash", (char *)"-c", script, NULL };
         struct spawn_params p = {
                 .id = d->id,
                 .cgroup = d->cg_name,
@@ -2233,6 +2423,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .overlay_options = overlay,
                 .uid = d->uid,
                 .argv = argv,
+                .argv0_fallback = "/bin/sh",
                 .envp = envp,
                 .state_dirfd = inst_dirfd,
                 .log_read_fd = d->log_fd,
@@ -2240,7 +2431,9 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 .init_exe_fd = m->init_exe_fd,
                 .seccomp = &m->seccomp,
                 .rlimit_nofile = m->config->rlimit_nofile,
+                .rlimit_nproc = size->pids,
                 .shm_size = m->config->shm_size,
+                .cgroup_view = &view,
                 .hold = m->netd != NULL,
                 .tty = d->spec->tty,
                 .tty_columns = d->spec->tty_columns,
@@ -2550,7 +2743,9 @@ static void dyno_reset_run(struct dyno *d)
         d->boot_deadline_usec = 0;
         d->attached_once = d->awaiting_attach = d->r13 = d->r16 = false;
         d->hangups = 0;
-        d->exit_known = d->exited = d->oom_killed = false;
+        d->exit_known = d->exited = d->oom_killed = d->killed = false;
+        d->oom_kills = 0;
+        d->oom_last_usec = 0;
         d->exit_code = d->exit_signal = 0;
         free(d->exit_reason);
         free(d->exit_error);
@@ -2610,9 +2805,14 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
                 dyno_relaunch(d);
                 return;
         }
-        d->restart_requested = true;
         if (!grace_set)
                 grace = dyno_default_grace(d);
+        /* As Heroku does: the replacement starts as SIGTERM goes to the running one, beside
+         * it where it can (the reply comes when the new one runs); else once it has stopped. */
+        if (d->state == HOSTD__V1__DYNO_STATE__UP &&
+            dyno_cycle_overlap(d, grace, "Restarting") == 0)
+                return;
+        d->restart_requested = true;
         dyno_stop_begin(d, grace);
 }
 
@@ -2654,6 +2854,8 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
         d->started_usec = dp->started_usec;
         d->finished_usec = dp->finished_usec;
         d->restarts = dp->restarts;
+        d->oom_kills = dp->oom_kills;
+        snprintf(d->run_id, sizeof d->run_id, "%s", dp->run_id);
         d->address = *dp->address ? strdup(dp->address) : NULL;
         d->host_port = dp->host_port;
         d->init_starttime = rec->init_starttime;
@@ -2678,6 +2880,8 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 old->init_starttime = ri->init_starttime;
                 old->deadline_usec = ri->deadline_usec;
                 old->uid = ri->uid;
+                old->grace_seconds = ri->grace_seconds;
+                old->oom_kills = ri->oom_kills;
                 retiring_link(old);
         }
         if (r < 0) {
@@ -2787,6 +2991,7 @@ static void dyno_readopt(struct dyno *d)
         int r = dyno_watch(d);
         if (r < 0)
                 log_error_errno(r, "dyno %s: watch: %m", d->id);
+        dyno_oom_check(d); /* kills while hostd was away */
         /* Its client was connected to the hostd that died: it may attach again, and if it
          * does not, the dyno is hung up as for a client that left (R16), not R13. */
         d->attached_once = d->spec->tty;

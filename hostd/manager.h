@@ -75,7 +75,8 @@ struct dyno {
         bool exited;
         int exit_code;
         int exit_signal;
-        bool oom_killed;
+        bool oom_killed; /* the command itself, by the kernel's OOM killer */
+        bool killed;     /* hostd sent SIGKILL (R10, R12, R13, R16, a shutdown's deadline) */
         char *exit_reason;
         char *exit_error;
 
@@ -103,6 +104,11 @@ struct dyno {
         uint32_t crashes;            /* in a row: the restart back-off's position */
         int64_t restart_at_usec;     /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
         int memory_fd;               /* the kernel's memory notification (cg_memory_watch) */
+        int oom_fd;                  /* its OOM notification (cg_oom_watch) */
+        uint64_t oom_kills;          /* OOM kills in this run told so far (R15 lines, events) */
+        int64_t oom_last_usec;       /* when the last one was seen */
+        unsigned oom_rechecks;       /* looks at the count still due after a notification */
+        char run_id[37];             /* a UUID for this run: $HEROKU_DYNO_ID */
         int tty_fd;                  /* a one-off's terminal (pty master); -1: none */
         struct exec_session *attach; /* the client attached to it */
         bool attached_once;          /* R13 is for a terminal nobody ever attached to */
@@ -114,7 +120,8 @@ struct dyno {
         int64_t r14_last_usec;     /* the last R14 lines, for their rate limit */
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
-                *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source;
+                *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source,
+                *oom_source, *oom_timer;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct drain_set *drains; /* spec.log_drains; kept across restarts, closed at the end */
@@ -191,9 +198,16 @@ unsigned manager_image_users(struct manager *m, const char *digest);
 void dyno_attached(struct dyno *d);
 void dyno_detached(struct dyno *d);
 
-/* The environment of the dyno's command: config vars, PATH, HOME, DYNO, HEROKU_DYNO_ID, PORT.
- * A NULL-terminated strv, or NULL (out of memory). */
-char **dyno_build_env(const struct dyno *d);
+/* A terminal's description for the environment of a process on it. */
+struct dyno_tty {
+        const char *term;       /* "" or NULL: xterm */
+        uint32_t columns, rows; /* 0: no COLUMNS, LINES */
+};
+/* The environment of a process of the dyno: config vars, PATH, HOME, DYNO, PORT, the dyno
+ * metadata ($HEROKU_DYNO_ID, this run's UUID; the others where the spec has them), and with
+ * tty, TERM, COLUMNS and LINES (instead of config vars of those names). A NULL-terminated
+ * strv, or NULL (out of memory). */
+char **dyno_build_env(const struct dyno *d, const struct dyno_tty *tty);
 
 /* Stop every running dyno gracefully (its grace), and keep crashed ones from restarting: a
  * drain's deadline. */

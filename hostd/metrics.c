@@ -212,17 +212,24 @@ void metrics_runtime_lines(const struct dyno *d, const struct dyno_sample *ds, c
                            size_t load_len, char *memory, size_t memory_len)
 {
         const char *name = d->spec && *d->spec->name ? d->spec->name : d->id;
-        /* dyno= is the unique id the dyno sees as HEROKU_DYNO_ID. */
+        /* dyno= is Heroku's heroku.<app id>.<the run's UUID, $HEROKU_DYNO_ID>; the app's
+         * name stands in for an id the spec does not give. */
+        const char *app = !d->spec         ? "" :
+                          *d->spec->app_id ? d->spec->app_id :
+                          *d->spec->app    ? d->spec->app :
+                                             d->id;
+        char dyno[160];
+        snprintf(dyno, sizeof dyno, "heroku.%s.%s", app, *d->run_id ? d->run_id : d->id);
         snprintf(load, load_len,
                  "source=%s dyno=%s sample#load_avg_1m=%.2f sample#load_avg_5m=%.2f "
                  "sample#load_avg_15m=%.2f",
-                 name, d->id, ds->load[0], ds->load[1], ds->load[2]);
+                 name, dyno, ds->load[0], ds->load[1], ds->load[2]);
         snprintf(memory, memory_len,
                  "source=%s dyno=%s sample#memory_total=%.2fMB sample#memory_rss=%.2fMB "
                  "sample#memory_cache=%.2fMB sample#memory_swap=%.2fMB "
                  "sample#memory_pgpgin=%" PRIu64 "pages sample#memory_pgpgout=%" PRIu64 "pages "
                  "sample#memory_quota=%.2fMB",
-                 name, d->id, MB(ds->cg.memory + ds->cg.swap), MB(ds->cg.rss), MB(ds->cg.cache),
+                 name, dyno, MB(ds->cg.memory + ds->cg.swap), MB(ds->cg.rss), MB(ds->cg.cache),
                  MB(ds->cg.swap), ds->cg.pgpgin, ds->cg.pgpgout, MB(d->size ? d->size->memory : 0));
 }
 

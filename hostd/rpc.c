@@ -483,8 +483,8 @@ static void fill_log_line(Hostd__V1__LogLine *o, const struct dyno *d, const str
         o->time_usec = l->time_usec;
         o->dyno_id = d->id;
         o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
-        o->process = l->source == LOG_SOURCE_PLATFORM ? (char *)"hostd" :
-                                                        (*d->spec->name ? d->spec->name : d->id);
+        /* Heroku's own lines name the dyno too: heroku[web.1]. */
+        o->process = *d->spec->name ? d->spec->name : d->id;
         o->text.data = (uint8_t *)l->text;
         o->text.len = l->len;
 }

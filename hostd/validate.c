@@ -148,7 +148,76 @@ static int validate_layer_source(const char *what, const char *path, const char 
         return validate_layer(field, path, msg, len);
 }
 
-static const char *const reserved_env[] = { "PORT", "DYNO", "HOME", "HEROKU_DYNO_ID" };
+/* Set by hostd: from the spec's own fields, or for each run. */
+static const char *const reserved_env[] = {
+        "PORT",
+        "DYNO",
+        "HOME",
+        "HEROKU_DYNO_ID",
+        "HEROKU_APP_ID",
+        "HEROKU_APP_NAME",
+        "HEROKU_RELEASE_VERSION",
+        "HEROKU_RELEASE_CREATED_AT",
+        "HEROKU_SLUG_COMMIT",
+        "HEROKU_SLUG_DESCRIPTION",
+};
+
+/* A metadata string: UTF-8 without control characters, at most max bytes. */
+static int validate_text(const char *field, const char *v, size_t max, char *msg, size_t len)
+{
+        if (strlen(v) > max)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than %zu bytes", field,
+                            max);
+        if (!utf8_valid(v))
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
+        for (const char *p = v; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "%s: holds a control character", field);
+        return 0;
+}
+
+/* "2026-12-07T19:00:00Z", with optional fractions of a second and an offset instead of Z. */
+static bool rfc3339_valid(const char *v)
+{
+        static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+        size_t i = 0;
+        for (; shape[i]; i++) {
+                char c = v[i];
+                if (shape[i] == 'd' ? !(c >= '0' && c <= '9') :
+                    shape[i] == 'T' ? !(c == 'T' || c == 't') :
+                                      c != shape[i])
+                        return false;
+        }
+        const char *p = v + i;
+        if (*p == '.') {
+                p++;
+                if (!(*p >= '0' && *p <= '9'))
+                        return false;
+                while (*p >= '0' && *p <= '9')
+                        p++;
+        }
+        if ((*p == 'Z' || *p == 'z') && !p[1])
+                return true;
+        return (*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+               p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' && p[5] >= '0' &&
+               p[5] <= '9' && !p[6];
+}
+
+/* $TERM of a client's terminal: a terminfo name. */
+static int validate_term(const char *field, const char *v, char *msg, size_t len)
+{
+        if (!*v)
+                return 0;
+        if (strlen(v) > 63)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 63 bytes", field);
+        for (const char *p = v; *p; p++)
+                if (!name_char(*p) && *p != '+')
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "%s: '%s' has a character outside A-Z a-z 0-9 . _ - +", field,
+                                    ESC(v));
+        return 0;
+}
 
 int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                   const struct size_def **ret_size, char *msg, size_t len)
@@ -172,9 +241,16 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                             (int)s->type);
         }
 
-        if (!utf8_valid(s->release) || strlen(s->release) > 256)
+        if ((r = validate_text("spec.release", s->release, 256, msg, len)) ||
+            (r = validate_text("spec.app_id", s->app_id, 64, msg, len)) ||
+            (r = validate_text("spec.slug_commit", s->slug_commit, 64, msg, len)) ||
+            (r = validate_text("spec.slug_description", s->slug_description, 256, msg, len)))
+                return r;
+        if (*s->release_created_at && !rfc3339_valid(s->release_created_at))
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
-                            "spec.release: not valid UTF-8 or over 256 bytes");
+                            "spec.release_created_at: '%s' is not an RFC 3339 time "
+                            "(2026-12-07T19:00:00Z)",
+                            ESC(s->release_created_at));
 
         const char *size_name = *s->size ? s->size : c->default_size;
         const struct size_def *size = config_find_size(c, size_name);
@@ -251,6 +327,11 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
                             s->tty_rows);
+        if (*s->tty_term && !s->tty)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "spec.tty_term: only a dyno with a terminal (spec.tty) has one");
+        if ((r = validate_term("spec.tty_term", s->tty_term, msg, len)))
+                return r;
         if (s->n_log_drains > DRAIN_MAX_PER_DYNO)
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "spec.log_drains: %zu drains, over the limit of %d", s->n_log_drains,
@@ -324,7 +405,10 @@ int validate_exec(const Hostd__V1__ExecRequest *req, const struct config *c, cha
                 return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
                             "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
                             req->tty_columns, req->tty_rows);
-        return 0;
+        if (*req->term && !req->tty)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                            "exec.term: only a process with a terminal (exec.tty) has one");
+        return validate_term("exec.term", req->term, msg, len);
 }
 
 int validate_image_import(const Hostd__V1__ImageImportRequest *req, char *msg, size_t len)

@@ -168,6 +168,76 @@ static void test_spec(void)
         expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds");
 }
 
+/* The dyno metadata, a one-off's TERM, and the names of the variables hostd sets. */
+static void test_metadata(void)
+{
+        Hostd__V1__DynoSpec s = spec_good();
+        s.app_id = (char *)"01234567-89ab-4cde-8f01-23456789abcd";
+        s.slug_commit = (char *)"2c3a0b2f9d";
+        s.slug_description = (char *)"Deploy 2c3a0b2 \xe2\x9c\x93";
+        s.release = (char *)"v42";
+        s.release_created_at = (char *)"2026-12-07T19:00:00Z";
+        expect(&s, 0, NULL);
+        static const char *const times[] = { "2026-12-07T19:00:00.123456Z",
+                                             "2026-12-07t19:00:00+01:00",
+                                             "2026-12-07T19:00:00-05:30" };
+        for (size_t i = 0; i < ELEMENTSOF(times); i++) {
+                s.release_created_at = (char *)times[i];
+                expect(&s, 0, NULL);
+        }
+        static const char *const bad_times[] = { "yesterday", "2026-12-07", "2026-12-07T19:00:00",
+                                                 "2026-12-07T19:00:00Zjunk",
+                                                 "2026-12-07T19:00:00+1" };
+        for (size_t i = 0; i < ELEMENTSOF(bad_times); i++) {
+                s.release_created_at = (char *)bad_times[i];
+                expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.release_created_at");
+        }
+        s.release_created_at = (char *)"";
+
+        char long_id[66];
+        memset(long_id, 'a', 65);
+        long_id[65] = 0;
+        s.app_id = long_id;
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.app_id: longer than 64 bytes");
+        long_id[64] = 0;
+        expect(&s, 0, NULL);
+        s.slug_commit = (char *)"abc\x7f";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.slug_commit: holds a control");
+        s.slug_commit = (char *)"";
+        s.slug_description = (char *)"\xff";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.slug_description: not valid UTF-8");
+        s.slug_description = (char *)"";
+
+        /* TERM only with a terminal, and only a terminfo name. */
+        s.tty_term = (char *)"xterm-256color";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.tty_term: only a dyno with a terminal");
+        s.type = HOSTD__V1__DYNO_TYPE__ONE_OFF;
+        s.tty = true;
+        expect(&s, 0, NULL);
+        s.tty_term = (char *)"xterm;rm -rf /";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.tty_term");
+
+        static const char *const reserved[] = { "HEROKU_DYNO_ID",
+                                                "HEROKU_APP_ID",
+                                                "HEROKU_APP_NAME",
+                                                "HEROKU_RELEASE_VERSION",
+                                                "HEROKU_RELEASE_CREATED_AT",
+                                                "HEROKU_SLUG_COMMIT",
+                                                "HEROKU_SLUG_DESCRIPTION" };
+        Hostd__V1__EnvVar e = HOSTD__V1__ENV_VAR__INIT;
+        Hostd__V1__EnvVar *env[1] = { &e };
+        s = spec_good();
+        s.n_env = 1;
+        s.env = env;
+        e.value = (char *)"x";
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++) {
+                e.name = (char *)reserved[i];
+                expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "is set by hostd");
+        }
+        e.name = (char *)"HEROKU_OTHER";
+        expect(&s, 0, NULL);
+}
+
 /* spec.log_drains: each URL by its index and reason, at most 8, none twice. */
 static void test_drains(void)
 {
@@ -254,6 +324,14 @@ static void test_requests(void)
         expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "is over 10000");
         ex.tty_rows = 24;
         expect_request(&req, 0, NULL);
+        ex.term = (char *)"screen";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                       "exec.term: only a process with a terminal");
+        ex.tty = true;
+        expect_request(&req, 0, NULL);
+        ex.term = (char *)"screen\n";
+        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.term");
+        ex.term = (char *)"";
 
         Hostd__V1__ImageImportRequest imp = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
@@ -311,6 +389,7 @@ int main(void)
         test_ids();
         test_text();
         test_spec();
+        test_metadata();
         test_drains();
         test_requests();
         rmdir(stack);
