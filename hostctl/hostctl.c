@@ -1,4 +1,5 @@
 /* hostctl: the operator's command line for hostd, over its Unix socket or its TLS listener. */
+#include <ctype.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -501,6 +502,7 @@ static void print_dyno(const Hostd__V1__Dyno *d)
         kv("state", "%s", state_name(d->state, sb));
         kv("command", "%s", or_dash(s->command));
         kv("release", "%s", or_dash(s->release));
+        kv("run_id", "%s", or_dash(d->run_id));
         kv("pid", "%s", d->pid ? (snprintf(b2, sizeof b2, "%" PRIu32, d->pid), b2) : "-");
         kv("uid", "%s", d->uid ? (snprintf(b2, sizeof b2, "%" PRIu32, d->uid), b2) : "-");
         kv("created", "%s", format_time(d->created_usec, b1));
@@ -520,6 +522,7 @@ static void print_dyno(const Hostd__V1__Dyno *d)
                 kv("oom_killed", "%s", d->exit->oom_killed ? "yes" : "no");
                 kv("error", "%s", or_dash(d->exit->error));
         }
+        kv("oom_kills", "%" PRIu64, d->oom_kills);
 
         kv("cgroup", "%s", or_dash(d->cgroup));
         kv("address", "%s", or_dash(d->address));
@@ -551,9 +554,14 @@ static void print_dyno(const Hostd__V1__Dyno *d)
         else
                 kv("boot_timeout", "host default");
         if (s->tty)
-                kv("tty", "yes, %" PRIu32 "x%" PRIu32, s->tty_columns, s->tty_rows);
+                kv("tty", "yes, %" PRIu32 "x%" PRIu32 "%s%s", s->tty_columns, s->tty_rows,
+                   *s->tty_term ? ", TERM=" : "", s->tty_term);
         else
                 kv("tty", "no");
+        kv("app_id", "%s", or_dash(s->app_id));
+        kv("slug_commit", "%s", or_dash(s->slug_commit));
+        kv("slug_description", "%s", or_dash(s->slug_description));
+        kv("release_created_at", "%s", or_dash(s->release_created_at));
         kv("runtime_metrics", "%s", s->runtime_metrics ? "yes" : "no");
         if (s->n_log_drains == 0)
                 kv("log_drain", "-");
@@ -684,6 +692,11 @@ enum {
         OPT_LOG_DRAIN,
         OPT_BOOT_TIMEOUT,
         OPT_COMMAND,
+        OPT_RELEASE,
+        OPT_APP_ID,
+        OPT_SLUG_COMMIT,
+        OPT_SLUG_DESCRIPTION,
+        OPT_RELEASE_CREATED_AT,
         OPT_SPEC,
         OPT_SHA256,
         OPT_KIND,
@@ -998,8 +1011,10 @@ static const char start_help[] =
         "                           names (id, name, app, type, size, command, env, port,\n"
         "                           stack_path, slug_path, stack_digest, slug_digest,\n"
         "                           stack_url, slug_url, grace_seconds, boot_timeout_seconds,\n"
-        "                           release, tty, tty_columns, tty_rows, runtime_metrics,\n"
-        "                           log_drains); env is {\"NAME\": \"value\"} or a list of\n"
+        "                           release, tty, tty_columns, tty_rows, tty_term,\n"
+        "                           runtime_metrics, log_drains, app_id, slug_commit,\n"
+        "                           slug_description, release_created_at); env is\n"
+        "                           {\"NAME\": \"value\"} or a list of\n"
         "                           {\"name\": ..., \"value\": ...}; \"-\" reads standard input.\n"
         "                           The flags below override the file.\n"
         "      --id ID              the dyno's unique id (required, here or in the spec)\n"
@@ -1020,7 +1035,15 @@ static const char start_help[] =
         "                           (repeatable, up to 8; added to the spec file's)\n"
         "      --grace SECONDS      stop grace period (default: the host's)\n"
         "      --boot-timeout SECONDS  R10 boot timeout of a web dyno (default: the host's)\n"
-        "      --command STRING     the command, run by the stack's /bin/sh -c\n"
+        "      --release VERSION    the release (v42): $HEROKU_RELEASE_VERSION; a new one\n"
+        "                           starts the crash back-off again\n"
+        "      --app-id ID          $HEROKU_APP_ID, and runtime-metrics lines' dyno=\n"
+        "      --slug-commit SHA    $HEROKU_SLUG_COMMIT\n"
+        "      --slug-description TEXT  $HEROKU_SLUG_DESCRIPTION\n"
+        "      --release-created-at TIME  $HEROKU_RELEASE_CREATED_AT (RFC 3339)\n"
+        "      --command STRING     the command: bash -c (the stack's sh without bash) runs\n"
+        "                           .profile.d/*.sh, .profile, then it, in place of the\n"
+        "                           shell when it is a simple command\n"
         "  -- COMMAND...            the command as words after --, joined with spaces\n"
         "                           (quote shell syntax as one word)\n"
         "\n" COMMON_HELP;
@@ -1029,6 +1052,7 @@ struct start_flags {
         const char *spec_file;
         const char *id, *name, *app, *size, *stack, *slug, *command;
         const char *stack_digest, *slug_digest, *stack_url, *slug_url;
+        const char *release, *app_id, *slug_commit, *slug_description, *release_created_at;
         bool have_type, have_port, have_grace, have_boot;
         Hostd__V1__DynoType type;
         uint32_t port, grace, boot;
@@ -1064,6 +1088,11 @@ static int start_option(int c, const char *arg, void *userdata)
         case OPT_STACK_URL: f->stack_url = arg; return EXIT_OK;
         case OPT_SLUG_URL: f->slug_url = arg; return EXIT_OK;
         case OPT_COMMAND: f->command = arg; return EXIT_OK;
+        case OPT_RELEASE: f->release = arg; return EXIT_OK;
+        case OPT_APP_ID: f->app_id = arg; return EXIT_OK;
+        case OPT_SLUG_COMMIT: f->slug_commit = arg; return EXIT_OK;
+        case OPT_SLUG_DESCRIPTION: f->slug_description = arg; return EXIT_OK;
+        case OPT_RELEASE_CREATED_AT: f->release_created_at = arg; return EXIT_OK;
         case OPT_TYPE:
                 if (spec_parse_type(arg, &f->type) < 0)
                         return usage_error(
@@ -1145,6 +1174,11 @@ static int apply_start_flags(const struct start_flags *f, Hostd__V1__DynoSpec *s
                 { f->stack_url, &s->stack_url },
                 { f->slug_url, &s->slug_url },
                 { f->command, &s->command },
+                { f->release, &s->release },
+                { f->app_id, &s->app_id },
+                { f->slug_commit, &s->slug_commit },
+                { f->slug_description, &s->slug_description },
+                { f->release_created_at, &s->release_created_at },
         };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 if (strs[i].value && spec_set_string(strs[i].field, strs[i].value) < 0)
@@ -1211,6 +1245,11 @@ static char *join_words(char **words, size_t n)
                 { "log-drain", required_argument, NULL, OPT_LOG_DRAIN },                           \
                 { "grace", required_argument, NULL, OPT_GRACE },                                   \
                 { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },                     \
+                { "release", required_argument, NULL, OPT_RELEASE },                               \
+                { "app-id", required_argument, NULL, OPT_APP_ID },                                 \
+                { "slug-commit", required_argument, NULL, OPT_SLUG_COMMIT },                       \
+                { "slug-description", required_argument, NULL, OPT_SLUG_DESCRIPTION },             \
+                { "release-created-at", required_argument, NULL, OPT_RELEASE_CREATED_AT },         \
         {                                                                                          \
                 "command", required_argument, NULL, OPT_COMMAND                                    \
         }
@@ -2560,6 +2599,19 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
         return EXIT_UNREACHABLE;
 }
 
+/* $TERM of hostctl's own terminal, for a process on a terminal in the dyno: "" when unset or
+ * not a name hostd takes (it then says xterm). */
+static const char *client_term(void)
+{
+        const char *t = getenv("TERM");
+        if (!t || !*t || strlen(t) > 63)
+                return "";
+        for (const char *p = t; *p; p++)
+                if (!isalnum((unsigned char)*p) && !strchr("._-+", *p))
+                        return "";
+        return t;
+}
+
 static int cmd_exec(struct globals *g, int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -2597,6 +2649,7 @@ static int cmd_exec(struct globals *g, int argc, char **argv)
         er.tty = o.tty;
         er.tty_columns = term ? ws.ws_col : 0;
         er.tty_rows = term ? ws.ws_row : 0;
+        er.term = (char *)(o.tty ? client_term() : "");
         Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
         req.exec = &er;
@@ -2680,6 +2733,9 @@ static int cmd_run(struct globals *g, int argc, char **argv)
         spec->tty = true;
         spec->tty_columns = term ? ws.ws_col : 80;
         spec->tty_rows = term ? ws.ws_row : 24;
+        if (!*spec->tty_term && *client_term() &&
+            spec_set_string(&spec->tty_term, client_term()) < 0)
+                return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
 
         _cleanup_client_ struct hostd_client c;
         r = connect_hostd(&c, g);

@@ -402,6 +402,11 @@ static const struct spec_key {
         U32(tty_rows, 65535),
         BOOL(runtime_metrics),
         { "log_drains", KEY_DRAINS, 0, 0 },
+        STR(app_id),
+        STR(slug_commit),
+        STR(slug_description),
+        STR(release_created_at),
+        STR(tty_term),
 #undef STR
 #undef U32
 #undef BOOL
