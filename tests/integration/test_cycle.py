@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from dynoutil import pid_alive
 from hostd_client import pb
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -133,3 +134,56 @@ def test_never_when_off(hostd_factory, make_spec):
     assert c.get("cyc-off").pid == d.pid
     assert "Cycling" not in [x for _, x in texts(c, "cyc-off")]
     c.stop("cyc-off")
+
+
+# Says its run's id, and after SIGTERM waits for the test's go (a file in its own /tmp) before
+# it finishes: the old instance's end is the test's to choose, whatever the machine's speed.
+WAIT_FOR_GO = ("echo \"run $HEROKU_DYNO_ID\"; "
+               "trap 'echo \"term $HEROKU_DYNO_ID\"; while [ ! -e /tmp/go ]; do sleep 0.1; done; "
+               "echo \"done $HEROKU_DYNO_ID\"; exit 0' TERM; "
+               "while :; do sleep 0.1; done")
+
+
+def test_restart_starts_the_replacement_as_the_old_one_stops(hostd_factory, make_spec):
+    """An explicit Restart, as Heroku does it: SIGTERM to the running instance and the
+    replacement started at once beside it, on its own layer and cgroup; the reply comes when
+    the replacement runs, while the old one still finishes."""
+    h = hostd_factory(cycle_after="0")
+    c = h.client()
+    before = h.snapshot()
+    old = c.start(make_spec("rst-o", command=WAIT_FOR_GO))
+    wait_for(lambda: f"run {old.run_id}" in [x for _, x in texts(c, "rst-o")], 20, "its first run")
+    new = c.restart("rst-o", grace=60)
+    assert new.pid != old.pid and new.run_id != old.run_id
+    wait_for(lambda: f"run {new.run_id}" in [x for _, x in texts(c, "rst-o")], 20,
+             "the replacement's command")
+    # Both run: the old one waits for its go, in its own cgroup.
+    lines = [x for _, x in texts(c, "rst-o")]
+    assert f"term {old.run_id}" in lines and f"done {old.run_id}" not in lines, lines
+    assert len(h.dyno_inits()) == 2
+    assert h.find_cgroups("rst-o") and h.find_cgroups("rst-o@1")
+    assert index_of(texts(c, "rst-o"), "Restarting") < index_of(texts(c, "rst-o"), "Stopping all processes with SIGTERM")
+    with open(f"/proc/{old.pid}/root/tmp/go", "w"):
+        pass
+    wait_for(lambda: f"done {old.run_id}" in [x for _, x in texts(c, "rst-o")], 20,
+             "the old instance's end")
+    wait_for(lambda: not h.find_cgroups("rst-o"), 10, "the old cgroup's removal")
+    lines = [x for _, x in texts(c, "rst-o")]
+    assert "Process exited with status 0" in lines[lines.index(f"done {old.run_id}"):]
+    d = c.get("rst-o")
+    assert d.state == pb.UP and d.pid == new.pid and d.restarts == 1
+    assert len(h.dyno_inits()) == 1
+    c.stop("rst-o", timeout=20, grace=1)
+    h.assert_unchanged(before, "after the restarted dyno stopped")
+
+
+def test_restart_of_a_dyno_that_is_not_up_waits_for_the_stop(hostd_factory, make_spec):
+    """A web dyno still booting has nothing to serve yet: it stops, then starts again."""
+    h = hostd_factory(cycle_after="0")
+    c = h.client()
+    old = c.start(make_spec("rst-b", type=pb.WEB, name="web.1", port=5000, command="sleep 1000"))
+    assert old.state == pb.STARTING
+    new = c.restart("rst-b", grace=5)
+    assert new.pid != old.pid
+    assert not pid_alive(old.pid), "the old instance still runs"
+    c.stop("rst-b", grace=1)

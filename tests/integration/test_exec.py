@@ -26,10 +26,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 class Exec:
     """One Exec stream on a client."""
 
-    def __init__(self, client, dyno_id, argv, tty=False, columns=0, rows=0):
+    def __init__(self, client, dyno_id, argv, tty=False, columns=0, rows=0, term=""):
         self.c = client
         req = make_request("exec", pb.ExecRequest(id=dyno_id, argv=argv, tty=tty,
-                                                  tty_columns=columns, tty_rows=rows))
+                                                  tty_columns=columns, tty_rows=rows, term=term))
         self.id = client.send(req)
         self.out = b""
         self.code = None

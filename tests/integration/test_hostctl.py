@@ -105,3 +105,34 @@ def test_help_tells_each_command(hostd):
         assert cmd in r.stdout
         sub = hostctl(hostd, cmd, "--help")
         assert sub.returncode == 0 and sub.stdout.startswith(f"Usage: hostctl {cmd}"), sub.stdout
+
+
+def test_start_with_the_dyno_metadata_and_inspect_it(hostd, rootfs):
+    r = hostctl(hostd, "start", "--id", "ctl-meta", "--app", "shop", "--release", "v7",
+                "--app-id", "app-123", "--slug-commit", "abc123", "--slug-description",
+                "Deploy abc123", "--release-created-at", "2026-12-07T19:00:00Z",
+                "--stack", rootfs.stack, "--slug", rootfs.slug,
+                "--", 'env | grep ^HEROKU_ | sort; exec sleep 1000')
+    assert r.returncode == 0, r.stderr
+    out = hostctl(hostd, "inspect", "ctl-meta").stdout
+    fields = dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["release"] == "v7" and fields["app_id"] == "app-123", out
+    assert fields["slug_commit"] == "abc123" and fields["slug_description"] == "Deploy abc123"
+    assert fields["release_created_at"] == "2026-12-07T19:00:00Z"
+    assert fields["oom_kills"] == "0"
+    run_id = fields["run_id"]
+    assert len(run_id) == 36, out
+    deadline = time.monotonic() + 20
+    while f"HEROKU_DYNO_ID={run_id}" not in hostctl(hostd, "logs", "ctl-meta").stdout:
+        assert time.monotonic() < deadline, hostctl(hostd, "logs", "ctl-meta").stdout
+        time.sleep(0.1)
+    logs = hostctl(hostd, "logs", "ctl-meta").stdout
+    for want in ("HEROKU_APP_ID=app-123", "HEROKU_APP_NAME=shop", "HEROKU_RELEASE_VERSION=v7",
+                 "HEROKU_SLUG_COMMIT=abc123", "HEROKU_SLUG_DESCRIPTION=Deploy abc123",
+                 "HEROKU_RELEASE_CREATED_AT=2026-12-07T19:00:00Z"):
+        assert want in logs, logs
+    r = hostctl(hostd, "start", "--id", "ctl-meta2", "--release-created-at", "today",
+                "--stack", rootfs.stack, "--", "true")
+    assert r.returncode != 0 and "spec.release_created_at" in r.stderr, r.stderr
+    hostctl(hostd, "stop", "--grace", "1", "ctl-meta")

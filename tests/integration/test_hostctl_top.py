@@ -27,8 +27,8 @@ def top(hostd, *args, timeout=60):
 
 def test_json_batches_match_the_cgroup(hostd, make_spec):
     c = hostd.client()
-    # the init, the shell and two sleeps
-    c.start(make_spec("top-1", command="sleep 1000 & sleep 1000"))
+    # the init, the shell and two sleeps (the shell waits for them)
+    c.start(make_spec("top-1", command="sleep 1000 & sleep 1000 & wait"))
     deadline = time.monotonic() + 20
     while int(read_cgroup_file(hostd, "top-1", "pids.current")[1]) != 4:
         assert time.monotonic() < deadline

@@ -7,6 +7,7 @@ then a marker; the test reads the dyno's log through the API, as a user would.
 """
 
 import os
+import re
 import shutil
 import time
 
@@ -202,12 +203,15 @@ def test_heroku_environment_and_working_directory(hostd, make_spec):
         env={"MY_VAR": "hello world", "URLISH": "postgres://u:p@h:5432/d?x=1&y=2"},
     )
     with hostd.client() as c:
-        _, lines = run_probe(c, spec)
+        dyno, lines = run_probe(c, spec)
         kv = keyed(lines)
         assert kv["PORT"] == "5123"
         assert kv["DYNO"] == "web.1"
         assert kv["HOME"] == "/app"
-        assert kv["HEROKU_DYNO_ID"] == "iso-env"
+        # A UUID for this run of the dyno, which hostd reports too (Heroku's dyno metadata).
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                            kv["HEROKU_DYNO_ID"]), kv["HEROKU_DYNO_ID"]
+        assert kv["HEROKU_DYNO_ID"] == c.get("iso-env").run_id
         assert kv["MY_VAR"] == "hello world"
         assert kv["URLISH"] == "postgres://u:p@h:5432/d?x=1&y=2"
         assert kv["cwd"] == "/app"
@@ -222,14 +226,15 @@ def test_no_port_without_one_in_the_spec(hostd, make_spec):
 
 
 def test_profile_and_profile_d_sourced_in_order(hostd, make_spec, rootfs, tmp_path):
-    """/app/.profile, then /app/.profile.d/*.sh in lexical order, after the config vars are
-    set, all before the command (the sample slug's 10-sample.sh sets SAMPLE_PROFILE=1)."""
+    """As Heroku: /app/.profile.d/*.sh in lexical order (buildpacks' defaults), then
+    /app/.profile (the app's own overrides), after the config vars are set, all before the
+    command (the sample slug's 10-sample.sh sets SAMPLE_PROFILE=1)."""
     slug = tmp_path / "slug"
     shutil.copytree(rootfs.slug, slug, symlinks=True)
     app = slug / "app"
-    (app / ".profile").write_text('ORDER="profile"\n')
+    (app / ".profile").write_text('ORDER="$ORDER:profile"\n')
     (app / ".profile.d" / "20-b.sh").write_text('ORDER="$ORDER:20"\n')
-    (app / ".profile.d" / "05-a.sh").write_text('ORDER="$ORDER:05"\nexport FROM_CONFIG="got-$MY_VAR"\n')
+    (app / ".profile.d" / "05-a.sh").write_text('ORDER="05"\nexport FROM_CONFIG="got-$MY_VAR"\n')
     (app / ".profile.d" / "not-a-script.txt").write_text('ORDER="$ORDER:txt"\n')
     os.chmod(tmp_path, 0o755)
     script = "echo ORDER=$ORDER\necho FROM_CONFIG=$FROM_CONFIG\necho SAMPLE_PROFILE=$SAMPLE_PROFILE"
@@ -237,7 +242,7 @@ def test_profile_and_profile_d_sourced_in_order(hostd, make_spec, rootfs, tmp_pa
     with hostd.client() as c:
         _, lines = run_probe(c, spec)
         kv = keyed(lines)
-        assert kv["ORDER"] == "profile:05:20", kv["ORDER"]
+        assert kv["ORDER"] == "05:20:profile", kv["ORDER"]
         assert kv["FROM_CONFIG"] == "got-v1"
         assert kv["SAMPLE_PROFILE"] == "1"
         stop(c, "iso-profile")

@@ -63,6 +63,8 @@ def test_lines_reach_the_journal_with_their_fields(hostd_factory, make_spec, jou
     assert app["PRIORITY"] == b"6"
     platform = [f for f in seen if f["SOURCE"] == b"heroku"]
     assert any(f["MESSAGE"].startswith(b"Starting process with command") for f in platform)
+    # Heroku's own lines name the dyno too.
+    assert {f["DYNO"] for f in platform} == {b"worker.3"}
     c.stop("jr-1")
 
 

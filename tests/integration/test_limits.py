@@ -29,11 +29,15 @@ MiB = 1 << 20
 SIZES = {
     "tiny": {"memory": "32M", "swap": "no", "pids": 64},
     "quota": {"memory": "64M", "cpu-quota": 50, "cpu-weight": 300, "pids": 100},
+    # 64 tasks with room to spare in memory: the bomb meets its pids limit, not the OOM killer
+    # (64 shells, their page tables and pipes came near 32M, and under load went past it).
+    "fewpids": {"memory": "256M", "swap": "no", "pids": 64},
 }
 
 # Holds 200 MB in the shell's own memory: the command substitution's text is kept in a
-# variable, so the shell's heap grows to its size (a pipe to /dev/null would hold nothing).
-HOG = 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo "held ${#x} bytes"; sleep 1000'
+# variable, so the shell's heap grows to its size (a pipe to /dev/null would hold nothing). The
+# shell then waits: a simple last command would be executed in its place, memory and all.
+HOG = 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo "held ${#x} bytes"; sleep 1000 & wait'
 
 # The classic bomb (every sh forks two more), relaunched for ever by awk: a shell exits when a
 # fork fails, and without awk (whose system() survives a failed fork) the bomb would die out
@@ -195,7 +199,7 @@ def test_same_allocation_fits_a_larger_size(hostd, make_spec):
 def test_fork_bomb_stops_at_pids_max_and_hostd_answers(hostd_factory, make_spec):
     h = with_sizes(hostd_factory, SIZES)
     with h.client() as c:
-        d = c.start(make_spec("bomb", size="tiny", command=BOMB))
+        d = c.start(make_spec("bomb", size="fewpids", command=BOMB))
         pdir = dyno_cgroup_dir(h, "bomb", "pids.current")
         assert pdir is not None, "no pids cgroup for the dyno"
 

@@ -86,3 +86,22 @@ def test_following_an_ended_dyno_returns_its_lines_and_ends(hostd, make_spec):
     assert responses[-1].end_of_stream
     lines = [t for r in responses for t in texts(r)]
     assert "bye" in lines and "Process exited with status 3" in lines
+
+
+def test_platform_lines_name_the_dyno(hostd, make_spec):
+    """heroku[web.1]: State changed..., as Heroku writes them: in the API and in hostctl logs."""
+    from test_hostctl import hostctl
+
+    c = hostd.client()
+    c.start(make_spec("named-1", name="web.1", command="echo hello; sleep 1000"))
+    c.stop("named-1", grace=1)
+    lines = c.logs("named-1").lines
+    heroku = [l for l in lines if l.source == "heroku"]
+    app = [l for l in lines if l.source == "app"]
+    assert heroku and app
+    assert {l.process for l in heroku} == {"web.1"}, {l.process for l in heroku}
+    assert {l.process for l in app} == {"web.1"}
+    out = hostctl(hostd, "logs", "named-1").stdout
+    assert "heroku[web.1]: State changed from starting to up" in out, out
+    assert "app[web.1]: hello" in out, out
+    assert "heroku[hostd]" not in out

@@ -35,8 +35,9 @@ def test_dyno_figures_match_the_cgroup_files(hostd_factory, make_spec, tmp_path)
     h = hostd_factory(prometheus_file=path, metrics_interval=1)
     c = h.client()
     # a little memory held, and a known number of tasks: the init, the shell and two sleeps
+    # (the shell waits: a simple last command would replace it, and its memory with it)
     c.start(make_spec("met-1", app="shop", command="x=$(head -c 20000000 /dev/zero | tr '\\0' a); "
-                      "sleep 1000 & sleep 1000"))
+                      "sleep 1000 & sleep 1000 & wait"))
     deadline = time.monotonic() + 30
     while True:
         s = samples(path) if os.path.exists(path) else {}

@@ -78,9 +78,10 @@ def cgroup_swap(h, dyno_id):
 
 def test_batches_match_the_cgroup_files(hostd, make_spec):
     c = hostd.client()
-    # 20 MB held by a shell, and a known number of tasks: the init, the shell, two sleeps
+    # 20 MB held by a shell, and a known number of tasks: the init, the shell, two sleeps (the
+    # shell waits: a simple last command would replace it, and its memory with it)
     c.start(make_spec("ms-1", app="shop", command="x=$(head -c 20000000 /dev/zero | tr '\\0' a); "
-                      "sleep 1000 & sleep 1000"))
+                      "sleep 1000 & sleep 1000 & wait"))
     sub = subscribe(c, 1)
     b = wait_batch(c, sub, lambda b: (d := dyno_in(b, "ms-1")) is not None and d.pids == 4 and
                    d.memory_total > 20e6, what="ms-1 with 4 tasks and 20 MB")
@@ -209,7 +210,7 @@ def test_runtime_metrics_lines(hostd_factory, make_spec):
     h = hostd_factory(**{"runtime-metrics-interval": 1})
     c = h.client()
     c.start(make_spec("rtm-1", name="web.1", runtime_metrics=True,
-                      command="x=$(head -c 10000000 /dev/zero | tr '\\0' a); sleep 1000"))
+                      command="x=$(head -c 10000000 /dev/zero | tr '\\0' a); sleep 1000 & wait"))
     c.start(make_spec("rtm-2", name="web.1", command="sleep 1000"))
     def holds_its_10mb():
         lines = runtime_lines(c, "rtm-1")
@@ -220,13 +221,15 @@ def test_runtime_metrics_lines(hostd_factory, make_spec):
         assert time.monotonic() < deadline, runtime_lines(c, "rtm-1")
         time.sleep(0.2)
     lines = runtime_lines(c, "rtm-1")
+    run_id = c.get("rtm-1").run_id
     # in pairs, load first, then memory, exactly in Heroku's form
     for load, memory in zip(lines[0::2], lines[1::2]):
         ml, mm = LOAD_LINE.fullmatch(load), MEMORY_LINE.fullmatch(memory)
         assert ml, load
         assert mm, memory
-        # dyno= is the unique id the dyno has as HEROKU_DYNO_ID
-        assert ml.group(1) == mm.group(1) == "rtm-1"
+        # dyno= is heroku.<app id>.<the run's UUID, which the dyno has as HEROKU_DYNO_ID>; the
+        # app's name where the spec gives no app_id
+        assert ml.group(1) == mm.group(1) == f"heroku.testapp.{run_id}"
         assert mm.group(8) == "512.00"
         total, rss = float(mm.group(2)), float(mm.group(3))
         assert total >= rss

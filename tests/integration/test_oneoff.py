@@ -44,8 +44,9 @@ def test_attach_is_the_terminal(hostd, make_spec):
     c = hostd.client()
     c.start(oneoff(make_spec, "run-1", "sh", columns=100, rows=30))
     a = Attach(c, "run-1")
-    # an interactive shell on a terminal: its banner and prompt come first
-    a.read_until(lambda o: b"/app $ " in o)
+    # an interactive shell on a terminal: its banner and prompt (~, the working directory is
+    # $HOME, /app) come first
+    a.read_until(lambda o: b"~ $ " in o)
     assert b"built-in shell" in a.out
     a.send(b"echo hi-$((1+1)); stty size\r")
     a.read_until(lambda o: b"30 100" in o and b"hi-2" in o)
@@ -54,7 +55,9 @@ def test_attach_is_the_terminal(hostd, make_spec):
     other.wait(5)
     assert other.error.code == pb.ALREADY_EXISTS
     a.send(columns=120, rows=40)
-    a.send(b"stty size; exit 3\r")
+    # The terminal's own size: busybox's stty prefers $COLUMNS and $LINES, which the dyno got
+    # at its start (as Heroku gives them), to the kernel's.
+    a.send(b"unset COLUMNS LINES; stty size; exit 3\r")
     assert a.wait() == 3
     assert b"40 120" in a.out
     d = c.wait_state("run-1", (pb.CRASHED, pb.COMPLETE))
