@@ -177,6 +177,20 @@ static int validate_text(const char *field, const char *v, size_t max, char *msg
         return 0;
 }
 
+/* An id that goes into log lines as a word (runtime-metrics' dyno=heroku.<app id>.<uuid>): a
+ * UUID, a number, a commit's hex. */
+static int validate_token(const char *field, const char *v, char *msg, size_t len)
+{
+        if (strlen(v) > 64)
+                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 64 bytes", field);
+        for (const char *p = v; *p; p++)
+                if (!name_char(*p))
+                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                    "%s: '%s' has a character outside A-Z a-z 0-9 . _ -", field,
+                                    ESC(v));
+        return 0;
+}
+
 /* "2026-12-07T19:00:00Z", with optional fractions of a second and an offset instead of Z. */
 static bool rfc3339_valid(const char *v)
 {
@@ -242,8 +256,8 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         }
 
         if ((r = validate_text("spec.release", s->release, 256, msg, len)) ||
-            (r = validate_text("spec.app_id", s->app_id, 64, msg, len)) ||
-            (r = validate_text("spec.slug_commit", s->slug_commit, 64, msg, len)) ||
+            (r = validate_token("spec.app_id", s->app_id, msg, len)) ||
+            (r = validate_token("spec.slug_commit", s->slug_commit, msg, len)) ||
             (r = validate_text("spec.slug_description", s->slug_description, 256, msg, len)))
                 return r;
         if (*s->release_created_at && !rfc3339_valid(s->release_created_at))

@@ -202,7 +202,11 @@ static void test_metadata(void)
         long_id[64] = 0;
         expect(&s, 0, NULL);
         s.slug_commit = (char *)"abc\x7f";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.slug_commit: holds a control");
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+               "spec.slug_commit: 'abc\\x7f' has a character");
+        s.app_id = (char *)"my app";
+        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.app_id: 'my app' has a character");
+        s.app_id = (char *)"";
         s.slug_commit = (char *)"";
         s.slug_description = (char *)"\xff";
         expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.slug_description: not valid UTF-8");
