@@ -3,9 +3,9 @@ start`), a Python app under gunicorn and a Ruby app under puma, on a Debian 12 s
 web dyno of a small size (256M, no swap). The images and fixtures are in realapps.py; the
 apps' code is in tests/apps/.
 
-Each test is run for each app. A test that depends on several behaviours gathers what it
-saw into one dict and compares it with what a user expects, so a failure shows every
-difference at once.
+Each test is run for each app (in the qemu tier's guest, for one: see realapps.APPS). A test
+that depends on several behaviours gathers what it saw into one dict and compares it with
+what a user expects, so a failure shows every difference at once.
 
 Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_real_apps.py
 """
