@@ -129,7 +129,7 @@ def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_i
     def look():
         dyno = c.get(dyno_id)
         lines = platform_lines(c, dyno_id)
-        oom_kills = getattr(dyno, "oom_kills", None)  # Dyno.oom_kills: the lead's to add
+        oom_kills = getattr(dyno, "oom_kills", None)  # hostd.proto: the kernel's count
         return {
             "R15 in the log": R15 in lines,
             "'Process running mem=' in the log":
