@@ -211,6 +211,12 @@ def test_restart_starts_the_new_instance_while_the_old_one_finishes(real_hostd, 
     reply = c2.recv_for(rid)
     answer = slow.result()
     wait_app_line(c, dyno_id, lambda l: l == HOOK, timeout=20)
+    # The hook is the app's last word; hostd's line about its end follows once the old
+    # instance's processes have all gone.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+            l.startswith("Process exited with status") for l in platform_lines(c, dyno_id)):
+        time.sleep(0.1)
     got = {
         "overlap": overlap,
         "restart reply": pb.Code.Name(reply.status.code),
