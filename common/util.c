@@ -1,4 +1,5 @@
 #include "util.h"
+#include "api-code.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -501,4 +502,28 @@ const char *format_bytes_human(uint64_t v, char buf[static 32])
                 snprintf(buf + strlen(buf), 32 - strlen(buf), "%c", units[u]);
         }
         return buf;
+}
+
+const char *api_code_name(enum api_code code)
+{
+        static const char *const names[] = {
+                "OK",
+                "CANCELLED",
+                "UNKNOWN",
+                "INVALID_ARGUMENT",
+                "DEADLINE_EXCEEDED",
+                "NOT_FOUND",
+                "ALREADY_EXISTS",
+                "PERMISSION_DENIED",
+                "RESOURCE_EXHAUSTED",
+                "FAILED_PRECONDITION",
+                "ABORTED",
+                "OUT_OF_RANGE",
+                "UNIMPLEMENTED",
+                "INTERNAL",
+                "UNAVAILABLE",
+                "DATA_LOSS",
+                "UNAUTHENTICATED",
+        };
+        return (unsigned)code < ELEMENTSOF(names) ? names[code] : "UNKNOWN";
 }

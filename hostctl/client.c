@@ -555,7 +555,7 @@ static int read_response(struct hostd_client *c, uint64_t deadline, Hostd__V1__R
 /* An error Status turns into -EREMOTEIO with "CODE: message". */
 static int check_status(struct hostd_client *c, const Hostd__V1__Response *resp)
 {
-        if (!resp->status || resp->status->code == HOSTD__V1__CODE__OK)
+        if (!resp->status || resp->status->code == API_OK)
                 return 0;
         char buf[24];
         c->code = resp->status->code;
@@ -570,7 +570,7 @@ static bool response_is_ours(const Hostd__V1__Response *resp, uint64_t id)
 {
         if (resp->id == id)
                 return true;
-        return resp->id == 0 && resp->status && resp->status->code != HOSTD__V1__CODE__OK;
+        return resp->id == 0 && resp->status && resp->status->code != API_OK;
 }
 
 static int check_result(struct hostd_client *c, const Hostd__V1__Response *resp,
@@ -602,7 +602,7 @@ int hostd_client_call(struct hostd_client *c, Hostd__V1__Request *req,
                       Hostd__V1__Response__ResultCase expected, Hostd__V1__Response **ret)
 {
         c->error[0] = 0;
-        c->code = HOSTD__V1__CODE__OK;
+        c->code = API_OK;
         req->id = fresh_id(c);
 
         uint64_t deadline = deadline_from_now(c);
@@ -637,7 +637,7 @@ int hostd_client_stream(struct hostd_client *c, Hostd__V1__Request *req,
                         void *userdata)
 {
         c->error[0] = 0;
-        c->code = HOSTD__V1__CODE__OK;
+        c->code = API_OK;
         req->id = fresh_id(c);
 
         uint64_t deadline = deadline_from_now(c);
@@ -678,7 +678,7 @@ int hostd_client_call_progress(struct hostd_client *c, Hostd__V1__Request *req,
                                Hostd__V1__Response **ret)
 {
         c->error[0] = 0;
-        c->code = HOSTD__V1__CODE__OK;
+        c->code = API_OK;
         req->id = fresh_id(c);
 
         int r = send_request(c, req, deadline_from_now(c));

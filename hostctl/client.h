@@ -93,6 +93,6 @@ int hostd_client_call_progress(struct hostd_client *c, Hostd__V1__Request *req,
                                void *userdata, Hostd__V1__Response__ResultCase expected,
                                Hostd__V1__Response **ret);
 
-/* "NOT_FOUND" for HOSTD__V1__CODE__NOT_FOUND; "CODE_<n>" for codes this build does not know
+/* "NOT_FOUND" for API_NOT_FOUND; "CODE_<n>" for codes this build does not know
  * (the buffer is used only then). */
 const char *hostd_code_name(Hostd__V1__Code code, char buf[static 24]);

@@ -291,8 +291,8 @@ static const char *type_name(Hostd__V1__DynoType t, char buf[static 32])
 
 static bool state_is_final(Hostd__V1__DynoState s)
 {
-        return s == HOSTD__V1__DYNO_STATE__CRASHED || s == HOSTD__V1__DYNO_STATE__DOWN ||
-               s == HOSTD__V1__DYNO_STATE__COMPLETE;
+        return s == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED || s == HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN ||
+               s == HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE;
 }
 
 static const char *signal_name(int sig, char buf[static 32])
@@ -1600,7 +1600,7 @@ static int cmd_host(struct globals *g, int argc, char **argv)
         r = host_info(&c, &resp);
         if (r < 0)
                 return call_failed(&c, r, "host");
-        const Hostd__V1__HostInfoReply *h = resp->host_info;
+        const Hostd__V1__Host *h = resp->host_info;
         if (g->json)
                 return print_message_json(&h->base);
 
@@ -2047,9 +2047,9 @@ static int import_option(int c, const char *arg, void *userdata)
                                    "--sha256: '%s' is not a sha256 (expected 64 hex digits)", arg);
         if (c == OPT_KIND) {
                 if (strcasecmp(arg, "stack") == 0)
-                        o->kind = HOSTD__V1__IMAGE_KIND__STACK;
+                        o->kind = HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK;
                 else if (strcasecmp(arg, "slug") == 0)
-                        o->kind = HOSTD__V1__IMAGE_KIND__SLUG;
+                        o->kind = HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG;
                 else
                         return usage_error(
                                 o->cmd, "--kind: unknown kind '%s' (expected stack or slug)", arg);
@@ -2565,7 +2565,7 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
                                 r = -EBADMSG;
                                 break;
                         }
-                        if (resp->status && resp->status->code != HOSTD__V1__CODE__OK) {
+                        if (resp->status && resp->status->code != API_OK) {
                                 exec_restore_terminal();
                                 char cb[24];
                                 fprintf(stderr, "hostctl: %s: %s: %s\n", what,
@@ -2729,7 +2729,7 @@ static int cmd_run(struct globals *g, int argc, char **argv)
                 return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
         struct winsize ws = {};
         bool term = rf.tty && isatty(STDIN_FILENO) && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0;
-        spec->type = HOSTD__V1__DYNO_TYPE__ONE_OFF;
+        spec->type = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF;
         spec->tty = true;
         spec->tty_columns = term ? ws.ws_col : 80;
         spec->tty_rows = term ? ws.ws_row : 24;
@@ -2986,7 +2986,7 @@ static int top_table(struct top_state *t, const Hostd__V1__MetricsBatch *b)
                 fputs("\033[H\033[2J", stdout); /* home, clear: redrawn in place */
         else if (t->done > 0)
                 putchar('\n');
-        const Hostd__V1__HostInfoReply *h = b->host;
+        const Hostd__V1__Host *h = b->host;
         if (h) {
                 char avail[32], total[32];
                 printf("%s: %" PRIu32 " dynos, load %.2f %.2f %.2f, memory %s available of %s, "

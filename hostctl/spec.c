@@ -94,7 +94,7 @@ int spec_parse_type(const char *s, Hostd__V1__DynoType *ret)
 {
         /* The command line spells it one-off (as Heroku does); proto names use one_off. */
         if (strcasecmp(s, "one-off") == 0) {
-                *ret = HOSTD__V1__DYNO_TYPE__ONE_OFF;
+                *ret = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF;
                 return 0;
         }
         const ProtobufCEnumDescriptor *d = &hostd__v1__dyno_type__descriptor;
@@ -110,9 +110,9 @@ const char *spec_type_name(Hostd__V1__DynoType t)
 {
         switch (t) {
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_UNSPECIFIED: return "unspecified";
-        case HOSTD__V1__DYNO_TYPE__WEB: return "web";
-        case HOSTD__V1__DYNO_TYPE__WORKER: return "worker";
-        case HOSTD__V1__DYNO_TYPE__ONE_OFF: return "one_off";
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB: return "web";
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WORKER: return "worker";
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF: return "one_off";
         default: return NULL;
         }
 }

@@ -15,6 +15,7 @@
 #include "manager.h"
 #include "metrics.h"
 #include "util.h"
+#include "api-code.h"
 
 #include "config-build.h"
 
@@ -71,12 +72,12 @@ int admission_check(struct manager *m, const char *id, const struct size_def *si
         char a[32], b[32], n[32], rs[32];
         if (fresh && m->draining) {
                 snprintf(msg, len, "dyno '%s': this host is draining: it takes no new dynos", id);
-                return HOSTD__V1__CODE__FAILED_PRECONDITION;
+                return API_FAILED_PRECONDITION;
         }
         if (m->n_live >= c->max_dynos) {
                 snprintf(msg, len, "dyno '%s': this host runs %zu dynos, its limit (max-dynos)", id,
                          m->n_live);
-                return HOSTD__V1__CODE__RESOURCE_EXHAUSTED;
+                return API_RESOURCE_EXHAUSTED;
         }
         uint64_t total, avail;
         if (host_memory(&total, &avail) == 0) {
@@ -93,13 +94,13 @@ int admission_check(struct manager *m, const char *id, const struct size_def *si
                                  size->dedicated_cpus || c->memory_overcommit == 1.0 ?
                                          "" :
                                          "; shared sizes count at quota / memory-overcommit");
-                        return HOSTD__V1__CODE__RESOURCE_EXHAUSTED;
+                        return API_RESOURCE_EXHAUSTED;
                 }
         }
         char why[256];
         if (cpu_pool_check(m->cpus, size->dedicated_cpus, why, sizeof why) < 0) {
                 snprintf(msg, len, "dyno '%s': size %s %s", id, size->name, why);
-                return HOSTD__V1__CODE__RESOURCE_EXHAUSTED;
+                return API_RESOURCE_EXHAUSTED;
         }
         return 0;
 }
@@ -240,7 +241,7 @@ static void count_live(struct dyno *d, void *userdata)
         v[1] += dyno_retiring_count(d) * d->size->memory;
 }
 
-void host_info_fill(struct manager *m, Hostd__V1__HostInfoReply *h, char hostname[static 256])
+void host_info_fill(struct manager *m, Hostd__V1__Host *h, char hostname[static 256])
 {
         const struct config *c = m->config;
         hostname[0] = 0;

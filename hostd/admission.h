@@ -39,4 +39,4 @@ void admission_free(struct manager *m);
 
 /* The host as HostInfo tells it (but the sizes): capacity, allocation, drain, and the last
  * sample's load and pressure. hostname is the buffer h->hostname points into. */
-void host_info_fill(struct manager *m, Hostd__V1__HostInfoReply *h, char hostname[static 256]);
+void host_info_fill(struct manager *m, Hostd__V1__Host *h, char hostname[static 256]);

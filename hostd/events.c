@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "rpc.h"
 #include "util.h"
+#include "api-code.h"
 
 struct subscriber {
         struct conn *conn;
@@ -258,7 +259,7 @@ void events_subscribe(struct events *e, struct conn *c, uint64_t id, uint64_t si
         }
         struct subscriber *s = calloc(1, sizeof *s);
         if (!s) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                conn_reply_error(c, id, API_INTERNAL, "out of memory");
                 return;
         }
         s->conn = conn_ref(c);

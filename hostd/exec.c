@@ -16,6 +16,7 @@
 #include "rpc.h"
 #include "spawn.h"
 #include "util.h"
+#include "api-code.h"
 #include "validate.h"
 
 #define EXEC_MAX_SESSIONS 256
@@ -185,11 +186,11 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
                 return 0; /* executed: output and exit follow */
         /* The helper exits after reporting; on_exit collects it. The client hears why. */
         if (r > 0)
-                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                conn_reply_error(s->conn, s->id, API_FAILED_PRECONDITION,
                                  "exec in dyno '%s': %s: %s", s->dyno_id, err.where,
                                  strerror(err.error));
         else
-                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__INTERNAL,
+                conn_reply_error(s->conn, s->id, API_INTERNAL,
                                  "exec in dyno '%s': read the setup result: %s", s->dyno_id,
                                  strerror(-r));
         s->pid_source = sd_event_source_disable_unref(s->pid_source);
@@ -273,13 +274,13 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         }
         struct dyno *d = manager_find(m, req->id);
         if (!d) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                conn_reply_error(c, id, API_NOT_FOUND, "dyno '%s' not found", req->id);
                 return;
         }
-        if ((d->state != HOSTD__V1__DYNO_STATE__UP &&
-             d->state != HOSTD__V1__DYNO_STATE__STARTING) ||
+        if ((d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_UP &&
+             d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING) ||
             d->pidfd < 0 || d->sync_fd >= 0) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                conn_reply_error(c, id, API_FAILED_PRECONDITION,
                                  "dyno '%s' is not running (%s)", req->id,
                                  dyno_state_name(d->state));
                 return;
@@ -356,8 +357,8 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
 fail:
         closep(&child_io);
         conn_reply_error(c, id,
-                         r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
-                                        HOSTD__V1__CODE__FAILED_PRECONDITION,
+                         r == -ENOMEM ? API_INTERNAL :
+                                        API_FAILED_PRECONDITION,
                          "exec in dyno '%s': %s: %s", req->id, step, strerror(-r));
         session_free(s);
 }
@@ -368,7 +369,7 @@ void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         while (s && !(s->conn == c && s->id == in->stream_id))
                 s = s->next;
         if (!s) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND,
+                conn_reply_error(c, id, API_NOT_FOUND,
                                  "stream_input.stream_id: no exec stream %" PRIu64
                                  " open on this connection",
                                  in->stream_id);
@@ -384,7 +385,7 @@ void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         }
         if (in->data.len) {
                 if (in->data.len > EXEC_MAX_INPUT - s->in_len) {
-                        conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                        conn_reply_error(c, id, API_RESOURCE_EXHAUSTED,
                                          "stream_input.data: the process has %zu bytes of input "
                                          "it has not read",
                                          s->in_len);
@@ -392,7 +393,7 @@ void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
                 }
                 uint8_t *b = realloc(s->in, s->in_len + in->data.len);
                 if (!b) {
-                        conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                        conn_reply_error(c, id, API_INTERNAL, "out of memory");
                         return;
                 }
                 memcpy(b + s->in_len, in->data.data, in->data.len);
@@ -410,13 +411,13 @@ static struct exec_session *session_new(struct manager *m, struct conn *c, uint6
                                         const char *dyno_id)
 {
         if (m->n_execs >= EXEC_MAX_SESSIONS) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                conn_reply_error(c, id, API_RESOURCE_EXHAUSTED,
                                  "%zu exec and attach sessions are open, the limit", m->n_execs);
                 return NULL;
         }
         struct exec_session *s = calloc(1, sizeof *s);
         if (!s) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                conn_reply_error(c, id, API_INTERNAL, "out of memory");
                 return NULL;
         }
         s->m = m;
@@ -428,7 +429,7 @@ static struct exec_session *session_new(struct manager *m, struct conn *c, uint6
         m->execs = s;
         m->n_execs++;
         if (!s->dyno_id) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                conn_reply_error(c, id, API_INTERNAL, "out of memory");
                 session_free(s);
                 return NULL;
         }
@@ -446,23 +447,23 @@ void exec_attach(struct manager *m, struct conn *c, uint64_t id,
         }
         struct dyno *d = manager_find(m, req->id);
         if (!d) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", req->id);
+                conn_reply_error(c, id, API_NOT_FOUND, "dyno '%s' not found", req->id);
                 return;
         }
         if (!d->spec->tty) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                conn_reply_error(c, id, API_FAILED_PRECONDITION,
                                  "dyno '%s' has no terminal (spec.tty): follow its logs instead",
                                  req->id);
                 return;
         }
         if (!dyno_is_live(d) || d->tty_fd < 0 || d->hangups > 0 || d->r13) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                conn_reply_error(c, id, API_FAILED_PRECONDITION,
                                  "dyno '%s' is not running with its terminal (%s%s)", req->id,
                                  dyno_state_name(d->state), d->hangups ? ", detached" : "");
                 return;
         }
         if (d->attach && !conn_is_closed(d->attach->conn)) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                conn_reply_error(c, id, API_ALREADY_EXISTS,
                                  "dyno '%s': a client is attached to its terminal already",
                                  req->id);
                 return;
@@ -482,7 +483,7 @@ void exec_attach(struct manager *m, struct conn *c, uint64_t id,
         if (r >= 0)
                 r = session_watch(s);
         if (r < 0) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "attach to '%s': %s", req->id,
+                conn_reply_error(c, id, API_INTERNAL, "attach to '%s': %s", req->id,
                                  strerror(-r));
                 session_free(s);
                 return;
@@ -501,7 +502,7 @@ void exec_attach_end(struct dyno *d, int code)
                         read_output(s);
                 send_output(s, NULL, 0, true, code);
         } else
-                conn_reply_error(s->conn, s->id, HOSTD__V1__CODE__ABORTED, "dyno '%s' went away",
+                conn_reply_error(s->conn, s->id, API_ABORTED, "dyno '%s' went away",
                                  s->dyno_id);
         session_free(s);
 }

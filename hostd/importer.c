@@ -9,6 +9,7 @@
 #include "manager.h"
 #include "rpc.h"
 #include "util.h"
+#include "api-code.h"
 
 /* What the child writes on its pipe: records under PIPE_BUF, so each arrives whole. */
 struct import_msg {
@@ -157,8 +158,8 @@ static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
                 if (r < 0)
                         conn_reply_error(w->conn, w->req_id,
                                          r == -EBADMSG || r == -EINVAL || r == -EFBIG ?
-                                                 HOSTD__V1__CODE__INVALID_ARGUMENT :
-                                                 HOSTD__V1__CODE__UNAVAILABLE,
+                                                 API_INVALID_ARGUMENT :
+                                                 API_UNAVAILABLE,
                                          "%s", j->msg);
                 else
                         rpc_reply_image(w->conn, w->req_id, m, &info);

@@ -34,6 +34,7 @@
 #include "spawn.h"
 #include "store.pb-c.h"
 #include "util.h"
+#include "api-code.h"
 #include "validate.h"
 
 #include "config-build.h"
@@ -114,8 +115,8 @@ void manager_foreach(struct manager *m, void (*fn)(struct dyno *d, void *userdat
 
 bool dyno_is_live(const struct dyno *d)
 {
-        return d->state == HOSTD__V1__DYNO_STATE__STARTING ||
-               d->state == HOSTD__V1__DYNO_STATE__UP || d->state == HOSTD__V1__DYNO_STATE__STOPPING;
+        return d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING ||
+               d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_UP || d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING;
 }
 
 const char *dyno_cgroup_name(const struct dyno *d) { return d->cg_name; }
@@ -195,13 +196,13 @@ static int dyno_set_instance(struct dyno *d, uint32_t n)
 const char *dyno_state_name(Hostd__V1__DynoState s)
 {
         switch (s) {
-        case HOSTD__V1__DYNO_STATE__STARTING: return "starting";
-        case HOSTD__V1__DYNO_STATE__UP: return "up";
-        case HOSTD__V1__DYNO_STATE__STOPPING: return "stopping";
-        case HOSTD__V1__DYNO_STATE__CRASHED: return "crashed";
-        case HOSTD__V1__DYNO_STATE__DOWN: return "down";
-        case HOSTD__V1__DYNO_STATE__COMPLETE: return "complete";
-        case HOSTD__V1__DYNO_STATE__IDLE: return "idle";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING: return "starting";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_UP: return "up";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING: return "stopping";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED: return "crashed";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN: return "down";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE: return "complete";
+        case HOSTD__V1__DYNO_STATE__DYNO_STATE_IDLE: return "idle";
         default: return "unknown";
         }
 }
@@ -240,7 +241,7 @@ void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id)
 {
         struct follower *f = calloc(1, sizeof *f);
         if (!f) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "logs: out of memory");
+                conn_reply_error(conn, req_id, API_INTERNAL, "logs: out of memory");
                 return;
         }
         f->conn = conn_ref(conn);
@@ -610,7 +611,7 @@ static void dyno_add_pending(struct dyno *d, struct conn *c, uint64_t req_id, in
 {
         struct pending *p = calloc(1, sizeof *p);
         if (!p) {
-                conn_reply_error(c, req_id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                conn_reply_error(c, req_id, API_INTERNAL, "out of memory");
                 return;
         }
         p->conn = conn_ref(c);
@@ -795,11 +796,11 @@ static void dyno_finish(struct dyno *d)
         dyno_describe_exit(d);
         d->finished_usec = now_realtime_usec();
         if (d->stop_requested)
-                d->state = HOSTD__V1__DYNO_STATE__DOWN;
-        else if (d->spec->type == HOSTD__V1__DYNO_TYPE__ONE_OFF && d->exited && d->exit_code == 0)
-                d->state = HOSTD__V1__DYNO_STATE__COMPLETE;
+                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
+        else if (d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF && d->exited && d->exit_code == 0)
+                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE;
         else
-                d->state = HOSTD__V1__DYNO_STATE__CRASHED;
+                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED;
 
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
         dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
@@ -809,7 +810,7 @@ static void dyno_finish(struct dyno *d)
         dyno_close_sources(d);
         if (m->n_live > 0)
                 m->n_live--;
-        bool again = d->state == HOSTD__V1__DYNO_STATE__CRASHED && !d->restart_requested &&
+        bool again = d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED && !d->restart_requested &&
                      dyno_crash_restart(d, before);
         dyno_save(d);
         dyno_flush_followers(d);
@@ -832,7 +833,7 @@ static int on_restart_due(sd_event_source *s, uint64_t usec, void *userdata)
         struct dyno *d = userdata;
         struct manager *m = d->m;
         d->restart_source = sd_event_source_disable_unref(d->restart_source);
-        if (d->state != HOSTD__V1__DYNO_STATE__CRASHED || !d->restart_at_usec)
+        if (d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED || !d->restart_at_usec)
                 return 0;
         d->restart_at_usec = 0;
         char msg[512];
@@ -869,11 +870,11 @@ static void dyno_cancel_restart(struct dyno *d)
 static bool dyno_crash_restart(struct dyno *d, Hostd__V1__DynoState before)
 {
         const struct backoff *b = &d->m->config->restart_backoff;
-        if (d->spec->type == HOSTD__V1__DYNO_TYPE__ONE_OFF || b->n == 0)
+        if (d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF || b->n == 0)
                 return false;
         int64_t now = now_realtime_usec();
         bool booted =
-                before == HOSTD__V1__DYNO_STATE__UP &&
+                before == HOSTD__V1__DYNO_STATE__DYNO_STATE_UP &&
                 (dyno_needs_boot(d) || now - d->up_usec >= (int64_t)dyno_boot_timeout(d) * 1000000);
         if (booted)
                 d->crashes = 0;
@@ -922,18 +923,18 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
                 /* Its command never ran, and the waiting first process has no handler for
                  * SIGTERM: nothing to be graceful about. */
                 d->awaiting_attach = false;
-                d->state = HOSTD__V1__DYNO_STATE__STOPPING;
+                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING;
                 dyno_kill_now(d);
                 return;
         }
-        if (d->state == HOSTD__V1__DYNO_STATE__STARTING && !d->booting)
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING && !d->booting)
                 return; /* on_sync begins the stop once the start is settled */
         d->booting = false;
         d->boot_source = sd_event_source_disable_unref(d->boot_source);
         closep(&d->boot_fd), d->boot_fd = -1;
 
-        if (d->state != HOSTD__V1__DYNO_STATE__STOPPING) {
-                d->state = HOSTD__V1__DYNO_STATE__STOPPING;
+        if (d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING) {
+                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING;
                 d->stop_deadline_usec = now_realtime_usec() + (int64_t)grace * 1000000;
                 dyno_save(d);
                 dyno_log_platform(d, "Stopping all processes with SIGTERM");
@@ -959,7 +960,7 @@ static void dyno_cancel_waiting(struct dyno *d)
 {
         d->waiting_images = false;
         d->stop_requested = true;
-        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
         d->finished_usec = now_realtime_usec();
         free(d->exit_reason);
         d->exit_reason = strdup("stopped before its images arrived");
@@ -977,7 +978,7 @@ static void dyno_cancel_waiting(struct dyno *d)
                         pp = &p->next;
                         continue;
                 }
-                conn_reply_error(p->conn, p->req_id, HOSTD__V1__CODE__ABORTED, "%s", msg);
+                conn_reply_error(p->conn, p->req_id, API_ABORTED, "%s", msg);
                 *pp = p->next;
                 conn_unref(p->conn);
                 free(p);
@@ -1002,7 +1003,7 @@ static struct dyno *find_to_stop(struct manager *m, const char *id, bool grace_s
         }
         struct dyno *d = manager_find(m, id);
         if (!d)
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found",
+                conn_reply_error(conn, req_id, API_NOT_FOUND, "dyno '%s' not found",
                                  id);
         return d;
 }
@@ -1025,7 +1026,7 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                 if (d->restart_at_usec) {
                         /* Crashed, waiting to restart: stopped, it stays down. */
                         dyno_cancel_restart(d);
-                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
                         d->stop_requested = true;
                         dyno_log_platform(d, "State changed from crashed to down");
                         dyno_save(d);
@@ -1042,7 +1043,7 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
                 dyno_cancel_waiting(d);
                 return;
         }
-        if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING) {
                 /* Already stopping: a shorter grace takes effect, a longer one does not. */
                 int64_t deadline = now_realtime_usec() + (int64_t)grace * 1000000;
                 if (deadline < d->stop_deadline_usec) {
@@ -1059,7 +1060,7 @@ static void stop_one(struct dyno *d, void *userdata)
         if (!dyno_is_live(d)) {
                 if (d->restart_at_usec) {
                         dyno_cancel_restart(d);
-                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
                         d->stop_requested = true;
                         dyno_log_platform(d, "State changed from crashed to down");
                         dyno_save(d);
@@ -1069,7 +1070,7 @@ static void stop_one(struct dyno *d, void *userdata)
         }
         if (d->waiting_images)
                 dyno_cancel_waiting(d);
-        else if (d->state != HOSTD__V1__DYNO_STATE__STOPPING)
+        else if (d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING)
                 dyno_stop_begin(d, dyno_default_grace(d));
 }
 
@@ -1397,16 +1398,16 @@ static void on_attached(void *userdata, int code, const char *msg, const Netd__V
         d->netd_attach = 0;
         if (!code &&
             (!resp || resp->result_case != NETD__V1__RESPONSE__RESULT_ATTACH || !resp->attach)) {
-                code = HOSTD__V1__CODE__INTERNAL;
+                code = API_INTERNAL;
                 msg = "netd answered an Attach with something else";
         }
         if (code) {
                 snprintf(full, sizeof full, "dyno '%s': attach to the network: %s", d->id, msg);
                 dyno_fail_start(d,
-                                code == HOSTD__V1__CODE__DEADLINE_EXCEEDED ||
-                                                code == HOSTD__V1__CODE__RESOURCE_EXHAUSTED ?
+                                code == API_DEADLINE_EXCEEDED ||
+                                                code == API_RESOURCE_EXHAUSTED ?
                                         code :
-                                        HOSTD__V1__CODE__UNAVAILABLE,
+                                        API_UNAVAILABLE,
                                 full);
                 return;
         }
@@ -1420,7 +1421,7 @@ static void on_attached(void *userdata, int code, const char *msg, const Netd__V
         if (r < 0) {
                 snprintf(full, sizeof full, "dyno '%s': let the dyno's processes go on: %s", d->id,
                          strerror(-r));
-                dyno_fail_start(d, HOSTD__V1__CODE__INTERNAL, full);
+                dyno_fail_start(d, API_INTERNAL, full);
         }
 }
 
@@ -1440,7 +1441,7 @@ static int dyno_net_attach(struct dyno *d, char *errbuf, size_t errlen)
         Netd__V1__AttachRequest at = NETD__V1__ATTACH_REQUEST__INIT;
         at.dyno_id = d->cg_name;
         at.netns_path = path;
-        at.web = d->spec->type == HOSTD__V1__DYNO_TYPE__WEB && d->spec->port > 0;
+        at.web = d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB && d->spec->port > 0;
         at.port = at.web ? d->spec->port : 0;
         at.size = d->size->name;
         req.call_case = NETD__V1__REQUEST__CALL_ATTACH;
@@ -2041,7 +2042,7 @@ static void dyno_begin(struct dyno *d);
 static int dyno_cycle_overlap(struct dyno *d, uint32_t grace, const char *what)
 {
         struct manager *m = d->m;
-        if (d->state != HOSTD__V1__DYNO_STATE__UP || d->pidfd < 0 || d->sync_fd >= 0 ||
+        if (d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_UP || d->pidfd < 0 || d->sync_fd >= 0 ||
             d->netd_attach)
                 return -EBUSY;
         uint32_t old = d->instance;
@@ -2099,10 +2100,10 @@ static int dyno_cycle_overlap(struct dyno *d, uint32_t grace, const char *what)
         if (k < 0) {
                 char msg[300];
                 snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-k));
-                dyno_fail_start(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_fail_start(d, API_RESOURCE_EXHAUSTED, msg);
                 return 0;
         }
-        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         d->restarts++;
         dyno_log_platform(d, "State changed from up to starting");
         dyno_begin(d);
@@ -2113,13 +2114,13 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct dyno *d = userdata;
         d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
-        if (!dyno_is_live(d) || d->state == HOSTD__V1__DYNO_STATE__STOPPING)
+        if (!dyno_is_live(d) || d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING)
                 return 0;
         d->cycle_at_usec = 0; /* the replacement gets its own */
         dyno_log_platform(d, "Cycling");
         /* A one-off ends; any other dyno starts again, on a fresh filesystem layer: beside
          * this one where it can, else once this one has stopped. */
-        if (d->spec->type != HOSTD__V1__DYNO_TYPE__ONE_OFF) {
+        if (d->spec->type != HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF) {
                 if (dyno_cycle_overlap(d, dyno_default_grace(d), NULL) == 0)
                         return 0;
                 d->restart_requested = true;
@@ -2161,7 +2162,7 @@ static void dyno_cycle_arm(struct dyno *d)
 /* A web dyno is up once it listens on $PORT; anything else is up once its command runs. */
 static bool dyno_needs_boot(const struct dyno *d)
 {
-        return d->spec->type == HOSTD__V1__DYNO_TYPE__WEB && d->spec->port > 0;
+        return d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB && d->spec->port > 0;
 }
 
 static uint32_t dyno_boot_timeout(const struct dyno *d)
@@ -2181,7 +2182,7 @@ static void dyno_boot_end(struct dyno *d)
 static void dyno_set_up(struct dyno *d)
 {
         dyno_boot_end(d);
-        d->state = HOSTD__V1__DYNO_STATE__UP;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_UP;
         d->up_usec = now_realtime_usec();
         dyno_save(d);
         dyno_log_platform(d, "State changed from starting to up");
@@ -2190,7 +2191,7 @@ static void dyno_set_up(struct dyno *d)
 static int on_boot_tick(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct dyno *d = userdata;
-        if (!d->booting || d->state != HOSTD__V1__DYNO_STATE__STARTING) {
+        if (!d->booting || d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING) {
                 dyno_boot_end(d);
                 return 0;
         }
@@ -2222,7 +2223,7 @@ static void dyno_boot_begin(struct dyno *d)
 {
         struct manager *m = d->m;
         d->booting = true;
-        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         int fd = boot_probe_open(d->pid, m->netns_fd);
         if (fd < 0) {
                 /* No sock_diag in this kernel: say so, and do not hold the dyno hostage. */
@@ -2292,7 +2293,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 else
                         snprintf(msg, sizeof msg, "dyno %s: read the setup result: %s", d->id,
                                  strerror(-r));
-                dyno_fail_start(d, HOSTD__V1__CODE__FAILED_PRECONDITION, msg);
+                dyno_fail_start(d, API_FAILED_PRECONDITION, msg);
                 return 0;
         }
 
@@ -2544,8 +2545,8 @@ static void dyno_begin(struct dyno *d)
         if (r < 0) {
                 snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
                 dyno_fail_start(d,
-                                r == -ENOMEM ? HOSTD__V1__CODE__INTERNAL :
-                                               HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                r == -ENOMEM ? API_INTERNAL :
+                                               API_FAILED_PRECONDITION,
                                 full);
                 return;
         }
@@ -2560,10 +2561,10 @@ static void dyno_begin(struct dyno *d)
         if (r < 0) {
                 snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
                 dyno_fail_start(d,
-                                r == -ENOMEM      ? HOSTD__V1__CODE__INTERNAL :
-                                r == -ENETUNREACH ? HOSTD__V1__CODE__UNAVAILABLE :
-                                r == -ENOSPC      ? HOSTD__V1__CODE__RESOURCE_EXHAUSTED :
-                                                    HOSTD__V1__CODE__FAILED_PRECONDITION,
+                                r == -ENOMEM      ? API_INTERNAL :
+                                r == -ENETUNREACH ? API_UNAVAILABLE :
+                                r == -ENOSPC      ? API_RESOURCE_EXHAUSTED :
+                                                    API_FAILED_PRECONDITION,
                                 full);
         }
 }
@@ -2596,7 +2597,7 @@ void manager_image_ready(struct manager *m, const char *digest, int error, const
                 if (error < 0) {
                         char full[600];
                         snprintf(full, sizeof full, "dyno '%s': %s", d->id, msg);
-                        dyno_fail_start(d, HOSTD__V1__CODE__FAILED_PRECONDITION, full);
+                        dyno_fail_start(d, API_FAILED_PRECONDITION, full);
                 } else
                         dyno_begin(d);
         }
@@ -2666,7 +2667,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         if (!*spec->size) {
                 char *name = strdup(size->name);
                 if (!name) {
-                        conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL, "out of memory");
+                        conn_reply_error(conn, req_id, API_INTERNAL, "out of memory");
                         hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                         return;
                 }
@@ -2675,7 +2676,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
 
         struct dyno *old = manager_find(m, spec->id);
         if (old && dyno_is_live(old)) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                conn_reply_error(conn, req_id, API_ALREADY_EXISTS,
                                  "dyno '%s' already exists (%s)", spec->id,
                                  dyno_state_name(old->state));
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
@@ -2699,18 +2700,18 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         struct dyno *d;
         int r = dyno_new(m, spec->id, &d);
         if (r < 0) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__INTERNAL,
+                conn_reply_error(conn, req_id, API_INTERNAL,
                                  "dyno '%s': out of memory", spec->id);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
         d->spec = spec;
         d->size = size;
-        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         d->created_usec = now_realtime_usec();
         d->uid = manager_pick_uid(m, &r);
         if (r < 0 || (r = manager_add(m, d)) < 0) {
-                conn_reply_error(conn, req_id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                conn_reply_error(conn, req_id, API_RESOURCE_EXHAUSTED,
                                  "dyno '%s': no free uid: %s", spec->id, strerror(-r));
                 dyno_free(d);
                 return;
@@ -2721,7 +2722,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         /* Its CPUs are its own from now on, also while it waits for its images. */
         r = cpu_pool_reserve(m->cpus, d->cg_name, size->dedicated_cpus, msg, sizeof msg);
         if (r < 0) {
-                dyno_fail_start(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_fail_start(d, API_RESOURCE_EXHAUSTED, msg);
                 return;
         }
         /* A new dyno of an old id starts with nothing of the old one's. */
@@ -2729,7 +2730,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         if (r < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': remove %s: %s", d->id, d->run_dir,
                          strerror(-r));
-                dyno_fail_start(d, HOSTD__V1__CODE__INTERNAL, msg);
+                dyno_fail_start(d, API_INTERNAL, msg);
                 return;
         }
         dyno_begin(d);
@@ -2768,18 +2769,18 @@ static void dyno_relaunch(struct dyno *d)
         d->uid = manager_pick_uid(m, &r);
         if (r < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-r));
-                dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_answer_error(d, API_RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
                 return;
         }
         char why[256];
         if (cpu_pool_reserve(m->cpus, d->cg_name, d->size->dedicated_cpus, why, sizeof why) < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': size %s %s", d->id, d->size->name, why);
-                dyno_answer_error(d, HOSTD__V1__CODE__RESOURCE_EXHAUSTED, msg);
+                dyno_answer_error(d, API_RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
                 return;
         }
-        d->state = HOSTD__V1__DYNO_STATE__STARTING;
+        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         d->restarts++;
         m->n_live++;
         dyno_log_platform(d, "Restarting");
@@ -2809,7 +2810,7 @@ void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t
                 grace = dyno_default_grace(d);
         /* As Heroku does: the replacement starts as SIGTERM goes to the running one, beside
          * it where it can (the reply comes when the new one runs); else once it has stopped. */
-        if (d->state == HOSTD__V1__DYNO_STATE__UP &&
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_UP &&
             dyno_cycle_overlap(d, grace, "Restarting") == 0)
                 return;
         d->restart_requested = true;
@@ -2912,7 +2913,7 @@ static int dyno_load(struct manager *m, const char *id, struct dyno **ret)
                 d->rebooted = true;
                 retiring_free_all(d);
                 if (dyno_is_live(d)) {
-                        d->state = HOSTD__V1__DYNO_STATE__DOWN;
+                        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
                         free(d->exit_reason);
                         d->exit_reason = strdup("host rebooted");
                 }
@@ -2935,7 +2936,7 @@ static void dyno_readopt(struct dyno *d)
                         log_warning_errno(r, "dyno %s: open its log file: %m", d->id);
         }
 
-        if (d->state == HOSTD__V1__DYNO_STATE__STARTING && d->pid == 0) {
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING && d->pid == 0) {
                 /* hostd died before the dyno's processes were recorded: whatever a half-done
                  * launch made goes, and the start begins again (it never ran, so this is not
                  * a second start). */
@@ -2997,7 +2998,7 @@ static void dyno_readopt(struct dyno *d)
         d->attached_once = d->spec->tty;
         dyno_attach_wait(d);
         dyno_cycle_arm(d);
-        if (d->state == HOSTD__V1__DYNO_STATE__STARTING) {
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING) {
                 /* The reply was lost with the old hostd; the command runs. */
                 if (!d->started_usec)
                         d->started_usec = now_realtime_usec();
@@ -3010,7 +3011,7 @@ static void dyno_readopt(struct dyno *d)
                         dyno_set_up(d);
         }
         log_info("dyno %s: re-adopted, pid %d (%s)", d->id, (int)d->pid, dyno_state_name(d->state));
-        if (d->state == HOSTD__V1__DYNO_STATE__STOPPING) {
+        if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING) {
                 dyno_stop_begin(d, d->grace_seconds); /* the deadline is in the record */
         }
 }
@@ -3093,7 +3094,7 @@ int manager_reconcile(struct manager *m)
                 }
                 if (dyno_is_live(d))
                         dyno_readopt(d);
-                else if (d->state == HOSTD__V1__DYNO_STATE__CRASHED && d->restart_at_usec)
+                else if (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED && d->restart_at_usec)
                         dyno_arm_restart(d); /* the back-off goes on where it was */
                 /* A start that failed there took the dyno, and what a cycle replaced, away. */
                 d = manager_find(m, de->d_name);

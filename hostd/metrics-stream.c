@@ -19,6 +19,7 @@
 #include "rpc.h"
 #include "sampler.h"
 #include "util.h"
+#include "api-code.h"
 #include "validate.h"
 
 #define INTERVAL_DEFAULT 20
@@ -83,7 +84,7 @@ static void add_dyno(struct dyno *d, const struct dyno_sample *ds, void *userdat
         b->ptrs[b->n++] = o;
 }
 
-void metrics_fill_host(struct manager *m, Hostd__V1__HostInfoReply *h)
+void metrics_fill_host(struct manager *m, Hostd__V1__Host *h)
 {
         if (!m->metrics)
                 return;
@@ -113,7 +114,7 @@ static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
         }
         sampler_foreach(s, add_dyno, &b);
 
-        Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
+        Hostd__V1__Host h = HOSTD__V1__HOST__INIT;
         char hostname[256];
         host_info_fill(m, &h, hostname);
 
@@ -209,13 +210,13 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
 {
         uint32_t interval = req->interval_seconds ? req->interval_seconds : INTERVAL_DEFAULT;
         if (interval > INTERVAL_MAX)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return conn_reply_error(c, id, API_INVALID_ARGUMENT,
                                         "subscribe_metrics.interval_seconds: %" PRIu32
                                         " is out of range (1..%d; 0 or unset: %d)",
                                         req->interval_seconds, INTERVAL_MAX, INTERVAL_DEFAULT);
         struct metrics *mt = m->metrics;
         if (!mt)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__UNAVAILABLE,
+                return conn_reply_error(c, id, API_UNAVAILABLE,
                                         "subscribe_metrics: hostd is still starting");
         struct metrics_stream *st = mt->streams;
         while (st && st->interval != interval)
@@ -224,7 +225,7 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
         if (new_stream) {
                 st = calloc(1, sizeof *st);
                 if (!st)
-                        return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                        return conn_reply_error(c, id, API_INTERNAL,
                                                 "subscribe_metrics: out of memory");
                 st->mt = mt;
                 st->interval = interval;
@@ -232,7 +233,7 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
                                        &st->listener);
                 if (r < 0) {
                         free(st);
-                        return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                        return conn_reply_error(c, id, API_INTERNAL,
                                                 "subscribe_metrics: a timer: %s", strerror(-r));
                 }
                 st->next = mt->streams;
@@ -242,7 +243,7 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
         if (!sub) {
                 if (new_stream)
                         stream_free(st);
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                return conn_reply_error(c, id, API_INTERNAL,
                                         "subscribe_metrics: out of memory");
         }
         sub->conn = conn_ref(c);

@@ -38,4 +38,4 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
 void metrics_streams_free(struct metrics *mt);
 /* The host's figures of the last round into h (no sizes); NULL-safe on a hostd without
  * metrics (then nothing is set). */
-void metrics_fill_host(struct manager *m, Hostd__V1__HostInfoReply *h);
+void metrics_fill_host(struct manager *m, Hostd__V1__Host *h);

@@ -11,6 +11,7 @@
 #include "hostd.pb-c.h"
 #include "netd-client.h"
 #include "util.h"
+#include "api-code.h"
 
 /* Requests are small; this bounds what a stalled netd makes us hold. */
 #define NETD_MAX_PENDING_BYTES (4u << 20)
@@ -113,7 +114,7 @@ static void handle_response(struct netd_client *c, const uint8_t *msg, size_t le
         Netd__V1__Response *resp = netd__v1__response__unpack(NULL, len, msg);
         if (!resp) {
                 log_error("netd: undecodable response (%zu bytes); reconnecting", len);
-                client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd sent an undecodable response");
+                client_reset(c, API_UNAVAILABLE, "netd sent an undecodable response");
                 return;
         }
         c->answered_usec = now_mono(c);
@@ -143,7 +144,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                         sd_event_source_set_io_events(c->io, EPOLLIN);
                 else if (r != -EAGAIN) {
                         log_warning_errno(r, "netd: write: %m");
-                        client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd: write failed");
+                        client_reset(c, API_UNAVAILABLE, "netd: write failed");
                         return 0;
                 }
         }
@@ -154,7 +155,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 log_warning_errno((int)n, "netd: read: %m");
                         else
                                 log_warning("netd closed the connection");
-                        client_reset(c, HOSTD__V1__CODE__UNAVAILABLE, "netd closed the connection");
+                        client_reset(c, API_UNAVAILABLE, "netd closed the connection");
                         return 0;
                 }
                 /* A callback may reset the connection (a call it makes fails): stop then. */
@@ -167,7 +168,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 break;
                         if (r < 0) {
                                 log_error_errno(r, "netd: bad frame: %m");
-                                client_reset(c, HOSTD__V1__CODE__UNAVAILABLE,
+                                client_reset(c, API_UNAVAILABLE,
                                              "netd sent a bad frame");
                                 return 0;
                         }
@@ -187,7 +188,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 struct netd_call *call = calls_take(c, c->calls->handle);
                 log_warning("netd: no answer to call %" PRId64 " within %" PRIu64 " ms",
                             call->handle, c->timeout_usec / 1000);
-                call->fn(call->userdata, HOSTD__V1__CODE__DEADLINE_EXCEEDED,
+                call->fn(call->userdata, API_DEADLINE_EXCEEDED,
                          "netd did not answer in time", NULL);
                 free(call);
         }

@@ -362,7 +362,7 @@ static struct dyno *find_dyno(struct conn *c, uint64_t id, const char *dyno_id)
         }
         struct dyno *d = manager_find(c->srv->m, dyno_id);
         if (!d)
-                conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "dyno '%s' not found", dyno_id);
+                conn_reply_error(c, id, API_NOT_FOUND, "dyno '%s' not found", dyno_id);
         return d;
 }
 
@@ -410,7 +410,7 @@ static void call_list(struct conn *c, uint64_t id)
                 list.dynos = l.ptrs;
                 conn_reply_result(c, id, LIST, list, &list);
         } else
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "list: out of memory");
+                conn_reply_error(c, id, API_INTERNAL, "list: out of memory");
         free(l.dynos);
         free(l.exits);
         free(l.ptrs);
@@ -420,7 +420,7 @@ static void call_host_info(struct conn *c, uint64_t id)
 {
         struct manager *m = c->srv->m;
         const struct config *cfg = m->config;
-        Hostd__V1__HostInfoReply h = HOSTD__V1__HOST_INFO_REPLY__INIT;
+        Hostd__V1__Host h = HOSTD__V1__HOST__INIT;
         char hostname[256];
         host_info_fill(m, &h, hostname);
 
@@ -429,7 +429,7 @@ static void call_host_info(struct conn *c, uint64_t id)
         if (!sizes || !ptrs) {
                 free(sizes);
                 free(ptrs);
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                return conn_reply_error(c, id, API_INTERNAL,
                                         "host_info: out of memory");
         }
         for (size_t i = 0; i < cfg->n_sizes; i++) {
@@ -461,8 +461,8 @@ static void call_drain(struct conn *c, uint64_t id, const Hostd__V1__DrainReques
                                 req->deadline_seconds, msg, sizeof msg);
         if (r < 0)
                 return conn_reply_error(c, id,
-                                        r == -EINVAL ? HOSTD__V1__CODE__INVALID_ARGUMENT :
-                                                       HOSTD__V1__CODE__INTERNAL,
+                                        r == -EINVAL ? API_INVALID_ARGUMENT :
+                                                       API_INTERNAL,
                                         "%s", msg);
         Hostd__V1__DrainReply d = HOSTD__V1__DRAIN_REPLY__INIT;
         conn_reply_result(c, id, DRAIN, drain, &d);
@@ -472,7 +472,7 @@ static void call_undrain(struct conn *c, uint64_t id)
 {
         char msg[256];
         if (admission_undrain(c->srv->m, msg, sizeof msg) < 0)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s", msg);
+                return conn_reply_error(c, id, API_INTERNAL, "%s", msg);
         Hostd__V1__UndrainReply u = HOSTD__V1__UNDRAIN_REPLY__INIT;
         conn_reply_result(c, id, UNDRAIN, undrain, &u);
 }
@@ -499,7 +499,7 @@ static void send_log_batch(struct conn *c, uint64_t id, const struct dyno *d, si
         if (!lines || !ptrs) {
                 free(lines);
                 free(ptrs);
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "logs: out of memory");
+                return conn_reply_error(c, id, API_INTERNAL, "logs: out of memory");
         }
         for (size_t i = 0; i < n; i++) {
                 fill_log_line(&lines[i], d, log_ring_get(d->ring, from + i));
@@ -583,8 +583,8 @@ static void image_to_proto(struct manager *m, const struct image_info *info, Hos
 {
         hostd__v1__image__init(o);
         o->digest = (char *)info->digest;
-        o->kind = info->kind == IMAGE_KIND_STACK ? HOSTD__V1__IMAGE_KIND__STACK :
-                                                   HOSTD__V1__IMAGE_KIND__SLUG;
+        o->kind = info->kind == IMAGE_KIND_STACK ? HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK :
+                                                   HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG;
         o->size_bytes = info->size_bytes;
         o->imported_usec = info->imported_usec;
         o->last_used_usec = info->last_used_usec;
@@ -621,19 +621,19 @@ static void call_image_import(struct conn *c, uint64_t id, const Hostd__V1__Imag
         int code = validate_image_import(req, msg, sizeof msg);
         if (code)
                 return conn_reply_error(c, id, code, "%s", msg);
-        enum image_kind kind = req->kind == HOSTD__V1__IMAGE_KIND__STACK ? IMAGE_KIND_STACK :
+        enum image_kind kind = req->kind == HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK ? IMAGE_KIND_STACK :
                                                                            IMAGE_KIND_SLUG;
         struct image_info info;
         if (!importer_busy(m, req->sha256) && image_lookup(m->images, req->sha256, &info) == 0) {
                 if (info.kind != kind)
-                        return conn_reply_error(c, id, HOSTD__V1__CODE__ALREADY_EXISTS,
+                        return conn_reply_error(c, id, API_ALREADY_EXISTS,
                                                 "image %.12s is here already, as a %s", req->sha256,
                                                 info.kind == IMAGE_KIND_STACK ? "stack" : "slug");
                 return rpc_reply_image(c, id, m, &info);
         }
         int r = importer_start(m, req->source, req->sha256, kind, c, id);
         if (r < 0)
-                conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                conn_reply_error(c, id, API_INTERNAL,
                                  "image %.12s: start the import: %s", req->sha256, strerror(-r));
 }
 
@@ -644,12 +644,12 @@ static void call_image_list(struct conn *c, uint64_t id)
         size_t n = 0;
         int r = image_list(m->images, &infos, &n);
         if (r < 0)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "image_list: %s",
+                return conn_reply_error(c, id, API_INTERNAL, "image_list: %s",
                                         strerror(-r));
         _cleanup_free_ Hostd__V1__Image *imgs = calloc(n ? n : 1, sizeof *imgs);
         _cleanup_free_ Hostd__V1__Image **ptrs = calloc(n ? n : 1, sizeof *ptrs);
         if (!imgs || !ptrs)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL,
+                return conn_reply_error(c, id, API_INTERNAL,
                                         "image_list: out of memory");
         for (size_t i = 0; i < n; i++) {
                 image_to_proto(m, &infos[i], &imgs[i]);
@@ -667,17 +667,17 @@ static void call_image_remove(struct conn *c, uint64_t id, const Hostd__V1__Imag
         if (!digest_checked(c, id, "image_remove.digest", req->digest))
                 return;
         if (importer_busy(m, req->digest))
-                return conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION,
+                return conn_reply_error(c, id, API_FAILED_PRECONDITION,
                                         "image %.12s is being imported", req->digest);
         char err[512] = "";
         int r = image_remove(m->images, req->digest, manager_image_in_use, m, err, sizeof err);
         if (r == -ENOENT)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__NOT_FOUND, "image %s not found",
+                return conn_reply_error(c, id, API_NOT_FOUND, "image %s not found",
                                         req->digest);
         if (r == -EBUSY)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__FAILED_PRECONDITION, "%s", err);
+                return conn_reply_error(c, id, API_FAILED_PRECONDITION, "%s", err);
         if (r < 0)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "%s",
+                return conn_reply_error(c, id, API_INTERNAL, "%s",
                                         *err ? err : strerror(-r));
         log_info("image %.12s removed", req->digest);
         importer_sweep(m);
@@ -696,7 +696,7 @@ static void call_image_gc(struct conn *c, uint64_t id, const Hostd__V1__ImageGcR
         uint64_t freed = 0;
         int r = image_gc(m->images, budget, manager_image_in_use, m, &removed, &freed);
         if (r < 0)
-                return conn_reply_error(c, id, HOSTD__V1__CODE__INTERNAL, "image_gc: %s",
+                return conn_reply_error(c, id, API_INTERNAL, "image_gc: %s",
                                         strerror(-r));
         size_t n = 0;
         while (removed && removed[n])
@@ -755,13 +755,13 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         struct manager *m = c->srv->m;
         Hostd__V1__Request *req = hostd__v1__request__unpack(NULL, len, msg);
         if (!req)
-                return conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return conn_protocol_error(c, API_INVALID_ARGUMENT,
                                            "a %zu-byte frame that is not a hostd.v1.Request", len);
         /* protobuf-c keeps strings NUL-terminated and silently cuts one holding a NUL byte:
          * such a request packs back smaller than it came. */
         if (hostd__v1__request__get_packed_size(req) != len) {
                 conn_reply_error(
-                        c, req->id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        c, req->id, API_INVALID_ARGUMENT,
                         "request: a string holds a NUL byte, or the encoding is not canonical");
                 hostd__v1__request__free_unpacked(req, NULL);
                 return;
@@ -771,7 +771,7 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         if (c->read_only && !call_reads_only(req->call_case)) {
                 log_notice("refused %s from a read-only client (read-group): it needs root",
                            call_name(req->call_case));
-                conn_reply_error(c, id, HOSTD__V1__CODE__PERMISSION_DENIED,
+                conn_reply_error(c, id, API_PERMISSION_DENIED,
                                  "%s: permission denied: this client may only read (it is in "
                                  "read-group, not root)",
                                  call_name(req->call_case));
@@ -779,7 +779,7 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 return;
         }
         if (adds_in_flight(req) && conn_in_flight(c) >= c->max_inflight) {
-                conn_reply_error(c, id, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                conn_reply_error(c, id, API_RESOURCE_EXHAUSTED,
                                  "%s: calls and streams in flight on this connection: %u, the "
                                  "limit (max-inflight); send it again once one has ended",
                                  call_name(req->call_case), conn_in_flight(c));
@@ -789,7 +789,7 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         switch (req->call_case) {
         case HOSTD__V1__REQUEST__CALL_START:
                 if (!req->start->spec) {
-                        conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        conn_reply_error(c, id, API_INVALID_ARGUMENT,
                                          "start.spec: required");
                         break;
                 }
@@ -831,10 +831,10 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case HOSTD__V1__REQUEST__CALL_ATTACH: exec_attach(m, c, id, req->attach); break;
         case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: exec_input(m, c, id, req->stream_input); break;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
-                conn_reply_error(c, id, HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
+                conn_reply_error(c, id, API_INVALID_ARGUMENT, "request: no call set");
                 break;
         default:
-                conn_reply_error(c, id, HOSTD__V1__CODE__UNIMPLEMENTED,
+                conn_reply_error(c, id, API_UNIMPLEMENTED,
                                  "%s: not implemented by hostd %s", call_name(req->call_case),
                                  HOSTD_VERSION);
                 break;
@@ -879,13 +879,13 @@ static void conn_process(struct conn *c)
                         continue;
                 }
                 if (r == -EMSGSIZE) {
-                        conn_protocol_error(c, HOSTD__V1__CODE__RESOURCE_EXHAUSTED,
+                        conn_protocol_error(c, API_RESOURCE_EXHAUSTED,
                                             "frame over the limit of %zu bytes (max-frame)",
                                             c->rd.max);
                         break;
                 }
                 if (r < 0) {
-                        conn_protocol_error(c, HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        conn_protocol_error(c, API_INVALID_ARGUMENT,
                                             "malformed frame length");
                         break;
                 }
@@ -945,7 +945,7 @@ static void conn_handshake(struct conn *c)
         if (!tls_peer_allowed(c->srv->tls, c->ssl, who, sizeof who)) {
                 log_warning("TLS %s: refused: %s is not on the allow-list (tls-allow)", c->peer,
                             who);
-                conn_hang_up(c, HOSTD__V1__CODE__PERMISSION_DENIED,
+                conn_hang_up(c, API_PERMISSION_DENIED,
                              "%s is not allowed on this host (tls-allow)", who);
                 return;
         }
@@ -1075,7 +1075,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         }
         log_info("connection %s: closed after %" PRIu32 " s without a request (idle-timeout)",
                  c->peer, cfg->idle_timeout);
-        conn_hang_up(c, HOSTD__V1__CODE__UNAVAILABLE,
+        conn_hang_up(c, API_UNAVAILABLE,
                      "closed after %" PRIu32 " s without a request (idle-timeout)",
                      cfg->idle_timeout);
         return 0;

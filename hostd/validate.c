@@ -6,6 +6,7 @@
 #include "drain.h"
 #include "images.h"
 #include "util.h"
+#include "api-code.h"
 
 /* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
 #define ESC(v) escape_value((v), 80, (char[400]){ 0 }, 400)
@@ -39,9 +40,9 @@ bool dyno_id_valid(const char *id)
 int validate_id(const char *field, const char *id, char *msg, size_t len)
 {
         if (!id || !*id)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: required", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: required", field);
         if (!dyno_id_valid(id))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "%s: '%s' is not a valid dyno id (1 to 63 of A-Z a-z 0-9 . _ -, "
                             "starting with a letter or digit)",
                             field, ESC(id));
@@ -52,10 +53,10 @@ static int validate_label(const char *field, const char *v, char *msg, size_t le
 {
         size_t n = strlen(v);
         if (n > 63)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 63 bytes", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than 63 bytes", field);
         for (size_t i = 0; i < n; i++)
                 if (!name_char(v[i]))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "%s: '%s' has a character outside A-Z a-z 0-9 . _ -", field,
                                     ESC(v));
         return 0;
@@ -77,22 +78,22 @@ static bool env_name_valid(const char *n)
 static int validate_layer(const char *field, const char *path, char *msg, size_t len)
 {
         if (!utf8_valid(path))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         if (path[0] != '/')
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s' is not an absolute path",
+                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not an absolute path",
                             field, ESC(path));
         if (strlen(path) > 1024)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 1024 bytes", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than 1024 bytes", field);
         if (strpbrk(path, ",:\\\n"))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "%s: '%s' holds a character overlayfs cannot take (, : \\ newline)",
                             field, ESC(path));
         struct stat st;
         if (stat(path, &st) < 0)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s': %s", field, ESC(path),
+                return FAIL(API_INVALID_ARGUMENT, "%s: '%s': %s", field, ESC(path),
                             strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: '%s' is not a folder", field,
+                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not a folder", field,
                             ESC(path));
         return 0;
 }
@@ -101,19 +102,19 @@ static int validate_layer(const char *field, const char *path, char *msg, size_t
 int validate_image_source(const char *field, const char *url, char *msg, size_t len)
 {
         if (!*url)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: required", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: required", field);
         if (strlen(url) > 4096)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 4096 bytes", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than 4096 bytes", field);
         if (!utf8_valid(url))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         for (const char *p = url; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "%s: holds a control character", field);
         if (url[0] == '/' || startswith(url, "file:///") || startswith(url, "http://") ||
             startswith(url, "https://"))
                 return 0;
-        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+        return FAIL(API_INVALID_ARGUMENT,
                     "%s: '%s' is not an http://, https:// or file:// URL nor an absolute path",
                     field, ESC(url));
 }
@@ -124,15 +125,15 @@ static int validate_layer_source(const char *what, const char *path, const char 
         char field[32];
         int r;
         if (*path && *digest)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.%s_path and spec.%s_digest: give one, not both", what, what);
         if (*url && !*digest)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.%s_url: needs spec.%s_digest",
+                return FAIL(API_INVALID_ARGUMENT, "spec.%s_url: needs spec.%s_digest",
                             what, what);
         if (*digest) {
                 if (!image_digest_valid(digest))
                         return FAIL(
-                                HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                API_INVALID_ARGUMENT,
                                 "spec.%s_digest: '%s' is not a sha256 (64 lower-case hex digits)",
                                 what, ESC(digest));
                 snprintf(field, sizeof field, "spec.%s_url", what);
@@ -141,7 +142,7 @@ static int validate_layer_source(const char *what, const char *path, const char 
                 return 0;
         }
         if (!*path)
-                return required ? FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return required ? FAIL(API_INVALID_ARGUMENT,
                                        "spec.%s_digest or spec.%s_path: required", what, what) :
                                   0;
         snprintf(field, sizeof field, "spec.%s_path", what);
@@ -166,13 +167,13 @@ static const char *const reserved_env[] = {
 static int validate_text(const char *field, const char *v, size_t max, char *msg, size_t len)
 {
         if (strlen(v) > max)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than %zu bytes", field,
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than %zu bytes", field,
                             max);
         if (!utf8_valid(v))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: not valid UTF-8", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         for (const char *p = v; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "%s: holds a control character", field);
         return 0;
 }
@@ -182,10 +183,10 @@ static int validate_text(const char *field, const char *v, size_t max, char *msg
 static int validate_token(const char *field, const char *v, char *msg, size_t len)
 {
         if (strlen(v) > 64)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 64 bytes", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than 64 bytes", field);
         for (const char *p = v; *p; p++)
                 if (!name_char(*p))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "%s: '%s' has a character outside A-Z a-z 0-9 . _ -", field,
                                     ESC(v));
         return 0;
@@ -224,10 +225,10 @@ static int validate_term(const char *field, const char *v, char *msg, size_t len
         if (!*v)
                 return 0;
         if (strlen(v) > 63)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "%s: longer than 63 bytes", field);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than 63 bytes", field);
         for (const char *p = v; *p; p++)
                 if (!name_char(*p) && *p != '+')
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "%s: '%s' has a character outside A-Z a-z 0-9 . _ - +", field,
                                     ESC(v));
         return 0;
@@ -238,7 +239,7 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
 {
         int r;
         if (!s)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec: required");
+                return FAIL(API_INVALID_ARGUMENT, "spec: required");
         if ((r = validate_id("spec.id", s->id, msg, len)))
                 return r;
         if ((r = validate_label("spec.name", s->name, msg, len)) ||
@@ -247,11 +248,11 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
 
         switch (s->type) {
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_UNSPECIFIED:
-        case HOSTD__V1__DYNO_TYPE__WEB:
-        case HOSTD__V1__DYNO_TYPE__WORKER:
-        case HOSTD__V1__DYNO_TYPE__ONE_OFF: break;
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB:
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WORKER:
+        case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF: break;
         default:
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.type: unknown type %d",
+                return FAIL(API_INVALID_ARGUMENT, "spec.type: unknown type %d",
                             (int)s->type);
         }
 
@@ -261,7 +262,7 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
             (r = validate_text("spec.slug_description", s->slug_description, 256, msg, len)))
                 return r;
         if (*s->release_created_at && !rfc3339_valid(s->release_created_at))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.release_created_at: '%s' is not an RFC 3339 time "
                             "(2026-12-07T19:00:00Z)",
                             ESC(s->release_created_at));
@@ -274,92 +275,92 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 for (size_t i = 0; i < c->n_sizes && k < sizeof known; i++)
                         k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "",
                                               c->sizes[i].name);
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.size: unknown size '%s' (this host has: %s)", ESC(size_name),
                             known);
         }
 
         size_t cmdlen = strlen(s->command);
         if (cmdlen == 0)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: required");
+                return FAIL(API_INVALID_ARGUMENT, "spec.command: required");
         if (!utf8_valid(s->command))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: not valid UTF-8");
+                return FAIL(API_INVALID_ARGUMENT, "spec.command: not valid UTF-8");
         if (cmdlen > c->max_command)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.command: %zu bytes, over the limit of %u", cmdlen,
                             c->max_command);
 
         if (s->n_env > c->max_env)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.env: %zu variables, over the limit of %u", s->n_env, c->max_env);
         size_t env_bytes = 0;
         for (size_t i = 0; i < s->n_env; i++) {
                 const Hostd__V1__EnvVar *e = s->env[i];
                 if (!env_name_valid(e->name))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "spec.env[%zu].name: '%s' is not a valid variable name", i,
                                     ESC(e->name));
                 for (size_t j = 0; j < ELEMENTSOF(reserved_env); j++)
                         if (strcmp(e->name, reserved_env[j]) == 0)
-                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                return FAIL(API_INVALID_ARGUMENT,
                                             "spec.env[%zu].name: %s is set by hostd", i, e->name);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(e->name, s->env[j]->name) == 0)
-                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                return FAIL(API_INVALID_ARGUMENT,
                                             "spec.env[%zu].name: %s given twice", i, e->name);
                 if (!utf8_valid(e->value))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "spec.env[%zu].value (%s): not valid UTF-8", i, e->name);
                 env_bytes += strlen(e->name) + strlen(e->value) + 2;
         }
         if (env_bytes > c->max_env_bytes)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.env: %zu bytes, over the limit of %u", env_bytes,
                             c->max_env_bytes);
 
         if (s->port > 65535)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.port: %u is not a port (1-65535)", s->port);
-        if (s->type == HOSTD__V1__DYNO_TYPE__WEB && s->port == 0)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+        if (s->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB && s->port == 0)
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.port: required for a web dyno");
 
         if (s->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS && s->grace_seconds > 3600)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.grace_seconds: %u is over 3600", s->grace_seconds);
         if (s->boot_case == HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS &&
             (s->boot_timeout_seconds == 0 || s->boot_timeout_seconds > 3600))
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.boot_timeout_seconds: %u is not in 1..3600",
                             s->boot_timeout_seconds);
 
         /* Fields that later work implements: refused by name rather than ignored. */
-        if (s->tty && s->type != HOSTD__V1__DYNO_TYPE__ONE_OFF)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+        if (s->tty && s->type != HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF)
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.tty: only a one-off dyno has a terminal");
         if (s->tty_columns > 10000 || s->tty_rows > 10000)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
                             s->tty_rows);
         if (*s->tty_term && !s->tty)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.tty_term: only a dyno with a terminal (spec.tty) has one");
         if ((r = validate_term("spec.tty_term", s->tty_term, msg, len)))
                 return r;
         if (s->n_log_drains > DRAIN_MAX_PER_DYNO)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "spec.log_drains: %zu drains, over the limit of %d", s->n_log_drains,
                             DRAIN_MAX_PER_DYNO);
         for (size_t i = 0; i < s->n_log_drains; i++) {
                 struct drain_url u;
                 char why[256];
                 if (drain_url_parse(s->log_drains[i], &u, why, sizeof why) < 0)
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "spec.log_drains[%zu]: '%s': %s", i, ESC(s->log_drains[i]),
                                     why);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(s->log_drains[i], s->log_drains[j]) == 0)
-                                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                                return FAIL(API_INVALID_ARGUMENT,
                                             "spec.log_drains[%zu]: the same URL as "
                                             "spec.log_drains[%zu]",
                                             i, j);
@@ -382,14 +383,14 @@ int validate_digest(const char *field, const char *digest, char *msg, size_t len
 {
         if (image_digest_valid(digest))
                 return 0;
-        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+        return FAIL(API_INVALID_ARGUMENT,
                     "%s: '%s' is not a sha256 (64 lower-case hex digits)", field, ESC(digest));
 }
 
 int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
 {
         if (grace_set && grace > 3600)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
+                return FAIL(API_INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
                             grace);
         return 0;
 }
@@ -400,27 +401,27 @@ int validate_exec(const Hostd__V1__ExecRequest *req, const struct config *c, cha
         if (code)
                 return code;
         if (req->n_argv == 0 || !*req->argv[0])
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.argv: a command is required");
+                return FAIL(API_INVALID_ARGUMENT, "exec.argv: a command is required");
         if (req->n_argv > EXEC_MAX_ARGS)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "exec.argv: %zu arguments, more than %d", req->n_argv, EXEC_MAX_ARGS);
         size_t total = 0;
         for (size_t i = 0; i < req->n_argv; i++) {
                 if (!utf8_valid(req->argv[i]))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "exec.argv[%zu]: not valid UTF-8", i);
                 total += strlen(req->argv[i]) + 1;
         }
         if (total > c->max_command)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "exec.argv: %zu bytes, more than %" PRIu32 " (max-command)", total,
                             c->max_command);
         if (req->tty_columns > 10000 || req->tty_rows > 10000)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
                             req->tty_columns, req->tty_rows);
         if (*req->term && !req->tty)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                return FAIL(API_INVALID_ARGUMENT,
                             "exec.term: only a process with a terminal (exec.tty) has one");
         return validate_term("exec.term", req->term, msg, len);
 }
@@ -432,8 +433,8 @@ int validate_image_import(const Hostd__V1__ImageImportRequest *req, char *msg, s
                 return code;
         if ((code = validate_digest("image_import.sha256", req->sha256, msg, len)))
                 return code;
-        if (req->kind != HOSTD__V1__IMAGE_KIND__STACK && req->kind != HOSTD__V1__IMAGE_KIND__SLUG)
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.kind: stack or slug");
+        if (req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK && req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG)
+                return FAIL(API_INVALID_ARGUMENT, "image_import.kind: stack or slug");
         return 0;
 }
 
@@ -443,7 +444,7 @@ int validate_request(const Hostd__V1__Request *req, const struct config *c, char
         switch (req->call_case) {
         case HOSTD__V1__REQUEST__CALL_START:
                 if (!req->start->spec)
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+                        return FAIL(API_INVALID_ARGUMENT, "start.spec: required");
                 return validate_spec(req->start->spec, c, NULL, msg, len);
         case HOSTD__V1__REQUEST__CALL_STOP:
                 if ((code = validate_id("id", req->stop->id, msg, len)))
@@ -479,20 +480,20 @@ int validate_request(const Hostd__V1__Request *req, const struct config *c, char
                             HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
                     (req->drain->deadline_seconds == 0 ||
                      req->drain->deadline_seconds > 7 * 24 * 3600))
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "drain.deadline_seconds: %" PRIu32 " is not 1..604800",
                                     req->drain->deadline_seconds);
                 return 0;
         case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
                 /* as metrics_subscribe checks it */
                 if (req->subscribe_metrics->interval_seconds > 3600)
-                        return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT,
+                        return FAIL(API_INVALID_ARGUMENT,
                                     "subscribe_metrics.interval_seconds: %" PRIu32
                                     " is out of range (1..3600; 0 or unset: 20)",
                                     req->subscribe_metrics->interval_seconds);
                 return 0;
         case HOSTD__V1__REQUEST__CALL__NOT_SET:
-                return FAIL(HOSTD__V1__CODE__INVALID_ARGUMENT, "request: no call set");
-        default: return FAIL(HOSTD__V1__CODE__UNIMPLEMENTED, "request: call not implemented");
+                return FAIL(API_INVALID_ARGUMENT, "request: no call set");
+        default: return FAIL(API_UNIMPLEMENTED, "request: call not implemented");
         }
 }

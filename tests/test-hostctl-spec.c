@@ -68,7 +68,7 @@ static void test_full_spec(void)
         CHECK_STR(s->id, "web-1");
         CHECK_STR(s->name, "web.1");
         CHECK_STR(s->app, "shop");
-        CHECK(s->type == HOSTD__V1__DYNO_TYPE__WEB);
+        CHECK(s->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB);
         CHECK_STR(s->size, "standard-2x");
         CHECK_STR(s->command, "bundle exec puma -C config/puma.rb");
         CHECK(s->n_env == 2);
@@ -215,12 +215,12 @@ static void test_type(void)
                 const char *text;
                 Hostd__V1__DynoType want;
         } ok[] = {
-                { "web", HOSTD__V1__DYNO_TYPE__WEB },
-                { "WEB", HOSTD__V1__DYNO_TYPE__WEB },
-                { "worker", HOSTD__V1__DYNO_TYPE__WORKER },
-                { "one_off", HOSTD__V1__DYNO_TYPE__ONE_OFF },
-                { "ONE_OFF", HOSTD__V1__DYNO_TYPE__ONE_OFF },
-                { "one-off", HOSTD__V1__DYNO_TYPE__ONE_OFF },
+                { "web", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB },
+                { "WEB", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB },
+                { "worker", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WORKER },
+                { "one_off", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF },
+                { "ONE_OFF", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF },
+                { "one-off", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF },
                 { "DYNO_TYPE_UNSPECIFIED", HOSTD__V1__DYNO_TYPE__DYNO_TYPE_UNSPECIFIED },
         };
         for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -238,9 +238,9 @@ static void test_type(void)
         parse_fails("{\"type\": 1}", "key 'type': expected a string");
 
         Hostd__V1__DynoType t;
-        CHECK(spec_parse_type("one-off", &t) == 0 && t == HOSTD__V1__DYNO_TYPE__ONE_OFF);
+        CHECK(spec_parse_type("one-off", &t) == 0 && t == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF);
         CHECK(spec_parse_type("web ", &t) == -EINVAL);
-        CHECK_STR(spec_type_name(HOSTD__V1__DYNO_TYPE__ONE_OFF), "one_off");
+        CHECK_STR(spec_type_name(HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF), "one_off");
         CHECK(spec_type_name((Hostd__V1__DynoType)42) == NULL);
 }
 

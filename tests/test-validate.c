@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "util.h"
+#include "api-code.h"
 #include "validate.h"
 #include "check.h"
 
@@ -30,9 +31,9 @@ static void test_ids(void)
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 CHECK(!dyno_id_valid(bad[i]));
         char msg[256];
-        CHECK(validate_id("spec.id", "a/b", msg, sizeof msg) == HOSTD__V1__CODE__INVALID_ARGUMENT);
+        CHECK(validate_id("spec.id", "a/b", msg, sizeof msg) == API_INVALID_ARGUMENT);
         CHECK(strstr(msg, "spec.id") != NULL);
-        CHECK(validate_id("spec.id", "", msg, sizeof msg) == HOSTD__V1__CODE__INVALID_ARGUMENT);
+        CHECK(validate_id("spec.id", "", msg, sizeof msg) == API_INVALID_ARGUMENT);
         CHECK(strstr(msg, "required") != NULL);
 }
 
@@ -60,7 +61,7 @@ static Hostd__V1__DynoSpec spec_good(void)
 {
         Hostd__V1__DynoSpec s = HOSTD__V1__DYNO_SPEC__INIT;
         s.id = (char *)"web-1";
-        s.type = HOSTD__V1__DYNO_TYPE__WORKER;
+        s.type = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WORKER;
         s.command = (char *)"sleep 1";
         s.stack_path = stack;
         return s;
@@ -88,23 +89,23 @@ static void test_spec(void)
 
         s = spec_good();
         s.size = (char *)"huge";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.size: unknown size 'huge'");
+        expect(&s, API_INVALID_ARGUMENT, "spec.size: unknown size 'huge'");
 
         s = spec_good();
         s.command = (char *)"";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command: required");
+        expect(&s, API_INVALID_ARGUMENT, "spec.command: required");
 
         char *big = malloc(cfg.max_command + 2);
         memset(big, 'x', cfg.max_command + 1);
         big[cfg.max_command + 1] = 0;
         s = spec_good();
         s.command = big;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.command:");
+        expect(&s, API_INVALID_ARGUMENT, "spec.command:");
         free(big);
 
         s = spec_good();
         s.command = (char *)"echo \xff";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "UTF-8");
+        expect(&s, API_INVALID_ARGUMENT, "UTF-8");
 
         Hostd__V1__EnvVar e1 = HOSTD__V1__ENV_VAR__INIT, e2 = HOSTD__V1__ENV_VAR__INIT;
         Hostd__V1__EnvVar *env[2] = { &e1, &e2 };
@@ -113,59 +114,59 @@ static void test_spec(void)
         s = spec_good();
         s.n_env = 1;
         s.env = env;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "PORT is set by hostd");
+        expect(&s, API_INVALID_ARGUMENT, "PORT is set by hostd");
 
         e1.name = (char *)"1BAD";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.env[0].name");
+        expect(&s, API_INVALID_ARGUMENT, "spec.env[0].name");
 
         e1.name = e2.name = (char *)"SAME";
         e2.value = (char *)"2";
         s.n_env = 2;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "given twice");
+        expect(&s, API_INVALID_ARGUMENT, "given twice");
 
         s = spec_good();
-        s.type = HOSTD__V1__DYNO_TYPE__WEB;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port: required for a web dyno");
+        s.type = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB;
+        expect(&s, API_INVALID_ARGUMENT, "spec.port: required for a web dyno");
         s.port = 70000;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.port");
+        expect(&s, API_INVALID_ARGUMENT, "spec.port");
 
         s = spec_good();
         s.stack_path = (char *)"relative/path";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not an absolute path");
+        expect(&s, API_INVALID_ARGUMENT, "not an absolute path");
         s.stack_path = (char *)"/nonexistent/stack";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "No such file");
+        expect(&s, API_INVALID_ARGUMENT, "No such file");
         s.stack_path = (char *)"/etc/hostname";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not a folder");
+        expect(&s, API_INVALID_ARGUMENT, "not a folder");
         s.stack_path = (char *)"/tmp/a,upperdir=/x";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "overlayfs");
+        expect(&s, API_INVALID_ARGUMENT, "overlayfs");
 
         static char digest[] = "a58f042b6b3d94d52e795ed3aa2bb6883957db58317ff0a046299060e530259b";
         s = spec_good();
         s.stack_digest = digest;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "give one, not both");
+        expect(&s, API_INVALID_ARGUMENT, "give one, not both");
         s.stack_path = (char *)"";
         expect(&s, 0, NULL);
         s.stack_url = (char *)"https://images.example/stack.tar.gz";
         expect(&s, 0, NULL);
         s.stack_url = (char *)"ftp://images.example/stack.tar.gz";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.stack_url");
+        expect(&s, API_INVALID_ARGUMENT, "spec.stack_url");
         s.stack_url = (char *)"relative/stack.tar.gz";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.stack_url");
+        expect(&s, API_INVALID_ARGUMENT, "spec.stack_url");
         s.stack_url = (char *)"";
         s.stack_digest = (char *)"ABC";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "not a sha256");
+        expect(&s, API_INVALID_ARGUMENT, "not a sha256");
         s = spec_good();
         s.slug_url = (char *)"/srv/slug.tar.gz";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "needs spec.slug_digest");
+        expect(&s, API_INVALID_ARGUMENT, "needs spec.slug_digest");
         s = spec_good();
         s.stack_path = (char *)"";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect(&s, API_INVALID_ARGUMENT,
                "spec.stack_digest or spec.stack_path: required");
 
         s = spec_good();
         s.grace_case = HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS;
         s.grace_seconds = 3601;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds");
+        expect(&s, API_INVALID_ARGUMENT, "grace_seconds");
 }
 
 /* The dyno metadata, a one-off's TERM, and the names of the variables hostd sets. */
@@ -190,7 +191,7 @@ static void test_metadata(void)
                                                  "2026-12-07T19:00:00+1" };
         for (size_t i = 0; i < ELEMENTSOF(bad_times); i++) {
                 s.release_created_at = (char *)bad_times[i];
-                expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.release_created_at");
+                expect(&s, API_INVALID_ARGUMENT, "spec.release_created_at");
         }
         s.release_created_at = (char *)"";
 
@@ -198,28 +199,28 @@ static void test_metadata(void)
         memset(long_id, 'a', 65);
         long_id[65] = 0;
         s.app_id = long_id;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.app_id: longer than 64 bytes");
+        expect(&s, API_INVALID_ARGUMENT, "spec.app_id: longer than 64 bytes");
         long_id[64] = 0;
         expect(&s, 0, NULL);
         s.slug_commit = (char *)"abc\x7f";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect(&s, API_INVALID_ARGUMENT,
                "spec.slug_commit: 'abc\\x7f' has a character");
         s.app_id = (char *)"my app";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.app_id: 'my app' has a character");
+        expect(&s, API_INVALID_ARGUMENT, "spec.app_id: 'my app' has a character");
         s.app_id = (char *)"";
         s.slug_commit = (char *)"";
         s.slug_description = (char *)"\xff";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.slug_description: not valid UTF-8");
+        expect(&s, API_INVALID_ARGUMENT, "spec.slug_description: not valid UTF-8");
         s.slug_description = (char *)"";
 
         /* TERM only with a terminal, and only a terminfo name. */
         s.tty_term = (char *)"xterm-256color";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.tty_term: only a dyno with a terminal");
-        s.type = HOSTD__V1__DYNO_TYPE__ONE_OFF;
+        expect(&s, API_INVALID_ARGUMENT, "spec.tty_term: only a dyno with a terminal");
+        s.type = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF;
         s.tty = true;
         expect(&s, 0, NULL);
         s.tty_term = (char *)"xterm;rm -rf /";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.tty_term");
+        expect(&s, API_INVALID_ARGUMENT, "spec.tty_term");
 
         static const char *const reserved[] = { "HEROKU_DYNO_ID",
                                                 "HEROKU_APP_ID",
@@ -236,7 +237,7 @@ static void test_metadata(void)
         e.value = (char *)"x";
         for (size_t i = 0; i < ELEMENTSOF(reserved); i++) {
                 e.name = (char *)reserved[i];
-                expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "is set by hostd");
+                expect(&s, API_INVALID_ARGUMENT, "is set by hostd");
         }
         e.name = (char *)"HEROKU_OTHER";
         expect(&s, 0, NULL);
@@ -257,20 +258,20 @@ static void test_drains(void)
         s.n_log_drains = 8;
         expect(&s, 0, NULL);
         s.n_log_drains = 9;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect(&s, API_INVALID_ARGUMENT,
                "spec.log_drains: 9 drains, over the limit of 8");
 
         char *bad[] = { (char *)"syslog://127.0.0.1:514", (char *)"tcp://127.0.0.1:514" };
         s.log_drains = bad;
         s.n_log_drains = 2;
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect(&s, API_INVALID_ARGUMENT,
                "spec.log_drains[1]: 'tcp://127.0.0.1:514': not a syslog:// or syslog+tls:// URL");
         bad[1] = (char *)"syslog://127.0.0.1:514";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect(&s, API_INVALID_ARGUMENT,
                "spec.log_drains[1]: the same URL as spec.log_drains[0]");
         /* A value that is not text is quoted safely in the message. */
         bad[1] = (char *)"syslog://\xff:514";
-        expect(&s, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.log_drains[1]: 'syslog://\\xff:514'");
+        expect(&s, API_INVALID_ARGUMENT, "spec.log_drains[1]: 'syslog://\\xff:514'");
 }
 
 /* validate_request(): each call's checks, as hostd makes them before it looks for a dyno, an
@@ -291,26 +292,26 @@ static void test_requests(void)
 {
         static char digest[] = "a58f042b6b3d94d52e795ed3aa2bb6883957db58317ff0a046299060e530259b";
         Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "no call set");
+        expect_request(&req, API_INVALID_ARGUMENT, "no call set");
 
         Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_START;
         req.start = &start;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "start.spec: required");
+        expect_request(&req, API_INVALID_ARGUMENT, "start.spec: required");
         Hostd__V1__DynoSpec s = spec_good();
         start.spec = &s;
         expect_request(&req, 0, NULL);
         s.id = (char *)"../x";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "spec.id");
+        expect_request(&req, API_INVALID_ARGUMENT, "spec.id");
 
         Hostd__V1__StopRequest stop = HOSTD__V1__STOP_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_STOP;
         req.stop = &stop;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "id: required");
+        expect_request(&req, API_INVALID_ARGUMENT, "id: required");
         stop.id = (char *)"web-1";
         stop.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
         stop.grace_seconds = 3601;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "grace_seconds: 3601 is over 3600");
+        expect_request(&req, API_INVALID_ARGUMENT, "grace_seconds: 3601 is over 3600");
         stop.grace_seconds = 3600;
         expect_request(&req, 0, NULL);
 
@@ -318,49 +319,49 @@ static void test_requests(void)
         req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
         req.exec = &ex;
         ex.id = (char *)"web-1";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "a command is required");
+        expect_request(&req, API_INVALID_ARGUMENT, "a command is required");
         char *argv[] = { (char *)"ls", (char *)"\xff" };
         ex.argv = argv;
         ex.n_argv = 2;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.argv[1]: not valid UTF-8");
+        expect_request(&req, API_INVALID_ARGUMENT, "exec.argv[1]: not valid UTF-8");
         ex.n_argv = 1;
         ex.tty_rows = 10001;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "is over 10000");
+        expect_request(&req, API_INVALID_ARGUMENT, "is over 10000");
         ex.tty_rows = 24;
         expect_request(&req, 0, NULL);
         ex.term = (char *)"screen";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect_request(&req, API_INVALID_ARGUMENT,
                        "exec.term: only a process with a terminal");
         ex.tty = true;
         expect_request(&req, 0, NULL);
         ex.term = (char *)"screen\n";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "exec.term");
+        expect_request(&req, API_INVALID_ARGUMENT, "exec.term");
         ex.term = (char *)"";
 
         Hostd__V1__ImageImportRequest imp = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
         req.image_import = &imp;
         imp.source = (char *)"ftp://x";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.source");
+        expect_request(&req, API_INVALID_ARGUMENT, "image_import.source");
         imp.source = (char *)"/srv/stack.tar.gz";
         imp.sha256 = (char *)"\xff";
         /* The bad bytes are quoted, so the reply stays valid UTF-8. */
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "'\\xff' is not a sha256");
+        expect_request(&req, API_INVALID_ARGUMENT, "'\\xff' is not a sha256");
         imp.sha256 = digest;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_import.kind");
-        imp.kind = HOSTD__V1__IMAGE_KIND__SLUG;
+        expect_request(&req, API_INVALID_ARGUMENT, "image_import.kind");
+        imp.kind = HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG;
         expect_request(&req, 0, NULL);
 
         Hostd__V1__ImageRemoveRequest rm = HOSTD__V1__IMAGE_REMOVE_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE;
         req.image_remove = &rm;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "image_remove.digest");
+        expect_request(&req, API_INVALID_ARGUMENT, "image_remove.digest");
 
         Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_ATTACH;
         req.attach = &at;
         at.id = (char *)"a b";
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT, "attach.id");
+        expect_request(&req, API_INVALID_ARGUMENT, "attach.id");
 
         Hostd__V1__DrainRequest dr = HOSTD__V1__DRAIN_REQUEST__INIT;
         req.call_case = HOSTD__V1__REQUEST__CALL_DRAIN;
@@ -368,7 +369,7 @@ static void test_requests(void)
         expect_request(&req, 0, NULL); /* no deadline */
         dr.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
         dr.deadline_seconds = 0;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect_request(&req, API_INVALID_ARGUMENT,
                        "drain.deadline_seconds: 0 is not 1..604800");
         dr.deadline_seconds = 604800;
         expect_request(&req, 0, NULL);
@@ -378,7 +379,7 @@ static void test_requests(void)
         req.subscribe_metrics = &sm;
         expect_request(&req, 0, NULL);
         sm.interval_seconds = 3601;
-        expect_request(&req, HOSTD__V1__CODE__INVALID_ARGUMENT,
+        expect_request(&req, API_INVALID_ARGUMENT,
                        "subscribe_metrics.interval_seconds: 3601 is out of range");
 }
 
