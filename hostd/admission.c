@@ -65,7 +65,7 @@ uint64_t memory_committed(struct manager *m)
         return sum;
 }
 
-int admission_check(struct manager *m, const char *id, const struct size_def *size, bool fresh,
+enum api_code admission_check(struct manager *m, const char *id, const struct size_def *size, bool fresh,
                     char *msg, size_t len)
 {
         const struct config *c = m->config;
@@ -120,7 +120,7 @@ static int on_drain_deadline(sd_event_source *s, uint64_t usec, void *userdata)
                 return 0;
         log_notice("drain: the deadline has passed; stopping the %zu dynos left", m->n_live);
         if (m->events)
-                events_emit(m->events, NULL, "host", 0,
+                events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                             "drain deadline passed: stopping the %zu dynos left", m->n_live);
         manager_stop_all(m);
         return 0;
@@ -138,10 +138,7 @@ static int drain_arm(struct manager *m)
 
 int admission_drain(struct manager *m, bool has_deadline, uint32_t seconds, char *msg, size_t len)
 {
-        if (has_deadline && (seconds == 0 || seconds > 7 * 24 * 3600)) {
-                snprintf(msg, len, "drain.deadline_seconds: %" PRIu32 " is not 1..604800", seconds);
-                return -EINVAL;
-        }
+        /* validate_drain checked the deadline. */
         int64_t deadline = has_deadline ? now_realtime_usec() + (int64_t)seconds * 1000000 : 0;
         /* Kept first: a hostd that dies now comes back draining. */
         _cleanup_free_ char *path = drain_path(m);
@@ -169,11 +166,11 @@ int admission_drain(struct manager *m, bool has_deadline, uint32_t seconds, char
                    has_deadline ? "the deadline's seconds" : "");
         if (m->events) {
                 if (has_deadline)
-                        events_emit(m->events, NULL, "host", 0,
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                                     "draining: no new dynos; the %zu running stop in %" PRIu32 " s",
                                     m->n_live, seconds);
                 else
-                        events_emit(m->events, NULL, "host", 0, "draining: no new dynos");
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0, "draining: no new dynos");
         }
         return 0;
 }
@@ -193,7 +190,7 @@ int admission_undrain(struct manager *m, char *msg, size_t len)
         if (was) {
                 log_notice("undrained: new dynos are welcome again");
                 if (m->events)
-                        events_emit(m->events, NULL, "host", 0, "undrained: new dynos welcome");
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0, "undrained: new dynos welcome");
         }
         return 0;
 }

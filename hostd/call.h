@@ -36,6 +36,9 @@ static inline void call_unrefp(struct call **c)
  * than it is written to keeps what it was sent queued (see call_pending) and is cancelled,
  * RESOURCE_EXHAUSTED, past the transport's bound. */
 int call_send(struct call *c, const ProtobufCMessage *msg);
+/* The same with the message packed already (its protobuf bytes): one encoding sent to many
+ * subscribers. */
+int call_send_packed(struct call *c, const uint8_t *buf, size_t len);
 /* End the call with OK (after a unary call's answer, or a stream's last item). */
 void call_finish(struct call *c);
 /* End the call with an error: code and a message that names the field or object. */

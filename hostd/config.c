@@ -106,7 +106,7 @@ static const struct key_def hostd_keys[] = {
         /* uid 0..999 are the host's system users; (uid_t)-1 means "unchanged" to the kernel */
         { "uid-min", VALUE_U32, CONFIG_FIELD(uid_min), 1000, UINT32_MAX - 2 },
         { "uid-max", VALUE_U32, CONFIG_FIELD(uid_max), 1001, UINT32_MAX - 1 },
-        { "max-frame", VALUE_BYTES32, CONFIG_FIELD(max_frame), 1 * KiB, 64 * MiB },
+        { "max-message", VALUE_BYTES32, CONFIG_FIELD(max_message), 1 * KiB, 64 * MiB },
         { "max-connections", VALUE_U32, CONFIG_FIELD(max_connections), 1, 65536 },
         { "max-command", VALUE_BYTES32, CONFIG_FIELD(max_command), 1, 1 * MiB },
         { "max-env", VALUE_U32, CONFIG_FIELD(max_env), 1, 65536 },
@@ -149,6 +149,7 @@ static const struct key_def hostd_keys[] = {
         /* 0: never; at most a day */
         { "idle-timeout", VALUE_U32, CONFIG_FIELD(idle_timeout), 0, 86400 },
         { "max-inflight", VALUE_U32, CONFIG_FIELD(max_inflight), 1, 65536 },
+        { "keepalive", VALUE_U32, CONFIG_FIELD(keepalive), 0, 86400 },
 };
 
 static const struct key_def size_keys[] = {
@@ -743,7 +744,7 @@ int config_init_defaults(struct config *c)
                 .runtime_metrics_interval = 20,
                 .uid_min = 200000,
                 .uid_max = 265535,
-                .max_frame = 4 * MiB,
+                .max_message = 4 * MiB,
                 .max_connections = 256,
                 .max_command = 16384,
                 .max_env = 256,
@@ -765,6 +766,7 @@ int config_init_defaults(struct config *c)
                 .tls_handshake_timeout = 10,
                 .idle_timeout = 600,
                 .max_inflight = 64,
+                .keepalive = 60,
                 .restart_backoff = { .seconds = { 0, 20 * 60, 40 * 60, 60 * 60, 180 * 60,
                                                   320 * 60 },
                                      .n = 6 },

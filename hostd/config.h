@@ -52,7 +52,7 @@ struct config {
         uint32_t cycle_after;      /* 24 h: daily cycling of every dyno; 0: never */
         uint32_t cycle_jitter;     /* 216 min: a random part added to cycle_after */
         uint32_t uid_min, uid_max; /* dyno uids (gid = uid) */
-        uint32_t max_frame;        /* bytes */
+        uint32_t max_message;      /* bytes of one request message */
         uint32_t max_connections;
         uint32_t max_command;   /* bytes */
         uint32_t max_env;       /* variables */
@@ -86,7 +86,8 @@ struct config {
         char *tls_allow;  /* identities allowed, separated by commas; "": any that chains */
         uint32_t tls_handshake_timeout; /* 10 s */
         uint32_t idle_timeout;          /* 600 s without a request or a stream: closed; 0: never */
-        uint32_t max_inflight;          /* 64 calls answering later and streams per connection */
+        uint32_t max_inflight;          /* 64 calls (gRPC streams) open per connection */
+        uint32_t keepalive;             /* 60 s: a quiet connection is pinged this often; 0: never */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -9,14 +9,13 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 
+#include "call.h"
 #include "frame.h"
-#include "rpc.h"
 #include "util.h"
-#include "api-code.h"
 
 struct subscriber {
-        struct conn *conn;
-        uint64_t id;
+        struct events *e;
+        struct call *call;
         struct subscriber *next;
 };
 
@@ -30,6 +29,32 @@ struct events {
         uint64_t next_seq;
         struct subscriber *subs;
 };
+
+/* An event written before EventKind had its kind as a string in field 4 (reserved now):
+ * protobuf-c keeps it among the unknown fields, where it is read back. */
+static void event_upgrade(Hostd__V1__Event *ev)
+{
+        static const struct {
+                const char *name;
+                Hostd__V1__EventKind kind;
+        } kinds[] = {
+                { "state", HOSTD__V1__EVENT_KIND__EVENT_KIND_STATE },
+                { "oom", HOSTD__V1__EVENT_KIND__EVENT_KIND_OOM },
+                { "removed", HOSTD__V1__EVENT_KIND__EVENT_KIND_REMOVED },
+                { "host", HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST },
+        };
+        if (ev->kind != HOSTD__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED)
+                return;
+        for (unsigned i = 0; i < ev->base.n_unknown_fields; i++) {
+                const ProtobufCMessageUnknownField *f = &ev->base.unknown_fields[i];
+                if (f->tag != 4 || f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+                        continue;
+                for (size_t k = 0; k < ELEMENTSOF(kinds); k++)
+                        if (f->len == strlen(kinds[k].name) &&
+                            memcmp(f->data, kinds[k].name, f->len) == 0)
+                                ev->kind = kinds[k].kind;
+        }
+}
 
 static Hostd__V1__Event *event_at(const struct events *e, size_t i)
 {
@@ -127,6 +152,7 @@ int events_open(const char *state_dir, uint32_t keep, struct events **ret)
                         hostd__v1__event__unpack(NULL, n, (uint8_t *)buf + off + used);
                 if (!ev)
                         break;
+                event_upgrade(ev);
                 if (ev->seq >= e->next_seq)
                         e->next_seq = ev->seq + 1;
                 ring_push(e, ev);
@@ -160,7 +186,8 @@ void events_free(struct events *e)
         while (e->subs) {
                 struct subscriber *s = e->subs;
                 e->subs = s->next;
-                conn_unref(s->conn);
+                call_on_cancel(s->call, NULL, NULL);
+                call_unref(s->call);
                 free(s);
         }
         for (size_t i = 0; i < e->n; i++)
@@ -171,20 +198,22 @@ void events_free(struct events *e)
         free(e);
 }
 
-static void send_event(struct conn *c, uint64_t id, Hostd__V1__Event *ev)
+static int send_event(struct call *c, Hostd__V1__Event *ev)
 {
-        conn_reply_result(c, id, EVENT, event, ev);
+        Hostd__V1__SubscribeEventsResponse resp = HOSTD__V1__SUBSCRIBE_EVENTS_RESPONSE__INIT;
+        resp.event = ev;
+        return call_send(c, &resp.base);
 }
 
 /* An event is made as protobuf-c's unpack would make it, so that one free serves both. */
-static Hostd__V1__Event *event_new(uint64_t seq, const char *dyno_id, const char *kind,
+static Hostd__V1__Event *event_new(uint64_t seq, const char *dyno_id, Hostd__V1__EventKind kind,
                                    Hostd__V1__DynoState state, const char *message)
 {
         Hostd__V1__Event tmp = HOSTD__V1__EVENT__INIT;
         tmp.seq = seq;
         tmp.time_usec = now_realtime_usec();
         tmp.dyno_id = (char *)(dyno_id ? dyno_id : "");
-        tmp.kind = (char *)kind;
+        tmp.kind = kind;
         tmp.state = state;
         tmp.message = (char *)message;
         size_t len = hostd__v1__event__get_packed_size(&tmp);
@@ -195,7 +224,7 @@ static Hostd__V1__Event *event_new(uint64_t seq, const char *dyno_id, const char
         return hostd__v1__event__unpack(NULL, len, buf);
 }
 
-void events_emit(struct events *e, const char *dyno_id, const char *kind,
+void events_emit(struct events *e, const char *dyno_id, Hostd__V1__EventKind kind,
                  Hostd__V1__DynoState state, const char *fmt, ...)
 {
         char msg[1024];
@@ -225,47 +254,55 @@ void events_emit(struct events *e, const char *dyno_id, const char *kind,
                         log_error_errno(r, "events: compact %s: %m", e->path);
         }
 
-        for (struct subscriber **pp = &e->subs; *pp;) {
-                struct subscriber *s = *pp;
-                if (conn_is_closed(s->conn)) {
-                        *pp = s->next;
-                        conn_unref(s->conn);
-                        free(s);
-                        continue;
-                }
-                send_event(s->conn, s->id, ev);
-                pp = &s->next;
-        }
+        /* A subscriber whose call ended is gone already (on_cancel). */
+        for (struct subscriber *s = e->subs; s; s = s->next)
+                (void)send_event(s->call, ev);
 }
 
 int events_last_state(const struct events *e, const char *dyno_id)
 {
         for (size_t i = e->n; i-- > 0;) {
                 const Hostd__V1__Event *ev = event_at(e, i);
-                if (strcmp(ev->kind, "state") == 0 && strcmp(ev->dyno_id, dyno_id) == 0)
+                if (ev->kind == HOSTD__V1__EVENT_KIND__EVENT_KIND_STATE &&
+                    strcmp(ev->dyno_id, dyno_id) == 0)
                         return (int)ev->state;
         }
         return -1;
 }
 
-void events_subscribe(struct events *e, struct conn *c, uint64_t id, uint64_t since, bool follow)
+/* The client went: forget it. */
+static void on_subscriber_cancel(struct call *c, void *userdata)
+{
+        struct subscriber *gone = userdata;
+        struct events *e = gone->e;
+        for (struct subscriber **pp = &e->subs; *pp; pp = &(*pp)->next)
+                if (*pp == gone) {
+                        *pp = gone->next;
+                        call_unref(gone->call);
+                        free(gone);
+                        return;
+                }
+}
+
+void events_subscribe(struct events *e, struct call *c, uint64_t since, bool follow)
 {
         for (size_t i = 0; i < e->n; i++)
-                if (event_at(e, i)->seq > since)
-                        send_event(c, id, event_at(e, i));
+                if (event_at(e, i)->seq > since && send_event(c, event_at(e, i)) < 0)
+                        return; /* the client went while it was sent the kept ones */
         if (!follow) {
-                rpc_end_stream(c, id);
+                call_finish(c);
                 return;
         }
         struct subscriber *s = calloc(1, sizeof *s);
         if (!s) {
-                conn_reply_error(c, id, API_INTERNAL, "out of memory");
+                call_fail(c, API_INTERNAL, "subscribe_events: out of memory");
                 return;
         }
-        s->conn = conn_ref(c);
-        s->id = id;
+        s->e = e;
+        s->call = call_ref(c);
         s->next = e->subs;
         e->subs = s;
+        call_on_cancel(c, on_subscriber_cancel, s);
 }
 
 uint64_t events_last_seq(const struct events *e) { return e->next_seq - 1; }

@@ -12,7 +12,7 @@
 
 #include "hostd.pb-c.h"
 
-struct conn;
+struct call;
 struct events;
 
 /* Open (or create) <state_dir>/events and load the last keep events. */
@@ -20,7 +20,7 @@ int events_open(const char *state_dir, uint32_t keep, struct events **ret);
 void events_free(struct events *e);
 
 /* Append an event (seq and time are set here) and send it to every subscriber. */
-void events_emit(struct events *e, const char *dyno_id, const char *kind,
+void events_emit(struct events *e, const char *dyno_id, Hostd__V1__EventKind kind,
                  Hostd__V1__DynoState state, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 
@@ -28,7 +28,7 @@ void events_emit(struct events *e, const char *dyno_id, const char *kind,
 int events_last_state(const struct events *e, const char *dyno_id);
 
 /* SubscribeEvents: every kept event after since, then, with follow, the new ones as they
- * come, until the client goes; without, the end of the stream. */
-void events_subscribe(struct events *e, struct conn *c, uint64_t id, uint64_t since, bool follow);
+ * come, until the client cancels; without, the end of the stream. */
+void events_subscribe(struct events *e, struct call *c, uint64_t since, bool follow);
 
 uint64_t events_last_seq(const struct events *e);

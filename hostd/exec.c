@@ -11,18 +11,16 @@
 #include <sys/wait.h>
 #include <termios.h>
 
+#include "call.h"
 #include "cgroup.h"
 #include "manager.h"
-#include "rpc.h"
 #include "spawn.h"
 #include "util.h"
-#include "api-code.h"
 #include "validate.h"
 
 #define EXEC_MAX_SESSIONS 256
 #define EXEC_MAX_INPUT (1u << 20) /* input queued for a process that does not read it */
 #define EXEC_READ_CHUNK (64u << 10)
-#define EXEC_WATCH_USEC (2ULL * 1000000) /* how often a session looks for its client */
 
 static void pidfd_send_signal_kill(int pidfd)
 {
@@ -32,13 +30,12 @@ static void pidfd_send_signal_kill(int pidfd)
 
 struct exec_session {
         struct manager *m;
-        struct conn *conn;
-        uint64_t id;
+        struct call *call; /* the Exec or Attach stream */
         char *dyno_id;
         bool tty;
         pid_t pid;
         int pidfd, sync_fd, io_fd;
-        sd_event_source *pid_source, *sync_source, *io_source, *watch;
+        sd_event_source *pid_source, *sync_source, *io_source;
         uint8_t *in; /* input the process has not taken yet */
         size_t in_len;
         bool in_eof;       /* the client's input ended: shut it once `in` is written */
@@ -47,8 +44,7 @@ struct exec_session {
         struct exec_session *next;
 };
 
-static struct exec_session *session_new(struct manager *m, struct conn *c, uint64_t id,
-                                        const char *dyno_id);
+static struct exec_session *session_new(struct manager *m, struct call *c, const char *dyno_id);
 
 static void session_free(struct exec_session *s)
 {
@@ -62,18 +58,20 @@ static void session_free(struct exec_session *s)
         s->pid_source = sd_event_source_disable_unref(s->pid_source);
         s->sync_source = sd_event_source_disable_unref(s->sync_source);
         s->io_source = sd_event_source_disable_unref(s->io_source);
-        s->watch = sd_event_source_disable_unref(s->watch);
         if (s->dyno)
                 s->dyno->attach = NULL;
         closep(&s->pidfd);
         closep(&s->sync_fd);
         closep(&s->io_fd);
-        conn_unref(s->conn);
+        call_on_cancel(s->call, NULL, NULL);
+        call_on_input(s->call, NULL, NULL);
+        call_unref(s->call);
         free(s->in);
         free(s->dyno_id);
         free(s);
 }
 
+/* Output on the stream, an ExecResponse or an AttachResponse; with exited, the last. */
 static void send_output(struct exec_session *s, const uint8_t *data, size_t len, bool exited,
                         int code)
 {
@@ -82,12 +80,12 @@ static void send_output(struct exec_session *s, const uint8_t *data, size_t len,
         out.data.len = len;
         out.exited = exited;
         out.exit_code = code;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.id = s->id;
-        resp.end_of_stream = exited;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT;
-        resp.stream_output = &out;
-        conn_reply(s->conn, &resp);
+        Hostd__V1__ExecResponse er = HOSTD__V1__EXEC_RESPONSE__INIT;
+        Hostd__V1__AttachResponse ar = HOSTD__V1__ATTACH_RESPONSE__INIT;
+        er.output = ar.output = &out;
+        (void)call_send(s->call, s->dyno ? &ar.base : &er.base);
+        if (exited)
+                call_finish(s->call);
 }
 
 /* Read what the process wrote. Returns false once there will be no more (EOF; EIO on a
@@ -186,13 +184,11 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
                 return 0; /* executed: output and exit follow */
         /* The helper exits after reporting; on_exit collects it. The client hears why. */
         if (r > 0)
-                conn_reply_error(s->conn, s->id, API_FAILED_PRECONDITION,
-                                 "exec in dyno '%s': %s: %s", s->dyno_id, err.where,
-                                 strerror(err.error));
+                call_fail(s->call, API_FAILED_PRECONDITION, "exec in dyno '%s': %s: %s",
+                          s->dyno_id, err.where, strerror(err.error));
         else
-                conn_reply_error(s->conn, s->id, API_INTERNAL,
-                                 "exec in dyno '%s': read the setup result: %s", s->dyno_id,
-                                 strerror(-r));
+                call_fail(s->call, API_INTERNAL, "exec in dyno '%s': read the setup result: %s",
+                          s->dyno_id, strerror(-r));
         s->pid_source = sd_event_source_disable_unref(s->pid_source);
         siginfo_t si;
         pidfd_send_signal_kill(s->pidfd);
@@ -202,27 +198,25 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
         return 0;
 }
 
-/* A client that went away leaves a process nobody reads: hang its terminal or socket up, as
- * a closed ssh session would, and let it end. */
-static int on_watch(sd_event_source *es, uint64_t usec, void *userdata)
+/* A client that went away (it cancelled, its connection closed) leaves a process nobody reads:
+ * hang its terminal or socket up, as a closed ssh session would, and let it end. An attached
+ * client's one-off dyno is hung up (dyno_detached: SIGHUP, then R16). */
+static void on_client_gone(struct call *c, void *userdata)
 {
         struct exec_session *s = userdata;
-        if (conn_is_closed(s->conn) && s->dyno) {
+        if (s->dyno) {
                 struct dyno *d = s->dyno;
                 log_info("dyno %s: its client left", s->dyno_id);
                 session_free(s);
                 dyno_detached(d);
-                return 0;
+                return;
         }
-        if (conn_is_closed(s->conn) && s->io_source) {
+        if (s->io_source) {
                 log_info("dyno %s: exec %d: its client left; hanging up", s->dyno_id, (int)s->pid);
                 s->io_source = sd_event_source_disable_unref(s->io_source);
                 closep(&s->io_fd), s->io_fd = -1;
                 s->io_ended = true;
-                return 0;
         }
-        sd_event_source_set_time_relative(es, EXEC_WATCH_USEC);
-        return 0;
 }
 
 /* A new pty master in the dyno's own devpts, reached through its init's root without
@@ -252,40 +246,34 @@ static int open_dyno_ptmx(pid_t init_pid, uint32_t columns, uint32_t rows)
         return fd;
 }
 
-/* Output to read, and a look every few seconds for a client that left. */
+/* Output to read; input, resizes and the client's going from the stream. */
+static void on_client_input(struct call *c, const ProtobufCMessage *msg, void *userdata);
+
 static int session_watch(struct exec_session *s)
 {
         int r = sd_event_add_io(s->m->event, &s->io_source, s->io_fd, EPOLLIN, on_io, s);
-        if (r >= 0)
-                r = sd_event_add_time_relative(s->m->event, &s->watch, CLOCK_MONOTONIC,
-                                               EXEC_WATCH_USEC, 0, on_watch, s);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(s->watch, SD_EVENT_ON);
-        return r;
+        if (r < 0)
+                return r;
+        call_on_cancel(s->call, on_client_gone, s);
+        call_on_input(s->call, on_client_input, s);
+        return 0;
 }
 
-void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1__ExecRequest *req)
+void exec_start(struct manager *m, struct call *c, const Hostd__V1__ExecStart *req)
 {
-        char msg[512];
-        int code = validate_exec(req, m->config, msg, sizeof msg);
-        if (code) {
-                conn_reply_error(c, id, code, "%s", msg);
-                return;
-        }
         struct dyno *d = manager_find(m, req->id);
         if (!d) {
-                conn_reply_error(c, id, API_NOT_FOUND, "dyno '%s' not found", req->id);
+                call_fail(c, API_NOT_FOUND, "dyno '%s' not found", req->id);
                 return;
         }
         if ((d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_UP &&
              d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING) ||
             d->pidfd < 0 || d->sync_fd >= 0) {
-                conn_reply_error(c, id, API_FAILED_PRECONDITION,
-                                 "dyno '%s' is not running (%s)", req->id,
-                                 dyno_state_name(d->state));
+                call_fail(c, API_FAILED_PRECONDITION, "dyno '%s' is not running (%s)", req->id,
+                          dyno_state_name(d->state));
                 return;
         }
-        struct exec_session *s = session_new(m, c, id, d->id);
+        struct exec_session *s = session_new(m, c, d->id);
         if (!s)
                 return;
         s->tty = req->tty;
@@ -356,121 +344,124 @@ void exec_start(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1_
         return;
 fail:
         closep(&child_io);
-        conn_reply_error(c, id,
-                         r == -ENOMEM ? API_INTERNAL :
-                                        API_FAILED_PRECONDITION,
-                         "exec in dyno '%s': %s: %s", req->id, step, strerror(-r));
+        call_fail(c, r == -ENOMEM ? API_INTERNAL : API_FAILED_PRECONDITION,
+                  "exec in dyno '%s': %s: %s", req->id, step, strerror(-r));
         session_free(s);
 }
 
-void exec_input(struct manager *m, struct conn *c, uint64_t id, const Hostd__V1__StreamInput *in)
+/* The next message of the stream: input, its end, a resize; NULL: the client has sent all it
+ * will (as the end of input). */
+static void on_client_input(struct call *c, const ProtobufCMessage *msg, void *userdata)
 {
-        struct exec_session *s = m->execs;
-        while (s && !(s->conn == c && s->id == in->stream_id))
-                s = s->next;
-        if (!s) {
-                conn_reply_error(c, id, API_NOT_FOUND,
-                                 "stream_input.stream_id: no exec stream %" PRIu64
-                                 " open on this connection",
-                                 in->stream_id);
+        struct exec_session *s = userdata;
+        const Hostd__V1__StreamInput *in = NULL;
+        bool again = false;
+        if (msg && msg->descriptor == &hostd__v1__exec_request__descriptor) {
+                const Hostd__V1__ExecRequest *r = (const Hostd__V1__ExecRequest *)msg;
+                in = r->input;
+                again = r->kind_case == HOSTD__V1__EXEC_REQUEST__KIND_START;
+        } else if (msg && msg->descriptor == &hostd__v1__attach_request__descriptor) {
+                const Hostd__V1__AttachRequest *r = (const Hostd__V1__AttachRequest *)msg;
+                in = r->input;
+                again = r->kind_case == HOSTD__V1__ATTACH_REQUEST__KIND_START;
+        }
+        if (again) {
+                call_fail(c, API_INVALID_ARGUMENT,
+                          "start: only the first message of the stream starts; the others are "
+                          "input");
+                on_client_gone(c, s);
                 return;
         }
-        if (in->columns && in->rows && s->tty && s->io_fd >= 0) {
-                struct winsize ws = {
-                        .ws_row = (unsigned short)(in->rows > 10000 ? 10000 : in->rows),
-                        .ws_col = (unsigned short)(in->columns > 10000 ? 10000 : in->columns)
-                };
-                /* The kernel sends SIGWINCH to the terminal's foreground process group. */
-                (void)ioctl(s->io_fd, TIOCSWINSZ, &ws);
-        }
-        if (in->data.len) {
-                if (in->data.len > EXEC_MAX_INPUT - s->in_len) {
-                        conn_reply_error(c, id, API_RESOURCE_EXHAUSTED,
-                                         "stream_input.data: the process has %zu bytes of input "
-                                         "it has not read",
-                                         s->in_len);
-                        return;
-                }
-                uint8_t *b = realloc(s->in, s->in_len + in->data.len);
-                if (!b) {
-                        conn_reply_error(c, id, API_INTERNAL, "out of memory");
-                        return;
-                }
-                memcpy(b + s->in_len, in->data.data, in->data.len);
-                s->in = b;
-                s->in_len += in->data.len;
-        }
-        if (in->eof)
+        if (!msg) {
                 s->in_eof = true;
+        } else if (in) {
+                if (in->columns && in->rows && s->tty && s->io_fd >= 0) {
+                        struct winsize ws = {
+                                .ws_row = (unsigned short)(in->rows > 10000 ? 10000 : in->rows),
+                                .ws_col = (unsigned short)(in->columns > 10000 ? 10000 :
+                                                                                 in->columns)
+                        };
+                        /* The kernel sends SIGWINCH to the terminal's foreground group. */
+                        (void)ioctl(s->io_fd, TIOCSWINSZ, &ws);
+                }
+                if (in->data.len) {
+                        if (in->data.len > EXEC_MAX_INPUT - s->in_len) {
+                                call_fail(c, API_RESOURCE_EXHAUSTED,
+                                          "input.data: the process has %zu bytes of input it "
+                                          "has not read",
+                                          s->in_len);
+                                on_client_gone(c, s);
+                                return;
+                        }
+                        uint8_t *b = realloc(s->in, s->in_len + in->data.len);
+                        if (!b) {
+                                call_fail(c, API_INTERNAL, "input: out of memory");
+                                on_client_gone(c, s);
+                                return;
+                        }
+                        memcpy(b + s->in_len, in->data.data, in->data.len);
+                        s->in = b;
+                        s->in_len += in->data.len;
+                }
+                if (in->eof)
+                        s->in_eof = true;
+        }
         if (s->io_fd >= 0)
                 write_input(s);
 }
 
-/* A session for the stream id of c, or NULL after answering why not. */
-static struct exec_session *session_new(struct manager *m, struct conn *c, uint64_t id,
-                                        const char *dyno_id)
+/* A session for the call, or NULL after answering why not. */
+static struct exec_session *session_new(struct manager *m, struct call *c, const char *dyno_id)
 {
         if (m->n_execs >= EXEC_MAX_SESSIONS) {
-                conn_reply_error(c, id, API_RESOURCE_EXHAUSTED,
-                                 "%zu exec and attach sessions are open, the limit", m->n_execs);
+                call_fail(c, API_RESOURCE_EXHAUSTED,
+                          "%zu exec and attach sessions are open, the limit", m->n_execs);
                 return NULL;
         }
         struct exec_session *s = calloc(1, sizeof *s);
         if (!s) {
-                conn_reply_error(c, id, API_INTERNAL, "out of memory");
+                call_fail(c, API_INTERNAL, "out of memory");
                 return NULL;
         }
         s->m = m;
-        s->conn = conn_ref(c);
-        s->id = id;
+        s->call = call_ref(c);
         s->pidfd = s->sync_fd = s->io_fd = -1;
         s->dyno_id = strdup(dyno_id);
         s->next = m->execs;
         m->execs = s;
         m->n_execs++;
         if (!s->dyno_id) {
-                conn_reply_error(c, id, API_INTERNAL, "out of memory");
+                call_fail(c, API_INTERNAL, "out of memory");
                 session_free(s);
                 return NULL;
         }
         return s;
 }
 
-void exec_attach(struct manager *m, struct conn *c, uint64_t id,
-                 const Hostd__V1__AttachRequest *req)
+void exec_attach(struct manager *m, struct call *c, const Hostd__V1__AttachStart *req)
 {
-        char msg[256];
-        int code = validate_id("attach.id", req->id, msg, sizeof msg);
-        if (code) {
-                conn_reply_error(c, id, code, "%s", msg);
-                return;
-        }
         struct dyno *d = manager_find(m, req->id);
         if (!d) {
-                conn_reply_error(c, id, API_NOT_FOUND, "dyno '%s' not found", req->id);
+                call_fail(c, API_NOT_FOUND, "dyno '%s' not found", req->id);
                 return;
         }
         if (!d->spec->tty) {
-                conn_reply_error(c, id, API_FAILED_PRECONDITION,
-                                 "dyno '%s' has no terminal (spec.tty): follow its logs instead",
-                                 req->id);
+                call_fail(c, API_FAILED_PRECONDITION,
+                          "dyno '%s' has no terminal (spec.tty): follow its logs instead", req->id);
                 return;
         }
         if (!dyno_is_live(d) || d->tty_fd < 0 || d->hangups > 0 || d->r13) {
-                conn_reply_error(c, id, API_FAILED_PRECONDITION,
-                                 "dyno '%s' is not running with its terminal (%s%s)", req->id,
-                                 dyno_state_name(d->state), d->hangups ? ", detached" : "");
+                call_fail(c, API_FAILED_PRECONDITION,
+                          "dyno '%s' is not running with its terminal (%s%s)", req->id,
+                          dyno_state_name(d->state), d->hangups ? ", detached" : "");
                 return;
         }
-        if (d->attach && !conn_is_closed(d->attach->conn)) {
-                conn_reply_error(c, id, API_ALREADY_EXISTS,
-                                 "dyno '%s': a client is attached to its terminal already",
-                                 req->id);
+        if (d->attach) {
+                call_fail(c, API_ALREADY_EXISTS,
+                          "dyno '%s': a client is attached to its terminal already", req->id);
                 return;
         }
-        if (d->attach)
-                session_free(d->attach); /* its client left; nobody noticed yet */
-        struct exec_session *s = session_new(m, c, id, d->id);
+        struct exec_session *s = session_new(m, c, d->id);
         if (!s)
                 return;
         s->tty = true;
@@ -483,8 +474,7 @@ void exec_attach(struct manager *m, struct conn *c, uint64_t id,
         if (r >= 0)
                 r = session_watch(s);
         if (r < 0) {
-                conn_reply_error(c, id, API_INTERNAL, "attach to '%s': %s", req->id,
-                                 strerror(-r));
+                call_fail(c, API_INTERNAL, "attach to '%s': %s", req->id, strerror(-r));
                 session_free(s);
                 return;
         }
@@ -502,8 +492,7 @@ void exec_attach_end(struct dyno *d, int code)
                         read_output(s);
                 send_output(s, NULL, 0, true, code);
         } else
-                conn_reply_error(s->conn, s->id, API_ABORTED, "dyno '%s' went away",
-                                 s->dyno_id);
+                call_fail(s->call, API_ABORTED, "dyno '%s' went away", s->dyno_id);
         session_free(s);
 }
 

@@ -7,9 +7,7 @@
 #include <sys/wait.h>
 
 #include "manager.h"
-#include "rpc.h"
 #include "util.h"
-#include "api-code.h"
 
 /* What the child writes on its pipe: records under PIPE_BUF, so each arrives whole. */
 struct import_msg {
@@ -21,8 +19,9 @@ struct import_msg {
 enum { IMPORT_MSG_PROGRESS = 1, IMPORT_MSG_RESULT = 2 };
 
 struct import_watcher {
-        struct conn *conn;
-        uint64_t req_id;
+        struct import_job *job;
+        const struct import_watch_ops *ops;
+        void *userdata;
         struct import_watcher *next;
 };
 
@@ -60,13 +59,19 @@ static void job_unlink(struct import_job *j)
                 }
 }
 
+static void watcher_free(struct import_watcher *w)
+{
+        if (w->ops->free)
+                w->ops->free(w->userdata);
+        free(w);
+}
+
 static void job_free(struct import_job *j)
 {
         while (j->watchers) {
                 struct import_watcher *w = j->watchers;
                 j->watchers = w->next;
-                conn_unref(w->conn);
-                free(w);
+                watcher_free(w);
         }
         sd_event_source_disable_unref(j->pid_source);
         sd_event_source_disable_unref(j->pipe_source);
@@ -75,32 +80,41 @@ static void job_free(struct import_job *j)
         free(j);
 }
 
-static int job_watch(struct import_job *j, struct conn *conn, uint64_t req_id)
+static int job_watch(struct import_job *j, const struct import_watch_ops *ops, void *userdata,
+                     struct import_watcher **ret)
 {
-        if (!conn)
+        if (!ops)
                 return 0;
         struct import_watcher *w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
-        w->conn = conn_ref(conn);
-        w->req_id = req_id;
+        w->job = j;
+        w->ops = ops;
+        w->userdata = userdata;
         w->next = j->watchers;
         j->watchers = w;
+        if (ret)
+                *ret = w;
         return 0;
+}
+
+void importer_unwatch(struct import_watcher *w)
+{
+        if (!w)
+                return;
+        for (struct import_watcher **pp = &w->job->watchers; *pp; pp = &(*pp)->next)
+                if (*pp == w) {
+                        *pp = w->next;
+                        watcher_free(w);
+                        return;
+                }
 }
 
 static void send_progress(struct import_job *j)
 {
-        for (struct import_watcher *w = j->watchers; w; w = w->next) {
-                Hostd__V1__ImageImportProgress p = HOSTD__V1__IMAGE_IMPORT_PROGRESS__INIT;
-                p.done_bytes = j->done;
-                p.total_bytes = j->total;
-                Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-                resp.id = w->req_id;
-                resp.result_case = HOSTD__V1__RESPONSE__RESULT_IMAGE_PROGRESS;
-                resp.image_progress = &p;
-                conn_reply(w->conn, &resp);
-        }
+        for (struct import_watcher *w = j->watchers; w; w = w->next)
+                if (w->ops->progress)
+                        w->ops->progress(w->userdata, j->done, j->total);
 }
 
 static void read_messages(struct import_job *j)
@@ -154,16 +168,8 @@ static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
         else
                 log_info("image %.12s imported (%llu bytes, %llu files)", j->digest,
                          (unsigned long long)info.size_bytes, (unsigned long long)info.files);
-        for (struct import_watcher *w = j->watchers; w; w = w->next) {
-                if (r < 0)
-                        conn_reply_error(w->conn, w->req_id,
-                                         r == -EBADMSG || r == -EINVAL || r == -EFBIG ?
-                                                 API_INVALID_ARGUMENT :
-                                                 API_UNAVAILABLE,
-                                         "%s", j->msg);
-                else
-                        rpc_reply_image(w->conn, w->req_id, m, &info);
-        }
+        for (struct import_watcher *w = j->watchers; w; w = w->next)
+                w->ops->done(w->userdata, r < 0 ? r : 0, j->msg, r < 0 ? NULL : &info);
         char digest[65];
         memcpy(digest, j->digest, sizeof digest);
         int error = r < 0 ? r : 0;
@@ -208,11 +214,12 @@ static _Noreturn void child_run(struct manager *m, int fd, const char *source, c
 }
 
 int importer_start(struct manager *m, const char *source, const char *digest, enum image_kind kind,
-                   struct conn *conn, uint64_t req_id)
+                   const struct import_watch_ops *ops, void *userdata,
+                   struct import_watcher **ret_watcher)
 {
         struct import_job *j = job_find(m, digest);
         if (j)
-                return job_watch(j, conn, req_id);
+                return job_watch(j, ops, userdata, ret_watcher);
 
         j = calloc(1, sizeof *j);
         if (!j)
@@ -249,7 +256,7 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
         if (r >= 0)
                 r = sd_event_add_io(m->event, &j->pid_source, j->pidfd, EPOLLIN, on_job_exit, j);
         if (r >= 0)
-                r = job_watch(j, conn, req_id);
+                r = job_watch(j, ops, userdata, ret_watcher);
         if (r < 0) {
                 kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);

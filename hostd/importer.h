@@ -8,13 +8,25 @@
 #include "images.h"
 
 struct manager;
-struct conn;
+struct import_watcher;
 
-/* Import source as digest unless the store has it. conn/req_id (conn may be NULL) get
- * ImageImportProgress responses and, at the end, an ImageImportReply or an error. When the
- * job ends, manager_image_ready() is called with its result. */
+/* Whoever waits for a job (an ImportImage call): progress as bytes arrive, then done, once, with
+ * error 0 and the image, or a negative errno (-EBADMSG, -EINVAL, -EFBIG: the source is bad) and
+ * msg; free, when the watcher goes (after done, or at importer_unwatch, or hostd's end). */
+struct import_watch_ops {
+        void (*progress)(void *userdata, uint64_t done, uint64_t total);
+        void (*done)(void *userdata, int error, const char *msg, const struct image_info *info);
+        void (*free)(void *userdata);
+};
+
+/* Import source as digest unless a job for it runs already, which this joins. ops (may be
+ * NULL) watch it; *ret_watcher (may be NULL) is the watcher, for importer_unwatch. When the job
+ * ends, manager_image_ready() is called with its result too. */
 int importer_start(struct manager *m, const char *source, const char *digest, enum image_kind kind,
-                   struct conn *conn, uint64_t req_id);
+                   const struct import_watch_ops *ops, void *userdata,
+                   struct import_watcher **ret_watcher);
+/* The watcher is no longer interested (its client went): ops->free, the job goes on. */
+void importer_unwatch(struct import_watcher *w);
 /* Whether a job for digest is running. */
 bool importer_busy(struct manager *m, const char *digest);
 /* Delete, in a child process, the files of images that remove and gc took out of the store

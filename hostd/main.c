@@ -7,7 +7,8 @@
 
 #include "config.h"
 #include "manager.h"
-#include "rpc.h"
+#include "api.h"
+#include "grpc-server.h"
 #include "tls.h"
 #include "util.h"
 
@@ -17,7 +18,8 @@ static void help(void)
 {
         printf("Usage: hostd [OPTIONS]\n"
                "\n"
-               "Runs and supervises dynos on this host and serves the hostd API on a Unix socket\n"
+               "Runs and supervises dynos on this host and serves the hostd API, gRPC\n"
+               "(hostd.v1.Hostd, with health checks and server reflection), on a Unix socket\n"
                "and, with listen-tls in the configuration, over TCP with mutual TLS 1.3.\n"
                "Dynos keep running when hostd stops; the next hostd re-adopts them.\n"
                "\n"
@@ -37,8 +39,8 @@ static void help(void)
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         struct manager *m = userdata;
-        if (m->rpc)
-                rpc_server_reload_tls(m->rpc);
+        if (m->api)
+                grpc_server_reload_tls(m->api);
         return 0;
 }
 
@@ -183,7 +185,22 @@ int main(int argc, char **argv)
         r = manager_reconcile(m);
         if (r < 0)
                 goto out;
-        r = rpc_server_new(m, TAKE_PTR(tls), &m->rpc);
+        const struct grpc_service services[] = { api_service(m) };
+        const struct grpc_server_options opts = {
+                .socket_path = cfg.socket_path,
+                .read_group = cfg.read_group,
+                .listen_tls = cfg.listen_tls,
+                .tls = TAKE_PTR(tls),
+                .max_connections = cfg.max_connections,
+                .max_inflight = cfg.max_inflight,
+                .max_message = cfg.max_message,
+                .idle_timeout = cfg.idle_timeout,
+                .tls_handshake_timeout = cfg.tls_handshake_timeout,
+                .keepalive = cfg.keepalive,
+                .descriptors = hostd_descriptor_set,
+                .descriptors_len = hostd_descriptor_set_len,
+        };
+        r = grpc_server_new(event, &opts, services, ELEMENTSOF(services), &m->api);
         if (r < 0)
                 goto out;
         sd_event_add_signal(event, NULL, SIGHUP, on_sighup, m);
@@ -199,7 +216,7 @@ int main(int argc, char **argv)
                 log_error_errno(r, "event loop: %m");
 out:
         if (m)
-                rpc_server_free(m->rpc);
+                grpc_server_free(m->api);
         manager_free(m);
         tls_server_free(tls);
         config_free(&cfg);

@@ -29,7 +29,7 @@
 #include "metrics.h"
 #include "logfile.h"
 #include "netd-client.h"
-#include "rpc.h"
+#include "call.h"
 #include "seccomp-filter.h"
 #include "spawn.h"
 #include "store.pb-c.h"
@@ -214,65 +214,130 @@ static const char *dyno_process(const struct dyno *d)
 
 /* ---- dyno objects ---- */
 
+static void pending_free(struct pending *p)
+{
+        call_on_cancel(p->call, NULL, NULL);
+        call_unref(p->call);
+        free(p);
+}
+
 static void pending_free_all(struct pending *p)
 {
         while (p) {
                 struct pending *next = p->next;
-                conn_unref(p->conn);
-                free(p);
+                pending_free(p);
                 p = next;
         }
 }
 
 static void dyno_flush_logfile(struct dyno *d);
 
+static void follower_free(struct follower *f)
+{
+        call_on_cancel(f->call, NULL, NULL);
+        call_unref(f->call);
+        free(f);
+}
+
+/* The dyno has ended for good: its followers' streams end. */
 static void followers_end(struct dyno *d)
 {
         while (d->followers) {
                 struct follower *f = d->followers;
                 d->followers = f->next;
-                rpc_end_stream(f->conn, f->req_id);
-                conn_unref(f->conn);
-                free(f);
+                call_finish(f->call);
+                follower_free(f);
         }
 }
 
-void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id)
+static void fill_log_line(Hostd__V1__LogLine *o, const struct dyno *d, const struct log_line *l)
 {
-        struct follower *f = calloc(1, sizeof *f);
-        if (!f) {
-                conn_reply_error(conn, req_id, API_INTERNAL, "logs: out of memory");
+        hostd__v1__log_line__init(o);
+        o->time_usec = l->time_usec;
+        o->dyno_id = d->id;
+        o->source = l->source == LOG_SOURCE_PLATFORM ? (char *)"heroku" : (char *)"app";
+        /* Heroku's own lines name the dyno too: heroku[web.1]. */
+        o->process = *d->spec->name ? d->spec->name : d->id;
+        o->text.data = (uint8_t *)l->text;
+        o->text.len = l->len;
+}
+
+/* What a LogsResponse may hold: well under gRPC's usual 4 MiB receive limit. */
+#define LOGS_BATCH_BYTES (1u << 20)
+
+int dyno_send_logs(struct dyno *d, struct call *call, size_t first)
+{
+        size_t total = log_ring_count(d->ring);
+        while (first < total) {
+                size_t used = 0, k = first;
+                while (k < total && (k == first || used < LOGS_BATCH_BYTES)) {
+                        used += log_ring_get(d->ring, k)->len + 64;
+                        k++;
+                }
+                size_t n = k - first;
+                _cleanup_free_ Hostd__V1__LogLine *lines = calloc(n, sizeof *lines);
+                _cleanup_free_ Hostd__V1__LogLine **ptrs = calloc(n, sizeof *ptrs);
+                if (!lines || !ptrs) {
+                        call_fail(call, API_INTERNAL, "logs: out of memory");
+                        return -ECANCELED;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        fill_log_line(&lines[i], d, log_ring_get(d->ring, first + i));
+                        ptrs[i] = &lines[i];
+                }
+                Hostd__V1__LogsResponse resp = HOSTD__V1__LOGS_RESPONSE__INIT;
+                resp.n_lines = n;
+                resp.lines = ptrs;
+                int r = call_send(call, &resp.base);
+                if (r < 0)
+                        return r;
+                first = k;
+        }
+        return 0;
+}
+
+static void on_follower_cancel(struct call *c, void *userdata)
+{
+        struct follower *gone = userdata;
+        struct dyno *d = gone->d;
+        for (struct follower **pp = &d->followers; *pp; pp = &(*pp)->next)
+                if (*pp == gone) {
+                        *pp = gone->next;
+                        follower_free(gone);
+                        return;
+                }
+}
+
+void dyno_follow_logs(struct dyno *d, struct call *call)
+{
+        if (!dyno_is_live(d) && !d->restart_requested && !d->restart_at_usec) {
+                call_finish(call); /* nothing more will come */
                 return;
         }
-        f->conn = conn_ref(conn);
-        f->req_id = req_id;
+        struct follower *f = calloc(1, sizeof *f);
+        if (!f) {
+                call_fail(call, API_INTERNAL, "logs: out of memory");
+                return;
+        }
+        f->d = d;
+        f->call = call_ref(call);
         f->next_seq = log_ring_next_seq(d->ring);
         f->next = d->followers;
         d->followers = f;
-        if (!dyno_is_live(d) && !d->restart_requested && !d->restart_at_usec)
-                followers_end(d);
+        call_on_cancel(call, on_follower_cancel, f);
 }
 
-/* Send followers what they have not seen; forget those whose client left. */
+/* Send followers what they have not seen. */
 static void dyno_flush_followers(struct dyno *d)
 {
         uint64_t next = log_ring_next_seq(d->ring);
         uint64_t oldest = next - log_ring_count(d->ring);
-        for (struct follower **pp = &d->followers; *pp;) {
-                struct follower *f = *pp;
-                if (conn_is_closed(f->conn)) {
-                        *pp = f->next;
-                        conn_unref(f->conn);
-                        free(f);
-                        continue;
-                }
+        for (struct follower *f = d->followers; f; f = f->next)
                 if (f->next_seq < next) {
                         uint64_t from = f->next_seq > oldest ? f->next_seq : oldest;
-                        rpc_send_logs(f->conn, f->req_id, d, (size_t)(from - oldest), true);
+                        (void)dyno_send_logs(d, f->call, (size_t)(from - oldest));
                         f->next_seq = next;
                 }
-                pp = &f->next;
-        }
 }
 
 static void dyno_close_sources(struct dyno *d)
@@ -541,10 +606,10 @@ static int dyno_save(struct dyno *d)
          * in the stream at its next start, never a record the stream did not hear of. */
         if (d->m->events && d->event_state != (int)d->state) {
                 if (d->event_state < 0)
-                        events_emit(d->m->events, d->id, "state", d->state, "%s",
+                        events_emit(d->m->events, d->id, HOSTD__V1__EVENT_KIND__EVENT_KIND_STATE, d->state, "%s",
                                     dyno_state_name(d->state));
                 else
-                        events_emit(d->m->events, d->id, "state", d->state,
+                        events_emit(d->m->events, d->id, HOSTD__V1__EVENT_KIND__EVENT_KIND_STATE, d->state,
                                     "State changed from %s to %s%s%s",
                                     dyno_state_name((Hostd__V1__DynoState)d->event_state),
                                     dyno_state_name(d->state), d->exit_reason ? ": " : "",
@@ -605,74 +670,125 @@ static int dyno_save(struct dyno *d)
         return r;
 }
 
-/* ---- replies ---- */
+/* ---- waiting calls, and the one place a state changes ---- */
 
-static void dyno_add_pending(struct dyno *d, struct conn *c, uint64_t req_id, int kind)
-{
-        struct pending *p = calloc(1, sizeof *p);
-        if (!p) {
-                conn_reply_error(c, req_id, API_INTERNAL, "out of memory");
-                return;
-        }
-        p->conn = conn_ref(c);
-        p->req_id = req_id;
-        p->kind = kind;
-        p->next = d->pending;
-        d->pending = p;
-}
-
-static void reply_dyno(struct conn *c, uint64_t req_id, int kind, const struct dyno *d)
+/* The answer of a call that waited: the dyno as it is now, as its method's response. */
+static void reply_dyno(struct call *c, enum dyno_wait wait, const struct dyno *d)
 {
         Hostd__V1__Dyno dp;
         Hostd__V1__ExitInfo ei;
         dyno_to_proto(d, &dp, &ei);
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        Hostd__V1__StartReply start = HOSTD__V1__START_REPLY__INIT;
-        Hostd__V1__StopReply stop = HOSTD__V1__STOP_REPLY__INIT;
-        Hostd__V1__RestartReply restart = HOSTD__V1__RESTART_REPLY__INIT;
-        resp.id = req_id;
-        resp.result_case = kind;
-        switch (kind) {
-        case HOSTD__V1__RESPONSE__RESULT_START:
-                start.dyno = &dp;
-                resp.start = &start;
-                break;
-        case HOSTD__V1__RESPONSE__RESULT_STOP:
-                stop.dyno = &dp;
-                resp.stop = &stop;
-                break;
-        default:
-                restart.dyno = &dp;
-                resp.restart = &restart;
-                resp.result_case = HOSTD__V1__RESPONSE__RESULT_RESTART;
-                break;
-        }
-        conn_reply(c, &resp);
+        Hostd__V1__StartResponse start = HOSTD__V1__START_RESPONSE__INIT;
+        Hostd__V1__StopResponse stop = HOSTD__V1__STOP_RESPONSE__INIT;
+        Hostd__V1__RestartResponse restart = HOSTD__V1__RESTART_RESPONSE__INIT;
+        start.dyno = stop.dyno = restart.dyno = &dp;
+        call_reply(c, wait == WAIT_START_RUNS ? &start.base :
+                      wait == WAIT_ENDED      ? &stop.base :
+                                                &restart.base);
 }
 
-/* Answer the replies waiting for kind (0: all) with the dyno as it is now. */
-static void dyno_answer(struct dyno *d, int kind)
+/* Whether what the call waits for has come. */
+static bool dyno_wait_met(const struct dyno *d, enum dyno_wait wait)
 {
-        struct pending **pp = &d->pending;
-        while (*pp) {
+        bool runs = d->running && (d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING ||
+                                   d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_UP);
+        switch (wait) {
+        case WAIT_START_RUNS: return runs;
+        /* A restart that stops first waits for the run after this one. */
+        case WAIT_RESTART_RUNS: return runs && !d->restart_requested;
+        case WAIT_ENDED: return !dyno_is_live(d);
+        }
+        return false;
+}
+
+/* Answer every call whose wait is over. */
+static void dyno_wake(struct dyno *d)
+{
+        for (struct pending **pp = &d->pending; *pp;) {
                 struct pending *p = *pp;
-                if (kind && p->kind != kind) {
+                if (!dyno_wait_met(d, p->wait)) {
                         pp = &p->next;
                         continue;
                 }
                 *pp = p->next;
-                reply_dyno(p->conn, p->req_id, p->kind, d);
-                conn_unref(p->conn);
-                free(p);
+                reply_dyno(p->call, p->wait, d);
+                pending_free(p);
         }
 }
 
-static void dyno_answer_error(struct dyno *d, int code, const char *msg)
+_printf_(2, 3) static void dyno_log_platform(struct dyno *d, const char *fmt, ...);
+
+/* The one place a dyno's state changes: the record is written (the event stream told first,
+ * see dyno_save), with log the platform line Heroku writes ("State changed from up to
+ * crashed"), and whoever waits on it is answered. */
+static void dyno_set_state(struct dyno *d, Hostd__V1__DynoState state, bool log)
 {
-        for (struct pending *p = d->pending; p; p = p->next)
-                conn_reply_error(p->conn, p->req_id, code, "%s", msg);
-        pending_free_all(d->pending);
-        d->pending = NULL;
+        Hostd__V1__DynoState from = d->state;
+        d->state = state;
+        if (log && from != state)
+                dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(from),
+                                  dyno_state_name(state));
+        dyno_save(d);
+        dyno_wake(d);
+}
+
+/* The command runs now (or a one-off waits for its client): the calls that waited for it. */
+static void dyno_mark_running(struct dyno *d)
+{
+        d->running = true;
+        dyno_wake(d);
+}
+
+static void on_pending_cancel(struct call *c, void *userdata)
+{
+        struct pending *gone = userdata;
+        for (struct pending **pp = &gone->d->pending; *pp; pp = &(*pp)->next)
+                if (*pp == gone) {
+                        *pp = gone->next;
+                        pending_free(gone);
+                        return;
+                }
+}
+
+static void dyno_add_pending(struct dyno *d, struct call *c, enum dyno_wait wait)
+{
+        struct pending *p = calloc(1, sizeof *p);
+        if (!p) {
+                call_fail(c, API_INTERNAL, "out of memory");
+                return;
+        }
+        p->d = d;
+        p->call = call_ref(c);
+        p->wait = wait;
+        p->next = d->pending;
+        d->pending = p;
+        call_on_cancel(c, on_pending_cancel, p);
+}
+
+/* Answer every call that waits with the dyno as it is now. */
+static void dyno_answer_all(struct dyno *d)
+{
+        while (d->pending) {
+                struct pending *p = d->pending;
+                d->pending = p->next;
+                reply_dyno(p->call, p->wait, d);
+                pending_free(p);
+        }
+}
+
+/* Fail the calls that wait (all of them, or those of one wait) with code and msg. */
+static void dyno_answer_error(struct dyno *d, int wait, enum api_code code, const char *msg)
+{
+        for (struct pending **pp = &d->pending; *pp;) {
+                struct pending *p = *pp;
+                if (wait >= 0 && p->wait != (enum dyno_wait)wait) {
+                        pp = &p->next;
+                        continue;
+                }
+                *pp = p->next;
+                call_fail(p->call, code, "%s", msg);
+                pending_free(p);
+        }
 }
 
 static void dyno_relaunch(struct dyno *d);
@@ -792,30 +908,28 @@ static void dyno_finish(struct dyno *d)
         if (d->instance > 0 && (r = rm_rf(d->inst_dir)) < 0)
                 log_error_errno(r, "dyno %s: remove %s: %m", d->id, d->inst_dir);
 
-        d->booting = false;
+        d->booting = d->running = false;
         dyno_describe_exit(d);
         d->finished_usec = now_realtime_usec();
-        if (d->stop_requested)
-                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
-        else if (d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF && d->exited && d->exit_code == 0)
-                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE;
-        else
-                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED;
+        Hostd__V1__DynoState ended =
+                d->stop_requested ? HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN :
+                d->spec->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF && d->exited &&
+                                d->exit_code == 0 ?
+                                    HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE :
+                                    HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED;
 
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
-        dyno_log_platform(d, "State changed from %s to %s", dyno_state_name(before),
-                          dyno_state_name(d->state));
-
         exec_attach_end(d, d->exit_code); /* the client learns the exit code */
-        dyno_close_sources(d);
         if (m->n_live > 0)
                 m->n_live--;
-        bool again = d->state == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED && !d->restart_requested &&
+        dyno_set_state(d, ended, true); /* a Stop waiting is answered */
+        dyno_close_sources(d);
+        bool again = ended == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED && !d->restart_requested &&
                      dyno_crash_restart(d, before);
-        dyno_save(d);
+        if (again)
+                dyno_save(d); /* when it restarts */
         dyno_flush_followers(d);
         if (d->restart_requested) {
-                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_STOP);
                 dyno_relaunch(d);
                 return;
         }
@@ -823,7 +937,8 @@ static void dyno_finish(struct dyno *d)
                 followers_end(d); /* a dyno that restarts goes on logging */
                 dyno_drains_close(d);
         }
-        dyno_answer(d, 0);
+        /* A start that never came to run: it is answered with how the dyno ended. */
+        dyno_answer_all(d);
 }
 
 /* ---- crash restarts ---- */
@@ -923,7 +1038,7 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
                 /* Its command never ran, and the waiting first process has no handler for
                  * SIGTERM: nothing to be graceful about. */
                 d->awaiting_attach = false;
-                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING;
+                dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING, false);
                 dyno_kill_now(d);
                 return;
         }
@@ -934,9 +1049,8 @@ static void dyno_stop_begin(struct dyno *d, uint32_t grace)
         closep(&d->boot_fd), d->boot_fd = -1;
 
         if (d->state != HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING) {
-                d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING;
                 d->stop_deadline_usec = now_realtime_usec() + (int64_t)grace * 1000000;
-                dyno_save(d);
+                dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_STOPPING, false);
                 dyno_log_platform(d, "Stopping all processes with SIGTERM");
         }
         /* The init relays SIGTERM to every process of the dyno. */
@@ -960,7 +1074,6 @@ static void dyno_cancel_waiting(struct dyno *d)
 {
         d->waiting_images = false;
         d->stop_requested = true;
-        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
         d->finished_usec = now_realtime_usec();
         free(d->exit_reason);
         d->exit_reason = strdup("stopped before its images arrived");
@@ -969,43 +1082,31 @@ static void dyno_cancel_waiting(struct dyno *d)
                 d->m->n_live--;
         dyno_log_platform(d, "Stopped before its images arrived");
         dyno_drains_close(d);
-        dyno_save(d);
         char msg[256];
         snprintf(msg, sizeof msg, "dyno '%s': stopped before its images arrived", d->id);
-        for (struct pending **pp = &d->pending; *pp;) {
-                struct pending *p = *pp;
-                if (p->kind == HOSTD__V1__RESPONSE__RESULT_STOP) {
-                        pp = &p->next;
-                        continue;
-                }
-                conn_reply_error(p->conn, p->req_id, API_ABORTED, "%s", msg);
-                *pp = p->next;
-                conn_unref(p->conn);
-                free(p);
-        }
+        dyno_answer_error(d, WAIT_START_RUNS, API_ABORTED, msg);
+        dyno_answer_error(d, WAIT_RESTART_RUNS, API_ABORTED, msg);
         followers_end(d);
-        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_STOP);
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN, false); /* Stop answered */
 }
 
-/* The dyno a stop or restart names, after checking the request; NULL once answered. */
-static struct dyno *find_to_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                                 struct conn *conn, uint64_t req_id)
+/* The dyno a stop or restart names (the request is checked); NULL once answered. */
+static struct dyno *find_to_stop(struct manager *m, const char *id, struct call *call)
 {
-        char msg[256];
-        int code = validate_id("id", id, msg, sizeof msg);
-        if (code) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
-                return NULL;
-        }
-        if ((code = validate_grace(grace_set, grace, msg, sizeof msg))) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
-                return NULL;
-        }
         struct dyno *d = manager_find(m, id);
         if (!d)
-                conn_reply_error(conn, req_id, API_NOT_FOUND, "dyno '%s' not found",
-                                 id);
+                call_fail(call, API_NOT_FOUND, "dyno '%s' not found", id);
         return d;
+}
+
+/* Crashed and waiting to restart, stopped: it stays down. */
+static void dyno_stop_crashed(struct dyno *d)
+{
+        dyno_cancel_restart(d);
+        d->stop_requested = true;
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN, true);
+        followers_end(d);
+        dyno_drains_close(d);
 }
 
 /* The spec's grace period, else the host's. */
@@ -1017,28 +1118,20 @@ static uint32_t dyno_default_grace(const struct dyno *d)
 }
 
 void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                  struct conn *conn, uint64_t req_id)
+                  struct call *call)
 {
-        struct dyno *d = find_to_stop(m, id, grace_set, grace, conn, req_id);
+        struct dyno *d = find_to_stop(m, id, call);
         if (!d)
                 return;
         if (!dyno_is_live(d)) {
-                if (d->restart_at_usec) {
-                        /* Crashed, waiting to restart: stopped, it stays down. */
-                        dyno_cancel_restart(d);
-                        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
-                        d->stop_requested = true;
-                        dyno_log_platform(d, "State changed from crashed to down");
-                        dyno_save(d);
-                        followers_end(d);
-                        dyno_drains_close(d);
-                }
-                reply_dyno(conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP, d);
+                if (d->restart_at_usec)
+                        dyno_stop_crashed(d);
+                reply_dyno(call, WAIT_ENDED, d);
                 return;
         }
         if (!grace_set)
                 grace = dyno_default_grace(d);
-        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_STOP);
+        dyno_add_pending(d, call, WAIT_ENDED);
         if (d->waiting_images) {
                 dyno_cancel_waiting(d);
                 return;
@@ -1058,14 +1151,8 @@ void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t gr
 static void stop_one(struct dyno *d, void *userdata)
 {
         if (!dyno_is_live(d)) {
-                if (d->restart_at_usec) {
-                        dyno_cancel_restart(d);
-                        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN;
-                        d->stop_requested = true;
-                        dyno_log_platform(d, "State changed from crashed to down");
-                        dyno_save(d);
-                        followers_end(d);
-                }
+                if (d->restart_at_usec)
+                        dyno_stop_crashed(d);
                 return;
         }
         if (d->waiting_images)
@@ -1122,14 +1209,14 @@ int manager_shutdown(struct manager *m)
                 log_info("stopping; %zu dynos keep running, for the next hostd to re-adopt",
                          m->n_live);
                 if (m->events)
-                        events_emit(m->events, NULL, "host", 0,
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                                     "hostd stopping: %zu dynos keep running", m->n_live);
                 return sd_event_exit(m->event, 0);
         }
         log_notice("stopping: first the %zu dynos (stop-dynos-on-exit), within %" PRIu32 " s",
                    m->n_live + m->n_retiring, c->shutdown_timeout);
         if (m->events)
-                events_emit(m->events, NULL, "host", 0,
+                events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                             "hostd stopping: stopping its %zu dynos first, within %" PRIu32 " s",
                             m->n_live, c->shutdown_timeout);
         m->shutdown_deadline_usec = now_realtime_usec() + (int64_t)c->shutdown_timeout * 1000000;
@@ -1303,7 +1390,7 @@ static uint64_t proc_starttime(pid_t pid)
 /* netd's answers come fast (milliseconds); this only bounds a hung netd. */
 #define NETD_TIMEOUT_USEC (30ULL * 1000000)
 
-static void dyno_fail_start(struct dyno *d, int code, const char *msg);
+static void dyno_fail_start(struct dyno *d, enum api_code code, const char *msg);
 
 static char *netns_path(const struct manager *m, const char *id)
 {
@@ -1568,7 +1655,7 @@ static void dyno_abort_start(struct dyno *d)
         if (m->n_live > 0)
                 m->n_live--;
         if (m->events && d->event_state >= 0)
-                events_emit(m->events, d->id, "removed", 0,
+                events_emit(m->events, d->id, HOSTD__V1__EVENT_KIND__EVENT_KIND_REMOVED, 0,
                             "the start failed: nothing of the dyno is left");
         manager_remove(m, d);
         dyno_free(d);
@@ -1667,7 +1754,7 @@ static void dyno_tell_oom(struct dyno *d, const char *name, uint64_t told, uint6
                                   " processes of the dyno",
                                   now - told);
         if (m->events)
-                events_emit(m->events, d->id, "oom", d->state,
+                events_emit(m->events, d->id, HOSTD__V1__EVENT_KIND__EVENT_KIND_OOM, d->state,
                             "Error R15 (Memory quota vastly exceeded): the kernel's OOM killer "
                             "killed %" PRIu64 " process%s of the dyno (%" PRIu64
                             " in this run), mem=%" PRIu64 "M of %" PRIu64 "M",
@@ -2103,9 +2190,8 @@ static int dyno_cycle_overlap(struct dyno *d, uint32_t grace, const char *what)
                 dyno_fail_start(d, API_RESOURCE_EXHAUSTED, msg);
                 return 0;
         }
-        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         d->restarts++;
-        dyno_log_platform(d, "State changed from up to starting");
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING, true);
         dyno_begin(d);
         return 0;
 }
@@ -2182,10 +2268,8 @@ static void dyno_boot_end(struct dyno *d)
 static void dyno_set_up(struct dyno *d)
 {
         dyno_boot_end(d);
-        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_UP;
         d->up_usec = now_realtime_usec();
-        dyno_save(d);
-        dyno_log_platform(d, "State changed from starting to up");
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_UP, true);
 }
 
 static int on_boot_tick(sd_event_source *s, uint64_t usec, void *userdata)
@@ -2223,7 +2307,6 @@ static void dyno_boot_begin(struct dyno *d)
 {
         struct manager *m = d->m;
         d->booting = true;
-        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         int fd = boot_probe_open(d->pid, m->netns_fd);
         if (fd < 0) {
                 /* No sock_diag in this kernel: say so, and do not hold the dyno hostage. */
@@ -2242,16 +2325,15 @@ static void dyno_boot_begin(struct dyno *d)
                 dyno_set_up(d);
                 return;
         }
-        dyno_save(d);
+        /* Starting still, with its command running: the boot deadline into the record. */
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING, false);
 }
 
-/* The start is answered (the dyno runs, or waits for its client), and a stop that came
- * meanwhile begins. */
+/* The start is settled (the command runs, or a one-off waits for its client): the calls that
+ * waited for it are answered, and a stop that came meanwhile begins. */
 static void dyno_start_settled(struct dyno *d)
 {
-        dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_START);
-        if (!d->restart_requested)
-                dyno_answer(d, HOSTD__V1__RESPONSE__RESULT_RESTART);
+        dyno_mark_running(d);
         if (d->stop_requested)
                 dyno_stop_begin(d, d->grace_seconds);
 }
@@ -2298,6 +2380,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         }
 
         d->started_usec = now_realtime_usec();
+        d->running = true; /* the state change below answers the calls that waited */
         if (dyno_needs_boot(d)) {
                 d->boot_deadline_usec = d->started_usec + (int64_t)dyno_boot_timeout(d) * 1000000;
                 dyno_boot_begin(d);
@@ -2460,14 +2543,14 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
 }
 
 /* A start that cannot go on: tell whoever waits, and undo everything. */
-static void dyno_fail_start(struct dyno *d, int code, const char *msg)
+static void dyno_fail_start(struct dyno *d, enum api_code code, const char *msg)
 {
         log_error("%s", msg);
         /* Undo first, answer after: whoever is told of the failure finds nothing left. */
         struct pending *pending = TAKE_PTR(d->pending);
         dyno_abort_start(d);
         for (struct pending *p = pending; p; p = p->next)
-                conn_reply_error(p->conn, p->req_id, code, "%s", msg);
+                call_fail(p->call, code, "%s", msg);
         pending_free_all(pending);
 }
 
@@ -2510,7 +2593,7 @@ static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind 
         }
         if (dry_run)
                 return 1;
-        r = importer_start(m, url, digest, kind, NULL, 0);
+        r = importer_start(m, url, digest, kind, NULL, NULL, NULL);
         if (r < 0) {
                 snprintf(msg, len, "spec.%s_url: start the import: %s", what, strerror(-r));
                 return r;
@@ -2652,13 +2735,13 @@ bool manager_image_in_use(const char *digest, void *userdata)
         return manager_image_users(userdata, digest) > 0;
 }
 
-void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn, uint64_t req_id)
+void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct call *call)
 {
         char msg[512];
-        const struct size_def *size = NULL;
-        int code = validate_spec(spec, m->config, &size, msg, sizeof msg);
-        if (code) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
+        const struct size_def *size =
+                config_find_size(m->config, *spec->size ? spec->size : m->config->default_size);
+        if (!size) { /* validate_spec saw it: only a reload could make it go */
+                call_fail(call, API_INVALID_ARGUMENT, "spec.size: unknown size '%s'", spec->size);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -2667,7 +2750,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         if (!*spec->size) {
                 char *name = strdup(size->name);
                 if (!name) {
-                        conn_reply_error(conn, req_id, API_INTERNAL, "out of memory");
+                        call_fail(call, API_INTERNAL, "out of memory");
                         hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                         return;
                 }
@@ -2676,15 +2759,14 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
 
         struct dyno *old = manager_find(m, spec->id);
         if (old && dyno_is_live(old)) {
-                conn_reply_error(conn, req_id, API_ALREADY_EXISTS,
-                                 "dyno '%s' already exists (%s)", spec->id,
-                                 dyno_state_name(old->state));
+                call_fail(call, API_ALREADY_EXISTS, "dyno '%s' already exists (%s)", spec->id,
+                          dyno_state_name(old->state));
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
-        code = admission_check(m, spec->id, size, true, msg, sizeof msg);
+        enum api_code code = admission_check(m, spec->id, size, true, msg, sizeof msg);
         if (code) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
+                call_fail(call, code, "%s", msg);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -2700,8 +2782,7 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         struct dyno *d;
         int r = dyno_new(m, spec->id, &d);
         if (r < 0) {
-                conn_reply_error(conn, req_id, API_INTERNAL,
-                                 "dyno '%s': out of memory", spec->id);
+                call_fail(call, API_INTERNAL, "dyno '%s': out of memory", spec->id);
                 hostd__v1__dyno_spec__free_unpacked(spec, NULL);
                 return;
         }
@@ -2711,14 +2792,14 @@ void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *co
         d->created_usec = now_realtime_usec();
         d->uid = manager_pick_uid(m, &r);
         if (r < 0 || (r = manager_add(m, d)) < 0) {
-                conn_reply_error(conn, req_id, API_RESOURCE_EXHAUSTED,
-                                 "dyno '%s': no free uid: %s", spec->id, strerror(-r));
+                call_fail(call, API_RESOURCE_EXHAUSTED, "dyno '%s': no free uid: %s", spec->id,
+                          strerror(-r));
                 dyno_free(d);
                 return;
         }
         m->n_live++;
 
-        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_START);
+        dyno_add_pending(d, call, WAIT_START_RUNS);
         /* Its CPUs are its own from now on, also while it waits for its images. */
         r = cpu_pool_reserve(m->cpus, d->cg_name, size->dedicated_cpus, msg, sizeof msg);
         if (r < 0) {
@@ -2754,7 +2835,7 @@ static void dyno_reset_run(struct dyno *d)
         d->started_usec = d->finished_usec = d->stop_deadline_usec = 0;
         d->pid = 0;
         d->init_starttime = 0;
-        d->adopted = false;
+        d->adopted = d->running = false;
 }
 
 /* Start an ended dyno again in place: same spec, logs kept, a fresh layer and a new uid. */
@@ -2769,37 +2850,38 @@ static void dyno_relaunch(struct dyno *d)
         d->uid = manager_pick_uid(m, &r);
         if (r < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': no free uid: %s", d->id, strerror(-r));
-                dyno_answer_error(d, API_RESOURCE_EXHAUSTED, msg);
+                dyno_answer_error(d, -1, API_RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
                 return;
         }
         char why[256];
         if (cpu_pool_reserve(m->cpus, d->cg_name, d->size->dedicated_cpus, why, sizeof why) < 0) {
                 snprintf(msg, sizeof msg, "dyno '%s': size %s %s", d->id, d->size->name, why);
-                dyno_answer_error(d, API_RESOURCE_EXHAUSTED, msg);
+                dyno_answer_error(d, -1, API_RESOURCE_EXHAUSTED, msg);
                 dyno_save(d);
                 return;
         }
-        d->state = HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING;
         d->restarts++;
         m->n_live++;
         dyno_log_platform(d, "Restarting");
+        dyno_set_state(d, HOSTD__V1__DYNO_STATE__DYNO_STATE_STARTING, false);
         dyno_begin(d);
 }
 
 void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                     struct conn *conn, uint64_t req_id)
+                     struct call *call)
 {
-        struct dyno *d = find_to_stop(m, id, grace_set, grace, conn, req_id);
+        struct dyno *d = find_to_stop(m, id, call);
         if (!d)
                 return;
         char msg[512];
-        int code = dyno_is_live(d) ? 0 : admission_check(m, id, d->size, true, msg, sizeof msg);
+        enum api_code code =
+                dyno_is_live(d) ? API_OK : admission_check(m, id, d->size, true, msg, sizeof msg);
         if (code) {
-                conn_reply_error(conn, req_id, code, "%s", msg);
+                call_fail(call, code, "%s", msg);
                 return;
         }
-        dyno_add_pending(d, conn, req_id, HOSTD__V1__RESPONSE__RESULT_RESTART);
+        dyno_add_pending(d, call, WAIT_RESTART_RUNS);
         d->crashes = 0;       /* an explicit restart starts the back-off again */
         d->cycle_at_usec = 0; /* and the daily cycle's clock */
         if (!dyno_is_live(d)) {
@@ -2970,6 +3052,7 @@ static void dyno_readopt(struct dyno *d)
         }
 
         d->pidfd = pidfd;
+        d->running = true; /* its first process was recorded once it ran the command */
         (void)cpu_pool_adopt(m->cpus, d->cg_name, d->size ? d->size->dedicated_cpus : 0);
         d->log_fd = pidfd_getfd_(pidfd, INIT_LOG_FD);
         if (d->log_fd < 0)
@@ -3134,7 +3217,7 @@ int manager_reconcile(struct manager *m)
         if (mr < 0)
                 log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         if (m->events)
-                events_emit(m->events, NULL, "host", 0,
+                events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,
                             m->n_dynos, m->n_live);
         (void)admission_load(m); /* after the events' "started": then the drain goes on */

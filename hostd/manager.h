@@ -13,11 +13,11 @@
 #include "logs.h"
 
 /* Sources that must never delay a reply or an exit: dynos' log pipes, and a connection's
- * requests beyond its batch (rpc.c). Everything else runs at the default 0. */
+ * requests beyond its batch (grpc-server.c). Everything else runs at the default 0. */
 #define HOSTD_PRIORITY_LOGS 10
 
+struct call;
 struct cg_manager;
-struct conn;
 struct drain_ctx;
 struct drain_set;
 struct image_store;
@@ -26,22 +26,29 @@ struct netd_client;
 struct journal;
 struct events;
 struct exec_session;
-struct rpc_server;
+struct grpc_server;
 struct retiring;
 struct metrics;
 
-/* A reply owed to a client once a dyno reaches a state. */
+/* What a call that waits on a dyno waits for (dyno_wake answers it). */
+enum dyno_wait {
+        WAIT_START_RUNS,   /* Start: the command runs (or a one-off waits for its client) */
+        WAIT_RESTART_RUNS, /* Restart: the same, of the replacement */
+        WAIT_ENDED,        /* Stop: the dyno's processes are gone */
+};
+
+/* A call owed an answer once a dyno reaches a state. */
 struct pending {
-        struct conn *conn;
-        uint64_t req_id;
-        int kind; /* HOSTD__V1__RESPONSE__RESULT_START, _STOP, _RESTART */
+        struct dyno *d;
+        struct call *call;
+        enum dyno_wait wait;
         struct pending *next;
 };
 
 /* A client following a dyno's log. */
 struct follower {
-        struct conn *conn;
-        uint64_t req_id;
+        struct dyno *d;
+        struct call *call;
         uint64_t next_seq; /* the first line it has not been sent */
         struct follower *next;
 };
@@ -61,6 +68,7 @@ struct dyno {
         int state_dirfd;
         struct logfile logfile; /* <run>/log: lines kept across restarts of hostd */
         bool adopted;           /* not our child: started by an earlier hostd */
+        bool running;           /* its command has been executed (or waits for its client) */
         bool stop_requested;
         bool restart_requested; /* start again once stopped */
         bool stop_timed_out;    /* R12 */
@@ -134,7 +142,7 @@ struct manager {
         sd_event *event;
         struct cg_manager *cg;
         struct cpu_pool *cpus; /* dedicated CPUs (cpus.h) */
-        struct rpc_server *rpc;
+        struct grpc_server *api;
         struct image_store *images;
         struct import_job *imports;
         struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
@@ -174,21 +182,25 @@ bool dyno_is_live(const struct dyno *d);
 /* Its earlier instances still stopping after a daily cycle. */
 size_t dyno_retiring_count(const struct dyno *d);
 
-/* Begin a start; the reply (success or error) goes to conn when the dyno runs or has failed.
- * Validation errors are answered at once. */
-void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct conn *conn,
-                   uint64_t req_id);
-/* Begin a stop; the reply goes to conn when the dyno is gone. */
+/* The calls' own checks (validate.c, run by the transport before these) have passed. */
+
+/* Begin a start (spec is taken over); the call is answered when the dyno runs or has failed.
+ * The host's own refusals (the size, admission, an id in use) are answered at once. */
+void manager_start(struct manager *m, Hostd__V1__DynoSpec *spec, struct call *call);
+/* Begin a stop; the call is answered when the dyno is gone. */
 void manager_stop(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                  struct conn *conn, uint64_t req_id);
-
-/* Stop (if running) and start again with the same spec and a fresh filesystem layer; the
- * reply goes to conn when the new process runs. */
+                  struct call *call);
+/* SIGTERM to the running instance and its replacement started beside it (an up dyno), else a
+ * stop and a start again; the call is answered when the new process runs. */
 void manager_restart(struct manager *m, const char *id, bool grace_set, uint32_t grace,
-                     struct conn *conn, uint64_t req_id);
+                     struct call *call);
 
-/* Send conn every line the dyno logs from now on, until the dyno ends (a restart goes on). */
-void dyno_follow_logs(struct dyno *d, struct conn *conn, uint64_t req_id);
+/* Send the call the dyno's kept lines from ring index first on, as LogsResponses of a bounded
+ * size. 0, or -ECANCELED when the client went meanwhile. */
+int dyno_send_logs(struct dyno *d, struct call *call, size_t first);
+/* Then every line the dyno logs from now on, until the dyno ends for good (a restart goes
+ * on); without more to come, the call ends at once. */
+void dyno_follow_logs(struct dyno *d, struct call *call);
 
 /* Whether a running or starting dyno uses the image; how many do. */
 bool manager_image_in_use(const char *digest, void *userdata /* struct manager * */);

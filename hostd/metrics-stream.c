@@ -1,10 +1,9 @@
 /* SubscribeMetrics: subscribers of one interval share one timer, one round of the sampler and
- * one encoded batch. The batch is packed once without the request id; each subscriber's
- * frame is its id field followed by those bytes (a protobuf message may hold its fields in
- * any order), so a thousand dynos cost one encoding per interval, not one per subscriber.
+ * one encoded batch, packed once and sent as it is to each (call_send_packed), so a thousand
+ * dynos cost one encoding per interval, not one per subscriber.
  *
  * A slow subscriber: a batch is queued for a client only when everything sent to it before
- * has left hostd (the connection's queue is empty). Otherwise the batch is dropped for that
+ * has left hostd (call_pending is 0). Otherwise the batch is dropped for that
  * client and counted (logged when it next gets one). The figures are gauges and counters
  * since the dyno's start, so a dropped batch loses resolution, not data, and hostd holds at
  * most one batch per client, however slowly it reads. */
@@ -15,19 +14,18 @@
 #include "config-build.h"
 #include "admission.h"
 #include "cgroup.h"
+#include "call.h"
 #include "manager.h"
-#include "rpc.h"
 #include "sampler.h"
 #include "util.h"
-#include "api-code.h"
 #include "validate.h"
 
-#define INTERVAL_DEFAULT 20
-#define INTERVAL_MAX 3600
+
+struct metrics_stream;
 
 struct subscriber {
-        struct conn *conn;
-        uint64_t id;
+        struct metrics_stream *st;
+        struct call *call;
         uint64_t dropped; /* batches skipped since the last one sent */
         struct subscriber *next;
 };
@@ -99,7 +97,7 @@ void metrics_fill_host(struct manager *m, Hostd__V1__Host *h)
         h->io_pressure_full = hs->io_psi.full_avg[0];
 }
 
-/* The batch of the last round, packed as a Response without its id. */
+/* The batch of the last round, packed: a SubscribeMetricsResponse. */
 static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
 {
         struct manager *m = mt->m;
@@ -118,17 +116,14 @@ static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
         char hostname[256];
         host_info_fill(m, &h, hostname);
 
-        Hostd__V1__MetricsBatch mb = HOSTD__V1__METRICS_BATCH__INIT;
+        Hostd__V1__SubscribeMetricsResponse mb = HOSTD__V1__SUBSCRIBE_METRICS_RESPONSE__INIT;
         mb.n_dynos = b.n;
         mb.dynos = b.ptrs;
         mb.host = &h;
-        Hostd__V1__Response resp = HOSTD__V1__RESPONSE__INIT;
-        resp.result_case = HOSTD__V1__RESPONSE__RESULT_METRICS;
-        resp.metrics = &mb;
-        size_t len = hostd__v1__response__get_packed_size(&resp);
+        size_t len = hostd__v1__subscribe_metrics_response__get_packed_size(&mb);
         uint8_t *buf = malloc(len ? len : 1);
         if (buf)
-                hostd__v1__response__pack(&resp, buf);
+                hostd__v1__subscribe_metrics_response__pack(&mb, buf);
         free(b.items);
         free(b.ptrs);
         if (!buf)
@@ -140,7 +135,8 @@ static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
 
 static void subscriber_free(struct subscriber *sub)
 {
-        conn_unref(sub->conn);
+        call_on_cancel(sub->call, NULL, NULL);
+        call_unref(sub->call);
         free(sub);
 }
 
@@ -172,52 +168,47 @@ static void stream_send(struct metrics_stream *st, struct subscriber *only)
                 return;
         }
         for (struct subscriber *sub = only ? only : st->subs; sub; sub = only ? NULL : sub->next) {
-                if (conn_is_closed(sub->conn))
-                        continue;
-                if (conn_pending(sub->conn) > 0) {
+                if (call_pending(sub->call) > 0) {
                         sub->dropped++;
                         continue;
                 }
                 if (sub->dropped > 0)
-                        log_debug("metrics: a subscriber (request %" PRIu64 ") missed %" PRIu64
+                        log_debug("metrics: %s missed %" PRIu64
                                   " batches: it had not read the one before",
-                                  sub->id, sub->dropped);
+                                  call_peer(sub->call), sub->dropped);
                 sub->dropped = 0;
-                conn_reply_packed(sub->conn, sub->id, buf, len);
+                (void)call_send_packed(sub->call, buf, len);
         }
 }
 
 static void on_stream_tick(struct sampler *s, void *userdata)
 {
-        struct metrics_stream *st = userdata;
-        for (struct subscriber **pp = &st->subs; *pp;) {
-                struct subscriber *sub = *pp;
-                if (conn_is_closed(sub->conn)) {
-                        *pp = sub->next;
-                        subscriber_free(sub);
-                } else
-                        pp = &sub->next;
-        }
-        if (!st->subs) {
-                stream_free(st); /* every client left: the timer goes too */
-                return;
-        }
-        stream_send(st, NULL);
+        stream_send(userdata, NULL);
 }
 
-void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
+/* A subscriber's client went: forget it, and the stream with its last one. */
+static void on_subscriber_cancel(struct call *c, void *userdata)
+{
+        struct subscriber *gone = userdata;
+        struct metrics_stream *st = gone->st;
+        for (struct subscriber **pp = &st->subs; *pp; pp = &(*pp)->next)
+                if (*pp == gone) {
+                        *pp = gone->next;
+                        subscriber_free(gone);
+                        break;
+                }
+        if (!st->subs)
+                stream_free(st); /* every client left: the timer goes too */
+}
+
+void metrics_subscribe(struct manager *m, struct call *c,
                        const Hostd__V1__SubscribeMetricsRequest *req)
 {
-        uint32_t interval = req->interval_seconds ? req->interval_seconds : INTERVAL_DEFAULT;
-        if (interval > INTERVAL_MAX)
-                return conn_reply_error(c, id, API_INVALID_ARGUMENT,
-                                        "subscribe_metrics.interval_seconds: %" PRIu32
-                                        " is out of range (1..%d; 0 or unset: %d)",
-                                        req->interval_seconds, INTERVAL_MAX, INTERVAL_DEFAULT);
+        /* validate_subscribe_metrics checked the interval. */
+        uint32_t interval = req->interval_seconds ? req->interval_seconds : METRICS_INTERVAL_DEFAULT;
         struct metrics *mt = m->metrics;
         if (!mt)
-                return conn_reply_error(c, id, API_UNAVAILABLE,
-                                        "subscribe_metrics: hostd is still starting");
+                return call_fail(c, API_UNAVAILABLE, "subscribe_metrics: hostd is still starting");
         struct metrics_stream *st = mt->streams;
         while (st && st->interval != interval)
                 st = st->next;
@@ -225,16 +216,15 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
         if (new_stream) {
                 st = calloc(1, sizeof *st);
                 if (!st)
-                        return conn_reply_error(c, id, API_INTERNAL,
-                                                "subscribe_metrics: out of memory");
+                        return call_fail(c, API_INTERNAL, "subscribe_metrics: out of memory");
                 st->mt = mt;
                 st->interval = interval;
                 int r = sampler_listen(mt->sampler, interval, false, on_stream_tick, st,
                                        &st->listener);
                 if (r < 0) {
                         free(st);
-                        return conn_reply_error(c, id, API_INTERNAL,
-                                                "subscribe_metrics: a timer: %s", strerror(-r));
+                        return call_fail(c, API_INTERNAL, "subscribe_metrics: a timer: %s",
+                                         strerror(-r));
                 }
                 st->next = mt->streams;
                 mt->streams = st;
@@ -243,13 +233,13 @@ void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
         if (!sub) {
                 if (new_stream)
                         stream_free(st);
-                return conn_reply_error(c, id, API_INTERNAL,
-                                        "subscribe_metrics: out of memory");
+                return call_fail(c, API_INTERNAL, "subscribe_metrics: out of memory");
         }
-        sub->conn = conn_ref(c);
-        sub->id = id;
+        sub->st = st;
+        sub->call = call_ref(c);
         sub->next = st->subs;
         st->subs = sub;
+        call_on_cancel(c, on_subscriber_cancel, sub);
         /* The first batch at once, from a fresh round (or one of the last 100 ms). */
         sampler_round(mt->sampler);
         stream_send(st, sub);

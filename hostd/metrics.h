@@ -10,10 +10,14 @@
 #include "hostd.pb-c.h"
 
 struct manager;
-struct conn;
+struct call;
 struct sampler;
 struct dyno;
 struct dyno_sample;
+
+/* SubscribeMetrics' interval_seconds: 0 (unset) means the default. */
+#define METRICS_INTERVAL_DEFAULT 20
+#define METRICS_INTERVAL_MAX 3600
 
 struct metrics {
         struct manager *m;
@@ -31,9 +35,9 @@ void metrics_stop(struct manager *m);
 void metrics_runtime_lines(const struct dyno *d, const struct dyno_sample *ds, char *load,
                            size_t load_len, char *memory, size_t memory_len);
 
-/* SubscribeMetrics (metrics-stream.c): validate, send a batch at once, then every interval
- * until the client leaves. */
-void metrics_subscribe(struct manager *m, struct conn *c, uint64_t id,
+/* SubscribeMetrics (metrics-stream.c; the request checked by validate_subscribe_metrics): a
+ * batch at once, then every interval until the client cancels. */
+void metrics_subscribe(struct manager *m, struct call *c,
                        const Hostd__V1__SubscribeMetricsRequest *req);
 void metrics_streams_free(struct metrics *mt);
 /* The host's figures of the last round into h (no sizes); NULL-safe on a hostd without

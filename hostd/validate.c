@@ -8,6 +8,8 @@
 #include "util.h"
 #include "api-code.h"
 
+#include "metrics.h"
+
 /* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
 #define ESC(v) escape_value((v), 80, (char[400]){ 0 }, 400)
 
@@ -395,105 +397,112 @@ int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
         return 0;
 }
 
-int validate_exec(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg, size_t len)
+int validate_exec(const Hostd__V1__ExecStart *req, const struct config *c, char *msg, size_t len)
 {
-        int code = validate_id("exec.id", req->id, msg, len);
+        int code = validate_id("start.id", req->id, msg, len);
         if (code)
                 return code;
         if (req->n_argv == 0 || !*req->argv[0])
-                return FAIL(API_INVALID_ARGUMENT, "exec.argv: a command is required");
+                return FAIL(API_INVALID_ARGUMENT, "start.argv: a command is required");
         if (req->n_argv > EXEC_MAX_ARGS)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "exec.argv: %zu arguments, more than %d", req->n_argv, EXEC_MAX_ARGS);
+                return FAIL(API_INVALID_ARGUMENT, "start.argv: %zu arguments, more than %d",
+                            req->n_argv, EXEC_MAX_ARGS);
         size_t total = 0;
         for (size_t i = 0; i < req->n_argv; i++) {
                 if (!utf8_valid(req->argv[i]))
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "exec.argv[%zu]: not valid UTF-8", i);
+                        return FAIL(API_INVALID_ARGUMENT, "start.argv[%zu]: not valid UTF-8", i);
                 total += strlen(req->argv[i]) + 1;
         }
         if (total > c->max_command)
                 return FAIL(API_INVALID_ARGUMENT,
-                            "exec.argv: %zu bytes, more than %" PRIu32 " (max-command)", total,
+                            "start.argv: %zu bytes, more than %" PRIu32 " (max-command)", total,
                             c->max_command);
         if (req->tty_columns > 10000 || req->tty_rows > 10000)
                 return FAIL(API_INVALID_ARGUMENT,
-                            "exec.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
+                            "start.tty_columns, tty_rows: %" PRIu32 "x%" PRIu32 " is over 10000",
                             req->tty_columns, req->tty_rows);
         if (*req->term && !req->tty)
                 return FAIL(API_INVALID_ARGUMENT,
-                            "exec.term: only a process with a terminal (exec.tty) has one");
-        return validate_term("exec.term", req->term, msg, len);
+                            "start.term: only a process with a terminal (start.tty) has one");
+        return validate_term("start.term", req->term, msg, len);
 }
 
-int validate_image_import(const Hostd__V1__ImageImportRequest *req, char *msg, size_t len)
+/* ---- one check per method of hostd.v1.Hostd (api.c's table) ---- */
+
+int validate_start(const Hostd__V1__StartRequest *req, const struct config *c, char *msg,
+                   size_t len)
 {
-        int code = validate_image_source("image_import.source", req->source, msg, len);
+        if (!req->spec)
+                return FAIL(API_INVALID_ARGUMENT, "spec: required");
+        return validate_spec(req->spec, c, NULL, msg, len);
+}
+
+int validate_stop(const Hostd__V1__StopRequest *req, char *msg, size_t len)
+{
+        int code = validate_id("id", req->id, msg, len);
         if (code)
                 return code;
-        if ((code = validate_digest("image_import.sha256", req->sha256, msg, len)))
+        return validate_grace(req->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
+                              req->grace_seconds, msg, len);
+}
+
+int validate_restart(const Hostd__V1__RestartRequest *req, char *msg, size_t len)
+{
+        int code = validate_id("id", req->id, msg, len);
+        if (code)
                 return code;
-        if (req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK && req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG)
-                return FAIL(API_INVALID_ARGUMENT, "image_import.kind: stack or slug");
+        return validate_grace(req->grace_case ==
+                                      HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
+                              req->grace_seconds, msg, len);
+}
+
+int validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len)
+{
+        if (req->deadline_case == HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
+            (req->deadline_seconds == 0 || req->deadline_seconds > DRAIN_DEADLINE_MAX))
+                return FAIL(API_INVALID_ARGUMENT,
+                            "deadline_seconds: %" PRIu32 " is not 1..%d", req->deadline_seconds,
+                            DRAIN_DEADLINE_MAX);
         return 0;
 }
 
-int validate_request(const Hostd__V1__Request *req, const struct config *c, char *msg, size_t len)
+int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg,
+                               size_t len)
 {
-        int code;
-        switch (req->call_case) {
-        case HOSTD__V1__REQUEST__CALL_START:
-                if (!req->start->spec)
-                        return FAIL(API_INVALID_ARGUMENT, "start.spec: required");
-                return validate_spec(req->start->spec, c, NULL, msg, len);
-        case HOSTD__V1__REQUEST__CALL_STOP:
-                if ((code = validate_id("id", req->stop->id, msg, len)))
-                        return code;
-                return validate_grace(req->stop->grace_case ==
-                                              HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
-                                      req->stop->grace_seconds, msg, len);
-        case HOSTD__V1__REQUEST__CALL_RESTART:
-                if ((code = validate_id("id", req->restart->id, msg, len)))
-                        return code;
-                return validate_grace(req->restart->grace_case ==
-                                              HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
-                                      req->restart->grace_seconds, msg, len);
-        case HOSTD__V1__REQUEST__CALL_GET: return validate_id("id", req->get->id, msg, len);
-        case HOSTD__V1__REQUEST__CALL_LOGS: return validate_id("id", req->logs->id, msg, len);
-        case HOSTD__V1__REQUEST__CALL_EXEC: return validate_exec(req->exec, c, msg, len);
-        case HOSTD__V1__REQUEST__CALL_ATTACH:
-                return validate_id("attach.id", req->attach->id, msg, len);
-        case HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT:
-                return validate_image_import(req->image_import, msg, len);
-        case HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE:
-                return validate_digest("image_remove.digest", req->image_remove->digest, msg, len);
-        case HOSTD__V1__REQUEST__CALL_LIST:
-        case HOSTD__V1__REQUEST__CALL_HOST_INFO:
-        case HOSTD__V1__REQUEST__CALL_IMAGE_LIST:
-        case HOSTD__V1__REQUEST__CALL_IMAGE_GC:
-        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS:
-        case HOSTD__V1__REQUEST__CALL_UNDRAIN:
-        case HOSTD__V1__REQUEST__CALL_STREAM_INPUT: return 0; /* nothing from the wire to check */
-        case HOSTD__V1__REQUEST__CALL_DRAIN:
-                /* as admission_drain checks it */
-                if (req->drain->deadline_case ==
-                            HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
-                    (req->drain->deadline_seconds == 0 ||
-                     req->drain->deadline_seconds > 7 * 24 * 3600))
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "drain.deadline_seconds: %" PRIu32 " is not 1..604800",
-                                    req->drain->deadline_seconds);
-                return 0;
-        case HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS:
-                /* as metrics_subscribe checks it */
-                if (req->subscribe_metrics->interval_seconds > 3600)
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "subscribe_metrics.interval_seconds: %" PRIu32
-                                    " is out of range (1..3600; 0 or unset: 20)",
-                                    req->subscribe_metrics->interval_seconds);
-                return 0;
-        case HOSTD__V1__REQUEST__CALL__NOT_SET:
-                return FAIL(API_INVALID_ARGUMENT, "request: no call set");
-        default: return FAIL(API_UNIMPLEMENTED, "request: call not implemented");
-        }
+        if (req->interval_seconds > METRICS_INTERVAL_MAX)
+                return FAIL(API_INVALID_ARGUMENT,
+                            "interval_seconds: %" PRIu32 " is out of range (1..%d; 0 or unset: %d)",
+                            req->interval_seconds, METRICS_INTERVAL_MAX, METRICS_INTERVAL_DEFAULT);
+        return 0;
+}
+
+int validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg,
+                          size_t len)
+{
+        if (req->kind_case != HOSTD__V1__EXEC_REQUEST__KIND_START)
+                return FAIL(API_INVALID_ARGUMENT,
+                            "start: the first message of an Exec must start the process");
+        return validate_exec(req->start, c, msg, len);
+}
+
+int validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size_t len)
+{
+        if (req->kind_case != HOSTD__V1__ATTACH_REQUEST__KIND_START)
+                return FAIL(API_INVALID_ARGUMENT,
+                            "start: the first message of an Attach must name the dyno");
+        return validate_id("start.id", req->start->id, msg, len);
+}
+
+int validate_import_image(const Hostd__V1__ImportImageRequest *req, char *msg, size_t len)
+{
+        int code = validate_image_source("source", req->source, msg, len);
+        if (code)
+                return code;
+        if ((code = validate_digest("sha256", req->sha256, msg, len)))
+                return code;
+        if (req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_STACK &&
+            req->kind != HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG)
+                return FAIL(API_INVALID_ARGUMENT,
+                            "kind: IMAGE_KIND_STACK or IMAGE_KIND_SLUG, not %d", (int)req->kind);
+        return 0;
 }

@@ -1,11 +1,12 @@
 /* Checks on everything that arrives from the wire, before anything acts on it. Each returns
- * a hostd.v1.Code (OK is 0) and writes a message that names the field and the reason. */
+ * an api_code (API_OK is 0) and writes a message that names the field and the reason. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api-code.h"
 #include "config.h"
 #include "hostd.pb-c.h"
 
@@ -20,12 +21,22 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
 int validate_digest(const char *field, const char *digest, char *msg, size_t len);
 /* A stop's or restart's grace period, when the request sets one. */
 int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len);
-int validate_exec(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg, size_t len);
-int validate_image_import(const Hostd__V1__ImageImportRequest *req, char *msg, size_t len);
+/* Exec's first message. */
+int validate_exec(const Hostd__V1__ExecStart *req, const struct config *c, char *msg, size_t len);
 
 #define EXEC_MAX_ARGS 1024
+#define DRAIN_DEADLINE_MAX (7 * 24 * 3600)
 
-/* Every check a request gets before hostd looks at its state (a dyno, an image, a stream),
- * in the order the calls make them: the checks above, as rpc.c, manager.c and exec.c apply
- * them to each call. For the fuzzer and the tests; hostd calls the parts where they belong. */
-int validate_request(const Hostd__V1__Request *req, const struct config *c, char *msg, size_t len);
+/* The checks of each method's request, in api.c's table: the transport runs them before a
+ * handler sees the request, and fuzz-request runs them on what it makes up. */
+int validate_start(const Hostd__V1__StartRequest *req, const struct config *c, char *msg,
+                   size_t len);
+int validate_stop(const Hostd__V1__StopRequest *req, char *msg, size_t len);
+int validate_restart(const Hostd__V1__RestartRequest *req, char *msg, size_t len);
+int validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len);
+int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg,
+                               size_t len);
+int validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg,
+                          size_t len);
+int validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size_t len);
+int validate_import_image(const Hostd__V1__ImportImageRequest *req, char *msg, size_t len);

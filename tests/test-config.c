@@ -41,7 +41,7 @@ static bool config_equal(const struct config *a, const struct config *b)
             a->runtime_metrics_interval != b->runtime_metrics_interval ||
             !streq_null(a->prometheus_file, b->prometheus_file) ||
             a->cycle_after != b->cycle_after || a->cycle_jitter != b->cycle_jitter ||
-            a->uid_max != b->uid_max || a->max_frame != b->max_frame ||
+            a->uid_max != b->uid_max || a->max_message != b->max_message ||
             a->max_connections != b->max_connections || a->max_command != b->max_command ||
             a->max_env != b->max_env || a->max_env_bytes != b->max_env_bytes ||
             a->max_dynos != b->max_dynos || a->log_lines != b->log_lines ||
@@ -126,7 +126,7 @@ static void test_defaults(void)
         CHECK(c.boot_timeout == 60);
         CHECK(c.uid_min == 200000);
         CHECK(c.uid_max == 265535);
-        CHECK(c.max_frame == 4 * MiB);
+        CHECK(c.max_message == 4 * MiB);
         CHECK(c.max_connections == 256);
         CHECK(c.max_command == 16384);
         CHECK(c.max_env == 256);
@@ -194,7 +194,7 @@ static void test_override(void)
                                  "init = /usr/lib/hostd/hostd-init\n"
                                  "cgroup-root = \n"
                                  "dynos-cgroup = /system.slice/hostd-dynos.service\n"
-                                 "max-frame = 1M\n"
+                                 "max-message = 1M\n"
                                  "shm-size = 2.5G\n"
                                  "log-line-max = 20000\n"
                                  "uid-min = 1000\n"
@@ -216,7 +216,7 @@ static void test_override(void)
         CHECK(streq_null(c.init_path, "/usr/lib/hostd/hostd-init"));
         CHECK(streq_null(c.cgroup_root, ""));
         CHECK(streq_null(c.dynos_cgroup, "/system.slice/hostd-dynos.service"));
-        CHECK(c.max_frame == 1 * MiB);
+        CHECK(c.max_message == 1 * MiB);
         CHECK(c.shm_size == 2560 * MiB);
         CHECK(c.log_line_max == 20000);
         CHECK(c.uid_min == 1000 && c.uid_max == 1999);
