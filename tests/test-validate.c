@@ -8,6 +8,8 @@
 #include "config.h"
 #include "util.h"
 #include "api-code.h"
+#include "api.h"
+#include "manager.h"
 #include "validate.h"
 #include "check.h"
 
@@ -276,111 +278,151 @@ static void test_drains(void)
 
 /* validate_request(): each call's checks, as hostd makes them before it looks for a dyno, an
  * image or a stream. */
-static void expect_request(const Hostd__V1__Request *req, int code, const char *want)
+static struct manager fake; /* the table's checks read only its config */
+
+/* The check api.c's table gives method, on req. */
+static void expect_request(const char *method, const ProtobufCMessage *req, int code,
+                           const char *want)
 {
+        const struct grpc_method *m = NULL;
+        for (size_t i = 0; i < api_n_methods; i++)
+                if (strcmp(api_methods[i].name, method) == 0)
+                        m = &api_methods[i];
+        CHECK(m != NULL);
+        if (!m)
+                return;
+        CHECK(m->request == req->descriptor);
         char msg[512] = "";
-        int r = validate_request(req, &cfg, msg, sizeof msg);
+        int r = m->validate ? (int)m->validate(req, &fake, msg, sizeof msg) : 0;
         CHECK(r == code);
         if (want)
                 CHECK(strstr(msg, want) != NULL);
         if (r != code || (want && !strstr(msg, want)))
-                fprintf(stderr, "  request: got %d '%s', want %d '%s'\n", r, msg, code,
+                fprintf(stderr, "  %s: got %d '%s', want %d '%s'\n", method, r, msg, code,
                         want ? want : "");
+}
+
+/* Every method of the service has its row, and the row's types are the proto's. */
+static void test_table(void)
+{
+        const ProtobufCServiceDescriptor *sd = &hostd__v1__hostd__descriptor;
+        CHECK(api_n_methods == sd->n_methods);
+        for (unsigned i = 0; i < sd->n_methods && i < api_n_methods; i++) {
+                const ProtobufCMethodDescriptor *pm = &sd->methods[i];
+                const struct grpc_method *m = NULL;
+                for (size_t k = 0; k < api_n_methods; k++)
+                        if (strcmp(api_methods[k].name, pm->name) == 0)
+                                m = &api_methods[k];
+                CHECK(m != NULL);
+                if (!m) {
+                        fprintf(stderr, "  no row for %s\n", pm->name);
+                        continue;
+                }
+                CHECK(m->request == pm->input && m->response == pm->output);
+                CHECK(m->handle != NULL);
+        }
 }
 
 static void test_requests(void)
 {
         static char digest[] = "a58f042b6b3d94d52e795ed3aa2bb6883957db58317ff0a046299060e530259b";
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        expect_request(&req, API_INVALID_ARGUMENT, "no call set");
 
         Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_START;
-        req.start = &start;
-        expect_request(&req, API_INVALID_ARGUMENT, "start.spec: required");
+        expect_request("Start", &start.base, API_INVALID_ARGUMENT, "spec: required");
         Hostd__V1__DynoSpec s = spec_good();
         start.spec = &s;
-        expect_request(&req, 0, NULL);
+        expect_request("Start", &start.base, 0, NULL);
         s.id = (char *)"../x";
-        expect_request(&req, API_INVALID_ARGUMENT, "spec.id");
+        expect_request("Start", &start.base, API_INVALID_ARGUMENT, "spec.id");
 
         Hostd__V1__StopRequest stop = HOSTD__V1__STOP_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_STOP;
-        req.stop = &stop;
-        expect_request(&req, API_INVALID_ARGUMENT, "id: required");
+        expect_request("Stop", &stop.base, API_INVALID_ARGUMENT, "id: required");
         stop.id = (char *)"web-1";
         stop.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
         stop.grace_seconds = 3601;
-        expect_request(&req, API_INVALID_ARGUMENT, "grace_seconds: 3601 is over 3600");
+        expect_request("Stop", &stop.base, API_INVALID_ARGUMENT,
+                       "grace_seconds: 3601 is over 3600");
         stop.grace_seconds = 3600;
-        expect_request(&req, 0, NULL);
+        expect_request("Stop", &stop.base, 0, NULL);
+
+        Hostd__V1__RestartRequest restart = HOSTD__V1__RESTART_REQUEST__INIT;
+        restart.id = (char *)"a b";
+        expect_request("Restart", &restart.base, API_INVALID_ARGUMENT, "id: 'a b'");
+
+        Hostd__V1__GetDynoRequest get = HOSTD__V1__GET_DYNO_REQUEST__INIT;
+        expect_request("GetDyno", &get.base, API_INVALID_ARGUMENT, "id: required");
+        Hostd__V1__LogsRequest logs = HOSTD__V1__LOGS_REQUEST__INIT;
+        logs.id = (char *)"web-1";
+        expect_request("Logs", &logs.base, 0, NULL);
 
         Hostd__V1__ExecRequest ex = HOSTD__V1__EXEC_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
-        req.exec = &ex;
-        ex.id = (char *)"web-1";
-        expect_request(&req, API_INVALID_ARGUMENT, "a command is required");
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT,
+                       "the first message of an Exec must start");
+        Hostd__V1__StreamInput in = HOSTD__V1__STREAM_INPUT__INIT;
+        ex.kind_case = HOSTD__V1__EXEC_REQUEST__KIND_INPUT;
+        ex.input = &in;
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT,
+                       "the first message of an Exec must start");
+        Hostd__V1__ExecStart es = HOSTD__V1__EXEC_START__INIT;
+        ex.kind_case = HOSTD__V1__EXEC_REQUEST__KIND_START;
+        ex.start = &es;
+        es.id = (char *)"web-1";
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT, "a command is required");
         char *argv[] = { (char *)"ls", (char *)"\xff" };
-        ex.argv = argv;
-        ex.n_argv = 2;
-        expect_request(&req, API_INVALID_ARGUMENT, "exec.argv[1]: not valid UTF-8");
-        ex.n_argv = 1;
-        ex.tty_rows = 10001;
-        expect_request(&req, API_INVALID_ARGUMENT, "is over 10000");
-        ex.tty_rows = 24;
-        expect_request(&req, 0, NULL);
-        ex.term = (char *)"screen";
-        expect_request(&req, API_INVALID_ARGUMENT,
-                       "exec.term: only a process with a terminal");
-        ex.tty = true;
-        expect_request(&req, 0, NULL);
-        ex.term = (char *)"screen\n";
-        expect_request(&req, API_INVALID_ARGUMENT, "exec.term");
-        ex.term = (char *)"";
+        es.argv = argv;
+        es.n_argv = 2;
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT, "start.argv[1]: not valid UTF-8");
+        es.n_argv = 1;
+        es.tty_rows = 10001;
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT, "is over 10000");
+        es.tty_rows = 24;
+        expect_request("Exec", &ex.base, 0, NULL);
+        es.term = (char *)"screen";
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT,
+                       "start.term: only a process with a terminal");
+        es.tty = true;
+        expect_request("Exec", &ex.base, 0, NULL);
+        es.term = (char *)"screen\n";
+        expect_request("Exec", &ex.base, API_INVALID_ARGUMENT, "start.term");
 
-        Hostd__V1__ImageImportRequest imp = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
-        req.image_import = &imp;
+        Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
+        expect_request("Attach", &at.base, API_INVALID_ARGUMENT, "must name the dyno");
+        Hostd__V1__AttachStart ats = HOSTD__V1__ATTACH_START__INIT;
+        at.kind_case = HOSTD__V1__ATTACH_REQUEST__KIND_START;
+        at.start = &ats;
+        ats.id = (char *)"a b";
+        expect_request("Attach", &at.base, API_INVALID_ARGUMENT, "start.id");
+
+        Hostd__V1__ImportImageRequest imp = HOSTD__V1__IMPORT_IMAGE_REQUEST__INIT;
         imp.source = (char *)"ftp://x";
-        expect_request(&req, API_INVALID_ARGUMENT, "image_import.source");
+        expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT, "source");
         imp.source = (char *)"/srv/stack.tar.gz";
         imp.sha256 = (char *)"\xff";
         /* The bad bytes are quoted, so the reply stays valid UTF-8. */
-        expect_request(&req, API_INVALID_ARGUMENT, "'\\xff' is not a sha256");
+        expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT,
+                       "'\\xff' is not a sha256");
         imp.sha256 = digest;
-        expect_request(&req, API_INVALID_ARGUMENT, "image_import.kind");
+        expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT, "kind");
         imp.kind = HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG;
-        expect_request(&req, 0, NULL);
+        expect_request("ImportImage", &imp.base, 0, NULL);
 
-        Hostd__V1__ImageRemoveRequest rm = HOSTD__V1__IMAGE_REMOVE_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE;
-        req.image_remove = &rm;
-        expect_request(&req, API_INVALID_ARGUMENT, "image_remove.digest");
-
-        Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_ATTACH;
-        req.attach = &at;
-        at.id = (char *)"a b";
-        expect_request(&req, API_INVALID_ARGUMENT, "attach.id");
+        Hostd__V1__RemoveImageRequest rm = HOSTD__V1__REMOVE_IMAGE_REQUEST__INIT;
+        expect_request("RemoveImage", &rm.base, API_INVALID_ARGUMENT, "digest");
 
         Hostd__V1__DrainRequest dr = HOSTD__V1__DRAIN_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_DRAIN;
-        req.drain = &dr;
-        expect_request(&req, 0, NULL); /* no deadline */
+        expect_request("Drain", &dr.base, 0, NULL); /* no deadline */
         dr.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
         dr.deadline_seconds = 0;
-        expect_request(&req, API_INVALID_ARGUMENT,
-                       "drain.deadline_seconds: 0 is not 1..604800");
+        expect_request("Drain", &dr.base, API_INVALID_ARGUMENT,
+                       "deadline_seconds: 0 is not 1..604800");
         dr.deadline_seconds = 604800;
-        expect_request(&req, 0, NULL);
+        expect_request("Drain", &dr.base, 0, NULL);
 
         Hostd__V1__SubscribeMetricsRequest sm = HOSTD__V1__SUBSCRIBE_METRICS_REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS;
-        req.subscribe_metrics = &sm;
-        expect_request(&req, 0, NULL);
+        expect_request("SubscribeMetrics", &sm.base, 0, NULL);
         sm.interval_seconds = 3601;
-        expect_request(&req, API_INVALID_ARGUMENT,
-                       "subscribe_metrics.interval_seconds: 3601 is out of range");
+        expect_request("SubscribeMetrics", &sm.base, API_INVALID_ARGUMENT,
+                       "interval_seconds: 3601 is out of range");
 }
 
 int main(void)
@@ -396,6 +438,8 @@ int main(void)
         test_spec();
         test_metadata();
         test_drains();
+        fake.config = &cfg;
+        test_table();
         test_requests();
         rmdir(stack);
         config_free(&cfg);
