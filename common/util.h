@@ -1,6 +1,7 @@
 /* Small helpers shared by every part: cleanup attributes, logging, files. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -35,6 +36,13 @@ static inline void fclosep(FILE **f)
                 fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+static inline void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
 
 void strv_free(char **v);
 static inline void strv_freep(char ***v) { strv_free(*v); }

@@ -65,8 +65,8 @@ uint64_t memory_committed(struct manager *m)
         return sum;
 }
 
-enum api_code admission_check(struct manager *m, const char *id, const struct size_def *size, bool fresh,
-                    char *msg, size_t len)
+enum api_code admission_check(struct manager *m, const char *id, const struct size_def *size,
+                              bool fresh, char *msg, size_t len)
 {
         const struct config *c = m->config;
         char a[32], b[32], n[32], rs[32];
@@ -170,7 +170,8 @@ int admission_drain(struct manager *m, bool has_deadline, uint32_t seconds, char
                                     "draining: no new dynos; the %zu running stop in %" PRIu32 " s",
                                     m->n_live, seconds);
                 else
-                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0, "draining: no new dynos");
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
+                                    "draining: no new dynos");
         }
         return 0;
 }
@@ -190,7 +191,8 @@ int admission_undrain(struct manager *m, char *msg, size_t len)
         if (was) {
                 log_notice("undrained: new dynos are welcome again");
                 if (m->events)
-                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0, "undrained: new dynos welcome");
+                        events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
+                                    "undrained: new dynos welcome");
         }
         return 0;
 }

@@ -26,8 +26,8 @@ uint64_t memory_committed(struct manager *m);
 /* 0 when a dyno of size may start now, else a hostd.v1 code (RESOURCE_EXHAUSTED, or
  * FAILED_PRECONDITION while draining) with msg. fresh: a dyno that is not running (a new one,
  * or a stopped one started again): a drain refuses it; a crash restart is not fresh. */
-enum api_code admission_check(struct manager *m, const char *id, const struct size_def *size, bool fresh,
-                    char *msg, size_t len);
+enum api_code admission_check(struct manager *m, const char *id, const struct size_def *size,
+                              bool fresh, char *msg, size_t len);
 
 /* Drain: take no fresh dynos, say so in HostInfo and the event stream, and with a deadline stop
  * the dynos still running gracefully once it passes. Kept in <state-dir>/drain across restarts

@@ -182,10 +182,9 @@ static void handle_drain(struct call *c, ProtobufCMessage *msg, void *userdata)
 {
         const Hostd__V1__DrainRequest *req = REQ(Hostd__V1__DrainRequest, msg);
         char err[256];
-        int r = admission_drain(userdata,
-                                req->deadline_case ==
-                                        HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS,
-                                req->deadline_seconds, err, sizeof err);
+        int r = admission_drain(
+                userdata, req->deadline_case == HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS,
+                req->deadline_seconds, err, sizeof err);
         if (r < 0)
                 call_fail(c, API_INTERNAL, "%s", err);
         else {
@@ -265,8 +264,7 @@ static void import_progress(void *userdata, uint64_t done, uint64_t total)
         (void)call_send(ic->call, &resp.base);
 }
 
-static void import_done(void *userdata, int error, const char *msg,
-                        const struct image_info *info)
+static void import_done(void *userdata, int error, const char *msg, const struct image_info *info)
 {
         struct import_call *ic = userdata;
         if (error < 0)
@@ -364,8 +362,7 @@ static void handle_remove_image(struct call *c, ProtobufCMessage *msg, void *use
         const Hostd__V1__RemoveImageRequest *req = REQ(Hostd__V1__RemoveImageRequest, msg);
         char err[512] = "";
         if (importer_busy(m, req->digest)) {
-                call_fail(c, API_FAILED_PRECONDITION, "image %.12s is being imported",
-                          req->digest);
+                call_fail(c, API_FAILED_PRECONDITION, "image %.12s is being imported", req->digest);
                 goto out;
         }
         int r = image_remove(m->images, req->digest, manager_image_in_use, m, err, sizeof err);
@@ -455,21 +452,19 @@ static enum api_code check_attach(const ProtobufCMessage *msg, void *u, char *er
 {
         return validate_attach_request(REQ(const Hostd__V1__AttachRequest, msg), err, len);
 }
-static enum api_code check_import_image(const ProtobufCMessage *msg, void *u, char *err,
-                                        size_t len)
+static enum api_code check_import_image(const ProtobufCMessage *msg, void *u, char *err, size_t len)
 {
         return validate_import_image(REQ(const Hostd__V1__ImportImageRequest, msg), err, len);
 }
-static enum api_code check_remove_image(const ProtobufCMessage *msg, void *u, char *err,
-                                        size_t len)
+static enum api_code check_remove_image(const ProtobufCMessage *msg, void *u, char *err, size_t len)
 {
-        return validate_digest("digest", REQ(const Hostd__V1__RemoveImageRequest, msg)->digest,
-                               err, len);
+        return validate_digest("digest", REQ(const Hostd__V1__RemoveImageRequest, msg)->digest, err,
+                               len);
 }
 
 /* ---- the table ---- */
 
-#define METHOD(n, req, resp, cs, ss, ro, check, handler)                                          \
+#define METHOD(n, req, resp, cs, ss, ro, check, handler)                                           \
         {                                                                                          \
                 .name = n, .request = &hostd__v1__##req##__descriptor,                             \
                 .response = &hostd__v1__##resp##__descriptor, .client_streaming = cs,              \

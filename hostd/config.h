@@ -87,7 +87,7 @@ struct config {
         uint32_t tls_handshake_timeout; /* 10 s */
         uint32_t idle_timeout;          /* 600 s without a request or a stream: closed; 0: never */
         uint32_t max_inflight;          /* 64 calls (gRPC streams) open per connection */
-        uint32_t keepalive;             /* 60 s: a quiet connection is pinged this often; 0: never */
+        uint32_t keepalive; /* 60 s: a quiet connection is pinged this often; 0: never */
         struct size_def *sizes;
         size_t n_sizes;
 };

@@ -7,6 +7,7 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -25,7 +26,7 @@
 static void pidfd_send_signal_kill(int pidfd)
 {
         if (pidfd >= 0)
-                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
 }
 
 struct exec_session {
@@ -184,8 +185,8 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
                 return 0; /* executed: output and exit follow */
         /* The helper exits after reporting; on_exit collects it. The client hears why. */
         if (r > 0)
-                call_fail(s->call, API_FAILED_PRECONDITION, "exec in dyno '%s': %s: %s",
-                          s->dyno_id, err.where, strerror(err.error));
+                call_fail(s->call, API_FAILED_PRECONDITION, "exec in dyno '%s': %s: %s", s->dyno_id,
+                          err.where, strerror(err.error));
         else
                 call_fail(s->call, API_INTERNAL, "exec in dyno '%s': read the setup result: %s",
                           s->dyno_id, strerror(-r));
@@ -378,8 +379,8 @@ static void on_client_input(struct call *c, const ProtobufCMessage *msg, void *u
                 if (in->columns && in->rows && s->tty && s->io_fd >= 0) {
                         struct winsize ws = {
                                 .ws_row = (unsigned short)(in->rows > 10000 ? 10000 : in->rows),
-                                .ws_col = (unsigned short)(in->columns > 10000 ? 10000 :
-                                                                                 in->columns)
+                                .ws_col =
+                                        (unsigned short)(in->columns > 10000 ? 10000 : in->columns)
                         };
                         /* The kernel sends SIGWINCH to the terminal's foreground group. */
                         (void)ioctl(s->io_fd, TIOCSWINSZ, &ws);

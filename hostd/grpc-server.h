@@ -65,7 +65,7 @@ struct grpc_server_options {
         uint32_t max_message;     /* bytes of one request message */
         uint32_t idle_timeout;    /* seconds without a stream open before a connection closes */
         uint32_t tls_handshake_timeout;
-        uint32_t keepalive;       /* seconds between pings on a quiet connection; 0: none */
+        uint32_t keepalive; /* seconds between pings on a quiet connection; 0: none */
         /* A serialized google.protobuf.FileDescriptorSet with the files of every service
          * served and all they import (protoc --include_imports), for server reflection. */
         const uint8_t *descriptors;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -249,7 +250,7 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
         j->pipe_fd = p[0];
         j->pid = pid;
         (void)fcntl(j->pipe_fd, F_SETFL, O_NONBLOCK);
-        j->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        j->pidfd = pidfd_open(pid, 0);
         int r = j->pidfd < 0 ? -errno : 0;
         if (r >= 0)
                 r = sd_event_add_io(m->event, &j->pipe_source, j->pipe_fd, EPOLLIN, on_pipe, j);
@@ -313,7 +314,7 @@ void importer_sweep(struct manager *m)
                 prctl(PR_SET_NAME, "hostd-sweep");
                 _exit(image_store_sweep(m->images) < 0 ? 1 : 0);
         }
-        sw->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        sw->pidfd = pidfd_open(pid, 0);
         if (sw->pidfd < 0 ||
             sd_event_add_io(m->event, &sw->source, sw->pidfd, EPOLLIN, on_sweep_exit, sw) < 0) {
                 /* Unwatched, it would stay a zombie: wait for it here, once. */

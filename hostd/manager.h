@@ -155,7 +155,7 @@ struct manager {
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
         int init_exe_fd;
-        int netns_fd; /* hostd's own network namespace, to come back to (boot.c) */
+        int netns_fd; /* hostd's own network namespace, to come back to (port-probe.c) */
         char *boot_id;
         char *dynos_run_dir; /* <run-dir>/dynos */
         void *dynos;         /* tsearch tree of struct dyno *, by id */

@@ -20,7 +20,6 @@
 #include "util.h"
 #include "validate.h"
 
-
 struct metrics_stream;
 
 struct subscriber {
@@ -181,10 +180,7 @@ static void stream_send(struct metrics_stream *st, struct subscriber *only)
         }
 }
 
-static void on_stream_tick(struct sampler *s, void *userdata)
-{
-        stream_send(userdata, NULL);
-}
+static void on_stream_tick(struct sampler *s, void *userdata) { stream_send(userdata, NULL); }
 
 /* A subscriber's client went: forget it, and the stream with its last one. */
 static void on_subscriber_cancel(struct call *c, void *userdata)
@@ -205,7 +201,8 @@ void metrics_subscribe(struct manager *m, struct call *c,
                        const Hostd__V1__SubscribeMetricsRequest *req)
 {
         /* validate_subscribe_metrics checked the interval. */
-        uint32_t interval = req->interval_seconds ? req->interval_seconds : METRICS_INTERVAL_DEFAULT;
+        uint32_t interval = req->interval_seconds ? req->interval_seconds :
+                                                    METRICS_INTERVAL_DEFAULT;
         struct metrics *mt = m->metrics;
         if (!mt)
                 return call_fail(c, API_UNAVAILABLE, "subscribe_metrics: hostd is still starting");

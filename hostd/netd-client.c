@@ -168,8 +168,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 break;
                         if (r < 0) {
                                 log_error_errno(r, "netd: bad frame: %m");
-                                client_reset(c, API_UNAVAILABLE,
-                                             "netd sent a bad frame");
+                                client_reset(c, API_UNAVAILABLE, "netd sent a bad frame");
                                 return 0;
                         }
                         handle_response(c, msg, len);
@@ -188,8 +187,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 struct netd_call *call = calls_take(c, c->calls->handle);
                 log_warning("netd: no answer to call %" PRId64 " within %" PRIu64 " ms",
                             call->handle, c->timeout_usec / 1000);
-                call->fn(call->userdata, API_DEADLINE_EXCEEDED,
-                         "netd did not answer in time", NULL);
+                call->fn(call->userdata, API_DEADLINE_EXCEEDED, "netd did not answer in time",
+                         NULL);
                 free(call);
         }
         timer_update(c);

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -596,7 +597,7 @@ static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id
         if (r >= 0 && go)
                 r = spawn_go(parent_end);
         if (r < 0) {
-                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
                 siginfo_t si;
                 while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
                         ;

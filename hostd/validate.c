@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 
-#include "drain.h"
+#include "syslog-drain.h"
 #include "images.h"
 #include "util.h"
 #include "api-code.h"
@@ -82,8 +82,8 @@ static int validate_layer(const char *field, const char *path, char *msg, size_t
         if (!utf8_valid(path))
                 return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         if (path[0] != '/')
-                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not an absolute path",
-                            field, ESC(path));
+                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not an absolute path", field,
+                            ESC(path));
         if (strlen(path) > 1024)
                 return FAIL(API_INVALID_ARGUMENT, "%s: longer than 1024 bytes", field);
         if (strpbrk(path, ",:\\\n"))
@@ -95,8 +95,7 @@ static int validate_layer(const char *field, const char *path, char *msg, size_t
                 return FAIL(API_INVALID_ARGUMENT, "%s: '%s': %s", field, ESC(path),
                             strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not a folder", field,
-                            ESC(path));
+                return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not a folder", field, ESC(path));
         return 0;
 }
 
@@ -111,8 +110,7 @@ int validate_image_source(const char *field, const char *url, char *msg, size_t 
                 return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         for (const char *p = url; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "%s: holds a control character", field);
+                        return FAIL(API_INVALID_ARGUMENT, "%s: holds a control character", field);
         if (url[0] == '/' || startswith(url, "file:///") || startswith(url, "http://") ||
             startswith(url, "https://"))
                 return 0;
@@ -130,8 +128,7 @@ static int validate_layer_source(const char *what, const char *path, const char 
                 return FAIL(API_INVALID_ARGUMENT,
                             "spec.%s_path and spec.%s_digest: give one, not both", what, what);
         if (*url && !*digest)
-                return FAIL(API_INVALID_ARGUMENT, "spec.%s_url: needs spec.%s_digest",
-                            what, what);
+                return FAIL(API_INVALID_ARGUMENT, "spec.%s_url: needs spec.%s_digest", what, what);
         if (*digest) {
                 if (!image_digest_valid(digest))
                         return FAIL(
@@ -169,14 +166,12 @@ static const char *const reserved_env[] = {
 static int validate_text(const char *field, const char *v, size_t max, char *msg, size_t len)
 {
         if (strlen(v) > max)
-                return FAIL(API_INVALID_ARGUMENT, "%s: longer than %zu bytes", field,
-                            max);
+                return FAIL(API_INVALID_ARGUMENT, "%s: longer than %zu bytes", field, max);
         if (!utf8_valid(v))
                 return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
         for (const char *p = v; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "%s: holds a control character", field);
+                        return FAIL(API_INVALID_ARGUMENT, "%s: holds a control character", field);
         return 0;
 }
 
@@ -253,9 +248,7 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB:
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WORKER:
         case HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF: break;
-        default:
-                return FAIL(API_INVALID_ARGUMENT, "spec.type: unknown type %d",
-                            (int)s->type);
+        default: return FAIL(API_INVALID_ARGUMENT, "spec.type: unknown type %d", (int)s->type);
         }
 
         if ((r = validate_text("spec.release", s->release, 256, msg, len)) ||
@@ -288,13 +281,12 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         if (!utf8_valid(s->command))
                 return FAIL(API_INVALID_ARGUMENT, "spec.command: not valid UTF-8");
         if (cmdlen > c->max_command)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.command: %zu bytes, over the limit of %u", cmdlen,
-                            c->max_command);
+                return FAIL(API_INVALID_ARGUMENT, "spec.command: %zu bytes, over the limit of %u",
+                            cmdlen, c->max_command);
 
         if (s->n_env > c->max_env)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.env: %zu variables, over the limit of %u", s->n_env, c->max_env);
+                return FAIL(API_INVALID_ARGUMENT, "spec.env: %zu variables, over the limit of %u",
+                            s->n_env, c->max_env);
         size_t env_bytes = 0;
         for (size_t i = 0; i < s->n_env; i++) {
                 const Hostd__V1__EnvVar *e = s->env[i];
@@ -316,34 +308,28 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 env_bytes += strlen(e->name) + strlen(e->value) + 2;
         }
         if (env_bytes > c->max_env_bytes)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.env: %zu bytes, over the limit of %u", env_bytes,
-                            c->max_env_bytes);
+                return FAIL(API_INVALID_ARGUMENT, "spec.env: %zu bytes, over the limit of %u",
+                            env_bytes, c->max_env_bytes);
 
         if (s->port > 65535)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.port: %u is not a port (1-65535)", s->port);
+                return FAIL(API_INVALID_ARGUMENT, "spec.port: %u is not a port (1-65535)", s->port);
         if (s->type == HOSTD__V1__DYNO_TYPE__DYNO_TYPE_WEB && s->port == 0)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.port: required for a web dyno");
+                return FAIL(API_INVALID_ARGUMENT, "spec.port: required for a web dyno");
 
         if (s->grace_case == HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS && s->grace_seconds > 3600)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.grace_seconds: %u is over 3600", s->grace_seconds);
+                return FAIL(API_INVALID_ARGUMENT, "spec.grace_seconds: %u is over 3600",
+                            s->grace_seconds);
         if (s->boot_case == HOSTD__V1__DYNO_SPEC__BOOT_BOOT_TIMEOUT_SECONDS &&
             (s->boot_timeout_seconds == 0 || s->boot_timeout_seconds > 3600))
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.boot_timeout_seconds: %u is not in 1..3600",
+                return FAIL(API_INVALID_ARGUMENT, "spec.boot_timeout_seconds: %u is not in 1..3600",
                             s->boot_timeout_seconds);
 
         /* Fields that later work implements: refused by name rather than ignored. */
         if (s->tty && s->type != HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.tty: only a one-off dyno has a terminal");
+                return FAIL(API_INVALID_ARGUMENT, "spec.tty: only a one-off dyno has a terminal");
         if (s->tty_columns > 10000 || s->tty_rows > 10000)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "spec.tty_columns, tty_rows: %ux%u is over 10000", s->tty_columns,
-                            s->tty_rows);
+                return FAIL(API_INVALID_ARGUMENT, "spec.tty_columns, tty_rows: %ux%u is over 10000",
+                            s->tty_columns, s->tty_rows);
         if (*s->tty_term && !s->tty)
                 return FAIL(API_INVALID_ARGUMENT,
                             "spec.tty_term: only a dyno with a terminal (spec.tty) has one");
@@ -357,9 +343,8 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
                 struct drain_url u;
                 char why[256];
                 if (drain_url_parse(s->log_drains[i], &u, why, sizeof why) < 0)
-                        return FAIL(API_INVALID_ARGUMENT,
-                                    "spec.log_drains[%zu]: '%s': %s", i, ESC(s->log_drains[i]),
-                                    why);
+                        return FAIL(API_INVALID_ARGUMENT, "spec.log_drains[%zu]: '%s': %s", i,
+                                    ESC(s->log_drains[i]), why);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(s->log_drains[i], s->log_drains[j]) == 0)
                                 return FAIL(API_INVALID_ARGUMENT,
@@ -385,15 +370,14 @@ int validate_digest(const char *field, const char *digest, char *msg, size_t len
 {
         if (image_digest_valid(digest))
                 return 0;
-        return FAIL(API_INVALID_ARGUMENT,
-                    "%s: '%s' is not a sha256 (64 lower-case hex digits)", field, ESC(digest));
+        return FAIL(API_INVALID_ARGUMENT, "%s: '%s' is not a sha256 (64 lower-case hex digits)",
+                    field, ESC(digest));
 }
 
 int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
 {
         if (grace_set && grace > 3600)
-                return FAIL(API_INVALID_ARGUMENT, "grace_seconds: %u is over 3600",
-                            grace);
+                return FAIL(API_INVALID_ARGUMENT, "grace_seconds: %u is over 3600", grace);
         return 0;
 }
 
@@ -451,8 +435,7 @@ int validate_restart(const Hostd__V1__RestartRequest *req, char *msg, size_t len
         int code = validate_id("id", req->id, msg, len);
         if (code)
                 return code;
-        return validate_grace(req->grace_case ==
-                                      HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
+        return validate_grace(req->grace_case == HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
                               req->grace_seconds, msg, len);
 }
 
@@ -460,14 +443,12 @@ int validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len)
 {
         if (req->deadline_case == HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
             (req->deadline_seconds == 0 || req->deadline_seconds > DRAIN_DEADLINE_MAX))
-                return FAIL(API_INVALID_ARGUMENT,
-                            "deadline_seconds: %" PRIu32 " is not 1..%d", req->deadline_seconds,
-                            DRAIN_DEADLINE_MAX);
+                return FAIL(API_INVALID_ARGUMENT, "deadline_seconds: %" PRIu32 " is not 1..%d",
+                            req->deadline_seconds, DRAIN_DEADLINE_MAX);
         return 0;
 }
 
-int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg,
-                               size_t len)
+int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg, size_t len)
 {
         if (req->interval_seconds > METRICS_INTERVAL_MAX)
                 return FAIL(API_INVALID_ARGUMENT,

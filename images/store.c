@@ -34,12 +34,6 @@ struct image_store {
         bool defer_deletes; /* remove and gc only rename; image_store_sweep() deletes */
 };
 
-static inline void closedirp(DIR **d)
-{
-        if (*d)
-                closedir(*d);
-}
-#define _cleanup_closedir_ _cleanup_(closedirp)
 
 static inline void image_store_freep(struct image_store **s) { image_store_free(*s); }
 

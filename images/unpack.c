@@ -472,11 +472,6 @@ static void archive_write_freep(struct archive **a)
                 archive_write_free(*a);
 }
 
-static void closedirp(DIR **d)
-{
-        if (*d)
-                closedir(*d);
-}
 
 static int dir_is_empty(const char *path)
 {

@@ -162,8 +162,7 @@ static void test_spec(void)
         expect(&s, API_INVALID_ARGUMENT, "needs spec.slug_digest");
         s = spec_good();
         s.stack_path = (char *)"";
-        expect(&s, API_INVALID_ARGUMENT,
-               "spec.stack_digest or spec.stack_path: required");
+        expect(&s, API_INVALID_ARGUMENT, "spec.stack_digest or spec.stack_path: required");
 
         s = spec_good();
         s.grace_case = HOSTD__V1__DYNO_SPEC__GRACE_GRACE_SECONDS;
@@ -205,8 +204,7 @@ static void test_metadata(void)
         long_id[64] = 0;
         expect(&s, 0, NULL);
         s.slug_commit = (char *)"abc\x7f";
-        expect(&s, API_INVALID_ARGUMENT,
-               "spec.slug_commit: 'abc\\x7f' has a character");
+        expect(&s, API_INVALID_ARGUMENT, "spec.slug_commit: 'abc\\x7f' has a character");
         s.app_id = (char *)"my app";
         expect(&s, API_INVALID_ARGUMENT, "spec.app_id: 'my app' has a character");
         s.app_id = (char *)"";
@@ -260,8 +258,7 @@ static void test_drains(void)
         s.n_log_drains = 8;
         expect(&s, 0, NULL);
         s.n_log_drains = 9;
-        expect(&s, API_INVALID_ARGUMENT,
-               "spec.log_drains: 9 drains, over the limit of 8");
+        expect(&s, API_INVALID_ARGUMENT, "spec.log_drains: 9 drains, over the limit of 8");
 
         char *bad[] = { (char *)"syslog://127.0.0.1:514", (char *)"tcp://127.0.0.1:514" };
         s.log_drains = bad;
@@ -269,8 +266,7 @@ static void test_drains(void)
         expect(&s, API_INVALID_ARGUMENT,
                "spec.log_drains[1]: 'tcp://127.0.0.1:514': not a syslog:// or syslog+tls:// URL");
         bad[1] = (char *)"syslog://127.0.0.1:514";
-        expect(&s, API_INVALID_ARGUMENT,
-               "spec.log_drains[1]: the same URL as spec.log_drains[0]");
+        expect(&s, API_INVALID_ARGUMENT, "spec.log_drains[1]: the same URL as spec.log_drains[0]");
         /* A value that is not text is quoted safely in the message. */
         bad[1] = (char *)"syslog://\xff:514";
         expect(&s, API_INVALID_ARGUMENT, "spec.log_drains[1]: 'syslog://\\xff:514'");
@@ -399,8 +395,7 @@ static void test_requests(void)
         imp.source = (char *)"/srv/stack.tar.gz";
         imp.sha256 = (char *)"\xff";
         /* The bad bytes are quoted, so the reply stays valid UTF-8. */
-        expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT,
-                       "'\\xff' is not a sha256");
+        expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT, "'\\xff' is not a sha256");
         imp.sha256 = digest;
         expect_request("ImportImage", &imp.base, API_INVALID_ARGUMENT, "kind");
         imp.kind = HOSTD__V1__IMAGE_KIND__IMAGE_KIND_SLUG;

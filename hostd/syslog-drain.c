@@ -10,7 +10,7 @@
  * place and waits for EPOLLOUT. Names are resolved in a short-lived child process (fork, then
  * getaddrinfo), not a thread: hostd clone3()s dyno processes without fork's atfork handlers,
  * and a resolver thread holding malloc's lock at that moment would deadlock the child. */
-#include "drain.h"
+#include "syslog-drain.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -336,8 +337,6 @@ void drain_ctx_free(struct drain_ctx *c)
 }
 
 /* ---- connections ---- */
-
-static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 static void drain_resolve_end(struct drain *d)
 {
@@ -722,7 +721,7 @@ static void drain_resolve(struct drain *d)
         d->resolver_pipe = p[0];
         d->state = DRAIN_RESOLVING;
         /* The pidfd says when it is gone, answer written or not. */
-        d->resolver_pidfd = pidfd_open_(pid);
+        d->resolver_pidfd = pidfd_open(pid, 0);
         int r = d->resolver_pidfd < 0 ? -errno : 0;
         if (r >= 0)
                 r = sd_event_add_io(d->set->ctx->event, &d->resolver_source, d->resolver_pidfd,

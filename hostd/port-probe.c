@@ -1,6 +1,6 @@
 /* See boot.h. One dump request per address family, filtered to listening sockets by the
  * kernel; the answer is a few messages even for a busy dyno. */
-#include "boot.h"
+#include "port-probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 
 #include "util.h"
 
-int boot_probe_open(pid_t pid, int own_netns_fd)
+int port_probe_open(pid_t pid, int own_netns_fd)
 {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
@@ -96,7 +96,7 @@ static int dump_family(int fd, uint8_t family, uint16_t port)
         }
 }
 
-int boot_probe_listening(int fd, uint16_t port)
+int port_probe_listening(int fd, uint16_t port)
 {
         int r = dump_family(fd, AF_INET, port);
         if (r != 0)

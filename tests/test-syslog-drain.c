@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "drain.h"
+#include "syslog-drain.h"
 #include "util.h"
 
 static void test_urls_accepted(void)
