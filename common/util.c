@@ -23,7 +23,6 @@ void strv_free(char **v)
 }
 
 void log_set_max_level(int level) { max_level = level; }
-int log_get_max_level(void) { return max_level; }
 void log_set_ident(const char *ident) { log_ident = ident; }
 
 int log_parse_level(const char *s)
@@ -378,39 +377,95 @@ uint64_t now_monotonic_usec(void)
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret)
+{
+        size_t len;
+        uint32_t cp, min;
+        if (n == 0)
+                return 0;
+        if (p[0] < 0x80) {
+                *ret = p[0];
+                return 1;
+        } else if ((p[0] & 0xe0) == 0xc0)
+                len = 2, cp = p[0] & 0x1f, min = 0x80;
+        else if ((p[0] & 0xf0) == 0xe0)
+                len = 3, cp = p[0] & 0x0f, min = 0x800;
+        else if ((p[0] & 0xf8) == 0xf0)
+                len = 4, cp = p[0] & 0x07, min = 0x10000;
+        else
+                return 0;
+        if (len > n)
+                return 0;
+        for (size_t k = 1; k < len; k++) {
+                if ((p[k] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[k] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past Unicode are not UTF-8. */
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret = cp;
+        return len;
+}
+
 bool utf8_valid(const char *s)
 {
-        const unsigned char *p = (const unsigned char *)s;
-        while (*p) {
-                unsigned char c = *p;
-                size_t n;
+        const uint8_t *p = (const uint8_t *)s;
+        size_t n = strlen(s);
+        for (size_t i = 0; i < n;) {
                 uint32_t cp;
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        n = 1;
-                        cp = c & 0x1f;
-                } else if ((c & 0xf0) == 0xe0) {
-                        n = 2;
-                        cp = c & 0x0f;
-                } else if ((c & 0xf8) == 0xf0) {
-                        n = 3;
-                        cp = c & 0x07;
-                } else
+                size_t k = utf8_decode(p + i, n - i, &cp);
+                if (k == 0)
                         return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                /* Overlong forms, surrogates and code points past Unicode's end. */
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return false;
-                p += n + 1;
+                i += k;
         }
         return true;
+}
+
+static bool dyno_id_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
+}
+
+/* The id at s, up to its end or an '@': its length, or 0 when it is not one. */
+static size_t dyno_id_span(const char *s)
+{
+        size_t n = 0;
+        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+              (s[0] >= '0' && s[0] <= '9')))
+                return 0;
+        while (s[n] && s[n] != '@') {
+                if (!dyno_id_char(s[n]) || n == DYNO_ID_MAX)
+                        return 0;
+                n++;
+        }
+        return n;
+}
+
+bool dyno_id_valid(const char *id)
+{
+        size_t n = dyno_id_span(id);
+        return n > 0 && id[n] == 0;
+}
+
+bool dyno_instance_name_valid(const char *name)
+{
+        size_t n = dyno_id_span(name);
+        if (n == 0)
+                return false;
+        if (name[n] == 0)
+                return true;
+        const char *num = name + n + 1; /* after '@' */
+        if (num[0] < '1' || num[0] > '9' || strlen(num) > 10)
+                return false;
+        uint64_t v = 0;
+        for (const char *p = num; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return false;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        return v <= UINT32_MAX;
 }
 
 const char *escape_value(const char *s, size_t max, char *buf, size_t buflen)

@@ -72,7 +72,6 @@ enum {
         LOG_LEVEL_DEBUG = 7
 };
 void log_set_max_level(int level);
-int log_get_max_level(void);
 int log_parse_level(const char *s); /* "err", "warning", "notice", "info", "debug"; -EINVAL */
 void log_set_ident(const char *ident);
 int log_msg(int level, int error, const char *fmt, ...) _printf_(3, 4);
@@ -115,7 +114,21 @@ int64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
 
 /* Text */
+/* The length of the well-formed UTF-8 sequence at p (at most n bytes), with its code point in
+ * *ret; 0 when there is none (a bad byte, a cut sequence, an overlong form, a surrogate, a
+ * value past U+10FFFF). The one decoder of the project. */
+size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret);
 bool utf8_valid(const char *s);
+
+/* A dyno's id, as the API takes it: 1 to 63 of A-Z a-z 0-9 . _ -, starting with a letter or a
+ * digit; safe as a file name, a cgroup name and a host name. */
+#define DYNO_ID_MAX 63
+bool dyno_id_valid(const char *id);
+/* The name of one run of a dyno, an instance (its cgroup, layer and netd attachment): its id,
+ * or "<id>@<n>" for its n-th replacement (n from 1 to 4294967295, without leading zeros). The
+ * one grammar hostd and netd share. */
+#define DYNO_INSTANCE_NAME_MAX (DYNO_ID_MAX + 11)
+bool dyno_instance_name_valid(const char *name);
 /* s made safe to quote in a message: printable ASCII kept, other bytes as \xNN, at most max
  * input bytes (then "..."). Returns buf. */
 const char *escape_value(const char *s, size_t max, char *buf, size_t buflen);

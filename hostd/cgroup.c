@@ -71,11 +71,9 @@ static int validate_root_rel(const char *s)
 
 int cg_validate_id(const char *id)
 {
-        /* The caller validates dyno ids; this only keeps a bad one from leaving dynos/. */
-        if (!id || !*id || strlen(id) > NAME_MAX || strchr(id, '/') || strcmp(id, ".") == 0 ||
-            strcmp(id, "..") == 0)
-                return -EINVAL;
-        return 0;
+        /* The callers check what came from the wire; this keeps a bad name from ever leaving
+         * dynos/ (one grammar with netd's: an instance's name). */
+        return id && dyno_instance_name_valid(id) ? 0 : -EINVAL;
 }
 
 /* ---- paths ---- */

@@ -304,5 +304,3 @@ void events_subscribe(struct events *e, struct call *c, uint64_t since, bool fol
         e->subs = s;
         call_on_cancel(c, on_subscriber_cancel, s);
 }
-
-uint64_t events_last_seq(const struct events *e) { return e->next_seq - 1; }

@@ -30,5 +30,3 @@ int events_last_state(const struct events *e, const char *dyno_id);
 /* SubscribeEvents: every kept event after since, then, with follow, the new ones as they
  * come, until the client cancels; without, the end of the stream. */
 void events_subscribe(struct events *e, struct call *c, uint64_t since, bool follow);
-
-uint64_t events_last_seq(const struct events *e);

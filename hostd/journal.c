@@ -18,7 +18,6 @@ struct journal {
         int fd;
         struct sockaddr_un addr;
         socklen_t addr_len;
-        uint64_t dropped;
 };
 
 int journal_new(const char *path, struct journal **ret)
@@ -88,11 +87,7 @@ int journal_send_line(struct journal *j, const char *process, const char *dyno_i
                 .msg_iov = iov,
                 .msg_iovlen = n,
         };
-        if (sendmsg(j->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-                j->dropped++;
+        if (sendmsg(j->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
                 return -errno;
-        }
         return 0;
 }
-
-uint64_t journal_dropped(const struct journal *j) { return j ? j->dropped : 0; }

@@ -16,4 +16,3 @@ void journal_free(struct journal *j);
  * when the line was dropped. */
 int journal_send_line(struct journal *j, const char *process, const char *dyno_id, const char *app,
                       const char *source, const char *text, size_t len);
-uint64_t journal_dropped(const struct journal *j);

@@ -101,7 +101,7 @@ int taskstats_open(int *ret_fd, uint16_t *ret_family)
         put_attr(&r, CTRL_ATTR_FAMILY_NAME, TASKSTATS_GENL_NAME, sizeof TASKSTATS_GENL_NAME);
         char buf[4096];
         struct nlattr *attrs;
-        size_t len;
+        size_t len = 0;
         int e = transact(fd, &r, buf, sizeof buf, &attrs, &len);
         if (e == -ENOENT)
                 return -EOPNOTSUPP;
@@ -112,29 +112,6 @@ int taskstats_open(int *ret_fd, uint16_t *ret_family)
                 return -EBADMSG;
         memcpy(ret_family, (char *)id + NLA_HDRLEN, sizeof(uint16_t));
         *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-int taskstats_cgroup(int fd, uint16_t family, int dirfd, struct cgroupstats *ret)
-{
-        struct request r = {
-                .nh = { .nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN),
-                        .nlmsg_type = family,
-                        .nlmsg_flags = NLM_F_REQUEST },
-                .gh = { .cmd = CGROUPSTATS_CMD_GET, .version = TASKSTATS_GENL_VERSION },
-        };
-        uint32_t u = (uint32_t)dirfd;
-        put_attr(&r, CGROUPSTATS_CMD_ATTR_FD, &u, sizeof u);
-        char buf[512];
-        struct nlattr *attrs;
-        size_t len;
-        int e = transact(fd, &r, buf, sizeof buf, &attrs, &len);
-        if (e < 0)
-                return e;
-        struct nlattr *a = find_attr(attrs, len, CGROUPSTATS_TYPE_CGROUP_STATS);
-        if (!a || a->nla_len < NLA_HDRLEN + sizeof *ret)
-                return -EBADMSG;
-        memcpy(ret, (char *)a + NLA_HDRLEN, sizeof *ret);
         return 0;
 }
 

@@ -12,9 +12,8 @@ struct cgroupstats;
 /* A generic netlink socket, and the taskstats family's id. -EOPNOTSUPP: the kernel has no
  * taskstats. */
 int taskstats_open(int *ret_fd, uint16_t *ret_family);
-/* The counts of the tasks in the cgroup whose folder is open at dirfd. */
-int taskstats_cgroup(int fd, uint16_t family, int dirfd, struct cgroupstats *ret);
-/* The same for up to TASKSTATS_BATCH cgroups at once: the requests go in one message and the
+/* The counts of the tasks in up to TASKSTATS_BATCH cgroups (their folders open at dirfds[]):
+ * the requests go in one message and the
  * answers come back with one recvmmsg, so a round over many cgroups costs two system calls
  * per batch rather than two per cgroup. ok[i] says whether ret[i] was answered. Returns the
  * number answered, or a negative errno. */

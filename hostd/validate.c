@@ -25,20 +25,6 @@ static bool name_char(char c)
                c == '.' || c == '_' || c == '-';
 }
 
-bool dyno_id_valid(const char *id)
-{
-        size_t n = strlen(id);
-        if (n == 0 || n > 63)
-                return false;
-        if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z') ||
-              (id[0] >= '0' && id[0] <= '9')))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!name_char(id[i]))
-                        return false;
-        return true;
-}
-
 int validate_id(const char *field, const char *id, char *msg, size_t len)
 {
         if (!id || !*id)

@@ -20,7 +20,7 @@
 struct entry {
         uint32_t off; /* from the network address */
         bool quarantined;
-        char id[IPAM_DYNO_ID_MAX + 1];
+        char id[DYNO_INSTANCE_NAME_MAX + 1];
 };
 
 enum undo_kind {
@@ -65,21 +65,6 @@ struct ipam {
                 if ((err) && (errlen) > 0)                                                         \
                         snprintf((err), (errlen), __VA_ARGS__);                                    \
         } while (0)
-
-bool ipam_dyno_id_valid(const char *id)
-{
-        size_t n = strlen(id);
-        if (n == 0 || n > IPAM_DYNO_ID_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = id[i];
-                bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                             (c >= '0' && c <= '9');
-                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-' && c != '@')))
-                        return false;
-        }
-        return true;
-}
 
 /* A dotted quad exactly as inet_ntop writes it: no leading zeros, no other forms. */
 static int parse_ipv4(const char *s, size_t len, uint32_t *ret)
@@ -430,7 +415,7 @@ static void tx_rollback(struct ipam *m)
 static int format_state(struct ipam *m, size_t *ret_len)
 {
         /* "a " + address + " " + id + "\n" */
-        size_t need = 64 + m->n * (2 + 15 + 1 + IPAM_DYNO_ID_MAX + 1);
+        size_t need = 64 + m->n * (2 + 15 + 1 + DYNO_INSTANCE_NAME_MAX + 1);
         if (need > m->buf_cap) {
                 char *b = realloc(m->buf, need);
                 if (!b)
@@ -531,7 +516,7 @@ static int tx_sweep(struct ipam *m)
 
 int ipam_allocate(struct ipam *m, const char *dyno_id, struct in_addr *ret)
 {
-        if (!ipam_dyno_id_valid(dyno_id))
+        if (!dyno_instance_name_valid(dyno_id))
                 return -EINVAL;
         struct entry *e = find_by_id(m, dyno_id);
         if (e && !e->quarantined) {
@@ -580,7 +565,7 @@ fail:
 
 int ipam_release(struct ipam *m, const char *dyno_id)
 {
-        if (!ipam_dyno_id_valid(dyno_id))
+        if (!dyno_instance_name_valid(dyno_id))
                 return -EINVAL;
         struct entry *e = find_by_id(m, dyno_id);
         if (!e || e->quarantined)
@@ -599,7 +584,7 @@ int ipam_release(struct ipam *m, const char *dyno_id)
 
 int ipam_lookup(struct ipam *m, const char *dyno_id, struct in_addr *ret)
 {
-        if (!ipam_dyno_id_valid(dyno_id))
+        if (!dyno_instance_name_valid(dyno_id))
                 return -EINVAL;
         struct entry *e = find_by_id(m, dyno_id);
         if (!e || e->quarantined)
@@ -705,16 +690,6 @@ int ipam_sweep(struct ipam *m)
         return r < 0 ? r : n;
 }
 
-const char *ipam_path(const struct ipam *m) { return m->path; }
-
-void ipam_subnet(const struct ipam *m, struct in_addr *ret_network, unsigned *ret_prefix)
-{
-        if (ret_network)
-                *ret_network = addr_of(m, 0);
-        if (ret_prefix)
-                *ret_prefix = m->prefix;
-}
-
 struct in_addr ipam_gateway(const struct ipam *m) { return addr_of(m, 1); }
 
 struct in_addr ipam_broadcast(const struct ipam *m) { return addr_of(m, m->size - 1); }
@@ -788,17 +763,17 @@ static int parse_entry(struct ipam *m, const char *line, size_t len, char *err, 
                                    "broadcast address");
                 return -EINVAL;
         }
-        char id[IPAM_DYNO_ID_MAX + 1] = {}; /* zero-padded, as every entry's */
-        if (fl[2] > IPAM_DYNO_ID_MAX) {
-                set_err(err, errlen, "dyno id longer than %d characters", IPAM_DYNO_ID_MAX);
+        char id[DYNO_INSTANCE_NAME_MAX + 1] = {}; /* zero-padded, as every entry's */
+        if (fl[2] > DYNO_INSTANCE_NAME_MAX) {
+                set_err(err, errlen, "dyno id longer than %d characters", DYNO_INSTANCE_NAME_MAX);
                 return -EINVAL;
         }
         memcpy(id, f[2], fl[2]);
         id[fl[2]] = 0;
-        if (!ipam_dyno_id_valid(id)) {
-                char esc[IPAM_DYNO_ID_MAX * 4 + 8];
+        if (!dyno_instance_name_valid(id)) {
+                char esc[DYNO_INSTANCE_NAME_MAX * 4 + 8];
                 set_err(err, errlen, "'%s' is not a valid dyno id",
-                        escape_value(id, IPAM_DYNO_ID_MAX, esc, sizeof esc));
+                        escape_value(id, DYNO_INSTANCE_NAME_MAX, esc, sizeof esc));
                 return -EINVAL;
         }
         if (bit_test(m, off)) {

@@ -51,10 +51,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "util.h"
+
 #define IPAM_PREFIX_MIN 8
 #define IPAM_PREFIX_MAX 30
-/* hostd's dyno ids are up to 63 characters; a daily cycle's replacement runs as "<id>@<n>". */
-#define IPAM_DYNO_ID_MAX 80
 
 struct ipam;
 
@@ -64,7 +64,7 @@ struct ipam;
 typedef bool (*ipam_ns_alive_t)(const char *dyno_id, void *userdata);
 
 struct ipam_entry {
-        char dyno_id[IPAM_DYNO_ID_MAX + 1];
+        char dyno_id[DYNO_INSTANCE_NAME_MAX + 1];
         struct in_addr addr;
         bool quarantined; /* released; dyno_id is the previous owner */
 };
@@ -77,7 +77,6 @@ struct ipam_usage {
 
 /* [A-Za-z0-9][A-Za-z0-9._@-]{0,79}: hostd's dyno ids, and "<id>@<n>" for an instance that
  * overlaps an earlier one during a daily cycle. */
-bool ipam_dyno_id_valid(const char *id);
 
 /* Parse "a.b.c.d/p" strictly (dotted quad without leading zeros, host bits zero, prefix /8 to
  * /30, not inside 0/8, 127/8, 169.254/16 or 224/3). 0, or -EINVAL and a message in err. For
@@ -102,9 +101,7 @@ static inline void ipam_freep(struct ipam **m)
 }
 #define _cleanup_ipam_ __attribute__((cleanup(ipam_freep)))
 
-const char *ipam_path(const struct ipam *m);
-/* The network address and prefix length, the gateway (network + 1), the broadcast address. */
-void ipam_subnet(const struct ipam *m, struct in_addr *ret_network, unsigned *ret_prefix);
+/* The gateway (the network's first address) and the broadcast address. */
 struct in_addr ipam_gateway(const struct ipam *m);
 struct in_addr ipam_broadcast(const struct ipam *m);
 void ipam_usage(const struct ipam *m, struct ipam_usage *ret);

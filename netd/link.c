@@ -172,16 +172,6 @@ static uint64_t fmix64(uint64_t h)
         return h;
 }
 
-static bool dyno_id_valid(const char *id)
-{
-        if (!id || !*id || strnlen(id, LINK_DYNO_ID_MAX + 1) > LINK_DYNO_ID_MAX)
-                return false;
-        for (const unsigned char *c = (const unsigned char *)id; *c; c++)
-                if (*c < 0x20 || *c == 0x7f)
-                        return false;
-        return true;
-}
-
 static bool ifname_valid(const char *name)
 {
         if (!name || !*name || strnlen(name, IFNAMSIZ) >= IFNAMSIZ)
@@ -196,7 +186,7 @@ static bool ifname_valid(const char *name)
 
 int link_host_ifname(const char *dyno_id, char ret[static IFNAMSIZ])
 {
-        if (!dyno_id_valid(dyno_id))
+        if (!dyno_instance_name_valid(dyno_id))
                 return -EINVAL;
         /* Names must stay the same across versions: netd finds existing links by them. */
         uint64_t h = fmix64(fnv1a64(dyno_id, strlen(dyno_id)));

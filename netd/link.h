@@ -37,14 +37,12 @@
 #define LINK_DYNO_IFNAME "eth0"
 /* Host ends are LINK_HOST_IFNAME_PREFIX followed by 12 lower-case hex digits. */
 #define LINK_HOST_IFNAME_PREFIX "dy"
-/* Longest dyno id: an alias holds at most 255 bytes. */
-#define LINK_DYNO_ID_MAX 255
 
 /* The name of a dyno's host end: "dy" + the top 48 bits of a 64-bit hash of the id (FNV-1a,
  * then murmur3's finaliser) in hex ("dy3f9a0c12b4e7"), 14 characters, stable across restarts
  * and versions. Collisions are
  * possible in principle and are checked through the alias (-EEXIST from link_attach). -EINVAL if
- * the id is empty, longer than LINK_DYNO_ID_MAX or holds control characters. */
+ * the id is not a dyno instance's name (dyno_instance_name_valid). */
 int link_host_ifname(const char *dyno_id, char ret[static IFNAMSIZ]);
 
 /* Create the host bridge if it is missing: up, holding gateway/prefixlen, with the given MTU and

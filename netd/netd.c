@@ -150,7 +150,7 @@ static int sweep_orphans(struct netd *n, char *msg, size_t msglen)
                 return r;
         }
         for (char **id = ids; id && *id; id++) {
-                if (ipam_dyno_id_valid(*id) && ipam_lookup(n->ipam, *id, NULL) == 0)
+                if (dyno_instance_name_valid(*id) && ipam_lookup(n->ipam, *id, NULL) == 0)
                         continue;
                 log_info("dyno %s: removing its veth, which no attachment records", *id);
                 r = link_detach(*id);
@@ -256,7 +256,7 @@ static int reap(struct netd *n, char *const *live, bool check_live, char ***free
                         i++;
                         continue;
                 }
-                char id[IPAM_DYNO_ID_MAX + 1];
+                char id[DYNO_INSTANCE_NAME_MAX + 1];
                 strcpy(id, pe[i].dyno_id);
                 log_info("dyno %s: releasing host port %u, held without an address", id,
                          pe[i].host_port);
@@ -402,24 +402,24 @@ static int code_for(int r)
 {
         switch (r) {
         case -ENOSPC:
-        case -EXFULL: return NETD_CODE_RESOURCE_EXHAUSTED;
-        case -EINVAL: return NETD_CODE_INVALID_ARGUMENT;
-        case -ENOENT: return NETD_CODE_NOT_FOUND;
-        case -EEXIST: return NETD_CODE_ALREADY_EXISTS;
-        default: return NETD_CODE_INTERNAL;
+        case -EXFULL: return API_RESOURCE_EXHAUSTED;
+        case -EINVAL: return API_INVALID_ARGUMENT;
+        case -ENOENT: return API_NOT_FOUND;
+        case -EEXIST: return API_ALREADY_EXISTS;
+        default: return API_INTERNAL;
         }
 }
 
-int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
-                uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
-                size_t msglen)
+enum api_code netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
+                          uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
+                          size_t msglen)
 {
         char nerr[512] = "";
-        if (!ipam_dyno_id_valid(dyno_id)) {
+        if (!dyno_instance_name_valid(dyno_id)) {
                 snprintf(msg, msglen,
-                         "attach.dyno_id: invalid dyno id (1 to 80 of [A-Za-z0-9._-@], starting "
-                         "with a letter or digit)");
-                return NETD_CODE_INVALID_ARGUMENT;
+                         "attach.dyno_id: not a dyno's instance name (an id of 1 to 63 of "
+                         "A-Z a-z 0-9 . _ -, starting with a letter or digit, then maybe @N)");
+                return API_INVALID_ARGUMENT;
         }
         if (!size)
                 size = "";
@@ -427,29 +427,29 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
                 snprintf(msg, msglen,
                          "attach.size: dyno %s: invalid size name (1 to %d of a-z, 0-9 and -)",
                          dyno_id, NETD_SIZE_NAME_MAX);
-                return NETD_CODE_INVALID_ARGUMENT;
+                return API_INVALID_ARGUMENT;
         }
         _cleanup_free_ char *want = strjoin3(n->cfg->netns_dir, "/", dyno_id);
         if (!want)
-                return snprintf(msg, msglen, "out of memory"), NETD_CODE_INTERNAL;
+                return snprintf(msg, msglen, "out of memory"), API_INTERNAL;
         if (strcmp(netns_path, want) != 0) {
                 snprintf(msg, msglen, "attach.netns_path: dyno %s: must be %s", dyno_id, want);
-                return NETD_CODE_INVALID_ARGUMENT;
+                return API_INVALID_ARGUMENT;
         }
         struct statfs sfs;
         if (statfs(netns_path, &sfs) < 0) {
                 snprintf(msg, msglen, "attach.netns_path: dyno %s: %s: %s", dyno_id, netns_path,
                          strerror(errno));
-                return errno == ENOENT ? NETD_CODE_NOT_FOUND : NETD_CODE_INVALID_ARGUMENT;
+                return errno == ENOENT ? API_NOT_FOUND : API_INVALID_ARGUMENT;
         }
         if (sfs.f_type != NSFS_MAGIC) {
                 snprintf(msg, msglen, "attach.netns_path: dyno %s: %s is not a namespace file",
                          dyno_id, netns_path);
-                return NETD_CODE_INVALID_ARGUMENT;
+                return API_INVALID_ARGUMENT;
         }
         if (web && (port < 1 || port > 65535)) {
                 snprintf(msg, msglen, "attach.port: dyno %s: %u is not in 1..65535", dyno_id, port);
-                return NETD_CODE_INVALID_ARGUMENT;
+                return API_INVALID_ARGUMENT;
         }
 
         struct in_addr addr;
@@ -524,7 +524,7 @@ int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, boo
                                  p.egress_rate * 8, size);
                 log_info("dyno %s: attached, %s%s%s", dyno_id, ip_str(addr, b), hp, rate);
         }
-        return NETD_CODE_OK;
+        return API_OK;
 
 undo:
         /* Release only what this call took: an earlier attach of the same dyno stays. */
@@ -536,34 +536,35 @@ undo:
         return code_for(r);
 }
 
-int netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen)
+enum api_code netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen)
 {
-        if (!ipam_dyno_id_valid(dyno_id)) {
+        if (!dyno_instance_name_valid(dyno_id)) {
                 snprintf(msg, msglen, "detach.dyno_id: invalid dyno id");
-                return NETD_CODE_INVALID_ARGUMENT;
+                return API_INVALID_ARGUMENT;
         }
         bool held = ipam_lookup(n->ipam, dyno_id, NULL) == 0;
         int r = detach_dyno(n, dyno_id, msg, msglen);
         if (r < 0) {
                 log_error("%s", msg);
-                return NETD_CODE_INTERNAL;
+                return API_INTERNAL;
         }
         if (held)
                 log_info("dyno %s: detached", dyno_id);
-        return NETD_CODE_OK;
+        return API_OK;
 }
 
-int netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg, size_t msglen)
+enum api_code netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg,
+                      size_t msglen)
 {
         for (char *const *l = live; l && *l; l++)
-                if (!ipam_dyno_id_valid(*l)) {
+                if (!dyno_instance_name_valid(*l)) {
                         snprintf(msg, msglen, "gc.live_dyno_ids: invalid dyno id");
-                        return NETD_CODE_INVALID_ARGUMENT;
+                        return API_INVALID_ARGUMENT;
                 }
         char **freed = calloc(1, sizeof *freed);
         size_t n_freed = 0;
         if (!freed)
-                return snprintf(msg, msglen, "out of memory"), NETD_CODE_INTERNAL;
+                return snprintf(msg, msglen, "out of memory"), API_INTERNAL;
         int r = reap(n, live, true, &freed, &n_freed, msg, msglen);
         if (r >= 0)
                 r = sweep_orphans(n, msg, msglen);
@@ -575,10 +576,10 @@ int netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg, siz
         if (r < 0) {
                 log_error("gc: %s", msg);
                 strv_free(freed);
-                return NETD_CODE_INTERNAL;
+                return API_INTERNAL;
         }
         *ret_freed = freed;
-        return NETD_CODE_OK;
+        return API_OK;
 }
 
 int netd_list(struct netd *n, struct netd_attachment **ret, size_t *ret_n)

@@ -6,21 +6,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "api-code.h"
 #include "config.h"
 #include "ipam.h"
 #include "link.h"
-
-/* hostd.v1.Code numbers, which netd.v1.Status carries. */
-enum {
-        NETD_CODE_OK = 0,
-        NETD_CODE_INVALID_ARGUMENT = 3,
-        NETD_CODE_NOT_FOUND = 5,
-        NETD_CODE_ALREADY_EXISTS = 6,
-        NETD_CODE_FAILED_PRECONDITION = 9,
-        NETD_CODE_RESOURCE_EXHAUSTED = 8,
-        NETD_CODE_UNIMPLEMENTED = 12,
-        NETD_CODE_INTERNAL = 13,
-};
 
 struct netd;
 
@@ -35,18 +24,20 @@ struct netd_attach_reply {
 int netd_new(const struct netd_config *cfg, struct netd **ret);
 void netd_free(struct netd *n);
 
-/* The calls return a NETD_CODE_* and, unless OK, a message in msg naming the field or dyno. */
+/* The calls return an api_code (gRPC's codes, which netd.v1.Status carries) and, unless OK, a
+ * message in msg naming the field or dyno. */
 /* size: the dyno's size ("" for none), which picks its egress rate limit. */
-int netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
-                uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
-                size_t msglen);
-int netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen);
+enum api_code netd_attach(struct netd *n, const char *dyno_id, const char *netns_path, bool web,
+                          uint32_t port, const char *size, struct netd_attach_reply *ret, char *msg,
+                          size_t msglen);
+enum api_code netd_detach(struct netd *n, const char *dyno_id, char *msg, size_t msglen);
 /* Detach every dyno not in live (NULL-terminated), whose namespace file is gone, and every
  * link or firewall element that belongs to no attachment. *ret_freed: a strv. */
-int netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg, size_t msglen);
+enum api_code netd_gc(struct netd *n, char *const *live, char ***ret_freed, char *msg,
+                      size_t msglen);
 
 struct netd_attachment {
-        char dyno_id[IPAM_DYNO_ID_MAX + 1];
+        char dyno_id[DYNO_INSTANCE_NAME_MAX + 1];
         struct in_addr address;
         uint16_t host_port;
 };

@@ -28,7 +28,7 @@ static int entry_cmp(const void *a, const void *b)
 
 static int ports_save(const struct ports *p, const struct ports_entry *e, size_t n)
 {
-        size_t cap = 32 + n * (IPAM_DYNO_ID_MAX + 24);
+        size_t cap = 32 + n * (DYNO_INSTANCE_NAME_MAX + 24);
         _cleanup_free_ char *buf = malloc(cap);
         if (!buf)
                 return -ENOMEM;
@@ -98,11 +98,11 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                         }
                         continue;
                 }
-                char hp[8], id[IPAM_DYNO_ID_MAX + 2], dp[8], extra[2];
+                char hp[8], id[DYNO_INSTANCE_NAME_MAX + 2], dp[8], extra[2];
                 struct ports_entry e = {};
                 if (sscanf(line, "p %7s %81s %7s %1s", hp, id, dp, extra) != 3 ||
                     parse_port(hp, &e.host_port) < 0 || parse_port(dp, &e.dyno_port) < 0 ||
-                    !ipam_dyno_id_valid(id)) {
+                    !dyno_instance_name_valid(id)) {
                         snprintf(err, errlen, "%s:%u: malformed line", path, lineno);
                         r = -EINVAL;
                         break;
@@ -172,7 +172,7 @@ const struct ports_entry *ports_entries(const struct ports *p, size_t *ret_n)
 
 int ports_allocate(struct ports *p, const char *dyno_id, uint16_t dyno_port, uint16_t *ret)
 {
-        if (!ipam_dyno_id_valid(dyno_id) || dyno_port == 0)
+        if (!dyno_instance_name_valid(dyno_id) || dyno_port == 0)
                 return -EINVAL;
         ssize_t i = find_id(p, dyno_id);
         if (i >= 0) {

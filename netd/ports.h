@@ -16,7 +16,7 @@
 struct ports_entry {
         uint16_t host_port;
         uint16_t dyno_port;
-        char dyno_id[IPAM_DYNO_ID_MAX + 1];
+        char dyno_id[DYNO_INSTANCE_NAME_MAX + 1];
 };
 
 struct ports;

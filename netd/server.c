@@ -100,7 +100,7 @@ static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachReque
         struct netd_attach_reply ar;
         int code = netd_attach(c->srv->n, req->dyno_id, req->netns_path, req->web, req->port,
                                req->size, &ar, msg, sizeof msg);
-        if (code != NETD_CODE_OK)
+        if (code != API_OK)
                 return reply_status(c, id, code, msg);
         char addr[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], mac[18];
         inet_ntop(AF_INET, &ar.address, addr, sizeof addr);
@@ -119,7 +119,7 @@ static void call_detach(struct conn *c, uint64_t id, const Netd__V1__DetachReque
 {
         char msg[1024] = "";
         int code = netd_detach(c->srv->n, req->dyno_id, msg, sizeof msg);
-        if (code != NETD_CODE_OK)
+        if (code != API_OK)
                 return reply_status(c, id, code, msg);
         Netd__V1__DetachReply d = NETD__V1__DETACH_REPLY__INIT;
         conn_reply_result(c, id, DETACH, detach, &d);
@@ -131,12 +131,12 @@ static void call_list(struct conn *c, uint64_t id)
         size_t n = 0;
         int r = netd_list(c->srv->n, &a, &n);
         if (r < 0)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "list: out of memory");
+                return reply_status(c, id, API_INTERNAL, "list: out of memory");
         _cleanup_free_ Netd__V1__Attachment *items = calloc(n + 1, sizeof *items);
         _cleanup_free_ Netd__V1__Attachment **ptrs = calloc(n + 1, sizeof *ptrs);
         _cleanup_free_ char *addrs = calloc(n + 1, INET_ADDRSTRLEN);
         if (!items || !ptrs || !addrs)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "list: out of memory");
+                return reply_status(c, id, API_INTERNAL, "list: out of memory");
         for (size_t i = 0; i < n; i++) {
                 netd__v1__attachment__init(&items[i]);
                 items[i].dyno_id = a[i].dyno_id;
@@ -156,12 +156,12 @@ static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
         char msg[1024] = "";
         _cleanup_free_ char **live = calloc(req->n_live_dyno_ids + 1, sizeof *live);
         if (!live)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "gc: out of memory");
+                return reply_status(c, id, API_INTERNAL, "gc: out of memory");
         for (size_t i = 0; i < req->n_live_dyno_ids; i++)
                 live[i] = req->live_dyno_ids[i];
         _cleanup_strv_free_ char **freed = NULL;
         int code = netd_gc(c->srv->n, live, &freed, msg, sizeof msg);
-        if (code != NETD_CODE_OK)
+        if (code != API_OK)
                 return reply_status(c, id, code, msg);
         size_t n = 0;
         while (freed[n])
@@ -184,22 +184,22 @@ static int dyno_stats_cmp(const void *a, const void *b)
 static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest *req)
 {
         for (size_t i = 0; i < req->n_dyno_ids; i++)
-                if (!ipam_dyno_id_valid(req->dyno_ids[i])) {
+                if (!dyno_instance_name_valid(req->dyno_ids[i])) {
                         char msg[256];
                         snprintf(msg, sizeof msg, "stats.dyno_ids[%zu]: invalid dyno id", i);
-                        return reply_status(c, id, NETD_CODE_INVALID_ARGUMENT, msg);
+                        return reply_status(c, id, API_INVALID_ARGUMENT, msg);
                 }
         _cleanup_free_ struct netd_attachment *a = NULL;
         size_t n = req->n_dyno_ids;
         bool all = n == 0;
         if (all && netd_list(c->srv->n, &a, &n) < 0)
-                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+                return reply_status(c, id, API_INTERNAL, "stats: out of memory");
         struct link_dyno_stats *dump = NULL;
         int nd = link_stats_all(&dump);
         if (nd < 0) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "stats: dump the links: %s", strerror(-nd));
-                return reply_status(c, id, NETD_CODE_INTERNAL, msg);
+                return reply_status(c, id, API_INTERNAL, msg);
         }
         Netd__V1__LinkStats *items = calloc(n + 1, sizeof *items);
         Netd__V1__LinkStats **ptrs = calloc(n + 1, sizeof *ptrs);
@@ -207,7 +207,7 @@ static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest
                 free(items);
                 free(ptrs);
                 link_dyno_stats_free(dump, (size_t)nd);
-                return reply_status(c, id, NETD_CODE_INTERNAL, "stats: out of memory");
+                return reply_status(c, id, API_INTERNAL, "stats: out of memory");
         }
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
@@ -223,7 +223,7 @@ static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest
                         free(items);
                         free(ptrs);
                         link_dyno_stats_free(dump, (size_t)nd);
-                        return reply_status(c, id, NETD_CODE_NOT_FOUND, msg);
+                        return reply_status(c, id, API_NOT_FOUND, msg);
                 }
                 netd__v1__link_stats__init(&items[k]);
                 items[k].dyno_id = dyno;
@@ -247,13 +247,13 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
 {
         Netd__V1__Request *req = netd__v1__request__unpack(NULL, len, msg);
         if (!req) {
-                reply_status(c, 0, NETD_CODE_INVALID_ARGUMENT, "not a netd.v1.Request");
+                reply_status(c, 0, API_INVALID_ARGUMENT, "not a netd.v1.Request");
                 c->close_after_flush = true;
                 return;
         }
         /* protobuf-c cuts a string at a NUL byte: such a request packs back smaller. */
         if (netd__v1__request__get_packed_size(req) != len) {
-                reply_status(c, req->id, NETD_CODE_INVALID_ARGUMENT,
+                reply_status(c, req->id, API_INVALID_ARGUMENT,
                              "request: a string holds a NUL byte, or the encoding is not "
                              "canonical");
                 netd__v1__request__free_unpacked(req, NULL);
@@ -266,9 +266,9 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         case NETD__V1__REQUEST__CALL_GC: call_gc(c, req->id, req->gc); break;
         case NETD__V1__REQUEST__CALL_STATS: call_stats(c, req->id, req->stats); break;
         case NETD__V1__REQUEST__CALL__NOT_SET:
-                reply_status(c, req->id, NETD_CODE_INVALID_ARGUMENT, "request: no call set");
+                reply_status(c, req->id, API_INVALID_ARGUMENT, "request: no call set");
                 break;
-        default: reply_status(c, req->id, NETD_CODE_UNIMPLEMENTED, "request: unknown call"); break;
+        default: reply_status(c, req->id, API_UNIMPLEMENTED, "request: unknown call"); break;
         }
         netd__v1__request__free_unpacked(req, NULL);
 }
@@ -314,8 +314,7 @@ static void conn_handle_batch(struct conn *c)
                         break;
                 if (r < 0) {
                         reply_status(c, 0,
-                                     r == -EMSGSIZE ? NETD_CODE_RESOURCE_EXHAUSTED :
-                                                      NETD_CODE_INVALID_ARGUMENT,
+                                     r == -EMSGSIZE ? API_RESOURCE_EXHAUSTED : API_INVALID_ARGUMENT,
                                      r == -EMSGSIZE ? "frame over the limit" :
                                                       "malformed frame length");
                         c->close_after_flush = true;

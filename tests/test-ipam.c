@@ -15,7 +15,7 @@ static char top[64];
 
 /* The namespaces that "exist": ns_alive's answer. */
 static struct {
-        char ids[64][IPAM_DYNO_ID_MAX + 1];
+        char ids[64][DYNO_INSTANCE_NAME_MAX + 1];
         size_t n;
         unsigned calls;
 } ns;
@@ -519,7 +519,7 @@ struct report {
         struct in_addr a;
 };
 struct model {
-        char id[IPAM_DYNO_ID_MAX + 1];
+        char id[DYNO_INSTANCE_NAME_MAX + 1];
         struct in_addr a;
         bool held;
 };
@@ -775,8 +775,11 @@ static void test_corrupt(void)
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 "
                   "0123456789012345678901234567890123456789012345678901234567890123"
                   "45678901234567890\n",
-                  2, "longer than 80" },
+                  2, "longer than 74" },
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 @x\n", 2, "not a valid dyno id" },
+                { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 x@0\n", 2, "not a valid dyno id" },
+                { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 x@4294967296\n", 2,
+                  "not a valid dyno id" },
                 { "netd-ipam 1 10.30.0.0/24\na 10.30.0.2 x\na 10.30.0.3 y\nA 10.30.0.4 z\n", 4,
                   "expected" },
         };

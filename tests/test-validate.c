@@ -29,9 +29,17 @@ static void test_ids(void)
                 "a\n",  "é",   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         };
         for (size_t i = 0; i < ELEMENTSOF(good); i++)
-                CHECK(dyno_id_valid(good[i]));
+                CHECK(dyno_id_valid(good[i]) && dyno_instance_name_valid(good[i]));
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                CHECK(!dyno_id_valid(bad[i]));
+                CHECK(!dyno_id_valid(bad[i]) && !dyno_instance_name_valid(bad[i]));
+        /* An instance: the id, or id@n for its n-th replacement. */
+        static const char *const good_inst[] = { "web-1@1", "a@4294967295", "A.b_c-9@10" };
+        static const char *const bad_inst[] = { "web-1@", "web-1@0",      "web-1@01",      "@1",
+                                                "a@1@2",  "a@4294967296", "a@12345678901", "a@-1" };
+        for (size_t i = 0; i < ELEMENTSOF(good_inst); i++)
+                CHECK(dyno_instance_name_valid(good_inst[i]) && !dyno_id_valid(good_inst[i]));
+        for (size_t i = 0; i < ELEMENTSOF(bad_inst); i++)
+                CHECK(!dyno_instance_name_valid(bad_inst[i]));
         char msg[256];
         CHECK(validate_id("spec.id", "a/b", msg, sizeof msg) == API_INVALID_ARGUMENT);
         CHECK(strstr(msg, "spec.id") != NULL);
@@ -48,6 +56,10 @@ static void test_text(void)
         CHECK(!utf8_valid("\xed\xa0\x80"));     /* a surrogate */
         CHECK(!utf8_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
         CHECK(!utf8_valid("\xe2\x82"));         /* cut short */
+        uint32_t cp = 0;
+        CHECK(utf8_decode((const uint8_t *)"\xe2\x82\xac", 3, &cp) == 3 && cp == 0x20ac);
+        CHECK(utf8_decode((const uint8_t *)"\xe2\x82\xac", 2, &cp) == 0); /* n cuts it */
+        CHECK(utf8_decode((const uint8_t *)"\x80", 1, &cp) == 0);
 
         char buf[64];
         CHECK(strcmp(escape_value("ok", 80, buf, sizeof buf), "ok") == 0);
