@@ -468,6 +468,17 @@ bool dyno_instance_name_valid(const char *name)
         return v <= UINT32_MAX;
 }
 
+int set_error(char *err, size_t len, int r, const char *fmt, ...)
+{
+        if (err && len > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(err, len, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
 const char *escape_value(const char *s, size_t max, char *buf, size_t buflen)
 {
         size_t o = 0, i = 0;

@@ -131,6 +131,11 @@ bool dyno_id_valid(const char *id);
 bool dyno_instance_name_valid(const char *name);
 /* s made safe to quote in a message: printable ASCII kept, other bytes as \xNN, at most max
  * input bytes (then "..."). Returns buf. */
+/* The one way a message goes into a caller's err buffer (err may be NULL, len 0): it is
+ * written, and r returned, so that `return set_error(err, len, -EINVAL, "...", ...)` says both
+ * what is wrong and the code. */
+_printf_(4, 5) int set_error(char *err, size_t len, int r, const char *fmt, ...);
+
 const char *escape_value(const char *s, size_t max, char *buf, size_t buflen);
 
 /* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */

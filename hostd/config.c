@@ -1095,8 +1095,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
         r = read_full_file(path, &text, &len);
         if (r < 0) {
                 if (err && errlen > 0)
-                        snprintf(err, errlen, "%s: %s", path, strerror(-r));
-                return r;
+                        return set_error(err, errlen, r, "%s: %s", path, strerror(-r));
         }
         return load_buffer(c, path, text, len, err, errlen);
 }

@@ -167,17 +167,6 @@ struct cpu_pool {
         bool synced; /* cpu_pool_sync has run: changes move the shared dynos */
 };
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        if (err && errlen)
-                vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        return r;
-}
-
 static struct holder *find_holder(const struct cpu_pool *p, const char *id)
 {
         for (size_t i = 0; i < p->n_holders; i++)
@@ -239,17 +228,17 @@ int cpu_pool_new(const char *spec, const char *available, struct cg_manager *cg,
                  struct cpu_pool **ret, char *err, size_t errlen)
 {
         if (!spec || !cpu_pool_spec_valid(spec))
-                return fail(err, errlen, -EINVAL,
-                            "dedicated-cpu-pool '%s': not 'auto', 'none' or a CPU list",
-                            spec ?: "");
+                return set_error(err, errlen, -EINVAL,
+                                 "dedicated-cpu-pool '%s': not 'auto', 'none' or a CPU list",
+                                 spec ?: "");
         struct cpu_pool *p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
         p->cg = cg;
         int r = 0;
         if (available && (r = cpulist_parse(available, &p->available)) < 0) {
-                r = fail(err, errlen, r, "the CPUs hostd may use: '%s' is not a CPU list",
-                         available);
+                r = set_error(err, errlen, r, "the CPUs hostd may use: '%s' is not a CPU list",
+                              available);
                 goto out;
         }
         if (strcmp(spec, "auto") == 0) {
@@ -263,8 +252,9 @@ int cpu_pool_new(const char *spec, const char *available, struct cg_manager *cg,
         } else if (strcmp(spec, "none") != 0) {
                 (void)cpulist_parse(spec, &p->pool); /* checked above */
                 if (!available) {
-                        r = fail(err, errlen, -EOPNOTSUPP,
-                                 "dedicated-cpu-pool %s: hostd has no cpuset controller", spec);
+                        r = set_error(err, errlen, -EOPNOTSUPP,
+                                      "dedicated-cpu-pool %s: hostd has no cpuset controller",
+                                      spec);
                         goto out;
                 }
                 if (!bits_subset(&p->pool, &p->available)) {
@@ -272,17 +262,17 @@ int cpu_pool_new(const char *spec, const char *available, struct cg_manager *cg,
                         _cleanup_free_ char *o = NULL;
                         r = cpulist_format(&out, &o);
                         if (r == 0)
-                                r = fail(err, errlen, -EINVAL,
-                                         "dedicated-cpu-pool %s: CPU %s not online or not "
-                                         "allowed to hostd (it may use %s)",
-                                         spec, o, available);
+                                r = set_error(err, errlen, -EINVAL,
+                                              "dedicated-cpu-pool %s: CPU %s not online or not "
+                                              "allowed to hostd (it may use %s)",
+                                              spec, o, available);
                         goto out;
                 }
                 if (cpubits_count(&p->pool) == cpubits_count(&p->available)) {
-                        r = fail(err, errlen, -EINVAL,
-                                 "dedicated-cpu-pool %s: takes every CPU hostd may use (%s); "
-                                 "leave at least one for hostd and shared dynos",
-                                 spec, available);
+                        r = set_error(err, errlen, -EINVAL,
+                                      "dedicated-cpu-pool %s: takes every CPU hostd may use (%s); "
+                                      "leave at least one for hostd and shared dynos",
+                                      spec, available);
                         goto out;
                 }
         }
@@ -313,16 +303,17 @@ int cpus_setup(const struct config *c, struct cg_manager *cg, struct cpu_pool **
         _cleanup_free_ char *online = NULL, *avail = NULL, *both = NULL;
         int r = read_online(&online);
         if (r < 0)
-                return fail(err, errlen, r, "read /sys/devices/system/cpu/online: %s",
-                            strerror(-r));
+                return set_error(err, errlen, r, "read /sys/devices/system/cpu/online: %s",
+                                 strerror(-r));
         r = cg_cpus_available(cg, &avail);
         if (r < 0 && r != -EOPNOTSUPP)
-                return fail(err, errlen, r, "read the CPUs of hostd's cgroup: %s", strerror(-r));
+                return set_error(err, errlen, r, "read the CPUs of hostd's cgroup: %s",
+                                 strerror(-r));
         if (avail) {
                 struct cpu_bits a, o;
                 if (cpulist_parse(avail, &a) < 0 || cpulist_parse(online, &o) < 0)
-                        return fail(err, errlen, -EINVAL, "unreadable CPU lists '%s', '%s'", avail,
-                                    online);
+                        return set_error(err, errlen, -EINVAL, "unreadable CPU lists '%s', '%s'",
+                                         avail, online);
                 for (size_t i = 0; i < ELEMENTSOF(a.w); i++)
                         a.w[i] &= o.w[i];
                 r = cpulist_format(&a, &both);
@@ -386,9 +377,9 @@ int cpu_pool_check(const struct cpu_pool *p, unsigned n, char *err, size_t errle
         unsigned nfree = cpu_pool_n_free(p);
         if (n <= nfree)
                 return 0;
-        return fail(err, errlen, -ENOSPC,
-                    "needs %u dedicated CPU%s, %u of %u free (dedicated-cpu-pool '%s')", n,
-                    n == 1 ? "" : "s", nfree, cpu_pool_size(p), p->pool_list);
+        return set_error(err, errlen, -ENOSPC,
+                         "needs %u dedicated CPU%s, %u of %u free (dedicated-cpu-pool '%s')", n,
+                         n == 1 ? "" : "s", nfree, cpu_pool_size(p), p->pool_list);
 }
 
 int cpu_pool_reserve(struct cpu_pool *p, const char *id, unsigned n, char *err, size_t errlen)
@@ -399,7 +390,8 @@ int cpu_pool_reserve(struct cpu_pool *p, const char *id, unsigned n, char *err, 
         if (h) {
                 if (cpubits_count(&h->cpus) == n)
                         return 0;
-                return fail(err, errlen, -EEXIST, "dyno '%s' already holds CPUs %s", id, h->list);
+                return set_error(err, errlen, -EEXIST, "dyno '%s' already holds CPUs %s", id,
+                                 h->list);
         }
         int r = cpu_pool_check(p, n, err, errlen);
         if (r < 0)

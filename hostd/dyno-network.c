@@ -130,9 +130,8 @@ int dyno_net_attach(struct dyno *d, char *errbuf, size_t errlen)
         _cleanup_free_ char *path = NULL;
         int r = netns_bind(m, d, &path);
         if (r < 0)
-                return snprintf(errbuf, errlen, "name the network namespace in %s: %s",
-                                m->config->netns_dir, strerror(-r)),
-                       r;
+                return set_error(errbuf, errlen, r, "name the network namespace in %s: %s",
+                                 m->config->netns_dir, strerror(-r));
 
         Netd__V1__Request req = NETD__V1__REQUEST__INIT;
         Netd__V1__AttachRequest at = NETD__V1__ATTACH_REQUEST__INIT;
@@ -145,8 +144,8 @@ int dyno_net_attach(struct dyno *d, char *errbuf, size_t errlen)
         req.attach = &at;
         int64_t h = netd_call(m->netd, &req, on_attached, d);
         if (h < 0) {
-                snprintf(errbuf, errlen, "attach to the network: netd at %s: %s",
-                         m->config->netd_socket, strerror((int)-h));
+                (void)set_error(errbuf, errlen, 0, "attach to the network: netd at %s: %s",
+                                m->config->netd_socket, strerror((int)-h));
                 return h == -ENOMEM ? -ENOMEM : -ENETUNREACH; /* UNAVAILABLE to the caller */
         }
         d->netd_attach = h;

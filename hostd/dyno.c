@@ -1149,33 +1149,33 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         /* The run folder holds the record, the log file and, later, the init's exit status. */
         closep(&d->state_dirfd), d->state_dirfd = -1; /* a resumed start had it open */
         if (mkdir(d->run_dir, 0700) < 0 && errno != EEXIST)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "create %s: %s", d->run_dir, strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "create %s: %s", d->run_dir,
+                                 strerror(errno));
         d->state_dirfd = open(d->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d->state_dirfd < 0)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "open %s: %s", d->run_dir, strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "open %s: %s", d->run_dir,
+                                 strerror(errno));
         /* The instance's own folder for its exit status: an instance a daily cycle replaced
          * may still be writing its own. */
         if (d->instance > 0 && mkdir(d->inst_dir, 0700) < 0 && errno != EEXIST)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "create %s: %s", d->inst_dir, strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "create %s: %s", d->inst_dir,
+                                 strerror(errno));
         _cleanup_close_ int inst_dirfd =
                 d->instance > 0 ? open(d->inst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) :
                                   fcntl(d->state_dirfd, F_DUPFD_CLOEXEC, 3);
         if (inst_dirfd < 0)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "open %s: %s", d->inst_dir, strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "open %s: %s", d->inst_dir,
+                                 strerror(errno));
         if (unlinkat(inst_dirfd, "exit", 0) < 0 && errno != ENOENT)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "remove the last exit status: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "remove the last exit status: %s",
+                                 strerror(errno));
         /* A restarted dyno keeps its lines: the file starts as the ring. */
         r = logfile_open(&d->logfile, d->state_dirfd, "log", d->ring);
         if (r < 0)
-                return snprintf(errbuf, errlen, "create the log file: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "create the log file: %s", strerror(-r));
         r = dyno_save(d);
         if (r < 0)
-                return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "write the record: %s", strerror(-r));
 
         /* The writable layer over the shared, read-only stack and slug. */
         _cleanup_free_ char *layer = NULL, *overlay = NULL;
@@ -1184,7 +1184,7 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
                 return r;
         r = layer_mount_options(d->stack_root, d->slug_root, d->layer_dir, &overlay);
         if (r < 0)
-                return snprintf(errbuf, errlen, "overlay options: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "overlay options: %s", strerror(-r));
 
         /* Reserved at admission; this only covers a start resumed after a restart of hostd. */
         r = cpu_pool_reserve(m->cpus, d->cg_name, size->dedicated_cpus, errbuf, errlen);
@@ -1203,14 +1203,13 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         };
         r = cg_create(m->cg, d->cg_name, &lim);
         if (r < 0)
-                return snprintf(errbuf, errlen, "create cgroup %s: %s", d->cgroup_path,
-                                strerror(-r)),
-                       r;
+                return set_error(errbuf, errlen, r, "create cgroup %s: %s", d->cgroup_path,
+                                 strerror(-r));
 
         int pipefd[2];
         if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
-                return r = -errno,
-                       snprintf(errbuf, errlen, "create the log pipe: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, -errno, "create the log pipe: %s",
+                                 strerror(errno));
         d->log_fd = pipefd[0];
         _cleanup_close_ int log_w = pipefd[1];
         /* The pipe is what buffers the dyno's output while hostd is away: make it large. */
@@ -1221,8 +1220,8 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         struct cg_view view;
         r = cg_dyno_view(m->cg, d->cg_name, &view);
         if (r < 0)
-                return snprintf(errbuf, errlen, "the dyno's view of its cgroup: %s", strerror(-r)),
-                       r;
+                return set_error(errbuf, errlen, r, "the dyno's view of its cgroup: %s",
+                                 strerror(-r));
         const struct dyno_tty tty = { d->spec->tty_term, d->spec->tty_columns, d->spec->tty_rows };
         _cleanup_strv_free_ char **envp = dyno_build_env(d, d->spec->tty ? &tty : NULL);
         _cleanup_free_ char *script = dyno_script(d);
@@ -1256,16 +1255,17 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
         r = spawn_dyno(&p, m->cg, &d->pid, &d->pidfd, &d->sync_fd);
         if (r < 0)
-                return snprintf(errbuf, errlen, "create the dyno's processes: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "create the dyno's processes: %s",
+                                 strerror(-r));
         d->init_starttime = proc_starttime(d->pid);
 
         r = sd_event_add_io(m->event, &d->sync_source, d->sync_fd, EPOLLIN, on_sync, d);
         if (r < 0 || (r = dyno_watch(d)) < 0)
-                return snprintf(errbuf, errlen, "watch the dyno: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "watch the dyno: %s", strerror(-r));
         /* The pid is known now: record it, so that a restart of hostd finds the dyno. */
         r = dyno_save(d);
         if (r < 0)
-                return snprintf(errbuf, errlen, "write the record: %s", strerror(-r)), r;
+                return set_error(errbuf, errlen, r, "write the record: %s", strerror(-r));
         if (m->netd)
                 return dyno_net_attach(d, errbuf, errlen);
         return 0;

@@ -37,13 +37,11 @@ static int open_pem(const char *k, const char *path, BIO **ret, char **ret_text,
         size_t len;
         int r = read_full_file(path, &text, &len);
         if (r < 0) {
-                snprintf(err, errlen, "%s %s: %s", k, path, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "%s %s: %s", k, path, strerror(-r));
         }
         BIO *b = BIO_new_mem_buf(text, (int)len);
         if (!b) {
-                snprintf(err, errlen, "%s %s: out of memory", k, path);
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "%s %s: out of memory", k, path);
         }
         *ret = b;
         *ret_text = TAKE_PTR(text); /* the BIO reads it in place */
@@ -59,13 +57,11 @@ static int load_cert_chain(SSL_CTX *ctx, const char *path, char *err, size_t err
                 return r;
         _cleanup_(x509_freep) X509 *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
         if (!leaf) {
-                snprintf(err, errlen, "tls-cert %s: no PEM certificate in it (%s)", path,
-                         ssl_reason());
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "tls-cert %s: no PEM certificate in it (%s)",
+                                 path, ssl_reason());
         }
         if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
-                snprintf(err, errlen, "tls-cert %s: %s", path, ssl_reason());
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "tls-cert %s: %s", path, ssl_reason());
         }
         /* The rest of the file is the chain up to (not necessarily including) the root. */
         for (;;) {
@@ -74,8 +70,8 @@ static int load_cert_chain(SSL_CTX *ctx, const char *path, char *err, size_t err
                         break;
                 if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
                         X509_free(x);
-                        snprintf(err, errlen, "tls-cert %s: %s", path, ssl_reason());
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "tls-cert %s: %s", path,
+                                         ssl_reason());
                 }
         }
         ERR_clear_error(); /* the end of the file reads as "no start line" */
@@ -92,15 +88,15 @@ static int load_key(SSL_CTX *ctx, const char *path, const char *cert, char *err,
         _cleanup_(evp_pkey_freep) EVP_PKEY *pk = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
         explicit_bzero(text, strlen(text)); /* the key stays in OpenSSL's memory only */
         if (!pk) {
-                snprintf(err, errlen, "tls-key %s: no unencrypted PEM private key in it (%s)", path,
-                         ssl_reason());
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL,
+                                 "tls-key %s: no unencrypted PEM private key in it (%s)", path,
+                                 ssl_reason());
         }
         if (SSL_CTX_use_PrivateKey(ctx, pk) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
                 ERR_clear_error();
-                snprintf(err, errlen, "tls-key %s: does not match the certificate of tls-cert %s",
-                         path, cert);
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL,
+                                 "tls-key %s: does not match the certificate of tls-cert %s", path,
+                                 cert);
         }
         return 0;
 }
@@ -120,14 +116,12 @@ static int load_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
                         break;
                 /* The names go into the CertificateRequest, so a client picks the right one. */
                 if (X509_STORE_add_cert(store, x) != 1 || SSL_CTX_add_client_CA(ctx, x) != 1) {
-                        snprintf(err, errlen, "tls-ca %s: %s", path, ssl_reason());
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "tls-ca %s: %s", path, ssl_reason());
                 }
         }
         ERR_clear_error();
         if (n == 0) {
-                snprintf(err, errlen, "tls-ca %s: no PEM certificate in it", path);
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "tls-ca %s: no PEM certificate in it", path);
         }
         return 0;
 }
@@ -136,8 +130,7 @@ static int context_new(const struct tls_server *t, SSL_CTX **ret, char *err, siz
 {
         _cleanup_(ssl_ctx_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
         if (!ctx) {
-                snprintf(err, errlen, "TLS: create a context: %s", ssl_reason());
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "TLS: create a context: %s", ssl_reason());
         }
         SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
         /* No resumption: every connection shows its certificate to the current context, so a
@@ -201,8 +194,7 @@ int tls_server_new(const struct config *cfg, struct tls_server **ret, char *err,
             !(t->ca = strdup(cfg->tls_ca)) ||
             (cfg->tls_allow[0] && split_allow(cfg->tls_allow, &t->allow) < 0)) {
                 tls_server_free(t);
-                snprintf(err, errlen, "TLS: out of memory");
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "TLS: out of memory");
         }
         int r = context_new(t, &t->ctx, err, errlen);
         if (r < 0) {

@@ -25,7 +25,7 @@ static bool name_char(char c)
                c == '.' || c == '_' || c == '-';
 }
 
-int validate_id(const char *field, const char *id, char *msg, size_t len)
+enum api_code validate_id(const char *field, const char *id, char *msg, size_t len)
 {
         if (!id || !*id)
                 return FAIL(API_INVALID_ARGUMENT, "%s: required", field);
@@ -37,7 +37,7 @@ int validate_id(const char *field, const char *id, char *msg, size_t len)
         return 0;
 }
 
-static int validate_label(const char *field, const char *v, char *msg, size_t len)
+static enum api_code validate_label(const char *field, const char *v, char *msg, size_t len)
 {
         size_t n = strlen(v);
         if (n > 63)
@@ -63,7 +63,7 @@ static bool env_name_valid(const char *n)
 
 /* A lower layer: overlayfs takes it inside a mount option string, where ',' ':' and '\' are
  * separators or escapes. */
-static int validate_layer(const char *field, const char *path, char *msg, size_t len)
+static enum api_code validate_layer(const char *field, const char *path, char *msg, size_t len)
 {
         if (!utf8_valid(path))
                 return FAIL(API_INVALID_ARGUMENT, "%s: not valid UTF-8", field);
@@ -86,7 +86,7 @@ static int validate_layer(const char *field, const char *path, char *msg, size_t
 }
 
 /* Where an image may be fetched from: http(s), file:// or an absolute path on the host. */
-int validate_image_source(const char *field, const char *url, char *msg, size_t len)
+enum api_code validate_image_source(const char *field, const char *url, char *msg, size_t len)
 {
         if (!*url)
                 return FAIL(API_INVALID_ARGUMENT, "%s: required", field);
@@ -105,11 +105,11 @@ int validate_image_source(const char *field, const char *url, char *msg, size_t 
                     field, ESC(url));
 }
 
-static int validate_layer_source(const char *what, const char *path, const char *digest,
-                                 const char *url, bool required, char *msg, size_t len)
+static enum api_code validate_layer_source(const char *what, const char *path, const char *digest,
+                                           const char *url, bool required, char *msg, size_t len)
 {
         char field[32];
-        int r;
+        enum api_code r;
         if (*path && *digest)
                 return FAIL(API_INVALID_ARGUMENT,
                             "spec.%s_path and spec.%s_digest: give one, not both", what, what);
@@ -149,7 +149,8 @@ static const char *const reserved_env[] = {
 };
 
 /* A metadata string: UTF-8 without control characters, at most max bytes. */
-static int validate_text(const char *field, const char *v, size_t max, char *msg, size_t len)
+static enum api_code validate_text(const char *field, const char *v, size_t max, char *msg,
+                                   size_t len)
 {
         if (strlen(v) > max)
                 return FAIL(API_INVALID_ARGUMENT, "%s: longer than %zu bytes", field, max);
@@ -163,7 +164,7 @@ static int validate_text(const char *field, const char *v, size_t max, char *msg
 
 /* An id that goes into log lines as a word (runtime-metrics' dyno=heroku.<app id>.<uuid>): a
  * UUID, a number, a commit's hex. */
-static int validate_token(const char *field, const char *v, char *msg, size_t len)
+static enum api_code validate_token(const char *field, const char *v, char *msg, size_t len)
 {
         if (strlen(v) > 64)
                 return FAIL(API_INVALID_ARGUMENT, "%s: longer than 64 bytes", field);
@@ -203,7 +204,7 @@ static bool rfc3339_valid(const char *v)
 }
 
 /* $TERM of a client's terminal: a terminfo name. */
-static int validate_term(const char *field, const char *v, char *msg, size_t len)
+static enum api_code validate_term(const char *field, const char *v, char *msg, size_t len)
 {
         if (!*v)
                 return 0;
@@ -217,10 +218,10 @@ static int validate_term(const char *field, const char *v, char *msg, size_t len
         return 0;
 }
 
-int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
-                  const struct size_def **ret_size, char *msg, size_t len)
+enum api_code validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
+                            const struct size_def **ret_size, char *msg, size_t len)
 {
-        int r;
+        enum api_code r;
         if (!s)
                 return FAIL(API_INVALID_ARGUMENT, "spec: required");
         if ((r = validate_id("spec.id", s->id, msg, len)))
@@ -352,7 +353,7 @@ int validate_spec(const Hostd__V1__DynoSpec *s, const struct config *c,
         return 0;
 }
 
-int validate_digest(const char *field, const char *digest, char *msg, size_t len)
+enum api_code validate_digest(const char *field, const char *digest, char *msg, size_t len)
 {
         if (image_digest_valid(digest))
                 return 0;
@@ -360,16 +361,17 @@ int validate_digest(const char *field, const char *digest, char *msg, size_t len
                     field, ESC(digest));
 }
 
-int validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
+enum api_code validate_grace(bool grace_set, uint32_t grace, char *msg, size_t len)
 {
         if (grace_set && grace > 3600)
                 return FAIL(API_INVALID_ARGUMENT, "grace_seconds: %u is over 3600", grace);
         return 0;
 }
 
-int validate_exec(const Hostd__V1__ExecStart *req, const struct config *c, char *msg, size_t len)
+enum api_code validate_exec(const Hostd__V1__ExecStart *req, const struct config *c, char *msg,
+                            size_t len)
 {
-        int code = validate_id("start.id", req->id, msg, len);
+        enum api_code code = validate_id("start.id", req->id, msg, len);
         if (code)
                 return code;
         if (req->n_argv == 0 || !*req->argv[0])
@@ -399,33 +401,33 @@ int validate_exec(const Hostd__V1__ExecStart *req, const struct config *c, char 
 
 /* ---- one check per method of hostd.v1.Hostd (api.c's table) ---- */
 
-int validate_start(const Hostd__V1__StartRequest *req, const struct config *c, char *msg,
-                   size_t len)
+enum api_code validate_start(const Hostd__V1__StartRequest *req, const struct config *c, char *msg,
+                             size_t len)
 {
         if (!req->spec)
                 return FAIL(API_INVALID_ARGUMENT, "spec: required");
         return validate_spec(req->spec, c, NULL, msg, len);
 }
 
-int validate_stop(const Hostd__V1__StopRequest *req, char *msg, size_t len)
+enum api_code validate_stop(const Hostd__V1__StopRequest *req, char *msg, size_t len)
 {
-        int code = validate_id("id", req->id, msg, len);
+        enum api_code code = validate_id("id", req->id, msg, len);
         if (code)
                 return code;
         return validate_grace(req->grace_case == HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS,
                               req->grace_seconds, msg, len);
 }
 
-int validate_restart(const Hostd__V1__RestartRequest *req, char *msg, size_t len)
+enum api_code validate_restart(const Hostd__V1__RestartRequest *req, char *msg, size_t len)
 {
-        int code = validate_id("id", req->id, msg, len);
+        enum api_code code = validate_id("id", req->id, msg, len);
         if (code)
                 return code;
         return validate_grace(req->grace_case == HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS,
                               req->grace_seconds, msg, len);
 }
 
-int validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len)
+enum api_code validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len)
 {
         if (req->deadline_case == HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS &&
             (req->deadline_seconds == 0 || req->deadline_seconds > DRAIN_DEADLINE_MAX))
@@ -434,7 +436,8 @@ int validate_drain(const Hostd__V1__DrainRequest *req, char *msg, size_t len)
         return 0;
 }
 
-int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg, size_t len)
+enum api_code validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, char *msg,
+                                         size_t len)
 {
         if (req->interval_seconds > METRICS_INTERVAL_MAX)
                 return FAIL(API_INVALID_ARGUMENT,
@@ -443,8 +446,8 @@ int validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsRequest *req, ch
         return 0;
 }
 
-int validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config *c, char *msg,
-                          size_t len)
+enum api_code validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config *c,
+                                    char *msg, size_t len)
 {
         if (req->kind_case != HOSTD__V1__EXEC_REQUEST__KIND_START)
                 return FAIL(API_INVALID_ARGUMENT,
@@ -452,7 +455,7 @@ int validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config
         return validate_exec(req->start, c, msg, len);
 }
 
-int validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size_t len)
+enum api_code validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size_t len)
 {
         if (req->kind_case != HOSTD__V1__ATTACH_REQUEST__KIND_START)
                 return FAIL(API_INVALID_ARGUMENT,
@@ -460,9 +463,9 @@ int validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size
         return validate_id("start.id", req->start->id, msg, len);
 }
 
-int validate_import_image(const Hostd__V1__ImportImageRequest *req, char *msg, size_t len)
+enum api_code validate_import_image(const Hostd__V1__ImportImageRequest *req, char *msg, size_t len)
 {
-        int code = validate_image_source("source", req->source, msg, len);
+        enum api_code code = validate_image_source("source", req->source, msg, len);
         if (code)
                 return code;
         if ((code = validate_digest("sha256", req->sha256, msg, len)))

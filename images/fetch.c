@@ -99,34 +99,29 @@ static int fetch_local(struct fetch *f, const char *path, const char *shown, cha
         _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (in < 0) {
                 int r = -errno;
-                snprintf(err, errlen, "open %s: %s", shown, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "open %s: %s", shown, strerror(-r));
         }
         struct stat st;
         if (fstat(in, &st) < 0) {
                 int r = -errno;
-                snprintf(err, errlen, "stat %s: %s", shown, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "stat %s: %s", shown, strerror(-r));
         }
         if (S_ISDIR(st.st_mode)) {
-                snprintf(err, errlen, "%s is a directory, not a tarball", shown);
-                return -EISDIR;
+                return set_error(err, errlen, -EISDIR, "%s is a directory, not a tarball", shown);
         }
         if (S_ISREG(st.st_mode)) {
                 f->total = (uint64_t)st.st_size;
                 if (f->total > f->max_bytes) {
-                        snprintf(err, errlen,
-                                 "%s: %" PRIu64 " bytes, more than the limit of %" PRIu64, shown,
-                                 f->total, f->max_bytes);
-                        return -EFBIG;
+                        return set_error(err, errlen, -EFBIG,
+                                         "%s: %" PRIu64 " bytes, more than the limit of %" PRIu64,
+                                         shown, f->total, f->max_bytes);
                 }
         }
         progress_report(f, true);
 
         _cleanup_free_ char *buf = malloc(FETCH_CHUNK);
         if (!buf) {
-                snprintf(err, errlen, "read %s: %s", shown, strerror(ENOMEM));
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "read %s: %s", shown, strerror(ENOMEM));
         }
         for (;;) {
                 ssize_t n = read(in, buf, FETCH_CHUNK);
@@ -134,21 +129,19 @@ static int fetch_local(struct fetch *f, const char *path, const char *shown, cha
                         if (errno == EINTR)
                                 continue;
                         int r = -errno;
-                        snprintf(err, errlen, "read %s: %s", shown, strerror(-r));
-                        return r;
+                        return set_error(err, errlen, r, "read %s: %s", shown, strerror(-r));
                 }
                 if (n == 0)
                         break;
                 int r = fetch_consume(f, buf, (size_t)n);
                 if (r == -EFBIG) {
                         /* It grew while we read it, or it is a pipe. */
-                        snprintf(err, errlen, "%s: more than the limit of %" PRIu64 " bytes", shown,
-                                 f->max_bytes);
-                        return r;
+                        return set_error(err, errlen, r,
+                                         "%s: more than the limit of %" PRIu64 " bytes", shown,
+                                         f->max_bytes);
                 }
                 if (r < 0) {
-                        snprintf(err, errlen, "copy %s: %s", shown, strerror(-r));
-                        return r;
+                        return set_error(err, errlen, r, "copy %s: %s", shown, strerror(-r));
                 }
         }
         progress_report(f, true);
@@ -205,16 +198,15 @@ static int fetch_http(struct fetch *f, const char *url, const char *shown, char 
         static bool curl_ready;
         if (!curl_ready) {
                 if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                        snprintf(err, errlen, "download %s: cannot initialize libcurl", shown);
-                        return -ENOMEM;
+                        return set_error(err, errlen, -ENOMEM,
+                                         "download %s: cannot initialize libcurl", shown);
                 }
                 curl_ready = true;
         }
 
         _cleanup_(curl_easy_cleanupp) CURL *curl = curl_easy_init();
         if (!curl) {
-                snprintf(err, errlen, "download %s: %s", shown, strerror(ENOMEM));
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "download %s: %s", shown, strerror(ENOMEM));
         }
         f->curl = curl;
         char curl_err[CURL_ERROR_SIZE] = "";
@@ -240,36 +232,35 @@ static int fetch_http(struct fetch *f, const char *url, const char *shown, char 
             curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err) != CURLE_OK ||
             curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, curl_write) != CURLE_OK ||
             curl_easy_setopt(curl, CURLOPT_WRITEDATA, f) != CURLE_OK) {
-                snprintf(err, errlen, "download %s: cannot set up libcurl", shown);
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "download %s: cannot set up libcurl", shown);
         }
 
         CURLcode c = curl_easy_perform(curl);
         f->curl = NULL;
         if (c == CURLE_WRITE_ERROR && f->error < 0) {
                 if (f->error == -EFBIG)
-                        snprintf(err, errlen,
-                                 "download %s: more than the limit of %" PRIu64 " bytes", shown,
-                                 f->max_bytes);
+                        (void)set_error(err, errlen, 0,
+                                        "download %s: more than the limit of %" PRIu64 " bytes",
+                                        shown, f->max_bytes);
                 else
-                        snprintf(err, errlen, "download %s: write it: %s", shown,
-                                 strerror(-f->error));
+                        (void)set_error(err, errlen, 0, "download %s: write it: %s", shown,
+                                        strerror(-f->error));
                 return f->error;
         }
         if (c == CURLE_HTTP_RETURNED_ERROR) {
                 long status = 0;
                 (void)curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-                snprintf(err, errlen, "download %s: HTTP status %ld", shown, status);
-                return -EPROTO;
+                return set_error(err, errlen, -EPROTO, "download %s: HTTP status %ld", shown,
+                                 status);
         }
         if (c == CURLE_FILESIZE_EXCEEDED) {
-                snprintf(err, errlen, "download %s: more than the limit of %" PRIu64 " bytes",
-                         shown, f->max_bytes);
-                return -EFBIG;
+                return set_error(err, errlen, -EFBIG,
+                                 "download %s: more than the limit of %" PRIu64 " bytes", shown,
+                                 f->max_bytes);
         }
         if (c != CURLE_OK) {
-                snprintf(err, errlen, "download %s: %s", shown,
-                         curl_err[0] ? curl_err : curl_easy_strerror(c));
+                (void)set_error(err, errlen, 0, "download %s: %s", shown,
+                                curl_err[0] ? curl_err : curl_easy_strerror(c));
                 return curl_error_to_errno(c);
         }
         progress_report(f, true);
@@ -325,15 +316,13 @@ int image_fetch(const char *source, int fd, uint64_t max_bytes, image_progress_t
         int r;
 
         if (!source || fd < 0) {
-                snprintf(err, errlen, "fetch: no source or file");
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "fetch: no source or file");
         }
         source_for_message(source, shown, sizeof shown);
 
         _cleanup_(evp_md_ctx_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
         if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-                snprintf(err, errlen, "fetch %s: cannot set up sha256", shown);
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "fetch %s: cannot set up sha256", shown);
         }
         struct fetch f = {
                 .fd = fd,
@@ -349,22 +338,21 @@ int image_fetch(const char *source, int fd, uint64_t max_bytes, image_progress_t
                 _cleanup_free_ char *path = NULL;
                 r = file_url_path(source, &path);
                 if (r == -EINVAL) {
-                        snprintf(err, errlen,
-                                 "%s: not a file URL of an absolute local path (file:///PATH)",
-                                 shown);
-                        return r;
+                        return set_error(
+                                err, errlen, r,
+                                "%s: not a file URL of an absolute local path (file:///PATH)",
+                                shown);
                 }
                 if (r < 0) {
-                        snprintf(err, errlen, "%s: %s", shown, strerror(-r));
-                        return r;
+                        return set_error(err, errlen, r, "%s: %s", shown, strerror(-r));
                 }
                 r = fetch_local(&f, path, shown, err, errlen);
         } else if (startswith(source, "http://") || startswith(source, "https://"))
                 r = fetch_http(&f, source, shown, err, errlen);
         else {
-                snprintf(err, errlen,
-                         "%s: not an absolute path, a file://, http:// or https:// URL", shown);
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL,
+                                 "%s: not an absolute path, a file://, http:// or https:// URL",
+                                 shown);
         }
         if (r < 0)
                 return r;
@@ -372,8 +360,7 @@ int image_fetch(const char *source, int fd, uint64_t max_bytes, image_progress_t
         unsigned char md_value[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
         if (EVP_DigestFinal_ex(md, md_value, &md_len) != 1 || md_len != 32) {
-                snprintf(err, errlen, "fetch %s: sha256 failed", shown);
-                return -EIO;
+                return set_error(err, errlen, -EIO, "fetch %s: sha256 failed", shown);
         }
         for (unsigned i = 0; i < md_len; i++)
                 snprintf(digest_out + 2 * i, 3, "%02x", md_value[i]);

@@ -14,8 +14,7 @@ int layer_create(const char *layers_dir, const char *id, unsigned uid, char **re
                 return -ENOMEM;
         if (mkdir(dir, 0755) < 0) {
                 int r = -errno;
-                snprintf(err, errlen, "create %s: %s", dir, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "create %s: %s", dir, strerror(-r));
         }
         /* upper/app belongs to the dyno's user: the app may write in /app, as on Heroku. */
         static const char *const sub[] = { "/upper", "/work", "/merged", "/upper/app" };
@@ -28,7 +27,7 @@ int layer_create(const char *layers_dir, const char *id, unsigned uid, char **re
                          (strcmp(sub[i], "/upper/app") == 0 && chown(p, uid, uid) < 0))
                         r = -errno;
                 if (r < 0) {
-                        snprintf(err, errlen, "create %s: %s", p ? p : dir, strerror(-r));
+                        (void)set_error(err, errlen, 0, "create %s: %s", p ? p : dir, strerror(-r));
                         (void)rm_rf(dir);
                         return r;
                 }

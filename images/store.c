@@ -34,7 +34,6 @@ struct image_store {
         bool defer_deletes; /* remove and gc only rename; image_store_sweep() deletes */
 };
 
-
 static inline void image_store_freep(struct image_store **s) { image_store_free(*s); }
 
 static inline void image_record_freep(Hostd__Store__ImageRecord **r)
@@ -63,15 +62,15 @@ static void err_prefix(char *err, size_t errlen, const char *digest)
         _cleanup_free_ char *inner = strdup(err);
         if (!inner)
                 return;
-        snprintf(err, errlen, "image %.12s: %s", digest, inner);
+        (void)set_error(err, errlen, 0, "image %.12s: %s", digest, inner);
 }
 
 static int digest_invalid(const char *digest, char *err, size_t errlen)
 {
         char shown[100];
-        snprintf(err, errlen, "image %s: not a sha256 digest (64 lower-case hex characters)",
-                 escape_value(digest ? digest : "", 70, shown, sizeof shown));
-        return -EINVAL;
+        return set_error(err, errlen, -EINVAL,
+                         "image %s: not a sha256 digest (64 lower-case hex characters)",
+                         escape_value(digest ? digest : "", 70, shown, sizeof shown));
 }
 
 /* The source as the record keeps it: without "user:password@", which is a credential, and
@@ -484,33 +483,29 @@ int image_remove(struct image_store *s, const char *digest, image_in_use_t in_us
                 return digest_invalid(digest, err, errlen);
         int r = image_lookup(s, digest, NULL);
         if (r == -ENOENT) {
-                snprintf(err, errlen, "image %.12s: not in the store", digest);
-                return r;
+                return set_error(err, errlen, r, "image %.12s: not in the store", digest);
         }
         if (r < 0) {
-                snprintf(err, errlen, "image %.12s: read its record: %s", digest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: read its record: %s", digest,
+                                 strerror(-r));
         }
         if (in_use && in_use(digest, userdata)) {
-                snprintf(err, errlen, "image %.12s is used by a dyno", digest);
-                return -EBUSY;
+                return set_error(err, errlen, -EBUSY, "image %.12s is used by a dyno", digest);
         }
         int cleanup = 0;
         r = image_delete(s, digest, &cleanup);
         if (r == -ENOENT) {
-                snprintf(err, errlen, "image %.12s: not in the store", digest);
-                return r;
+                return set_error(err, errlen, r, "image %.12s: not in the store", digest);
         }
         if (r < 0) {
-                snprintf(err, errlen, "image %.12s: remove: %s", digest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: remove: %s", digest, strerror(-r));
         }
         if (cleanup < 0) {
-                snprintf(err, errlen,
-                         "image %.12s: removed from the store, but deleting its files failed (%s); "
-                         "retried when the store is next opened",
-                         digest, strerror(-cleanup));
-                return cleanup;
+                return set_error(
+                        err, errlen, cleanup,
+                        "image %.12s: removed from the store, but deleting its files failed (%s); "
+                        "retried when the store is next opened",
+                        digest, strerror(-cleanup));
         }
         return 0;
 }
@@ -617,14 +612,14 @@ static int import_build(struct image_store *s, const char *tmp, const char *sour
                 openat(s->root_fd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0) {
                 int r = -errno;
-                snprintf(err, errlen, "image %.12s: open %s: %s", digest, tmp, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: open %s: %s", digest, tmp,
+                                 strerror(-r));
         }
         _cleanup_close_ int afd = archive_open(dfd);
         if (afd < 0) {
-                snprintf(err, errlen, "image %.12s: create the download file in %s/%s: %s", digest,
-                         s->root, tmp, strerror(-afd));
-                return afd;
+                return set_error(err, errlen, afd,
+                                 "image %.12s: create the download file in %s/%s: %s", digest,
+                                 s->root, tmp, strerror(-afd));
         }
 
         char got[65];
@@ -635,22 +630,20 @@ static int import_build(struct image_store *s, const char *tmp, const char *sour
                 return r;
         }
         if (strcmp(got, digest) != 0) {
-                snprintf(err, errlen, "image %.12s: sha256 mismatch: expected %s, got %s", digest,
-                         digest, got);
-                return -EBADMSG;
+                return set_error(err, errlen, -EBADMSG,
+                                 "image %.12s: sha256 mismatch: expected %s, got %s", digest,
+                                 digest, got);
         }
 
         if (lseek(afd, 0, SEEK_SET) < 0 || mkdirat(dfd, "rootfs", 0755) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "image %.12s: prepare %s/%s/rootfs: %s", digest, s->root, tmp,
-                         strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: prepare %s/%s/rootfs: %s", digest,
+                                 s->root, tmp, strerror(-r));
         }
         _cleanup_free_ char *rootfs = NULL;
         r = asprintf_safe(&rootfs, "%s/%s/rootfs", s->root, tmp);
         if (r < 0) {
-                snprintf(err, errlen, "image %.12s: %s", digest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: %s", digest, strerror(-r));
         }
         uint64_t bytes = 0, files = 0;
         r = image_unpack(afd, rootfs, kind, &s->limits, &bytes, &files, err, errlen);
@@ -670,16 +663,14 @@ static int import_build(struct image_store *s, const char *tmp, const char *sour
                 struct stat st;
                 if (rfd < 0 || fstat(rfd, &st) < 0 || fchmod(rfd, st.st_mode & 07555) < 0) {
                         r = -errno;
-                        snprintf(err, errlen, "image %.12s: make rootfs read-only: %s", digest,
-                                 strerror(-r));
-                        return r;
+                        return set_error(err, errlen, r, "image %.12s: make rootfs read-only: %s",
+                                         digest, strerror(-r));
                 }
         }
 
         _cleanup_free_ char *recorded = source_for_record(source);
         if (!recorded) {
-                snprintf(err, errlen, "image %.12s: %s", digest, strerror(ENOMEM));
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "image %.12s: %s", digest, strerror(ENOMEM));
         }
         Hostd__Store__ImageRecord rec = HOSTD__STORE__IMAGE_RECORD__INIT;
         rec.digest = (char *)digest;
@@ -691,29 +682,27 @@ static int import_build(struct image_store *s, const char *tmp, const char *sour
         rec.source = recorded;
         r = meta_write(dfd, &rec);
         if (r < 0) {
-                snprintf(err, errlen, "image %.12s: write its record: %s", digest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: write its record: %s", digest,
+                                 strerror(-r));
         }
 
         /* The tree must be on disk before the rename is: after a crash the image is either
          * whole or absent. One syncfs() rather than an fsync() per unpacked file. */
         if (syncfs(dfd) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "image %.12s: sync: %s", digest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: sync: %s", digest, strerror(-r));
         }
         if (renameat(s->root_fd, tmp, s->root_fd, digest) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "image %.12s: rename %s into place: %s", digest, tmp,
-                         strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: rename %s into place: %s", digest,
+                                 tmp, strerror(-r));
         }
         if (fsync(s->root_fd) < 0) {
                 r = -errno;
                 int cleanup;
                 (void)image_delete(s, digest, &cleanup);
-                snprintf(err, errlen, "image %.12s: sync %s: %s", digest, s->root, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: sync %s: %s", digest, s->root,
+                                 strerror(-r));
         }
         return 0;
 }
@@ -725,12 +714,12 @@ int image_import(struct image_store *s, const char *source, const char *digest,
         if (!image_digest_valid(digest))
                 return digest_invalid(digest, err, errlen);
         if (kind != IMAGE_KIND_STACK && kind != IMAGE_KIND_SLUG) {
-                snprintf(err, errlen, "image %.12s: unknown kind %d", digest, (int)kind);
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "image %.12s: unknown kind %d", digest,
+                                 (int)kind);
         }
         if (!source || !*source) {
-                snprintf(err, errlen, "image %.12s: no source to import it from", digest);
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "image %.12s: no source to import it from",
+                                 digest);
         }
         if (image_present(s, digest))
                 return 0;
@@ -738,9 +727,8 @@ int image_import(struct image_store *s, const char *source, const char *digest,
         int lock_fd = -1;
         int r = lock_take(s->root_fd, digest, true, &lock_fd);
         if (r < 0) {
-                snprintf(err, errlen, "image %.12s: lock %s/.lock-%s: %s", digest, s->root, digest,
-                         strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "image %.12s: lock %s/.lock-%s: %s", digest,
+                                 s->root, digest, strerror(-r));
         }
         /* Whoever held the lock before us may have imported it. */
         if (image_present(s, digest)) {
@@ -753,8 +741,8 @@ int image_import(struct image_store *s, const char *source, const char *digest,
         snprintf(tmp, sizeof tmp, ".tmp-%s-%d", digest, (int)getpid());
         if (mkdirat(s->root_fd, tmp, 0755) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "image %.12s: create %s/%s: %s", digest, s->root, tmp,
-                         strerror(-r));
+                (void)set_error(err, errlen, 0, "image %.12s: create %s/%s: %s", digest, s->root,
+                                tmp, strerror(-r));
         } else {
                 r = import_build(s, tmp, source, digest, kind, progress, userdata, err, errlen);
                 if (r < 0)

@@ -472,7 +472,6 @@ static void archive_write_freep(struct archive **a)
                 archive_write_free(*a);
 }
 
-
 static int dir_is_empty(const char *path)
 {
         _cleanup_(closedirp) DIR *d = NULL;
@@ -690,8 +689,7 @@ static int unpack_archive(struct unpacker *u, int archive_fd)
         /* The tar family only (ustar, pax, GNU): an image is a tarball. Its compression is the
          * feeder's business: what comes through the pipe is plain. */
         if (archive_read_support_format_tar(in) != ARCHIVE_OK) {
-                snprintf(err, errlen, "unpack: %s", archive_message(in));
-                return -ENOMEM;
+                return set_error(err, errlen, -ENOMEM, "unpack: %s", archive_message(in));
         }
 
         /* No ACLs, xattrs or file flags: an image is files, modes, owners and times. In the
@@ -703,15 +701,13 @@ static int unpack_archive(struct unpacker *u, int archive_fd)
         flags |= u->in_root ? ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS :
                               ARCHIVE_EXTRACT_SECURE_SYMLINKS;
         if (archive_write_disk_set_options(out, flags) != ARCHIVE_OK) {
-                snprintf(err, errlen, "unpack: %s", archive_message(out));
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "unpack: %s", archive_message(out));
         }
 
         r = feeder_start(&f, archive_fd);
         if (r < 0) {
-                snprintf(err, errlen, "unpack: start decompressing: %s",
-                         f.raw && r == -EOPNOTSUPP ? archive_message(f.raw) : strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "unpack: start decompressing: %s",
+                                 f.raw && r == -EOPNOTSUPP ? archive_message(f.raw) : strerror(-r));
         }
         if (archive_read_open(in, &f, NULL, feeder_read, NULL) != ARCHIVE_OK)
                 return read_failed(u, in, false);
@@ -733,7 +729,7 @@ static int unpack_archive(struct unpacker *u, int archive_fd)
          * filled first. */
         if (archive_write_close(out) != ARCHIVE_OK) {
                 r = archive_errno(out);
-                snprintf(err, errlen, "unpack: %s", archive_message(out));
+                (void)set_error(err, errlen, 0, "unpack: %s", archive_message(out));
                 return r > 0 ? -r : -EIO;
         }
         return 0;
@@ -881,18 +877,18 @@ static int unpack_wait(pid_t pid, int result_fd, uint64_t *ret_bytes, uint64_t *
                 status = 0;
         else if (w < 0) {
                 int r = -errno;
-                snprintf(err, errlen, "unpack: wait for the unpacking process: %s", strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "unpack: wait for the unpacking process: %s",
+                                 strerror(-r));
         }
         if (WIFSIGNALED(status)) {
-                snprintf(err, errlen, "unpack: the unpacking process was killed by signal %d (%s)",
-                         WTERMSIG(status), strsignal(WTERMSIG(status)));
-                return -EIO;
+                return set_error(err, errlen, -EIO,
+                                 "unpack: the unpacking process was killed by signal %d (%s)",
+                                 WTERMSIG(status), strsignal(WTERMSIG(status)));
         }
         if (!reported || WEXITSTATUS(status) != 0) {
-                snprintf(err, errlen, "unpack: the unpacking process failed (exit status %d)",
-                         WEXITSTATUS(status));
-                return -EIO;
+                return set_error(err, errlen, -EIO,
+                                 "unpack: the unpacking process failed (exit status %d)",
+                                 WEXITSTATUS(status));
         }
         if (res.r < 0)
                 return res.r;
@@ -915,8 +911,7 @@ static int unpack_prepare(struct unpacker *u, int archive_fd, const char *dest, 
                 err[0] = 0;
         if (archive_fd < 0 || !dest || !u->limits ||
             (u->kind != IMAGE_KIND_STACK && u->kind != IMAGE_KIND_SLUG)) {
-                snprintf(err, errlen, "unpack: invalid arguments");
-                return -EINVAL;
+                return set_error(err, errlen, -EINVAL, "unpack: invalid arguments");
         }
 
         /* Canonical: the child chroot()s into it, and without that, libarchive's check for
@@ -925,16 +920,14 @@ static int unpack_prepare(struct unpacker *u, int archive_fd, const char *dest, 
         u->dest = realpath(dest, NULL);
         if (!u->dest) {
                 r = -errno;
-                snprintf(err, errlen, "%s: %s", dest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "%s: %s", dest, strerror(-r));
         }
         u->dest_len = strlen(u->dest);
         r = dir_is_empty(u->dest);
         if (r == 0)
                 r = -ENOTEMPTY;
         if (r < 0) {
-                snprintf(err, errlen, "%s: %s", dest, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "%s: %s", dest, strerror(-r));
         }
 
         /* The whole tarball, whoever read or wrote the fd before (a fetch leaves it at the
@@ -947,8 +940,7 @@ static int unpack_prepare(struct unpacker *u, int archive_fd, const char *dest, 
         else if (lseek(archive_fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
                 r = -errno;
         if (r < 0) {
-                snprintf(err, errlen, "archive: %s", strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "archive: %s", strerror(-r));
         }
         return 0;
 }
@@ -972,8 +964,7 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "unpack: %s", strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "unpack: %s", strerror(-r));
         }
         _cleanup_close_ int result_fd = p[0];
         pid_t parent = getpid();
@@ -981,8 +972,7 @@ int image_unpack(int archive_fd, const char *dest, enum image_kind kind,
         if (pid < 0) {
                 r = -errno;
                 close(p[1]);
-                snprintf(err, errlen, "unpack: fork: %s", strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "unpack: fork: %s", strerror(-r));
         }
         if (pid == 0) {
                 close(p[0]);

@@ -328,14 +328,14 @@ int netd_config_load_string(struct netd_config *c, const char *name, const char 
                 size_t n = (size_t)((nl ? nl : end) - pos);
                 lineno++;
                 if (n > NETD_LINE_MAX) {
-                        snprintf(err, errlen, "%s:%u: line too long", name, lineno);
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "%s:%u: line too long", name,
+                                         lineno);
                 }
                 /* fgets() read on past a NUL and strlen() then dropped the rest of the line:
                  * "bridge = br0\0x" was taken as br0. */
                 if (memchr(pos, 0, n)) {
-                        snprintf(err, errlen, "%s:%u: NUL byte in line", name, lineno);
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "%s:%u: NUL byte in line", name,
+                                         lineno);
                 }
                 memcpy(line, pos, n);
                 line[n] = 0;
@@ -346,34 +346,33 @@ int netd_config_load_string(struct netd_config *c, const char *name, const char 
                         continue;
                 if (s[0] == '[') {
                         if (strcmp(s, "[netd]") != 0) {
-                                snprintf(err, errlen, "%s:%u: unknown section %s (only [netd])",
-                                         name, lineno, s);
-                                return -EINVAL;
+                                return set_error(err, errlen, -EINVAL,
+                                                 "%s:%u: unknown section %s (only [netd])", name,
+                                                 lineno, s);
                         }
                         in_section = true;
                         continue;
                 }
                 char *eq = strchr(s, '=');
                 if (!eq) {
-                        snprintf(err, errlen, "%s:%u: expected KEY = VALUE", name, lineno);
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "%s:%u: expected KEY = VALUE", name,
+                                         lineno);
                 }
                 *eq = 0;
                 char *key = strip(s), *value = strip(eq + 1);
                 if (!in_section) {
-                        snprintf(err, errlen, "%s:%u: key '%s' outside the [netd] section", name,
-                                 lineno, key);
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL,
+                                         "%s:%u: key '%s' outside the [netd] section", name, lineno,
+                                         key);
                 }
                 char why[256] = "";
                 int r = set_key(c, key, value, &seen, why, sizeof why);
                 if (r == -ENOMEM) {
-                        snprintf(err, errlen, "%s:%u: out of memory", name, lineno);
-                        return r;
+                        return set_error(err, errlen, r, "%s:%u: out of memory", name, lineno);
                 }
                 if (r < 0) {
-                        snprintf(err, errlen, "%s:%u: %s: %s", name, lineno, key, why);
-                        return -EINVAL;
+                        return set_error(err, errlen, -EINVAL, "%s:%u: %s: %s", name, lineno, key,
+                                         why);
                 }
         }
         return 0;
@@ -385,8 +384,7 @@ int netd_config_load_file(struct netd_config *c, const char *path, char *err, si
         size_t len;
         int r = read_full_file(path, &text, &len);
         if (r < 0) {
-                snprintf(err, errlen, "%s: %s", path, strerror(-r));
-                return r;
+                return set_error(err, errlen, r, "%s: %s", path, strerror(-r));
         }
         return netd_config_load_string(c, path, text, len, err, errlen);
 }

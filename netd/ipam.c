@@ -60,12 +60,6 @@ struct ipam {
         size_t buf_cap;
 };
 
-#define set_err(err, errlen, ...)                                                                  \
-        do {                                                                                       \
-                if ((err) && (errlen) > 0)                                                         \
-                        snprintf((err), (errlen), __VA_ARGS__);                                    \
-        } while (0)
-
 /* A dotted quad exactly as inet_ntop writes it: no leading zeros, no other forms. */
 static int parse_ipv4(const char *s, size_t len, uint32_t *ret)
 {
@@ -123,52 +117,55 @@ static int parse_subnet(const char *s, size_t len, uint32_t *ret_net, unsigned *
         };
         const char *slash = memchr(s, '/', len);
         if (memchr(s, ':', len)) {
-                set_err(err, errlen, "subnet '%.*s': IPv6 is not supported yet (IPv4 only)",
-                        (int)len, s);
+                (void)set_error(err, errlen, 0,
+                                "subnet '%.*s': IPv6 is not supported yet (IPv4 only)", (int)len,
+                                s);
                 return -EINVAL;
         }
         uint32_t net;
         if (!slash || parse_ipv4(s, (size_t)(slash - s), &net) < 0) {
-                set_err(err, errlen, "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16", (int)len,
-                        s);
+                (void)set_error(err, errlen, 0,
+                                "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16", (int)len, s);
                 return -EINVAL;
         }
         const char *p = slash + 1, *end = s + len;
         unsigned prefix = 0;
         if (p == end || end - p > 2 || (end - p == 2 && *p == '0')) {
-                set_err(err, errlen, "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16", (int)len,
-                        s);
+                (void)set_error(err, errlen, 0,
+                                "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16", (int)len, s);
                 return -EINVAL;
         }
         for (; p < end; p++) {
                 if (*p < '0' || *p > '9') {
-                        set_err(err, errlen, "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16",
-                                (int)len, s);
+                        (void)set_error(err, errlen, 0,
+                                        "subnet '%.*s': not an IPv4 CIDR like 10.217.0.0/16",
+                                        (int)len, s);
                         return -EINVAL;
                 }
                 prefix = prefix * 10 + (unsigned)(*p - '0');
         }
         if (prefix < IPAM_PREFIX_MIN || prefix > IPAM_PREFIX_MAX) {
-                set_err(err, errlen,
-                        "subnet '%.*s': prefix /%u out of range: netd takes /%d (16777213 "
-                        "dynos) to /%d (1 dyno)",
-                        (int)len, s, prefix, IPAM_PREFIX_MIN, IPAM_PREFIX_MAX);
+                (void)set_error(err, errlen, 0,
+                                "subnet '%.*s': prefix /%u out of range: netd takes /%d (16777213 "
+                                "dynos) to /%d (1 dyno)",
+                                (int)len, s, prefix, IPAM_PREFIX_MIN, IPAM_PREFIX_MAX);
                 return -EINVAL;
         }
         uint32_t mask = ~0u << (32 - prefix);
         if (net & ~mask) {
                 char buf[16];
                 *format_ipv4(net & mask, buf) = 0;
-                set_err(err, errlen, "subnet '%.*s': host bits set (the network is %s/%u)",
-                        (int)len, s, buf, prefix);
+                (void)set_error(err, errlen, 0,
+                                "subnet '%.*s': host bits set (the network is %s/%u)", (int)len, s,
+                                buf, prefix);
                 return -EINVAL;
         }
         for (size_t i = 0; i < ELEMENTSOF(forbidden); i++) {
                 uint32_t fmask = ~0u << (32 - forbidden[i].prefix);
                 uint32_t m = prefix < forbidden[i].prefix ? mask : fmask;
                 if ((net & m) == (forbidden[i].net & m)) {
-                        set_err(err, errlen, "subnet '%.*s': overlaps %s", (int)len, s,
-                                forbidden[i].what);
+                        (void)set_error(err, errlen, 0, "subnet '%.*s': overlaps %s", (int)len, s,
+                                        forbidden[i].what);
                         return -EINVAL;
                 }
         }
@@ -743,45 +740,48 @@ static int parse_entry(struct ipam *m, const char *line, size_t len, char *err, 
         size_t fl[3];
         if (!split_fields(line, len, 3, f, fl) || fl[0] != 1 ||
             (f[0][0] != 'a' && f[0][0] != 'q')) {
-                set_err(err, errlen, "expected 'a ADDRESS DYNO-ID' or 'q ADDRESS DYNO-ID'");
+                (void)set_error(err, errlen, 0,
+                                "expected 'a ADDRESS DYNO-ID' or 'q ADDRESS DYNO-ID'");
                 return -EINVAL;
         }
         uint32_t a;
         if (parse_ipv4(f[1], fl[1], &a) < 0) {
-                set_err(err, errlen, "'%.*s' is not an IPv4 address", (int)fl[1], f[1]);
+                (void)set_error(err, errlen, 0, "'%.*s' is not an IPv4 address", (int)fl[1], f[1]);
                 return -EINVAL;
         }
         if ((a & (~0u << (32 - m->prefix))) != m->network) {
-                set_err(err, errlen, "address %.*s is outside the subnet", (int)fl[1], f[1]);
+                (void)set_error(err, errlen, 0, "address %.*s is outside the subnet", (int)fl[1],
+                                f[1]);
                 return -EINVAL;
         }
         uint32_t off = a - m->network;
         if (off < 2 || off == m->size - 1) {
-                set_err(err, errlen, "address %.*s is the subnet's %s", (int)fl[1], f[1],
-                        off == 0 ? "network address" :
-                        off == 1 ? "gateway" :
-                                   "broadcast address");
+                (void)set_error(err, errlen, 0, "address %.*s is the subnet's %s", (int)fl[1], f[1],
+                                off == 0 ? "network address" :
+                                off == 1 ? "gateway" :
+                                           "broadcast address");
                 return -EINVAL;
         }
         char id[DYNO_INSTANCE_NAME_MAX + 1] = {}; /* zero-padded, as every entry's */
         if (fl[2] > DYNO_INSTANCE_NAME_MAX) {
-                set_err(err, errlen, "dyno id longer than %d characters", DYNO_INSTANCE_NAME_MAX);
+                (void)set_error(err, errlen, 0, "dyno id longer than %d characters",
+                                DYNO_INSTANCE_NAME_MAX);
                 return -EINVAL;
         }
         memcpy(id, f[2], fl[2]);
         id[fl[2]] = 0;
         if (!dyno_instance_name_valid(id)) {
                 char esc[DYNO_INSTANCE_NAME_MAX * 4 + 8];
-                set_err(err, errlen, "'%s' is not a valid dyno id",
-                        escape_value(id, DYNO_INSTANCE_NAME_MAX, esc, sizeof esc));
+                (void)set_error(err, errlen, 0, "'%s' is not a valid dyno id",
+                                escape_value(id, DYNO_INSTANCE_NAME_MAX, esc, sizeof esc));
                 return -EINVAL;
         }
         if (bit_test(m, off)) {
-                set_err(err, errlen, "address %.*s appears twice", (int)fl[1], f[1]);
+                (void)set_error(err, errlen, 0, "address %.*s appears twice", (int)fl[1], f[1]);
                 return -EINVAL;
         }
         if (find_by_id(m, id)) {
-                set_err(err, errlen, "dyno id %s appears twice", id);
+                (void)set_error(err, errlen, 0, "dyno id %s appears twice", id);
                 return -EINVAL;
         }
         int r = reserve(m, 1, 0);
@@ -807,22 +807,24 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
         const char *p = text, *end = text + len;
         *ret_rewrite = false;
         if (len == 0) {
-                set_err(err, errlen, "%s:1: empty file, expected the header '%s %d SUBNET'",
-                        m->path, IPAM_MAGIC, IPAM_VERSION);
+                (void)set_error(err, errlen, 0,
+                                "%s:1: empty file, expected the header '%s %d SUBNET'", m->path,
+                                IPAM_MAGIC, IPAM_VERSION);
                 return -EINVAL;
         }
         while (p < end) {
                 line++;
                 const char *nl = memchr(p, '\n', (size_t)(end - p));
                 if (!nl) {
-                        set_err(err, errlen, "%s:%u: last line not terminated (truncated file?)",
-                                m->path, line);
+                        (void)set_error(err, errlen, 0,
+                                        "%s:%u: last line not terminated (truncated file?)",
+                                        m->path, line);
                         return -EINVAL;
                 }
                 size_t l = (size_t)(nl - p);
                 if (memchr(p, 0, l) || memchr(p, '\r', l)) {
-                        set_err(err, errlen, "%s:%u: NUL or carriage return in line", m->path,
-                                line);
+                        (void)set_error(err, errlen, 0, "%s:%u: NUL or carriage return in line",
+                                        m->path, line);
                         return -EINVAL;
                 }
                 int r;
@@ -831,14 +833,16 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
                         size_t fl[3];
                         if (!split_fields(p, l, 3, f, fl) || fl[0] != strlen(IPAM_MAGIC) ||
                             memcmp(f[0], IPAM_MAGIC, fl[0]) != 0) {
-                                set_err(err, errlen,
+                                (void)set_error(
+                                        err, errlen, 0,
                                         "%s:1: not a netd-ipam file: expected the header '%s %d "
                                         "SUBNET'",
                                         m->path, IPAM_MAGIC, IPAM_VERSION);
                                 return -EINVAL;
                         }
                         if (fl[1] != 1 || f[1][0] != '0' + IPAM_VERSION) {
-                                set_err(err, errlen,
+                                (void)set_error(
+                                        err, errlen, 0,
                                         "%s:1: format version '%.*s', this netd reads version %d",
                                         m->path, (int)fl[1], f[1], IPAM_VERSION);
                                 return -EINVAL;
@@ -847,7 +851,7 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
                         unsigned prefix;
                         r = parse_subnet(f[2], fl[2], &net, &prefix, why, sizeof why);
                         if (r < 0) {
-                                set_err(err, errlen, "%s:1: %s", m->path, why);
+                                (void)set_error(err, errlen, 0, "%s:1: %s", m->path, why);
                                 return r;
                         }
                         if (net != m->network || prefix != m->prefix) {
@@ -860,7 +864,8 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
                                         n += *q == '\n';
                                 char cur[16];
                                 *format_ipv4(m->network, cur) = 0;
-                                set_err(err, errlen,
+                                (void)set_error(
+                                        err, errlen, 0,
                                         "%s records subnet %.*s with %u address%s in use, not the "
                                         "configured %s/%u: changing the subnet under live dynos "
                                         "must be deliberate (stop every dyno, then remove the "
@@ -874,7 +879,7 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
                         if (r == -ENOMEM)
                                 return r;
                         if (r < 0) {
-                                set_err(err, errlen, "%s:%u: %s", m->path, line, why);
+                                (void)set_error(err, errlen, 0, "%s:%u: %s", m->path, line, why);
                                 return r;
                         }
                 }
@@ -956,14 +961,14 @@ int ipam_open(const char *path, const char *subnet, ipam_ns_alive_t ns_alive, vo
         m->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (m->lock_fd < 0) {
                 r = -errno;
-                set_err(err, errlen, "open %s: %s", lock_path, strerror(-r));
+                (void)set_error(err, errlen, 0, "open %s: %s", lock_path, strerror(-r));
                 return r;
         }
         if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
                 r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-                set_err(err, errlen, "lock %s: %s", lock_path,
-                        r == -EBUSY ? "held by another process (is another netd running?)" :
-                                      strerror(-r));
+                (void)set_error(err, errlen, 0, "lock %s: %s", lock_path,
+                                r == -EBUSY ? "held by another process (is another netd running?)" :
+                                              strerror(-r));
                 return r;
         }
         remove_stale_temporaries(path);
@@ -975,19 +980,19 @@ int ipam_open(const char *path, const char *subnet, ipam_ns_alive_t ns_alive, vo
         if (r == -ENOENT)
                 rewrite = true;
         else if (r < 0) {
-                set_err(err, errlen, "read %s: %s", path, strerror(-r));
+                (void)set_error(err, errlen, 0, "read %s: %s", path, strerror(-r));
                 return r;
         } else {
                 r = parse_state(m, text, len, &rewrite, err, errlen);
                 if (r == -ENOMEM)
-                        set_err(err, errlen, "load %s: %s", path, strerror(-r));
+                        (void)set_error(err, errlen, 0, "load %s: %s", path, strerror(-r));
                 if (r < 0)
                         return r;
         }
         if (rewrite) {
                 r = write_state(m);
                 if (r < 0) {
-                        set_err(err, errlen, "write %s: %s", path, strerror(-r));
+                        (void)set_error(err, errlen, 0, "write %s: %s", path, strerror(-r));
                         return r;
                 }
         }

@@ -22,16 +22,6 @@ struct nft_fw {
 /* Link-local, where clouds put their metadata service (169.254.169.254). */
 static const struct nft_cidr link_local = { .addr = { .s_addr = 0x0000fea9 }, .prefixlen = 16 };
 
-static _printf_(3, 4) void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-        if (!err || errlen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
 static const char *addr_str(struct in_addr a, char buf[static INET_ADDRSTRLEN])
 {
         return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
@@ -110,28 +100,29 @@ static int config_check(const struct nft_config *c, char *err, size_t errlen)
         char a[INET_ADDRSTRLEN];
 
         if (c->table && c->table[0] && !name_valid(c->table, NFT_NAME_MAX, true)) {
-                set_error(err, errlen, "table name must match [A-Za-z_][A-Za-z0-9_-]{0,31}");
+                set_error(err, errlen, 0, "table name must match [A-Za-z_][A-Za-z0-9_-]{0,31}");
                 return -EINVAL;
         }
         if (c->bridge && c->bridge[0] && !name_valid(c->bridge, 15, false)) {
-                set_error(err, errlen, "bridge name must match [A-Za-z0-9_-]{1,15}");
+                set_error(err, errlen, 0, "bridge name must match [A-Za-z0-9_-]{1,15}");
                 return -EINVAL;
         }
         if (!cidr_valid(&c->subnet, 8, 30)) {
-                set_error(err, errlen, "subnet %s/%u: want a prefix of 8 to 30 bits, host bits 0",
+                set_error(err, errlen, 0,
+                          "subnet %s/%u: want a prefix of 8 to 30 bits, host bits 0",
                           addr_str(c->subnet.addr, a), c->subnet.prefixlen);
                 return -EINVAL;
         }
         if ((c->host_port_min || c->host_port_max) &&
             (c->host_port_min == 0 || c->host_port_min > c->host_port_max)) {
-                set_error(err, errlen, "host port range %u-%u is empty or starts at 0",
+                set_error(err, errlen, 0, "host port range %u-%u is empty or starts at 0",
                           c->host_port_min, c->host_port_max);
                 return -EINVAL;
         }
         for (size_t i = 0; i < c->n_allowed_host; i++) {
                 const struct nft_host_service *s = &c->allowed_host[i];
                 if (s->addr.s_addr == INADDR_ANY || !proto_name(s->proto) || s->port == 0) {
-                        set_error(err, errlen,
+                        set_error(err, errlen, 0,
                                   "allowed host service %s proto %u port %u: want an address, "
                                   "tcp or udp and a port",
                                   addr_str(s->addr, a), s->proto, s->port);
@@ -140,7 +131,7 @@ static int config_check(const struct nft_config *c, char *err, size_t errlen)
         }
         for (size_t i = 0; i < c->n_blocked; i++)
                 if (!cidr_valid(&c->blocked[i], 1, 32)) {
-                        set_error(err, errlen,
+                        set_error(err, errlen, 0,
                                   "blocked prefix %s/%u: want 1 to 32 bits, host bits 0",
                                   addr_str(c->blocked[i].addr, a), c->blocked[i].prefixlen);
                         return -EINVAL;
@@ -232,10 +223,10 @@ static int fw_run(struct nft_fw *fw, const char *cmds, const char *what, char *e
         ctx += strspn(ctx, " \t");
         ctx_end = strchrnul(ctx, '\n');
         if (ctx_end > ctx)
-                set_error(err, errlen, "%s: %.*s (at: %.*s)", what, (int)(eol - e), e,
+                set_error(err, errlen, 0, "%s: %.*s (at: %.*s)", what, (int)(eol - e), e,
                           (int)(ctx_end - ctx), ctx);
         else
-                set_error(err, errlen, "%s: %.*s", what, (int)(eol - e), e);
+                set_error(err, errlen, 0, "%s: %.*s", what, (int)(eol - e), e);
         return r;
 }
 
@@ -245,18 +236,18 @@ static bool port_map_valid(const struct nft_fw *fw, const struct nft_port_map *m
         char a[INET_ADDRSTRLEN];
 
         if (!addr_in_subnet(fw, m->addr)) {
-                set_error(err, errlen, "dyno address %s is not a host address of the subnet",
+                set_error(err, errlen, 0, "dyno address %s is not a host address of the subnet",
                           addr_str(m->addr, a));
                 return false;
         }
         if (m->host_port < fw->host_port_min || m->host_port > fw->host_port_max) {
-                set_error(err, errlen, "dyno %s: host port %u is outside %u-%u",
+                set_error(err, errlen, 0, "dyno %s: host port %u is outside %u-%u",
                           addr_str(m->addr, a), m->host_port, fw->host_port_min, fw->host_port_max);
                 return false;
         }
         if (m->dyno_port == 0) {
-                set_error(err, errlen, "dyno %s: host port %u maps to port 0", addr_str(m->addr, a),
-                          m->host_port);
+                set_error(err, errlen, 0, "dyno %s: host port %u maps to port 0",
+                          addr_str(m->addr, a), m->host_port);
                 return false;
         }
         return true;
@@ -297,7 +288,7 @@ int nft_setup(struct nft_fw *fw, const struct nft_elements *keep, char *err, siz
 
         for (size_t i = 0; keep && i < keep->n_dynos; i++)
                 if (!addr_in_subnet(fw, keep->dynos[i])) {
-                        set_error(err, errlen,
+                        set_error(err, errlen, 0,
                                   "dyno address %s is not a host address of the subnet",
                                   addr_str(keep->dynos[i], a));
                         return -EINVAL;
@@ -402,7 +393,7 @@ int nft_dyno_add(struct nft_fw *fw, struct in_addr addr, uint16_t host_port, uin
         int r;
 
         if (!addr_in_subnet(fw, addr)) {
-                set_error(err, errlen, "dyno address %s is not a host address of the subnet",
+                set_error(err, errlen, 0, "dyno address %s is not a host address of the subnet",
                           addr_str(addr, a));
                 return -EINVAL;
         }
@@ -425,7 +416,7 @@ int nft_dyno_add(struct nft_fw *fw, struct in_addr addr, uint16_t host_port, uin
         if (r == -EEXIST && host_port != 0)
                 /* "add" of an element that exists with the same data succeeds; this is a
                  * mapping to something else. */
-                set_error(err, errlen, "add dyno %s: host port %u is mapped to another dyno", a,
+                set_error(err, errlen, 0, "add dyno %s: host port %u is mapped to another dyno", a,
                           host_port);
         return r;
 }
@@ -542,7 +533,7 @@ int nft_list_elements(struct nft_fw *fw, struct nft_elements *ret, char *err, si
                 return r;
         r = for_each_element(text, add_dyno_item, &e);
         if (r < 0) {
-                set_error(err, errlen, "%s: cannot parse nft's listing", what);
+                set_error(err, errlen, 0, "%s: cannot parse nft's listing", what);
                 return r;
         }
 
@@ -553,7 +544,7 @@ int nft_list_elements(struct nft_fw *fw, struct nft_elements *ret, char *err, si
                 return r;
         r = for_each_element(text, add_port_item, &e);
         if (r < 0) {
-                set_error(err, errlen, "%s: cannot parse nft's listing", what);
+                set_error(err, errlen, 0, "%s: cannot parse nft's listing", what);
                 return r;
         }
 
@@ -593,7 +584,7 @@ int nft_dyno_remove(struct nft_fw *fw, struct in_addr addr, uint16_t host_port, 
         int r;
 
         if (!addr_in_subnet(fw, addr)) {
-                set_error(err, errlen, "dyno address %s is not a host address of the subnet",
+                set_error(err, errlen, 0, "dyno address %s is not a host address of the subnet",
                           addr_str(addr, a));
                 return -EINVAL;
         }

@@ -68,7 +68,7 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
         if (r == -ENOENT) {
                 r = ports_save(p, NULL, 0);
                 if (r < 0) {
-                        snprintf(err, errlen, "%s: create: %s", path, strerror(-r));
+                        (void)set_error(err, errlen, 0, "%s: create: %s", path, strerror(-r));
                         ports_free(p);
                         return r;
                 }
@@ -76,12 +76,12 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 return 0;
         }
         if (r < 0) {
-                snprintf(err, errlen, "%s: %s", path, strerror(-r));
+                (void)set_error(err, errlen, 0, "%s: %s", path, strerror(-r));
                 ports_free(p);
                 return r;
         }
         if (strlen(text) != len) {
-                snprintf(err, errlen, "%s: holds a NUL byte", path);
+                (void)set_error(err, errlen, 0, "%s: holds a NUL byte", path);
                 ports_free(p);
                 return -EINVAL;
         }
@@ -92,7 +92,8 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 lineno++;
                 if (lineno == 1) {
                         if (strcmp(line, "netd-ports 1") != 0) {
-                                snprintf(err, errlen, "%s:1: not a netd-ports 1 file", path);
+                                (void)set_error(err, errlen, 0, "%s:1: not a netd-ports 1 file",
+                                                path);
                                 r = -EINVAL;
                                 break;
                         }
@@ -103,15 +104,15 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 if (sscanf(line, "p %7s %81s %7s %1s", hp, id, dp, extra) != 3 ||
                     parse_port(hp, &e.host_port) < 0 || parse_port(dp, &e.dyno_port) < 0 ||
                     !dyno_instance_name_valid(id)) {
-                        snprintf(err, errlen, "%s:%u: malformed line", path, lineno);
+                        (void)set_error(err, errlen, 0, "%s:%u: malformed line", path, lineno);
                         r = -EINVAL;
                         break;
                 }
                 strcpy(e.dyno_id, id);
                 for (size_t i = 0; i < p->n; i++)
                         if (p->e[i].host_port == e.host_port || strcmp(p->e[i].dyno_id, id) == 0) {
-                                snprintf(err, errlen, "%s:%u: port or dyno listed twice", path,
-                                         lineno);
+                                (void)set_error(err, errlen, 0, "%s:%u: port or dyno listed twice",
+                                                path, lineno);
                                 r = -EINVAL;
                         }
                 if (r < 0)
@@ -125,7 +126,7 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                 p->e[p->n++] = e;
         }
         if (r == 0 && lineno == 0) {
-                snprintf(err, errlen, "%s: empty file", path);
+                (void)set_error(err, errlen, 0, "%s: empty file", path);
                 r = -EINVAL;
         }
         if (r < 0) {
