@@ -118,16 +118,45 @@ void grpc_client_init(struct grpc_client *c, int64_t timeout_ms)
         conn_init(&c->conn);
 }
 
+/* hostd's first frame must be its SETTINGS (RFC 9113 3.4): anything else is a server that does
+ * not speak HTTP/2, and saying what it sent helps more than a protocol error. */
+static bool first_frame_ok(const struct grpc_client *c)
+{
+        const uint8_t *h = c->first;
+        uint32_t len = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
+        uint32_t stream =
+                ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+                0x7fffffffu;
+        return h[3] == NGHTTP2_SETTINGS && h[4] == 0 && stream == 0 && len % 6 == 0 && len <= 16384;
+}
+
+static int not_http2(struct grpc_client *c, bool closed)
+{
+        char seen[64];
+        printable(c->first, c->n_first, seen, sizeof seen);
+        return connection_fail(
+                c, -EPROTO, "%s does not speak gRPC: %s \"%s\"%s; is it hostd's API%s?", c->target,
+                closed ? "it sent" : "its first bytes are not HTTP/2:", seen,
+                closed ? " and closed the connection" : "", c->tls ? " listener" : " socket");
+}
+
 static int peer_closed(struct grpc_client *c)
 {
-        char seen[64], note[256];
-        if (c->n_first > 0 && c->n_first < sizeof c->first) {
-                printable(c->first, c->n_first, seen, sizeof seen);
-                return connection_fail(c, -EPROTO,
-                                       "%s does not speak gRPC: it sent \"%s\" and closed the "
-                                       "connection; is it hostd's API%s?",
-                                       c->target, seen, c->tls ? " listener" : " socket");
+        char note[256];
+        /* What it sent before it closed (unread when a write noticed first) may say why. */
+        while (c->n_first < sizeof c->first) {
+                ssize_t k =
+                        conn_read(&c->conn, c->first + c->n_first, sizeof c->first - c->n_first);
+                if (k <= 0)
+                        break;
+                c->n_first += (size_t)k;
         }
+        if (c->conn.tls_error[0])
+                return connection_fail(c, -EPROTO, "%s", c->conn.tls_error);
+        if (c->n_first == sizeof c->first && !first_frame_ok(c))
+                return not_http2(c, false);
+        if (c->n_first > 0 && c->n_first < sizeof c->first)
+                return not_http2(c, true);
         if (c->tls && c->n_first == 0)
                 /* Some servers refuse a certificate by closing without a TLS alert. */
                 return connection_fail(c, -ECONNRESET,
@@ -192,25 +221,6 @@ static int flush(struct grpc_client *c)
         }
 }
 
-/* hostd's first frame must be its SETTINGS (RFC 9113 3.4): anything else is a server that does
- * not speak HTTP/2, and saying what it sent helps more than a protocol error. */
-static int check_first_frame(struct grpc_client *c)
-{
-        const uint8_t *h = c->first;
-        uint32_t len = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
-        uint32_t stream =
-                ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
-                0x7fffffffu;
-        if (h[3] == NGHTTP2_SETTINGS && h[4] == 0 && stream == 0 && len % 6 == 0 && len <= 16384)
-                return 0;
-        char seen[64];
-        printable(c->first, c->n_first, seen, sizeof seen);
-        return connection_fail(c, -EPROTO,
-                               "%s does not speak gRPC: its first bytes are not HTTP/2 (\"%s\"); "
-                               "is it hostd's API%s?",
-                               c->target, seen, c->tls ? " listener" : " socket");
-}
-
 /* Read what the socket has (a bounded amount) into nghttp2, which hands it to the calls. */
 static int receive(struct grpc_client *c)
 {
@@ -230,11 +240,8 @@ static int receive(struct grpc_client *c)
                                 n = (size_t)k;
                         memcpy(c->first + c->n_first, buf, n);
                         c->n_first += n;
-                        if (c->n_first == sizeof c->first) {
-                                int r = check_first_frame(c);
-                                if (r < 0)
-                                        return r;
-                        }
+                        if (c->n_first == sizeof c->first && !first_frame_ok(c))
+                                return not_http2(c, false);
                 }
                 ssize_t m = nghttp2_session_mem_recv(c->h2, buf, (size_t)k);
                 if (m < 0)
