@@ -58,7 +58,7 @@ static int report_broken(struct grpc_client *c)
         return c->broken;
 }
 
-/* ", hostd is going away (GOAWAY ...: debug)" when it said so, for messages about a close. */
+/* " (hostd sent GOAWAY NO_ERROR: debug)" when it did, for messages about a close. */
 static const char *goaway_note(const struct grpc_client *c, char buf[static 256])
 {
         buf[0] = 0;
@@ -807,8 +807,9 @@ void grpc_call_cancel(struct grpc_call *call)
         struct grpc_client *c = call->client;
         if (!c || call->stream_id <= 0 || call->closed)
                 return;
+        /* Whatever comes for the stream from now on finds no call: this one may be gone. */
+        nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
         if (!c->broken) {
-                nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
                 /* hostd's side already ended: no error, just our side's end. */
                 nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
                                           call->remote_ended ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
