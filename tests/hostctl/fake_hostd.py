@@ -9,6 +9,7 @@ Canned behaviour worth knowing (see each method):
   - dynos web-1 (up), worker-1 (crashed, exit 1), run-1 (one-off, complete);
   - GetDyno "slow" answers only after its deadline (or 5 s);
   - GetDyno "café" fails NOT_FOUND with a message grpcio percent-encodes;
+  - GetDyno "big" has a 3 MiB command, "huge" a 5 MiB one;
   - SubscribeEvents/Logs with follow: the kept items, silence for --follow-delay seconds, one
     more, then the end of the stream (OK);
   - Exec argv: ["sh", "-c", "exit N"], ["cat"], ["echo", ...], ["size"] (a terminal's size,
@@ -150,6 +151,13 @@ class Hostd(pb_grpc.HostdServicer):
             remaining = context.time_remaining()
             time.sleep(min(5.0, (remaining or 5.0) + 1.0))
             return pb.GetDynoResponse(dyno=self.dynos["web-1"])
+        if request.id in ("big", "huge"):
+            # 3 MiB crosses every HTTP/2 window; 5 MiB is over gRPC's usual 4 MiB limit
+            d = pb.Dyno()
+            d.CopyFrom(self.dynos["web-1"])
+            d.spec.id = request.id
+            d.spec.command = "x" * ((3 if request.id == "big" else 5) << 20)
+            return pb.GetDynoResponse(dyno=d)
         if request.id == "café":
             context.abort(grpc.StatusCode.NOT_FOUND, "dyno 'café' not found: 100% sure")
         return pb.GetDynoResponse(dyno=self.get(request.id, context))

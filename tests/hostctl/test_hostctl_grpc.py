@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -191,6 +192,17 @@ def test_an_error_status_is_printed_with_its_code_and_message(fake):
     mark = fake.mark()
     assert hostctl("start", "--port", "70000", "--id", "x", fake=fake).returncode == 2
     assert fake.calls(mark) == []
+
+
+def test_large_answers_and_one_over_the_limit(fake):
+    r = hostctl("--json", "inspect", "big", fake=fake)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["spec"]["command"] == "x" * (3 << 20)
+    r = hostctl("inspect", "huge", fake=fake)
+    assert (r.returncode, r.stdout) == (3, "")
+    # refused from its length, before 5 MiB pile up
+    assert re.fullmatch(r"hostctl: inspect huge: hostd sent a message of 52\d{5} bytes, over the "
+                        r"limit of 4194304\n", r.stderr), r.stderr
 
 
 def test_timeout_is_the_deadline_hostd_sees(fake):
