@@ -2543,7 +2543,14 @@ static int stream_loop(struct grpc_client *c, const char *what, const char *meth
         if (r < 0)
                 return call_failed(c, r, what);
 
+        /* SIGWINCH is let in only while ppoll() waits: one that came between the check of
+         * exec_resized and the wait would otherwise wait for the next event to be seen. */
         struct winsize ws;
+        sigset_t winch, wait_mask;
+        sigemptyset(&winch);
+        sigaddset(&winch, SIGWINCH);
+        sigprocmask(SIG_BLOCK, &winch, &wait_mask);
+        sigdelset(&wait_mask, SIGWINCH);
         if (term) {
                 struct sigaction sa = { .sa_handler = on_sigwinch };
                 sigaction(SIGWINCH, &sa, NULL);
@@ -2604,7 +2611,9 @@ static int stream_loop(struct grpc_client *c, const char *what, const char *meth
                         { .fd = grpc_client_fd(c), .events = grpc_client_poll_events(c) },
                         { .fd = reading ? STDIN_FILENO : -1, .events = POLLIN },
                 };
-                if (poll(pfd, 2, grpc_client_poll_timeout(c)) < 0) {
+                int ms = grpc_client_poll_timeout(c);
+                struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+                if (ppoll(pfd, 2, ms < 0 ? NULL : &ts, &wait_mask) < 0) {
                         if (errno == EINTR)
                                 continue; /* SIGWINCH */
                         exec_restore_terminal();
