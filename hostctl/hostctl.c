@@ -128,37 +128,6 @@ static int finish_output(int status)
 
 /* ---- text helpers ---- */
 
-/* Length of the valid UTF-8 sequence at p (and its code point), or 0 when it is not one. */
-static size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret)
-{
-        size_t len;
-        uint32_t cp, min;
-
-        if (p[0] < 0x80) {
-                *ret = p[0];
-                return 1;
-        } else if ((p[0] & 0xe0) == 0xc0)
-                len = 2, cp = p[0] & 0x1f, min = 0x80;
-        else if ((p[0] & 0xf0) == 0xe0)
-                len = 3, cp = p[0] & 0x0f, min = 0x800;
-        else if ((p[0] & 0xf8) == 0xf0)
-                len = 4, cp = p[0] & 0x07, min = 0x10000;
-        else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t k = 1; k < len; k++) {
-                if ((p[k] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (p[k] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past Unicode are not UTF-8. */
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        *ret = cp;
-        return len;
-}
-
 /* Control characters from hostd's data (a dyno's command, its log lines) are shown escaped:
  * a newline would break a table, and an escape sequence (C0 ESC, or a C1 control such as
  * U+009B, CSI) could drive the operator's terminal. Bytes that are not UTF-8 show as \xNN. */
