@@ -100,8 +100,10 @@ int ports_open(const char *path, uint16_t min, uint16_t max, struct ports **ret,
                         continue;
                 }
                 char hp[8], id[DYNO_INSTANCE_NAME_MAX + 2], dp[8], extra[2];
+                /* One more than a name may hold, so that a longer one is seen and refused. */
+                _Static_assert(sizeof id == 76, "the %75s below reads sizeof id - 1");
                 struct ports_entry e = {};
-                if (sscanf(line, "p %7s %81s %7s %1s", hp, id, dp, extra) != 3 ||
+                if (sscanf(line, "p %7s %75s %7s %1s", hp, id, dp, extra) != 3 ||
                     parse_port(hp, &e.host_port) < 0 || parse_port(dp, &e.dyno_port) < 0 ||
                     !dyno_instance_name_valid(id)) {
                         (void)set_error(err, errlen, 0, "%s:%u: malformed line", path, lineno);
