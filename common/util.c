@@ -544,6 +544,21 @@ int unix_listen(const char *path, const char *daemon)
         return TAKE_FD(fd);
 }
 
+int unix_connect(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* A Unix socket connects at once or not at all: no EINPROGRESS to wait for. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 /* Binary multiples as parse_size() reads them: 536870912 is "512M", 2684354560 "2.5G". */
 const char *format_bytes_human(uint64_t v, char buf[static 32])
 {

@@ -99,6 +99,9 @@ int rm_rf(const char *path);
  * A stale socket file is replaced; one where another daemon answers is -EADDRINUSE. Logs
  * what failed (daemon names who "another" is). Returns the descriptor or a negative errno. */
 int unix_listen(const char *path, const char *daemon);
+/* A non-blocking connection to the Unix stream socket at path: the descriptor, or a negative
+ * errno (-ENOENT, -ECONNREFUSED: nobody listens; -EAGAIN: its backlog is full). Logs nothing. */
+int unix_connect(const char *path);
 
 /* Strings */
 int safe_atou64(const char *s, uint64_t *ret);

@@ -1,20 +1,15 @@
 /* A client of netd on hostd's event loop. Writes are queued and flushed when the socket is
- * writable, so that netd being slow never blocks hostd; replies are matched to calls by id. */
+ * writable, so that netd being slow never blocks hostd; replies are matched to calls by id.
+ * The connection itself is proto/frame-conn.c's, as is netd's end of it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "frame.h"
-#include "hostd.pb-c.h"
+#include "frame-conn.h"
 #include "netd-client.h"
 #include "util.h"
 #include "api-code.h"
-
-/* Requests are small; this bounds what a stalled netd makes us hold. */
-#define NETD_MAX_PENDING_BYTES (4u << 20)
 
 struct netd_call {
         int64_t handle; /* also the request id */
@@ -31,14 +26,11 @@ struct netd_client {
         uint64_t timeout_usec;
         netd_connected_fn connected;
         void *userdata;
-        int fd;
-        sd_event_source *io, *timer;
-        struct frame_reader reader;
-        struct frame_writer writer;
+        struct frame_conn *conn; /* NULL: not connected */
+        sd_event_source *timer;
         struct netd_call *calls, **calls_tail; /* in the order sent */
         uint64_t answered_usec;                /* netd's last answer (CLOCK_MONOTONIC) */
         int64_t next_handle;
-        unsigned generation; /* of the connection: a new one on each connect */
 };
 
 static uint64_t now_mono(struct netd_client *c)
@@ -92,10 +84,8 @@ static void timer_update(struct netd_client *c)
  * opens a new connection: the list is detached first. */
 static void client_reset(struct netd_client *c, int code, const char *why)
 {
-        c->io = sd_event_source_disable_unref(c->io);
-        closep(&c->fd), c->fd = -1;
-        frame_reader_free(&c->reader);
-        frame_writer_free(&c->writer);
+        frame_conn_free(c->conn);
+        c->conn = NULL;
 
         struct netd_call *calls = c->calls;
         c->calls = NULL;
@@ -134,50 +124,35 @@ static void handle_response(struct netd_client *c, const uint8_t *msg, size_t le
         netd__v1__response__free_unpacked(resp, NULL);
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_reply(struct frame_conn *conn, int error, const uint8_t *msg, size_t len,
+                     void *userdata)
 {
         struct netd_client *c = userdata;
-
-        if (revents & EPOLLOUT) {
-                int r = frame_writer_flush(&c->writer, c->fd);
-                if (r == 0)
-                        sd_event_source_set_io_events(c->io, EPOLLIN);
-                else if (r != -EAGAIN) {
-                        log_warning_errno(r, "netd: write: %m");
-                        client_reset(c, API_UNAVAILABLE, "netd: write failed");
-                        return 0;
-                }
+        if (error < 0) {
+                log_error_errno(error, "netd: bad frame: %m");
+                return client_reset(c, API_UNAVAILABLE, "netd sent a bad frame");
         }
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                ssize_t n = frame_reader_fill(&c->reader, c->fd);
-                if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
-                        if (n < 0)
-                                log_warning_errno((int)n, "netd: read: %m");
-                        else
-                                log_warning("netd closed the connection");
-                        client_reset(c, API_UNAVAILABLE, "netd closed the connection");
-                        return 0;
-                }
-                /* A callback may reset the connection (a call it makes fails): stop then. */
-                unsigned gen = c->generation;
-                for (;;) {
-                        const uint8_t *msg;
-                        size_t len;
-                        int r = frame_reader_next(&c->reader, &msg, &len);
-                        if (r == 0)
-                                break;
-                        if (r < 0) {
-                                log_error_errno(r, "netd: bad frame: %m");
-                                client_reset(c, API_UNAVAILABLE, "netd sent a bad frame");
-                                return 0;
-                        }
-                        handle_response(c, msg, len);
-                        if (c->fd < 0 || c->generation != gen)
-                                return 0;
-                }
-        }
-        return 0;
+        handle_response(c, msg, len);
 }
+
+static void on_closed(struct frame_conn *conn, int error, void *userdata)
+{
+        struct netd_client *c = userdata;
+        if (error == 0 || error == -EPIPE)
+                log_warning("netd closed the connection");
+        else
+                log_warning_errno(error, "netd: connection: %m");
+        client_reset(c, API_UNAVAILABLE, "netd closed the connection");
+}
+
+/* Requests are small; max_queued bounds what a stalled netd makes us hold. */
+static const struct frame_conn_kind netd_conn_kind = {
+        .max_frame = FRAME_MAX_DEFAULT,
+        .max_queued = 4u << 20,
+        .batch = 64,
+        .message = on_reply,
+        .closed = on_closed,
+};
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -197,26 +172,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 int netd_client_connect(struct netd_client *c)
 {
-        if (c->fd >= 0)
+        if (c->conn)
                 return 0;
-        c->generation++;
-
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(c->path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, c->path);
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int fd = unix_connect(c->path);
         if (fd < 0)
-                return -errno;
-        /* A Unix socket connects at once or not at all (EAGAIN: netd's backlog is full). */
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                return -errno;
-        int r = sd_event_add_io(c->event, &c->io, fd, EPOLLIN, on_io, c);
+                return fd;
+        int r = frame_conn_new(c->event, fd, &netd_conn_kind, c, &c->conn);
         if (r < 0)
                 return r;
-        frame_reader_init(&c->reader, FRAME_MAX_DEFAULT);
-        frame_writer_init(&c->writer, NETD_MAX_PENDING_BYTES);
-        c->fd = TAKE_FD(fd);
+        TAKE_FD(fd);
         log_debug("netd: connected to %s", c->path);
         if (c->connected)
                 c->connected(c, c->userdata);
@@ -252,16 +216,10 @@ int64_t netd_call_full(struct netd_client *c, Netd__V1__Request *req, netd_reply
         call->deadline_usec = now_mono(c) + c->timeout_usec;
         req->id = (uint64_t)call->handle;
 
-        size_t len = netd__v1__request__get_packed_size(req);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf)
-                return -ENOMEM;
-        netd__v1__request__pack(req, buf);
-        r = frame_writer_append(&c->writer, buf, len);
+        /* Written from the loop: a reply can never reach fn before netd_call returns. */
+        r = frame_conn_send_pb(c->conn, &req->base);
         if (r < 0)
                 return r;
-        /* Written from the loop: a reply can never reach fn before netd_call returns. */
-        sd_event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);
 
         int64_t handle = call->handle;
         calls_append(c, TAKE_PTR(call));
@@ -285,7 +243,6 @@ int netd_client_new(sd_event *e, const char *socket_path, uint64_t timeout_usec,
         if (!c)
                 return -ENOMEM;
         c->event = sd_event_ref(e);
-        c->fd = -1;
         c->timeout_usec = timeout_usec;
         c->connected = connected;
         c->userdata = userdata;
@@ -308,11 +265,8 @@ void netd_client_free(struct netd_client *c)
 {
         if (!c)
                 return;
-        c->io = sd_event_source_disable_unref(c->io);
+        frame_conn_free(c->conn);
         c->timer = sd_event_source_disable_unref(c->timer);
-        closep(&c->fd);
-        frame_reader_free(&c->reader);
-        frame_writer_free(&c->writer);
         while (c->calls) {
                 struct netd_call *call = c->calls;
                 c->calls = call->next;

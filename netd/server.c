@@ -1,79 +1,38 @@
-/* netd's API server; see server.h. Written like hostd's rpc.c. */
+/* netd's API server; see server.h. Its connections are proto/frame-conn.c's. */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
-#include "frame.h"
+#include "frame-conn.h"
 #include "ipam.h"
 #include "netd.h"
 #include "netd.pb-c.h"
 #include "util.h"
 
-#define CONN_MAX_PENDING (16u << 20)
-#define CONN_MAX 256
+/* A request is a few hundred bytes; a List or Stats reply of a thousand dynos some 60 KiB. */
 #define FRAME_MAX (1u << 20)
+#define CONN_MAX 256
 
 struct server {
         struct netd *n;
-        sd_event *event;
         int fd;
         sd_event_source *source;
         size_t n_conns;
 };
 
-struct conn {
-        struct server *srv;
-        int fd;
-        sd_event_source *source;
-        sd_event_source *more; /* frames read but not yet handled, after a full batch */
-        struct frame_reader rd;
-        struct frame_writer wr;
-        bool close_after_flush;
-};
-
-static void conn_free(struct conn *c)
+/* A reply that cannot be queued (16 MiB wait already: the client does not read) ends the
+ * connection once what is queued is written. */
+static void conn_reply(struct frame_conn *c, const Netd__V1__Response *resp)
 {
-        sd_event_source_disable_unref(c->source);
-        sd_event_source_disable_unref(c->more);
-        closep(&c->fd);
-        frame_reader_free(&c->rd);
-        frame_writer_free(&c->wr);
-        c->srv->n_conns--;
-        free(c);
-}
-
-/* false when the connection was closed (and freed) */
-static bool conn_flush(struct conn *c)
-{
-        int r = frame_writer_flush(&c->wr, c->fd);
-        if ((r < 0 && r != -EAGAIN) || (r == 0 && c->close_after_flush)) {
-                if (r < 0)
-                        log_debug("connection: write: %s", strerror(-r));
-                conn_free(c);
-                return false;
-        }
-        uint32_t ev = frame_writer_pending(&c->wr) ? EPOLLOUT : 0;
-        if (!c->close_after_flush)
-                ev |= EPOLLIN;
-        sd_event_source_set_io_events(c->source, ev);
-        return true;
-}
-
-static void conn_reply(struct conn *c, Netd__V1__Response *resp)
-{
-        size_t len = netd__v1__response__get_packed_size(resp);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf ||
-            (netd__v1__response__pack(resp, buf), frame_writer_append(&c->wr, buf, len) < 0)) {
-                log_warning("connection: cannot queue a %zu-byte reply; disconnecting", len);
-                c->close_after_flush = true;
+        if (frame_conn_send_pb(c, &resp->base) < 0) {
+                log_warning("connection: cannot queue a %zu-byte reply; disconnecting",
+                            netd__v1__response__get_packed_size(resp));
+                frame_conn_close(c);
         }
 }
 
-/* Queue the response to call id with one result (see hostd's rpc.h). */
+/* Queue the response to call id with one result. */
 #define conn_reply_result(c, id_, result, field, value)                                            \
         do {                                                                                       \
                 Netd__V1__Response _resp = NETD__V1__RESPONSE__INIT;                               \
@@ -83,7 +42,7 @@ static void conn_reply(struct conn *c, Netd__V1__Response *resp)
                 conn_reply((c), &_resp);                                                           \
         } while (0)
 
-static void reply_status(struct conn *c, uint64_t id, int code, const char *msg)
+static void reply_status(struct frame_conn *c, uint64_t id, int code, const char *msg)
 {
         Netd__V1__Status st = NETD__V1__STATUS__INIT;
         st.code = (uint32_t)code;
@@ -94,12 +53,13 @@ static void reply_status(struct conn *c, uint64_t id, int code, const char *msg)
         conn_reply(c, &resp);
 }
 
-static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachRequest *req)
+static void call_attach(struct frame_conn *c, struct netd *netd, uint64_t id,
+                        const Netd__V1__AttachRequest *req)
 {
         char msg[1024] = "";
         struct netd_attach_reply ar;
-        int code = netd_attach(c->srv->n, req->dyno_id, req->netns_path, req->web, req->port,
-                               req->size, &ar, msg, sizeof msg);
+        int code = netd_attach(netd, req->dyno_id, req->netns_path, req->web, req->port, req->size,
+                               &ar, msg, sizeof msg);
         if (code != API_OK)
                 return reply_status(c, id, code, msg);
         char addr[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], mac[18];
@@ -115,21 +75,22 @@ static void call_attach(struct conn *c, uint64_t id, const Netd__V1__AttachReque
         conn_reply_result(c, id, ATTACH, attach, &a);
 }
 
-static void call_detach(struct conn *c, uint64_t id, const Netd__V1__DetachRequest *req)
+static void call_detach(struct frame_conn *c, struct netd *netd, uint64_t id,
+                        const Netd__V1__DetachRequest *req)
 {
         char msg[1024] = "";
-        int code = netd_detach(c->srv->n, req->dyno_id, msg, sizeof msg);
+        int code = netd_detach(netd, req->dyno_id, msg, sizeof msg);
         if (code != API_OK)
                 return reply_status(c, id, code, msg);
         Netd__V1__DetachReply d = NETD__V1__DETACH_REPLY__INIT;
         conn_reply_result(c, id, DETACH, detach, &d);
 }
 
-static void call_list(struct conn *c, uint64_t id)
+static void call_list(struct frame_conn *c, struct netd *netd, uint64_t id)
 {
         _cleanup_free_ struct netd_attachment *a = NULL;
         size_t n = 0;
-        int r = netd_list(c->srv->n, &a, &n);
+        int r = netd_list(netd, &a, &n);
         if (r < 0)
                 return reply_status(c, id, API_INTERNAL, "list: out of memory");
         _cleanup_free_ Netd__V1__Attachment *items = calloc(n + 1, sizeof *items);
@@ -151,7 +112,8 @@ static void call_list(struct conn *c, uint64_t id)
         conn_reply_result(c, id, LIST, list, &l);
 }
 
-static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
+static void call_gc(struct frame_conn *c, struct netd *netd, uint64_t id,
+                    const Netd__V1__GcRequest *req)
 {
         char msg[1024] = "";
         _cleanup_free_ char **live = calloc(req->n_live_dyno_ids + 1, sizeof *live);
@@ -160,7 +122,7 @@ static void call_gc(struct conn *c, uint64_t id, const Netd__V1__GcRequest *req)
         for (size_t i = 0; i < req->n_live_dyno_ids; i++)
                 live[i] = req->live_dyno_ids[i];
         _cleanup_strv_free_ char **freed = NULL;
-        int code = netd_gc(c->srv->n, live, &freed, msg, sizeof msg);
+        int code = netd_gc(netd, live, &freed, msg, sizeof msg);
         if (code != API_OK)
                 return reply_status(c, id, code, msg);
         size_t n = 0;
@@ -181,7 +143,8 @@ static int dyno_stats_cmp(const void *a, const void *b)
                       ((const struct link_dyno_stats *)b)->dyno_id);
 }
 
-static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest *req)
+static void call_stats(struct frame_conn *c, struct netd *netd, uint64_t id,
+                       const Netd__V1__StatsRequest *req)
 {
         for (size_t i = 0; i < req->n_dyno_ids; i++)
                 if (!dyno_instance_name_valid(req->dyno_ids[i])) {
@@ -192,7 +155,7 @@ static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest
         _cleanup_free_ struct netd_attachment *a = NULL;
         size_t n = req->n_dyno_ids;
         bool all = n == 0;
-        if (all && netd_list(c->srv->n, &a, &n) < 0)
+        if (all && netd_list(netd, &a, &n) < 0)
                 return reply_status(c, id, API_INTERNAL, "stats: out of memory");
         struct link_dyno_stats *dump = NULL;
         int nd = link_stats_all(&dump);
@@ -243,12 +206,19 @@ static void call_stats(struct conn *c, uint64_t id, const Netd__V1__StatsRequest
         link_dyno_stats_free(dump, (size_t)nd);
 }
 
-static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
+static void on_request(struct frame_conn *c, int error, const uint8_t *msg, size_t len,
+                       void *userdata)
 {
+        struct server *srv = userdata;
+        /* A refused frame: told with id 0, then the connection closes (frame-conn.h). */
+        if (error == -EMSGSIZE)
+                return reply_status(c, 0, API_RESOURCE_EXHAUSTED, "frame over the limit");
+        if (error < 0)
+                return reply_status(c, 0, API_INVALID_ARGUMENT, "malformed frame length");
         Netd__V1__Request *req = netd__v1__request__unpack(NULL, len, msg);
         if (!req) {
                 reply_status(c, 0, API_INVALID_ARGUMENT, "not a netd.v1.Request");
-                c->close_after_flush = true;
+                frame_conn_close(c);
                 return;
         }
         /* protobuf-c cuts a string at a NUL byte: such a request packs back smaller. */
@@ -259,12 +229,13 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
                 netd__v1__request__free_unpacked(req, NULL);
                 return;
         }
+        struct netd *netd = srv->n;
         switch (req->call_case) {
-        case NETD__V1__REQUEST__CALL_ATTACH: call_attach(c, req->id, req->attach); break;
-        case NETD__V1__REQUEST__CALL_DETACH: call_detach(c, req->id, req->detach); break;
-        case NETD__V1__REQUEST__CALL_LIST: call_list(c, req->id); break;
-        case NETD__V1__REQUEST__CALL_GC: call_gc(c, req->id, req->gc); break;
-        case NETD__V1__REQUEST__CALL_STATS: call_stats(c, req->id, req->stats); break;
+        case NETD__V1__REQUEST__CALL_ATTACH: call_attach(c, netd, req->id, req->attach); break;
+        case NETD__V1__REQUEST__CALL_DETACH: call_detach(c, netd, req->id, req->detach); break;
+        case NETD__V1__REQUEST__CALL_LIST: call_list(c, netd, req->id); break;
+        case NETD__V1__REQUEST__CALL_GC: call_gc(c, netd, req->id, req->gc); break;
+        case NETD__V1__REQUEST__CALL_STATS: call_stats(c, netd, req->id, req->stats); break;
         case NETD__V1__REQUEST__CALL__NOT_SET:
                 reply_status(c, req->id, API_INVALID_ARGUMENT, "request: no call set");
                 break;
@@ -273,71 +244,29 @@ static void conn_handle(struct conn *c, const uint8_t *msg, size_t len)
         netd__v1__request__free_unpacked(req, NULL);
 }
 
-static void conn_handle_batch(struct conn *c);
-
-static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_conn_closed(struct frame_conn *c, int error, void *userdata)
 {
-        struct conn *c = userdata;
-        if (revents & EPOLLOUT && !conn_flush(c))
-                return 0;
-        if (c->close_after_flush || !(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                return 0;
-        ssize_t n = frame_reader_fill(&c->rd, c->fd);
-        if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
-                conn_free(c);
-                return 0;
-        }
-        conn_handle_batch(c);
-        return 0;
+        struct server *srv = userdata;
+        if (error < 0)
+                log_debug("connection: %s", strerror(-error));
+        frame_conn_free(c);
+        srv->n_conns--;
 }
 
-static int on_more(sd_event_source *s, void *userdata)
-{
-        struct conn *c = userdata;
-        if (!c->close_after_flush)
-                conn_handle_batch(c);
-        return 0;
-}
-
-/* A bounded batch per wake-up, so that one busy client cannot hold the loop. What one read
- * brought beyond it (a hostd sends a hundred Detach calls at once when as many dynos stop)
- * waits in the reader, where no readiness of the socket would ever call us again: a oneshot
- * defer source takes it up on the next iteration. */
-static void conn_handle_batch(struct conn *c)
-{
-        int i;
-        for (i = 0; i < 64 && !c->close_after_flush; i++) {
-                const uint8_t *msg;
-                size_t len;
-                int r = frame_reader_next(&c->rd, &msg, &len);
-                if (r == 0)
-                        break;
-                if (r < 0) {
-                        reply_status(c, 0,
-                                     r == -EMSGSIZE ? API_RESOURCE_EXHAUSTED : API_INVALID_ARGUMENT,
-                                     r == -EMSGSIZE ? "frame over the limit" :
-                                                      "malformed frame length");
-                        c->close_after_flush = true;
-                        break;
-                }
-                conn_handle(c, msg, len);
-        }
-        if (i == 64 && frame_reader_partial(&c->rd)) {
-                int r = c->more ? 0 : sd_event_add_defer(c->srv->event, &c->more, on_more, c);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(c->more, SD_EVENT_ONESHOT);
-                if (r < 0) {
-                        log_warning_errno(r, "connection: cannot schedule its next requests: %m");
-                        c->close_after_flush = true;
-                }
-        }
-        conn_flush(c);
-}
+/* Every request is answered at once, in order; 64 of them a wake-up, so that one busy client
+ * cannot hold the loop. */
+static const struct frame_conn_kind conn_kind = {
+        .max_frame = FRAME_MAX,
+        .max_queued = 16u << 20,
+        .batch = 64,
+        .message = on_request,
+        .closed = on_conn_closed,
+};
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct server *srv = userdata;
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        _cleanup_close_ int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
                 if (errno != EAGAIN && errno != EINTR)
                         log_warning_errno(errno, "accept: %m");
@@ -345,24 +274,14 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         if (srv->n_conns >= CONN_MAX) {
                 log_warning("refusing a connection: %zu open", srv->n_conns);
-                close(cfd);
                 return 0;
         }
-        struct conn *c = calloc(1, sizeof *c);
-        if (!c) {
-                close(cfd);
-                return 0;
-        }
-        c->srv = srv;
-        c->fd = cfd;
-        frame_reader_init(&c->rd, FRAME_MAX);
-        frame_writer_init(&c->wr, CONN_MAX_PENDING);
+        struct frame_conn *c;
+        int r = frame_conn_new(sd_event_source_get_event(s), cfd, &conn_kind, srv, &c);
+        if (r < 0)
+                return log_error_errno(r, "watch a connection: %m"), 0;
+        TAKE_FD(cfd);
         srv->n_conns++;
-        int r = sd_event_add_io(srv->event, &c->source, cfd, EPOLLIN, on_conn, c);
-        if (r < 0) {
-                log_error_errno(-r, "watch a connection: %m");
-                conn_free(c);
-        }
         return 0;
 }
 
@@ -375,7 +294,6 @@ int server_new(struct netd *n, sd_event *event, const char *path, struct server 
         if (!srv)
                 return -ENOMEM;
         srv->n = n;
-        srv->event = event;
         int r = sd_event_add_io(event, &srv->source, fd, EPOLLIN, on_accept, srv);
         if (r < 0) {
                 free(srv);

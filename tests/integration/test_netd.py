@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from conftest import sanitizer_report  # noqa: E402
-from hostd_client import BUILD_DIR, decode_varint, encode_varint  # noqa: E402
+from hostd_client import BUILD_DIR, decode_varint, encode_varint, frame  # noqa: E402
 
 import netd_pb2 as npb  # noqa: E402  (hostd_client put $HOSTD_BUILD_DIR/proto on sys.path)
 
@@ -41,7 +41,7 @@ OUTSIDE_IP = "198.51.100.2"
 METADATA_IP = "169.254.169.254"
 CONTROL_IP = "203.0.113.7"
 
-INVALID_ARGUMENT, NOT_FOUND = 3, 5
+INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED = 3, 5, 8
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
@@ -304,6 +304,56 @@ def test_bad_input(lab):
     # nothing was left by the refused calls
     assert list(ok(c.call("list", npb.ListRequest())).list.attachments) == []
     assert lab.dyno_veths() == []
+    c.close()
+
+
+def responses_until_eof(c):
+    """Every Response netd sends on c until it closes the connection."""
+    out = []
+    while True:
+        d = decode_varint(c.buf) if c.buf else None
+        if d and len(c.buf) >= d[1] + d[0]:
+            out.append(npb.Response.FromString(c.buf[d[1]:d[1] + d[0]]))
+            c.buf = c.buf[d[1] + d[0]:]
+            continue
+        chunk = c.sock.recv(65536)
+        if not chunk:
+            assert not c.buf, f"netd closed the connection within a frame: {c.buf!r}"
+            return out
+        c.buf += chunk
+
+
+def test_refused_frames(lab):
+    """A frame netd cannot take is answered with id 0 and the connection closed; what was
+    sent after it is not handled. netd goes on serving other connections."""
+    c = lab.start_netd()
+    ok(c.call("list", npb.ListRequest()))
+    c.close()
+    after = frame(npb.Request(id=9, list=npb.ListRequest()).SerializeToString())
+    cases = [
+        (encode_varint((1 << 20) + 1) + b"xyz", RESOURCE_EXHAUSTED, "frame over the limit"),
+        (b"\xff" * 10 + b"\x01", INVALID_ARGUMENT, "malformed frame length"),
+        (frame(b"\xff\xff"), INVALID_ARGUMENT, "not a netd.v1.Request"),
+    ]
+    for data, code, message in cases:
+        c = NetdClient(lab.socket)
+        c.sock.sendall(data + after)
+        got = responses_until_eof(c)
+        assert [(r.id, r.status.code, r.status.message) for r in got] == [(0, code, message)]
+        c.close()
+    c = NetdClient(lab.socket)
+    ok(c.call("list", npb.ListRequest()))
+    c.close()
+
+
+def test_half_close_after_pipelined_requests(lab):
+    """A client that sends its requests, then shuts down its side and reads: every request is
+    answered, in order, before netd closes (more than netd handles in one wake-up)."""
+    c = lab.start_netd()
+    c.sock.sendall(b"".join(frame(npb.Request(id=i, list=npb.ListRequest()).SerializeToString())
+                            for i in range(1, 201)))
+    c.sock.shutdown(socket.SHUT_WR)
+    assert [r.id for r in responses_until_eof(c)] == list(range(1, 201))
     c.close()
 
 
