@@ -1594,6 +1594,9 @@ static void conn_handshake(struct conn *c)
 
         char who[320];
         bool allowed = tls_peer_allowed(srv->tls, c->ssl, who, sizeof who);
+        if (allowed)
+                log_info("TLS %s: %s connected", c->peer, who);
+        /* From now on the peer is the address and the identity: "192.0.2.1:40000 CN=cp". */
         size_t n = strlen(c->peer);
         snprintf(c->peer + n, sizeof c->peer - n, " %s", who);
         if (conn_h2_start(c) < 0) {
@@ -1612,8 +1615,7 @@ static void conn_handshake(struct conn *c)
                 }
                 c->closing = true;
                 c->close_usec = loop_now(srv->event) + CLOSE_GRACE_USEC;
-        } else
-                log_info("TLS %s: connected", c->peer);
+        }
         conn_arm_timer(c);
         conn_update_events(c);
         /* Requests may have come with the handshake's last flight, inside OpenSSL already. */

@@ -165,8 +165,10 @@ static bool counter_step(struct counter *k)
 static int counter_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct counter *k = userdata;
-        if (counter_step(k))
+        if (counter_step(k)) {
                 sd_event_source_set_time_relative(s, (uint64_t)k->interval_ms * 1000);
+                sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
         return 0;
 }
 
@@ -196,8 +198,11 @@ static void count(struct call *c, ProtobufCMessage *msg, void *userdata)
                                                        counter_timer, k);
                 else
                         r = sd_event_add_defer(e, &k->source, counter_defer, k);
-                if (r >= 0 && k->interval_ms)
-                        r = sd_event_source_set_enabled(k->source, SD_EVENT_ON);
+                /* A timer re-armed by each step; a defer (oneshot when made) on every turn. */
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(k->source, k->interval_ms
+                                                                           ? SD_EVENT_ONESHOT
+                                                                           : SD_EVENT_ON);
         }
         protobuf_c_message_free_unpacked(msg, NULL);
         if (r < 0) {
@@ -304,14 +309,18 @@ static void bidi_input(struct call *c, const ProtobufCMessage *msg, void *userda
         (void)call_send(c, &resp.base);
 }
 
-static void call_unref_void(void *userdata) { call_unref(userdata); }
+struct later {
+        struct call *call;
+        sd_event_source *timer;
+};
 
 static int bidi_later(sd_event_source *s, uint64_t usec, void *userdata)
 {
-        struct call *c = userdata;
-        call_on_input(c, bidi_input, NULL);
-        sd_event_source_set_floating(s, false);
-        sd_event_source_unref(s); /* and with it the reference it held */
+        struct later *l = userdata;
+        call_on_input(l->call, bidi_input, NULL);
+        call_unref(l->call);
+        sd_event_source_disable_unref(l->timer); /* sd-event frees it after this returns */
+        free(l);
         return 0;
 }
 
@@ -329,14 +338,14 @@ static void bidi_echo(struct call *c, ProtobufCMessage *msg, void *userdata)
                 call_on_input(c, bidi_input, NULL);
                 return;
         }
-        sd_event_source *t = NULL;
-        if (sd_event_add_time_relative(userdata, &t, CLOCK_MONOTONIC, 1000000, 1000, bidi_later,
-                                       c) >= 0) {
-                call_ref(c);
-                sd_event_source_set_destroy_callback(t, call_unref_void);
-                sd_event_source_set_floating(t, true);
-                sd_event_source_unref(t);
+        struct later *l = calloc(1, sizeof *l);
+        if (!l || sd_event_add_time_relative(userdata, &l->timer, CLOCK_MONOTONIC, 1000000, 1000,
+                                             bidi_later, l) < 0) {
+                free(l);
+                call_fail(c, API_INTERNAL, "timer");
+                return;
         }
+        l->call = call_ref(c);
 }
 
 /* ---- the server ---- */
