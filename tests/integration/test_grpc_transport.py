@@ -733,6 +733,71 @@ def test_raw_requests_the_client_libraries_never_send(start):
     c.close()
 
 
+def test_closed_connection_cancels_its_calls_only(start):
+    s = start()
+    c = RawH2(s.sock)
+    for tag in ("gone1", "gone2"):
+        c.request(f"/{SERVICE}/SlowEcho", grpc_frame(echo(tag, delay_ms=10000)))
+    c.request(f"/{SERVICE}/Count", grpc_frame(tpb.CountRequest(interval_ms=50, tag="gone3")))
+    with s.channel() as ch:
+        it = stub(ch).Count(tpb.CountRequest(interval_ms=50, tag="stays"), timeout=60)
+        next(it)
+        c.pump(0.3)
+        c.close()
+        for tag in ("gone1", "gone2"):
+            s.wait_out(f"cancel /{SERVICE}/SlowEcho {tag}")
+        s.wait_out(f"cancel /{SERVICE}/Count gone3")
+        assert [next(it).i for _ in range(5)] == list(range(1, 6))
+        assert "stays" not in s.stdout()
+        it.cancel()
+
+
+def test_a_flooding_client_does_not_starve_others(start):
+    """One connection streams 100000 small messages as fast as flow control lets it;
+    another's calls are answered meanwhile (a connection's wake-up feeds a bounded batch),
+    and the flood's answer is whole."""
+    s = start()
+    n = 100000
+    c = RawH2(s.sock)
+    sid = c.request(f"/{SERVICE}/Concat", b"", end=False)
+    payload = grpc_frame(echo("x")) * n
+    latencies = []
+    stop = threading.Event()
+
+    def bystander():
+        with s.channel() as ch:
+            t = stub(ch)
+            while not stop.is_set():
+                begin = time.monotonic()
+                assert t.Echo(echo("me"), timeout=WAIT).text == "me"
+                latencies.append(time.monotonic() - begin)
+                time.sleep(0.01)
+
+    th = threading.Thread(target=bystander)
+    th.start()
+    try:
+        off = 0
+        while off < len(payload):
+            room = min(c.conn.local_flow_control_window(sid), c.conn.max_outbound_frame_size)
+            if room == 0:
+                assert c.pump(0.1)
+                continue
+            c.conn.send_data(sid, payload[off:off + room])
+            off += room
+            c.flush()
+        c.conn.end_stream(sid)
+        c.flush()
+        code, msg, _, _ = c.status(sid, timeout=60)
+    finally:
+        stop.set()
+        th.join()
+    assert code == 0, msg
+    reply = tpb.EchoResponse.FromString(c.streams[sid]["data"][5:])
+    assert reply.text == f"{n}:" + "x" * n
+    assert latencies and max(latencies) < 2.0, max(latencies)
+    c.close()
+
+
 # -- health and reflection ---------------------------------------------------------------------
 
 
@@ -817,20 +882,22 @@ def test_reflection(start, version):
 
 
 def test_reflection_returns_dependencies(start):
-    """A file is answered with what it imports, so a client builds every type from one
-    answer: hostd.proto's descriptor set from the real build (no imports) and the health file
-    from the test server's; here checked on a file that imports: none in this tree imports,
-    so the check is that each answer is self-contained and parses."""
+    """A file comes with what it imports, first the file asked for, so that a client builds
+    every type from one answer."""
     s = start()
     with s.channel() as ch:
         st = reflection_v1_pb2_grpc.ServerReflectionStub(ch)
-        a = next(st.ServerReflectionInfo(iter([reflection_v1_pb2.ServerReflectionRequest(
-            file_by_filename="grpctest.proto")]), timeout=WAIT))
+        answers = list(st.ServerReflectionInfo(iter([
+            reflection_v1_pb2.ServerReflectionRequest(file_by_filename="grpctest.proto"),
+            reflection_v1_pb2.ServerReflectionRequest(file_containing_symbol="hostd.test.v1.Meta"),
+        ]), timeout=WAIT))
     fs = [descriptor_pb2.FileDescriptorProto.FromString(b)
-          for b in a.file_descriptor_response.file_descriptor_proto]
-    names = {f.name for f in fs}
-    for f in fs:
-        assert set(f.dependency) <= names
+          for b in answers[0].file_descriptor_response.file_descriptor_proto]
+    assert [f.name for f in fs] == ["grpctest.proto", "grpctest_types.proto"]
+    assert list(fs[0].dependency) == ["grpctest_types.proto"]
+    fs = [descriptor_pb2.FileDescriptorProto.FromString(b)
+          for b in answers[1].file_descriptor_response.file_descriptor_proto]
+    assert [f.name for f in fs] == ["grpctest_types.proto"]
 
 
 # -- TLS ---------------------------------------------------------------------------------------
