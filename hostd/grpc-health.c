@@ -32,8 +32,8 @@ static serving_status status_of(const struct grpc_health *h, const char *name)
                 known = strcmp(h->names[i], name) == 0;
         if (!known)
                 return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-        return h->serving ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+        return h->serving ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING :
+                            GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
 static int send_status(struct call *c, serving_status st)
@@ -83,10 +83,7 @@ static void watcher_free(struct watcher *w)
         free(w);
 }
 
-static void watcher_cancelled(struct call *c, void *userdata)
-{
-        watcher_free(userdata);
-}
+static void watcher_cancelled(struct call *c, void *userdata) { watcher_free(userdata); }
 
 static void health_watch(struct call *c, ProtobufCMessage *msg, void *userdata)
 {

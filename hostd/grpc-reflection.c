@@ -44,8 +44,8 @@ typedef Grpc__Reflection__V1__ServerReflectionResponse reflection_response;
 
 /* ---- the index ---- */
 
-static int symbol_add(struct grpc_reflection *r, const char *prefix, const char *name,
-                      size_t file, bool message)
+static int symbol_add(struct grpc_reflection *r, const char *prefix, const char *name, size_t file,
+                      bool message)
 {
         if (r->n_symbols == r->cap_symbols) {
                 size_t cap = r->cap_symbols ? r->cap_symbols * 2 : 64;
@@ -235,7 +235,7 @@ static void answer(struct grpc_reflection *r, struct call *c, reflection_request
         _cleanup_free_ bool *seen = NULL;
         char msg[512], esc[300];
         ssize_t file = -1;
-        const char *what = NULL;
+        bool not_found = false;
 
         resp.valid_host = req->host;
         resp.original_request = req;
@@ -260,34 +260,32 @@ static void answer(struct grpc_reflection *r, struct call *c, reflection_request
                 break;
         case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
                 file = file_find(r, req->file_by_filename);
-                if (file < 0)
-                        what = "file", snprintf(msg, sizeof msg, "file '%s': not known here",
-                                                escape_value(req->file_by_filename, 256, esc,
-                                                             sizeof esc));
+                if (file < 0) {
+                        not_found = true;
+                        snprintf(msg, sizeof msg, "file '%s': not known here",
+                                 escape_value(req->file_by_filename, 256, esc, sizeof esc));
+                }
                 break;
         case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL: {
                 const struct symbol *s = symbol_find(r, req->file_containing_symbol);
                 if (s)
                         file = (ssize_t)s->file;
-                else
-                        what = "symbol", snprintf(msg, sizeof msg, "symbol '%s': not known here",
-                                                  escape_value(req->file_containing_symbol, 256,
-                                                               esc, sizeof esc));
+                else {
+                        not_found = true;
+                        snprintf(msg, sizeof msg, "symbol '%s': not known here",
+                                 escape_value(req->file_containing_symbol, 256, esc, sizeof esc));
+                }
                 break;
         }
-        case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
-                what = "extension";
+        case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION: {
+                const Grpc__Reflection__V1__ExtensionRequest *x = req->file_containing_extension;
+                not_found = true;
                 snprintf(msg, sizeof msg, "extension %d of '%s': no extensions are served",
-                         req->file_containing_extension ?
-                                 req->file_containing_extension->extension_number :
-                                 0,
-                         escape_value(req->file_containing_extension &&
-                                                      req->file_containing_extension
-                                                              ->containing_type ?
-                                              req->file_containing_extension->containing_type :
-                                              "",
-                                      256, esc, sizeof esc));
+                         x ? x->extension_number : 0,
+                         escape_value(x && x->containing_type ? x->containing_type : "", 256, esc,
+                                      sizeof esc));
                 break;
+        }
         case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE: {
                 const struct symbol *s = symbol_find(r, req->all_extension_numbers_of_type);
                 if (s && s->message) {
@@ -295,11 +293,12 @@ static void answer(struct grpc_reflection *r, struct call *c, reflection_request
                         resp.message_response_case =
                                 GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
                         resp.all_extension_numbers_response = &ext;
-                } else
-                        what = "type", snprintf(msg, sizeof msg,
-                                                "message type '%s': not known here",
-                                                escape_value(req->all_extension_numbers_of_type,
-                                                             256, esc, sizeof esc));
+                } else {
+                        not_found = true;
+                        snprintf(msg, sizeof msg, "message type '%s': not known here",
+                                 escape_value(req->all_extension_numbers_of_type, 256, esc,
+                                              sizeof esc));
+                }
                 break;
         }
         default:
@@ -310,7 +309,7 @@ static void answer(struct grpc_reflection *r, struct call *c, reflection_request
                 resp.error_response = &error;
                 break;
         }
-        if (what) {
+        if (not_found) {
                 error.error_code = API_NOT_FOUND;
                 error.error_message = msg;
                 resp.message_response_case =

@@ -89,7 +89,7 @@ struct grpc_server {
         int tls_fd; /* listen-tls; -1: none */
         sd_event_source *tls_source;
         struct tls_server *tls;
-        gid_t read_gid; /* read-group's; (gid_t)-1: none */
+        gid_t read_gid;       /* read-group's; (gid_t)-1: none */
         size_t n_conns;       /* both listeners: max-connections counts them together */
         size_t n_handshaking; /* TLS connections not authenticated yet */
         struct conn *conns;
@@ -135,7 +135,7 @@ struct conn {
         size_t out_off, out_len, out_cap; /* from nghttp2, not yet written */
         unsigned dispatched;              /* calls started or fed in this batch */
         uint64_t created_usec, last_recv_usec, idle_since_usec, ping_sent_usec, close_usec;
-        char *denied; /* TLS: why every call is refused (tls-allow) */
+        char *denied;                      /* TLS: why every call is refused (tls-allow) */
         char peer[INET6_ADDRSTRLEN + 352]; /* "pid 42 uid 0", "192.0.2.1:40000 CN=cp" */
         uint32_t handshake_events;         /* while handshaking: what SSL_accept waits for */
         bool handshaking;
@@ -172,12 +172,12 @@ struct call {
         /* The request. */
         uint8_t *in;
         size_t in_off, in_len, in_cap;
-        size_t held; /* received, not consumed: waits for call_on_input */
+        size_t held;           /* received, not consumed: waits for call_on_input */
         ProtobufCMessage *req; /* unary: the message, until the half-close */
-        bool started;         /* the handler ran */
-        bool remote_closed;   /* the client half-closed */
-        bool input_ended;     /* ... and the owner was told */
-        bool active;          /* counted in n_active */
+        bool started;          /* the handler ran */
+        bool remote_closed;    /* the client half-closed */
+        bool input_ended;      /* ... and the owner was told */
+        bool active;           /* counted in n_active */
         /* The response. */
         struct chunk *out_head, *out_tail;
         size_t pending;
@@ -315,7 +315,7 @@ static int call_submit_status(struct call *call, bool trailers_only)
         size_t n = 0;
 
 #define NV(k, v)                                                                                   \
-        (nv[n++] = (nghttp2_nv){ (uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v),           \
+        (nv[n++] = (nghttp2_nv){ (uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v),             \
                                  NGHTTP2_NV_FLAG_NONE })
         if (trailers_only) {
                 snprintf(status_line, sizeof status_line, "%u", call->http_status);
@@ -329,8 +329,8 @@ static int call_submit_status(struct call *call, bool trailers_only)
         if (call->accept_encoding)
                 NV("grpc-accept-encoding", "identity");
 #undef NV
-        int r = trailers_only ? nghttp2_submit_response(c->h2, call->stream_id, nv, n, NULL)
-                              : nghttp2_submit_trailer(c->h2, call->stream_id, nv, n);
+        int r = trailers_only ? nghttp2_submit_response(c->h2, call->stream_id, nv, n, NULL) :
+                                nghttp2_submit_trailer(c->h2, call->stream_id, nv, n);
         if (r < 0) {
                 log_debug("connection %s: stream %d: status: %s", c->peer, call->stream_id,
                           nghttp2_strerror(r));
@@ -414,10 +414,7 @@ _printf_(3, 4) static void call_abort(struct call *call, enum api_code code, con
         call_notify(call);
 }
 
-void call_finish(struct call *c)
-{
-        call_end(c, API_OK, NULL, END_SEND_STATUS);
-}
+void call_finish(struct call *c) { call_end(c, API_OK, NULL, END_SEND_STATUS); }
 
 void call_fail(struct call *c, enum api_code code, const char *fmt, ...)
 {
@@ -694,8 +691,8 @@ static void call_input_end(struct call *call)
                 return;
         if (call->in_len > call->in_off) {
                 call_abort(call, API_INVALID_ARGUMENT,
-                           "%s: the request ended within a message (%zu bytes of it)",
-                           call->path, call->in_len - call->in_off);
+                           "%s: the request ended within a message (%zu bytes of it)", call->path,
+                           call->in_len - call->in_off);
                 return;
         }
         call->input_ended = true;
@@ -834,8 +831,8 @@ static void call_headers_done(struct call *call)
                 return;
         }
         if (call->too_big) {
-                call_abort(call, API_RESOURCE_EXHAUSTED,
-                           "request headers over %u bytes", HEADER_BYTES_MAX);
+                call_abort(call, API_RESOURCE_EXHAUSTED, "request headers over %u bytes",
+                           HEADER_BYTES_MAX);
                 return;
         }
         if (call->bad_header) {
@@ -866,8 +863,10 @@ static void call_headers_done(struct call *call)
         if (!rt) {
                 const char *slash = strchr(call->path + 1, '/');
                 if (slash && service_known(srv, call->path + 1, (size_t)(slash - call->path - 1)))
-                        call_abort(call, API_UNIMPLEMENTED, "unknown method %s: the service has "
-                                   "no method %s", call->path, slash + 1);
+                        call_abort(call, API_UNIMPLEMENTED,
+                                   "unknown method %s: the service has "
+                                   "no method %s",
+                                   call->path, slash + 1);
                 else
                         call_abort(call, API_UNIMPLEMENTED,
                                    "unknown method %s: this server has no such service",
@@ -1060,8 +1059,7 @@ static int on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t stream
                 uint8_t *b = realloc(call->in, want);
                 if (!b) {
                         (void)nghttp2_session_consume(h2, stream_id, len);
-                        call_abort(call, API_RESOURCE_EXHAUSTED, "%s: out of memory",
-                                   call->path);
+                        call_abort(call, API_RESOURCE_EXHAUSTED, "%s: out of memory", call->path);
                         return 0;
                 }
                 call->in = b;
@@ -1311,8 +1309,7 @@ static void conn_flush(struct conn *c)
                                 size_t cap = c->out_len + (size_t)n + CONN_OUT_MAX;
                                 uint8_t *b = realloc(c->out, cap);
                                 if (!b) {
-                                        log_error("connection %s: out of memory; closing",
-                                                  c->peer);
+                                        log_error("connection %s: out of memory; closing", c->peer);
                                         conn_close(c);
                                         goto out;
                                 }
@@ -1357,8 +1354,8 @@ static void conn_not_h2(struct conn *c)
         const char *p = (const char *)c->in + c->in_off;
         size_t n = c->in_len - c->in_off;
         bool http1 = false;
-        static const char *const methods[] = { "GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ",
-                                               "DELETE ", "CONNECT ", "PATCH " };
+        static const char *const methods[] = { "GET ",     "POST ",   "HEAD ",    "PUT ",
+                                               "OPTIONS ", "DELETE ", "CONNECT ", "PATCH " };
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 if (n >= strlen(methods[i]) && memcmp(p, methods[i], strlen(methods[i])) == 0)
                         http1 = true;
@@ -1473,14 +1470,13 @@ static void conn_arm_timer(struct conn *c)
         if (c->handshaking) {
                 if (o->tls_handshake_timeout > 0)
                         EARLIEST(c->created_usec + o->tls_handshake_timeout * USEC_PER_SEC);
-        }
-        else if (c->closing)
+        } else if (c->closing)
                 EARLIEST(c->close_usec);
         else {
                 if (o->keepalive > 0)
-                        EARLIEST(c->ping_sent_usec
-                                         ? c->ping_sent_usec + o->keepalive_timeout * USEC_PER_SEC
-                                         : c->last_recv_usec + o->keepalive * USEC_PER_SEC);
+                        EARLIEST(c->ping_sent_usec ?
+                                         c->ping_sent_usec + o->keepalive_timeout * USEC_PER_SEC :
+                                         c->last_recv_usec + o->keepalive * USEC_PER_SEC);
                 if (o->idle_timeout > 0 && c->n_streams == 0)
                         EARLIEST(c->idle_since_usec + o->idle_timeout * USEC_PER_SEC);
         }
@@ -1550,8 +1546,7 @@ static int conn_h2_start(struct conn *c)
         };
         r = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv));
         if (r == 0)
-                r = nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                                          CONN_WINDOW);
+                r = nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
         if (r < 0)
                 return -ENOMEM;
         c->h2_started = true;
@@ -2093,8 +2088,7 @@ int grpc_server_new(sd_event *e, const struct grpc_server_options *opts,
                         goto fail;
                 }
                 srv->tls_fd = r;
-                r = sd_event_add_io(e, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls,
-                                    srv);
+                r = sd_event_add_io(e, &srv->tls_source, srv->tls_fd, EPOLLIN, on_accept_tls, srv);
                 if (r < 0) {
                         log_error_errno(r, "watch listen-tls %s: %m", o->listen_tls);
                         goto fail;

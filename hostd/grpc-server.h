@@ -70,7 +70,7 @@ struct grpc_server_options {
         uint32_t max_message;     /* bytes of one request message */
         uint32_t idle_timeout;    /* seconds without a stream open before a connection closes */
         uint32_t tls_handshake_timeout;
-        uint32_t keepalive;       /* seconds between pings on a quiet connection; 0: none */
+        uint32_t keepalive; /* seconds between pings on a quiet connection; 0: none */
         /* Added by the transport's author (issue 15): */
         uint32_t keepalive_timeout; /* seconds a ping may go unanswered, then close; 0: 20 */
         /* Bytes of response a client may leave unread: on one stream, and on all the streams of

@@ -200,9 +200,8 @@ static void count(struct call *c, ProtobufCMessage *msg, void *userdata)
                         r = sd_event_add_defer(e, &k->source, counter_defer, k);
                 /* A timer re-armed by each step; a defer (oneshot when made) on every turn. */
                 if (r >= 0)
-                        r = sd_event_source_set_enabled(k->source, k->interval_ms
-                                                                           ? SD_EVENT_ONESHOT
-                                                                           : SD_EVENT_ON);
+                        r = sd_event_source_set_enabled(
+                                k->source, k->interval_ms ? SD_EVENT_ONESHOT : SD_EVENT_ON);
         }
         protobuf_c_message_free_unpacked(msg, NULL);
         if (r < 0) {

@@ -186,6 +186,7 @@ class RawH2:
     def flush(self):
         data = self.conn.data_to_send()
         if data:
+            self.sock.settimeout(WAIT)  # pump() leaves a short one
             self.sock.sendall(data)
 
     def request(self, method, body=b"", extra=(), te=True, content_type="application/grpc",
