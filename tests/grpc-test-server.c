@@ -3,8 +3,8 @@
  * with --tls, on mutual TLS. tests/integration/test_grpc_transport.py drives it.
  *
  * It reports on stdout, one line each, what a test checks that the owner of a call saw:
- * "ready", "cancel METHOD TAG" when a call's on_cancel ran, "end METHOD TAG" when a stream
- * finished by itself. SIGTERM ends it (everything freed, for LeakSanitizer), SIGHUP reloads the
+ * "ready", "start METHOD TAG" when a SlowEcho is waiting, "cancel METHOD TAG" when a call's
+ * on_cancel ran, "end METHOD TAG" when a stream finished by itself. SIGTERM ends it (everything freed, for LeakSanitizer), SIGHUP reloads the
  * TLS files, SIGUSR1 and SIGUSR2 set the health to NOT_SERVING and SERVING. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -107,6 +107,7 @@ static void slow_echo(struct call *c, ProtobufCMessage *msg, void *userdata)
                 return;
         }
         call_on_cancel(c, slow_cancelled, s);
+        report("start", c, s->req->text);
 }
 
 /* ---- server stream: Count ---- */

@@ -451,7 +451,8 @@ def test_more_streams_than_max_inflight(start):
     with s.channel() as ch:
         t = stub(ch)
         slow = [t.SlowEcho.future(echo(f"s{i}", delay_ms=1500), timeout=WAIT) for i in range(4)]
-        time.sleep(0.3)
+        for i in range(4):
+            s.wait_out(f"start /{SERVICE}/SlowEcho s{i}")
         with pytest.raises(grpc.RpcError) as e:
             t.Echo(echo("one too many"), timeout=WAIT)
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -730,7 +731,7 @@ def test_raw_requests_the_client_libraries_never_send(start):
     s.wait_out(f"cancel /{SERVICE}/SlowEcho reset")
     got, msg, _, _ = c.status(other)
     assert got == 0
-    assert "kept" not in s.stdout()
+    assert f"cancel /{SERVICE}/SlowEcho kept" not in s.stdout()
     c.close()
 
 
