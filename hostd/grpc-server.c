@@ -122,7 +122,10 @@ struct conn {
         SSL *ssl; /* NULL: a plain connection (the Unix socket) */
         nghttp2_session *h2;
         sd_event_source *io;
-        sd_event_source *work;  /* deferred: input left after a batch */
+        /* Input left after a batch: a timer already due rather than a defer source, as a defer
+         * stays pending from the iteration it was made in and sd-event would take it before
+         * every newer source of its priority (the dynos' log pipes) each time it is enabled. */
+        sd_event_source *work;
         sd_event_source *flush; /* deferred: answers given outside a read */
         sd_event_source *timer; /* handshake, keepalive, idle and closing deadlines */
         struct call *calls;     /* with a stream open */
@@ -1663,7 +1666,7 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static int on_work(sd_event_source *s, void *userdata)
+static int on_work(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct conn *c = userdata;
         conn_take(c);
@@ -1711,7 +1714,7 @@ static int conn_new(struct grpc_server *srv, int cfd, const char *peer, bool tls
                 goto fail;
         r = sd_event_add_io(srv->event, &c->io, cfd, EPOLLIN, on_conn, c);
         if (r >= 0)
-                r = sd_event_add_defer(srv->event, &c->work, on_work, c);
+                r = sd_event_add_time(srv->event, &c->work, CLOCK_MONOTONIC, 1, 0, on_work, c);
         if (r >= 0)
                 r = sd_event_source_set_enabled(c->work, SD_EVENT_OFF);
         if (r >= 0)

@@ -173,12 +173,15 @@ static int counter_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-static int counter_defer(sd_event_source *s, void *userdata)
+/* "As fast as the loop goes": a timer always due, enabled again after each turn (a defer
+ * source would stay pending from its first iteration and starve every I/O source). */
+static int counter_now(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct counter *k = userdata;
         for (int i = 0; i < 16; i++)
                 if (!counter_step(k))
-                        break;
+                        return 0;
+        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
 }
 
@@ -198,11 +201,10 @@ static void count(struct call *c, ProtobufCMessage *msg, void *userdata)
                         r = sd_event_add_time_relative(e, &k->source, CLOCK_MONOTONIC, 0, 1000,
                                                        counter_timer, k);
                 else
-                        r = sd_event_add_defer(e, &k->source, counter_defer, k);
-                /* A timer re-armed by each step; a defer (oneshot when made) on every turn. */
+                        r = sd_event_add_time(e, &k->source, CLOCK_MONOTONIC, 1, 0, counter_now, k);
+                /* A timer re-armed by each step; a defer enabled again after each turn. */
                 if (r >= 0)
-                        r = sd_event_source_set_enabled(
-                                k->source, k->interval_ms ? SD_EVENT_ONESHOT : SD_EVENT_ON);
+                        r = sd_event_source_set_enabled(k->source, SD_EVENT_ONESHOT);
         }
         protobuf_c_message_free_unpacked(msg, NULL);
         if (r < 0) {

@@ -367,6 +367,11 @@ def test_streams_every_shape(start):
         got = [r.i for r in t.Count(tpb.CountRequest(n=50, size=100, tag="n50"), timeout=WAIT)]
         assert got == list(range(50))
         s.wait_out(f"end /{SERVICE}/Count n50")
+        # A producer that never waits (it skips while call_pending() is high) does not keep
+        # the loop from reading the client's WINDOW_UPDATEs: the stream goes to its end.
+        got = [r.i for r in t.Count(tpb.CountRequest(n=3000, size=1000, tag="busy"),
+                                    timeout=WAIT)]
+        assert got == list(range(3000))
         r = t.Concat(iter([echo("a"), echo("b"), echo("c")]), timeout=WAIT)
         assert r.text == "3:abc"
         out = [r.text for r in t.BidiEcho(iter([echo(str(i)) for i in range(20)]),
