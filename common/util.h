@@ -103,6 +103,11 @@ int unix_listen(const char *path, const char *daemon);
  * errno (-ENOENT, -ECONNREFUSED: nobody listens; -EAGAIN: its backlog is full). Logs nothing. */
 int unix_connect(const char *path);
 
+/* "127.0.0.1:7443" or "[::1]:7443" into an address (config's listen-tls, the transport's
+ * listener). -EINVAL. */
+struct sockaddr_storage;
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *ret_len);
+
 /* Strings */
 int safe_atou64(const char *s, uint64_t *ret);
 int safe_atou32(const char *s, uint32_t *ret);
