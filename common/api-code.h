@@ -25,6 +25,3 @@ enum api_code {
 
 /* "INVALID_ARGUMENT" for API_INVALID_ARGUMENT; "UNKNOWN" for a number out of range. */
 const char *api_code_name(enum api_code code);
-
-/* "INVALID_ARGUMENT" for API_INVALID_ARGUMENT; "UNKNOWN" for a number out of range. */
-const char *api_code_name(enum api_code code);

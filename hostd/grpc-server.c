@@ -476,14 +476,15 @@ static void call_overflow(struct call *call, size_t len, bool whole_conn)
         conn_schedule_flush(c);
 }
 
-int call_send(struct call *c, const ProtobufCMessage *msg)
+/* Queue a response message of len bytes, which fill(dst, src) writes into place. */
+static int call_queue(struct call *c, size_t len, void (*fill)(uint8_t *dst, const void *src),
+                      const void *src)
 {
         struct conn *conn = c->conn;
         if (c->done || !conn || conn->closed)
                 return -ECANCELED;
         const struct grpc_server_options *o = &conn->srv->opts;
 
-        size_t len = protobuf_c_message_get_packed_size(msg);
         if (len > UINT32_MAX) {
                 call_end(c, API_INTERNAL, "response over 4 GiB", END_SEND_STATUS);
                 return -EMSGSIZE;
@@ -508,7 +509,7 @@ int call_send(struct call *c, const ProtobufCMessage *msg)
         k->len = total;
         k->off = 0;
         grpc_prefix_write(k->data, false, (uint32_t)len);
-        protobuf_c_message_pack(msg, k->data + GRPC_PREFIX_LEN);
+        fill(k->data + GRPC_PREFIX_LEN, src);
         if (c->out_tail)
                 c->out_tail->next = k;
         else
@@ -542,6 +543,30 @@ int call_send(struct call *c, const ProtobufCMessage *msg)
         }
         conn_schedule_flush(conn);
         return 0;
+}
+
+static void fill_message(uint8_t *dst, const void *src) { protobuf_c_message_pack(src, dst); }
+
+int call_send(struct call *c, const ProtobufCMessage *msg)
+{
+        return call_queue(c, protobuf_c_message_get_packed_size(msg), fill_message, msg);
+}
+
+struct packed {
+        const uint8_t *buf;
+        size_t len;
+};
+
+static void fill_packed(uint8_t *dst, const void *src)
+{
+        const struct packed *p = src;
+        memcpy(dst, p->buf, p->len);
+}
+
+int call_send_packed(struct call *c, const uint8_t *buf, size_t len)
+{
+        const struct packed p = { buf, len };
+        return call_queue(c, len, fill_packed, &p);
 }
 
 /* nghttp2 pulls a stream's response: queued messages, then the trailers. */
