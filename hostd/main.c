@@ -7,7 +7,9 @@
 
 #include "config.h"
 #include "manager.h"
+#include "metrics.h"
 #include "api.h"
+#include "exec.h"
 #include "grpc-server.h"
 #include "tls.h"
 #include "util.h"
@@ -193,6 +195,11 @@ int main(int argc, char **argv)
         r = manager_reconcile(m);
         if (r < 0)
                 goto out;
+        /* What works on the dynos from above (metrics, exec) starts after them and ends
+         * before them: the lifecycle knows nothing of it. */
+        int mr = metrics_start(m);
+        if (mr < 0)
+                log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         const struct grpc_service services[] = { api_service(m) };
         const struct grpc_server_options api_opts = {
                 .socket_path = cfg.socket_path,
@@ -223,8 +230,11 @@ int main(int argc, char **argv)
         if (r < 0)
                 log_error_errno(r, "event loop: %m");
 out:
-        if (m)
+        if (m) {
                 grpc_server_free(m->api);
+                exec_free_all(m);
+                metrics_stop(m);
+        }
         manager_free(m);
         tls_server_free(tls);
         config_free(&cfg);

@@ -8,8 +8,6 @@
 #include "util.h"
 #include "api-code.h"
 
-#include "metrics.h"
-
 /* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
 #define ESC(v) escape_value((v), 80, (char[400]){ 0 }, 400)
 
