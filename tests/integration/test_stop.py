@@ -18,7 +18,9 @@ import pytest
 from dynoutil import app_lines, platform_lines, pid_alive, wait_gone, wait_log
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the cgroup v2 tier runs it: the stop ends with a kill of the whole cgroup (cgroup.kill on v2)
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup]
 
 # An app that needs time to shut down: on SIGTERM it says so, works for a while, cleans up and
 # exits 0. Its loop's sleep gets the SIGTERM too (it goes to every process), so the trap runs
