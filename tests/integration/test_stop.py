@@ -12,6 +12,7 @@ Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integrati
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -68,9 +69,17 @@ def test_a_simple_command_replaces_the_shell(hostd, make_spec, command):
     """No `exec` in front, and still the command is the init's only child: no shell between."""
     with hostd.client() as c:
         d = c.start(make_spec("st-simple", command=command))
-        kids = children(d.pid)
-        assert len(kids) == 1, kids
-        assert cmdline(kids[0]) == ["sleep", "1000"], cmdline(kids[0])
+        # The shell may still be reading the prelude when Start answers: wait for it to
+        # replace itself. A shell that forks the command instead stays /bin/sh, and fails.
+        deadline = time.monotonic() + 30
+        while True:
+            kids = children(d.pid)
+            assert len(kids) == 1, kids
+            argv = cmdline(kids[0])
+            if (argv and argv[0] != "/bin/sh") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert argv == ["sleep", "1000"], argv
         down = c.stop("st-simple", grace=5)
         assert down.exit.signal == 15, down.exit
 
