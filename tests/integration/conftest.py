@@ -41,7 +41,52 @@ STOP_TIMEOUT = 15.0
 _instance_counter = itertools.count(1)
 
 
+# -- the cgroup v2 tier ------------------------------------------------------------------------
+#
+# Every test says whether its outcome depends on the cgroup version, with one of two markers,
+# most often for its whole module (`pytestmark = pytest.mark.cgroup`):
+#
+#   cgroup              it does: it checks what the v1 and v2 drivers do differently (limits,
+#                       memory, R14/R15, OOM, pids, cpu, figures read from cgroup files, the
+#                       kill of a dyno's processes, exec joining a dyno's cgroup, re-adoption
+#                       and the removal of leftovers, dynos-cgroup, a cycle's two cgroups).
+#                       tests/vm/run-v2 runs these again on cgroup v2 (`-m cgroup`).
+#   cgroup_independent  it does not (the protocol, TLS, hostctl's output, images, netd, logs,
+#                       drains, events, ...): the host tier alone runs it. A test of such a
+#                       module that depends adds `cgroup` for itself.
+#
+# A test with neither fails the collection, so that no new test leaves the v2 tier unnoticed;
+# `cgroup_independent` on a test of a `cgroup` module too: such a module runs whole there.
+CGROUP_MARKERS = ("cgroup", "cgroup_independent")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cgroup: the outcome depends on the cgroup version: the v2 tier runs it too")
+    config.addinivalue_line(
+        "markers", "cgroup_independent: the outcome does not depend on the cgroup version")
+
+
+def cgroup_tier_problems(items):
+    """What is wrong with the cgroup markers of the collected tests: a list of lines."""
+    problems = []
+    for item in items:
+        names = {m.name for m in item.iter_markers() if m.name in CGROUP_MARKERS}
+        module_names = {m.name for m in item.getparent(pytest.Module).iter_markers()}
+        if not names:
+            problems.append(f"{item.nodeid}: neither marked cgroup nor cgroup_independent")
+        elif "cgroup" in module_names and "cgroup_independent" in names:
+            problems.append(f"{item.nodeid}: cgroup_independent in a cgroup module")
+    return problems
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything
 def pytest_collection_modifyitems(config, items):
+    problems = cgroup_tier_problems(items)
+    if problems:
+        raise pytest.UsageError(
+            "say whether each test's outcome depends on the cgroup version (conftest.py, "
+            "the cgroup v2 tier):\n  " + "\n  ".join(problems))
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="integration tests need root (cgroups, namespaces, mounts)")
         for item in items:

@@ -26,6 +26,9 @@ from hostd_client import (
     status_code,
 )
 
+# not the cgroup v2 tier: protocol validation, before any cgroup is made
+pytestmark = pytest.mark.cgroup_independent
+
 LIVE_STATES = (pb.STARTING, pb.UP, pb.STOPPING)
 
 

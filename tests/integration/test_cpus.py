@@ -35,6 +35,9 @@ def cpuset_available():
 pytestmark = [
     pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs: one stays shared"),
     pytest.mark.skipif(not cpuset_available(), reason="no cpuset controller"),
+    # the cgroup v2 tier runs it: dedicated CPUs are the cgroup's cpuset, read back after a
+    # restart
+    pytest.mark.cgroup,
 ]
 
 

@@ -12,7 +12,11 @@ import pytest
 
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # not the cgroup v2 tier: the back-off's arithmetic and its log lines
+    pytest.mark.cgroup_independent,
+]
 
 
 def lines_with_time(c, dyno_id):
@@ -63,6 +67,7 @@ def test_back_off_follows_the_configured_delays(hostd_factory, make_spec):
     assert not h.dyno_procs()
 
 
+@pytest.mark.cgroup  # removes and makes the same cgroup in a tight loop
 def test_no_back_off_restarts_continuously(hostd_factory, make_spec):
     h = hostd_factory(restart_backoff="0")
     c = h.client()
@@ -116,6 +121,7 @@ def test_a_good_boot_resets_the_back_off(hostd_factory, make_spec):
     c.stop("boots")
 
 
+@pytest.mark.cgroup  # re-adoption of a restarted dyno
 def test_back_off_survives_a_hostd_restart(hostd_factory, make_spec):
     h = hostd_factory(restart_backoff="0, 4s")
     c = h.client()

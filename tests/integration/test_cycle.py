@@ -13,7 +13,11 @@ import pytest
 from dynoutil import pid_alive
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # the cgroup v2 tier runs it: a cycle's replacement gets a second cgroup beside the old one
+    pytest.mark.cgroup,
+]
 
 # Marks its layer, and says so when it finds the mark of an earlier run: a fresh layer never has it.
 MARKER = "test -e /app/.cycled && echo STALE-LAYER; touch /app/.cycled; sleep 1000"

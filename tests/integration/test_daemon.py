@@ -6,8 +6,13 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import HOSTD_BIN
 from hostd_client import pb
+
+# not the cgroup v2 tier: options, configuration, sd_notify, the socket
+pytestmark = pytest.mark.cgroup_independent
 
 
 def run_hostd(*args, timeout=10):
@@ -90,6 +95,7 @@ def test_a_second_hostd_on_the_same_socket_is_refused(hostd):
     hostd.assert_serving()
 
 
+@pytest.mark.cgroup  # the dyno stays in its cgroup and is re-adopted
 def test_sigterm_stops_hostd_and_leaves_dynos_running(hostd, make_spec):
     with hostd.client() as c:
         d = c.start(make_spec("daemon-term"))

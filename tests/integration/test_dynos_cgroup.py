@@ -17,6 +17,9 @@ from conftest import HOSTD_BIN, kill_in_cgroups, own_cgroup_dirs, remove_cgroup_
 from dynoutil import pid_alive, wait_gone, wait_log
 from hostd_client import pb
 
+# the cgroup v2 tier runs it: dynos-cgroup: checked and used differently on v1 and v2
+pytestmark = pytest.mark.cgroup
+
 _n = itertools.count()
 V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 

@@ -20,7 +20,11 @@ import pytest
 
 from hostd_client import make_request, pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # the cgroup v2 tier runs it: an exec joins the dyno's cgroup
+    pytest.mark.cgroup,
+]
 
 
 class Exec:

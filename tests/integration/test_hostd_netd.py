@@ -23,7 +23,11 @@ from test_netd import (  # noqa: E402
     OUTSIDE_HOST_IP, OUTSIDE_IP, PORT_MAX, PORT_MIN, SUBNET, TABLE, attach, connect, lab, listen,
     METADATA_IP, make_outside, npb, ok, run)  # lab: the fixture
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # not the cgroup v2 tier: netd's wiring of a dyno
+    pytest.mark.cgroup_independent,
+]
 
 
 def hostd_in(lab, hostd_factory, **overrides):
@@ -178,6 +182,7 @@ def test_restart_rewires_the_dyno(lab, hostd_factory, make_spec):
     wait_detached(lab, "web-1")
 
 
+@pytest.mark.cgroup  # a cycle's two cgroups
 def test_daily_cycle_wires_the_replacement_beside_the_old_one(lab, hostd_factory, make_spec):
     lab.netd_client = lab.start_netd()
     h = hostd_in(lab, hostd_factory, cycle_after="8s", cycle_jitter="0")
@@ -229,6 +234,7 @@ def test_no_netd_fails_the_start_and_leaves_nothing(lab, hostd_factory, make_spe
     wait_detached(lab, "worker-1")
 
 
+@pytest.mark.cgroup  # re-adoption and leftovers
 def test_hostd_restart_keeps_addresses_and_collects_the_gone(lab, hostd_factory, make_spec):
     lab.netd_client = lab.start_netd()
     h = hostd_in(lab, hostd_factory)

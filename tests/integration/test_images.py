@@ -12,6 +12,9 @@ import pytest
 
 from hostd_client import pb
 
+# not the cgroup v2 tier: the image store: fetch, verify, share
+pytestmark = pytest.mark.cgroup_independent
+
 
 @pytest.fixture(scope="module")
 def tarballs(rootfs, tmp_path_factory):

@@ -15,7 +15,9 @@ from hostd_client import pb
 from test_exec import Exec
 from test_oneoff import Attach, oneoff
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the host only, but for what a dyno sees at /sys/fs/cgroup (marked cgroup): users, limits, metadata
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup_independent]
 
 DONE = "PROBE-DONE"
 QUOTA = 536870912  # standard-1x: 512 MiB
@@ -31,6 +33,7 @@ def host_cgroup_v2():
                    for l in f)
 
 
+@pytest.mark.cgroup
 def test_the_dyno_reads_its_limits_at_sys_fs_cgroup(hostd, make_spec):
     script = (
         "echo v2mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null)\n"

@@ -24,6 +24,9 @@ from dynoutil import (
 )
 from hostd_client import pb
 
+# not the cgroup v2 tier: namespaces, uid, capabilities, seccomp, the overlay layer
+pytestmark = pytest.mark.cgroup_independent
+
 DONE = "PROBE-DONE"
 
 

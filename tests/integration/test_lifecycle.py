@@ -7,6 +7,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from dynoutil import (
     ENDED_STATES,
     LIVE_STATES,
@@ -18,6 +20,10 @@ from dynoutil import (
     wait_log,
 )
 from hostd_client import code_name, make_request, pb, status_code
+
+# the cgroup v2 tier runs it: stop, the SIGKILL of every process after the grace, the
+# cleanup of a failed start
+pytestmark = pytest.mark.cgroup
 
 
 def assert_gone(hostd, dyno):

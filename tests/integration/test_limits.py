@@ -23,6 +23,9 @@ from dynoutil import (
 )
 from hostd_client import pb
 
+# the cgroup v2 tier runs it: sizes are enforced through cgroup files: limits, OOM kills, pids.max
+pytestmark = pytest.mark.cgroup
+
 MiB = 1 << 20
 
 # Custom sizes, added to hostd's configuration as [size NAME] sections.

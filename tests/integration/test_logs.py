@@ -2,7 +2,12 @@
 
 import time
 
+import pytest
+
 from hostd_client import pb
+
+# not the cgroup v2 tier: log following
+pytestmark = pytest.mark.cgroup_independent
 
 
 def follow(client, dyno_id, lines=0):

@@ -17,7 +17,11 @@ import pytest
 from hostd_client import make_request, pb
 from test_exec import HOSTCTL, Exec
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # not the cgroup v2 tier: the attach stream and its terminal
+    pytest.mark.cgroup_independent,
+]
 
 
 def oneoff(make_spec, dyno_id, command, columns=80, rows=24):
@@ -70,6 +74,7 @@ def test_attach_is_the_terminal(hostd, make_spec):
     assert c.wait_state("run-2", (pb.CRASHED, pb.COMPLETE)).state == pb.COMPLETE
 
 
+@pytest.mark.cgroup  # R13 kills every process of the dyno
 def test_no_client_in_time_is_r13(hostd_factory, make_spec):
     h = hostd_factory(attach_timeout=2)
     c = h.client()
@@ -79,6 +84,7 @@ def test_no_client_in_time_is_r13(hostd_factory, make_spec):
     assert "Error R13 (Attach error) -> Failed to attach to process" in platform(c, "run-13")
 
 
+@pytest.mark.cgroup  # SIGHUP to every process of the cgroup, then R16's kill
 def test_client_gone_hangs_up_then_r16(hostd_factory, make_spec):
     h = hostd_factory(hangup_interval=1, hangups=2)
     c = h.client()

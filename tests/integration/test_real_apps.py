@@ -21,7 +21,9 @@ from hostd_client import make_request, pb
 from realapps import (APPS, QUOTA, Request, boot, events_of, get, real_hostd,  # noqa: F401
                       real_images, wait_app_line, web_spec)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the host only, but for what reads the dyno's cgroup (marked cgroup): its limit, its OOM kills
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup_independent]
 
 GRACE = 30  # Heroku's; every stop here gives it, and checks it was not needed
 SHELLS = ("sh", "dash", "bash")
@@ -115,6 +117,7 @@ def test_stop_finishes_the_request_in_flight_then_the_shutdown_hook(real_hostd, 
                          f"the dyno's log:\n{log_tail(c, dyno_id)}")
 
 
+@pytest.mark.cgroup
 def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_images, app):
     c = real_hostd.client()
     dyno_id = f"{app}-oom"
@@ -158,6 +161,7 @@ def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_i
     c.stop(dyno_id, grace=GRACE)
 
 
+@pytest.mark.cgroup
 def test_the_app_reads_its_memory_limit_from_its_cgroup(real_hostd, real_images, app):
     c = real_hostd.client()
     dyno_id = f"{app}-limit"

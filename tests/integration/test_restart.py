@@ -9,6 +9,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from dynoutil import (
     app_lines,
     dyno_cgroup_procs,
@@ -20,6 +22,10 @@ from dynoutil import (
     wait_log,
 )
 from hostd_client import pb
+
+# the cgroup v2 tier runs it: re-adoption checks each init against its cgroup, and leftover
+# cgroups are removed
+pytestmark = pytest.mark.cgroup
 
 TRAP7 = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
 

@@ -24,6 +24,9 @@ from conftest import BUILD_DIR, HOSTD_BIN
 from dynoutil import wait_log as wait_app_log
 from hostd_client import ConnectionClosed, HostdClient, TlsHostdClient, frame, make_request, pb
 
+# not the cgroup v2 tier: the TLS listener and connection limits
+pytestmark = pytest.mark.cgroup_independent
+
 HOSTCTL = os.path.join(BUILD_DIR, "hostctl", "hostctl")
 WAIT = 30.0  # a bound on waits for what must happen, not a measure
 
