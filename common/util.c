@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -592,4 +594,38 @@ const char *api_code_name(enum api_code code)
                 "UNAUTHENTICATED",
         };
         return (unsigned)code < ELEMENTSOF(names) ? names[code] : "UNKNOWN";
+}
+
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *ret_len)
+{
+        const char *colon = strrchr(s, ':');
+        char host[INET6_ADDRSTRLEN + 2];
+        uint64_t port;
+
+        if (!colon || (size_t)(colon - s) >= sizeof host || safe_atou64(colon + 1, &port) < 0 ||
+            port < 1 || port > 65535)
+                return -EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+
+        struct sockaddr_storage ss = {};
+        size_t n = strlen(host);
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                host[n - 1] = 0;
+                if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+                        return -EINVAL;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t)port);
+                *ret_len = sizeof *a;
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+                        return -EINVAL;
+                a->sin_family = AF_INET;
+                a->sin_port = htons((uint16_t)port);
+                *ret_len = sizeof *a;
+        }
+        *ret = ss;
+        return 0;
 }

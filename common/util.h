@@ -100,6 +100,11 @@ int rm_rf(const char *path);
  * what failed (daemon names who "another" is). Returns the descriptor or a negative errno. */
 int unix_listen(const char *path, const char *daemon);
 
+/* "127.0.0.1:7443" or "[::1]:7443" into an address (config's listen-tls, the transport's
+ * listener). -EINVAL. */
+struct sockaddr_storage;
+int parse_listen_address(const char *s, struct sockaddr_storage *ret, unsigned *ret_len);
+
 /* Strings */
 int safe_atou64(const char *s, uint64_t *ret);
 int safe_atou32(const char *s, uint32_t *ret);

@@ -52,11 +52,18 @@ bool call_is_done(const struct call *c);
  * may skip an item for a slow reader rather than queue more. */
 size_t call_pending(const struct call *c);
 /* fn(c, userdata) once, when the client cancels the call, its deadline passes or its
- * connection goes; not after call_finish or call_fail. One per call: a second replaces it. */
+ * connection goes; not after call_finish or call_fail. One per call: a second replaces it.
+ * It runs from the event loop (or grpc_server_free), never from inside a function of this
+ * file: a call_send that passes the bound on what a slow reader leaves queued ends the call
+ * (RESOURCE_EXHAUSTED; call_send returns -ECANCELED) and fn runs on the loop's next turn.
+ * The call is done before fn runs; fn may drop the owner's reference. */
 void call_on_cancel(struct call *c, void (*fn)(struct call *c, void *userdata), void *userdata);
 /* A client-streaming call (Exec, Attach): fn(c, msg, userdata) for every request message after
  * the first (which went to the handler), and fn(c, NULL, userdata) when the client has
- * half-closed its side. msg is valid during the call only. */
+ * half-closed its side. msg is valid during the call only, and was checked by the method's
+ * validator like the first (one that fails it ends the call, and fn is not called).
+ * Until fn is set, what the client sends next waits unread (HTTP/2 flow control holds the
+ * client), so a handler may set it later than it returns. */
 void call_on_input(struct call *c,
                    void (*fn)(struct call *c, const ProtobufCMessage *msg, void *userdata),
                    void *userdata);

@@ -385,36 +385,7 @@ static int parse_backoff(const struct key_def *k, const char *v, struct backoff 
 
 int config_parse_listen(const char *s, struct sockaddr_storage *ret, unsigned *ret_len)
 {
-        const char *colon = strrchr(s, ':');
-        char host[INET6_ADDRSTRLEN + 2];
-        uint64_t port;
-
-        if (!colon || (size_t)(colon - s) >= sizeof host || safe_atou64(colon + 1, &port) < 0 ||
-            port < 1 || port > 65535)
-                return -EINVAL;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = 0;
-
-        struct sockaddr_storage ss = {};
-        size_t n = strlen(host);
-        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                host[n - 1] = 0;
-                if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
-                        return -EINVAL;
-                a->sin6_family = AF_INET6;
-                a->sin6_port = htons((uint16_t)port);
-                *ret_len = sizeof *a;
-        } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-                        return -EINVAL;
-                a->sin_family = AF_INET;
-                a->sin_port = htons((uint16_t)port);
-                *ret_len = sizeof *a;
-        }
-        *ret = ss;
-        return 0;
+        return parse_listen_address(s, ret, ret_len);
 }
 
 /* "cp-1, spiffe://x/y": items of printable ASCII without spaces or commas, none empty. */

@@ -44,7 +44,12 @@ struct grpc_method {
                                   size_t len);
         /* The request (the first message of a client stream), the handler's to free with
          * protobuf_c_message_free_unpacked; the call holds one reference for the handler,
-         * which takes more for whoever answers later. */
+         * which takes more for whoever answers later. That reference is the transport's: a
+         * handler that answers before it returns takes none and drops none.
+         *
+         * When: a unary or server-streaming call's handler runs once the client has sent its
+         * one message and half-closed (a second message is INVALID_ARGUMENT); a
+         * client-streaming call's at its first message (see call_on_input for the rest). */
         void (*handle)(struct call *c, ProtobufCMessage *req, void *userdata);
 };
 
@@ -65,7 +70,15 @@ struct grpc_server_options {
         uint32_t max_message;     /* bytes of one request message */
         uint32_t idle_timeout;    /* seconds without a stream open before a connection closes */
         uint32_t tls_handshake_timeout;
-        uint32_t keepalive; /* seconds between pings on a quiet connection; 0: none */
+        uint32_t keepalive;       /* seconds between pings on a quiet connection; 0: none */
+        /* Added by the transport's author (issue 15): */
+        uint32_t keepalive_timeout; /* seconds a ping may go unanswered, then close; 0: 20 */
+        /* Bytes of response a client may leave unread: on one stream, and on all the streams of
+         * one connection together. Past either, the stream that adds to it is cancelled
+         * (RESOURCE_EXHAUSTED) and its owner told. One message is always taken on a stream with
+         * nothing queued, whatever its size. 0: 16 MiB and 64 MiB. */
+        uint32_t max_pending_stream;
+        uint32_t max_pending_conn;
         /* A serialized google.protobuf.FileDescriptorSet with the files of every service
          * served and all they import (protoc --include_imports), for server reflection. */
         const uint8_t *descriptors;
@@ -73,7 +86,14 @@ struct grpc_server_options {
 };
 
 /* Listen as opts say and serve the services (the array must outlive the server). Refuses to
- * start when another hostd answers on the socket. Logs what failed. */
+ * start when another hostd answers on the socket. Logs what failed.
+ *
+ * The wire, as served: requests are POST, content-type application/grpc or
+ * application/grpc+proto, with te: trailers; messages are identity-encoded only (a compressed
+ * message or a grpc-encoding other than identity is UNIMPLEMENTED). An unknown path is
+ * UNIMPLEMENTED. A connection's SETTINGS_MAX_CONCURRENT_STREAMS is above max_inflight, so
+ * that a stream past max_inflight reaches the server and is answered RESOURCE_EXHAUSTED
+ * rather than refused by HTTP/2. On TLS the client must offer ALPN h2. */
 int grpc_server_new(sd_event *e, const struct grpc_server_options *opts,
                     const struct grpc_service *services, size_t n_services,
                     struct grpc_server **ret);

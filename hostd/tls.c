@@ -126,6 +126,26 @@ static int load_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
         return 0;
 }
 
+/* ALPN: the API is gRPC, which runs on HTTP/2 only. A client that offers protocols without h2
+ * is refused in the handshake (no_application_protocol); one that offers none at all is
+ * refused by the transport after it (grpc-server.c), as OpenSSL does not call this then. */
+static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                     const unsigned char *in, unsigned inlen, void *arg)
+{
+        for (unsigned i = 0; i < inlen;) {
+                unsigned n = in[i];
+                if (i + 1 + n > inlen)
+                        break;
+                if (n == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+                        *out = in + i + 1;
+                        *outlen = 2;
+                        return SSL_TLSEXT_ERR_OK;
+                }
+                i += 1 + n;
+        }
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 static int context_new(const struct tls_server *t, SSL_CTX **ret, char *err, size_t errlen)
 {
         _cleanup_(ssl_ctx_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -138,9 +158,10 @@ static int context_new(const struct tls_server *t, SSL_CTX **ret, char *err, siz
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
         SSL_CTX_set_num_tickets(ctx, 0);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-        /* rpc.c writes from its frame writer, whose buffer moves and grows between tries. */
+        /* grpc-server.c writes from its out buffer, which may move and grow between tries. */
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
 
         int r = load_cert_chain(ctx, t->cert, err, errlen);
         if (r >= 0)
@@ -217,6 +238,14 @@ int tls_server_reload(struct tls_server *t, char *err, size_t errlen)
         return 0;
 }
 
+void tls_server_files(const struct tls_server *t, const char **cert, const char **key,
+                      const char **ca)
+{
+        *cert = t->cert;
+        *key = t->key;
+        *ca = t->ca;
+}
+
 SSL *tls_server_new_ssl(struct tls_server *t, int fd)
 {
         SSL *ssl = SSL_new(t->ctx);
@@ -239,6 +268,8 @@ const char *tls_handshake_failure(SSL *ssl, int ssl_error, char *buf, size_t len
 
         if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
                 snprintf(buf, len, "no client certificate");
+        else if (reason == SSL_R_NO_APPLICATION_PROTOCOL)
+                snprintf(buf, len, "the client does not offer ALPN h2: gRPC needs HTTP/2");
         else if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE)
                 snprintf(buf, len, "the client does not offer TLS 1.3");
         else if (v == X509_V_ERR_CERT_HAS_EXPIRED)
