@@ -429,6 +429,36 @@ void call_fail(struct call *c, enum api_code code, const char *fmt, ...)
         call_end(c, code, msg, END_SEND_STATUS);
 }
 
+static int call_queue(struct call *c, size_t len, void (*fill)(uint8_t *dst, const void *src),
+                      const void *src);
+
+static void fill_packed_message(uint8_t *dst, const void *src)
+{
+        protobuf_c_message_pack(src, dst);
+}
+
+int call_send(struct call *c, const ProtobufCMessage *msg)
+{
+        return call_queue(c, protobuf_c_message_get_packed_size(msg), fill_packed_message, msg);
+}
+
+struct bytes {
+        const uint8_t *p;
+        size_t n;
+};
+
+static void fill_bytes(uint8_t *dst, const void *src)
+{
+        const struct bytes *b = src;
+        memcpy(dst, b->p, b->n);
+}
+
+int call_send_packed(struct call *c, const uint8_t *buf, size_t len)
+{
+        const struct bytes b = { buf, len };
+        return call_queue(c, len, fill_bytes, &b);
+}
+
 void call_reply(struct call *c, const ProtobufCMessage *msg)
 {
         if (call_send(c, msg) >= 0)
@@ -476,14 +506,15 @@ static void call_overflow(struct call *call, size_t len, bool whole_conn)
         conn_schedule_flush(c);
 }
 
-int call_send(struct call *c, const ProtobufCMessage *msg)
+/* Queue one response message of len bytes, written into place by fill(dst, src). */
+static int call_queue(struct call *c, size_t len, void (*fill)(uint8_t *dst, const void *src),
+                      const void *src)
 {
         struct conn *conn = c->conn;
         if (c->done || !conn || conn->closed)
                 return -ECANCELED;
         const struct grpc_server_options *o = &conn->srv->opts;
 
-        size_t len = protobuf_c_message_get_packed_size(msg);
         if (len > UINT32_MAX) {
                 call_end(c, API_INTERNAL, "response over 4 GiB", END_SEND_STATUS);
                 return -EMSGSIZE;
@@ -508,7 +539,7 @@ int call_send(struct call *c, const ProtobufCMessage *msg)
         k->len = total;
         k->off = 0;
         grpc_prefix_write(k->data, false, (uint32_t)len);
-        protobuf_c_message_pack(msg, k->data + GRPC_PREFIX_LEN);
+        fill(k->data + GRPC_PREFIX_LEN, src);
         if (c->out_tail)
                 c->out_tail->next = k;
         else

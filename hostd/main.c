@@ -14,6 +14,11 @@
 
 #include "config-build.h"
 
+/* The serialized FileDescriptorSet of what hostd serves, for server reflection: made by the
+ * build (proto/meson.build, proto/embed-blob). */
+extern const uint8_t hostd_descriptor_set[];
+extern const size_t hostd_descriptor_set_len;
+
 static void help(void)
 {
         printf("Usage: hostd [OPTIONS]\n"
@@ -186,7 +191,7 @@ int main(int argc, char **argv)
         if (r < 0)
                 goto out;
         const struct grpc_service services[] = { api_service(m) };
-        const struct grpc_server_options opts = {
+        const struct grpc_server_options api_opts = {
                 .socket_path = cfg.socket_path,
                 .read_group = cfg.read_group,
                 .listen_tls = cfg.listen_tls,
@@ -200,7 +205,7 @@ int main(int argc, char **argv)
                 .descriptors = hostd_descriptor_set,
                 .descriptors_len = hostd_descriptor_set_len,
         };
-        r = grpc_server_new(event, &opts, services, ELEMENTSOF(services), &m->api);
+        r = grpc_server_new(event, &api_opts, services, ELEMENTSOF(services), &m->api);
         if (r < 0)
                 goto out;
         sd_event_add_signal(event, NULL, SIGHUP, on_sighup, m);
