@@ -1,4 +1,5 @@
-/* hostctl: the operator's command line for hostd, over its Unix socket or its TLS listener. */
+/* hostctl: the operator's command line for hostd, a gRPC client of hostd.v1.Hostd over its Unix
+ * socket or its TLS listener. */
 #include <ctype.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,8 +13,8 @@
 #include <termios.h>
 #include <time.h>
 
-#include "client.h"
 #include "config-build.h"
+#include "grpc-client.h"
 #include "spec.h"
 #include "util.h"
 
@@ -35,7 +36,8 @@ struct globals {
         const char *host; /* ADDR:PORT of listen-tls; NULL: the socket */
         const char *cert, *key, *ca;
         bool json;
-        uint32_t timeout_s; /* 0: wait forever */
+        uint32_t timeout_s;   /* 0: wait forever */
+        uint32_t keepalive_s; /* HOSTCTL_KEEPALIVE: pings on a quiet follow; 0: none */
 };
 
 static const Hostd__V1__DynoSpec empty_spec = HOSTD__V1__DYNO_SPEC__INIT;
@@ -53,17 +55,23 @@ _printf_(2, 3) static int usage_error(const char *cmd, const char *fmt, ...)
         return EXIT_USAGE;
 }
 
-/* hostd answered with an error (-EREMOTEIO): 1; anything else means no usable hostd: 3. */
-static int call_failed(const struct hostd_client *c, int r, const char *what)
+static char *escape_str(const char *s);
+
+/* hostd answered with an error status (-EREMOTEIO): 1; anything else means no usable hostd
+ * (unreachable, the conversation broke, no reply in time): 3. */
+static int call_failed(const struct grpc_client *c, int r, const char *what)
 {
-        fprintf(stderr, "hostctl: %s: %s\n", what, c->error);
+        /* hostd's message is shown on a terminal: its control characters escaped. */
+        _cleanup_free_ char *e = escape_str(c->error);
+        fprintf(stderr, "hostctl: %s: %s\n", what, e ? e : c->error);
         return r == -EREMOTEIO ? EXIT_REMOTE : EXIT_UNREACHABLE;
 }
 
-static int connect_hostd(struct hostd_client *c, const struct globals *g)
+static int connect_hostd(struct grpc_client *c, const struct globals *g)
 {
         int64_t ms = g->timeout_s > 0 ? (int64_t)g->timeout_s * 1000 : -1;
-        hostd_client_init(c, ms);
+        grpc_client_init(c, ms);
+        c->keepalive_s = g->keepalive_s;
         int r;
         if (g->host) {
                 if (!g->cert || !g->key || !g->ca) {
@@ -73,14 +81,14 @@ static int connect_hostd(struct hostd_client *c, const struct globals *g)
                                 g->host);
                         return EXIT_USAGE;
                 }
-                r = hostd_client_connect_tls(c, g->host, g->cert, g->key, g->ca);
+                r = grpc_client_connect_tls(c, g->host, g->cert, g->key, g->ca);
                 if (r < 0) {
                         fprintf(stderr, "hostctl: %s\n", c->error);
                         return r == -EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
                 }
                 return EXIT_OK;
         }
-        r = hostd_client_connect(c, g->socket_path);
+        r = grpc_client_connect_unix(c, g->socket_path);
         if (r < 0) {
                 const char *hint = r == -ENOENT || r == -ECONNREFUSED ? " (is hostd running?)" : "";
                 fprintf(stderr, "hostctl: %s%s\n", c->error, hint);
@@ -89,15 +97,21 @@ static int connect_hostd(struct hostd_client *c, const struct globals *g)
         return EXIT_OK;
 }
 
-static void client_donep(struct hostd_client *c) { hostd_client_done(c); }
+static void client_donep(struct grpc_client *c) { grpc_client_done(c); }
 #define _cleanup_client_ _cleanup_(client_donep)
 
-static void response_freep(Hostd__V1__Response **r)
+/* Any unpacked message: Hostd__V1__GetDynoResponse *resp and the like. */
+static void message_freep(void *p)
 {
-        if (*r)
-                hostd__v1__response__free_unpacked(*r, NULL);
+        ProtobufCMessage **m = p;
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
 }
-#define _cleanup_response_ _cleanup_(response_freep)
+#define _cleanup_message_ _cleanup_(message_freep)
+
+/* A unary call of hostd.v1.Hostd: req is a request message, *ret gets the Response type's. */
+#define UNARY(c, method, req, Response, ret)                                                       \
+        grpc_unary((c), (method), &(req)->base, &Response##__descriptor, (ProtobufCMessage **)(ret))
 
 static void json_putp(struct json_object **o) { json_object_put(*o); }
 #define _cleanup_json_ _cleanup_(json_putp)
@@ -113,37 +127,6 @@ static int finish_output(int status)
 }
 
 /* ---- text helpers ---- */
-
-/* Length of the valid UTF-8 sequence at p (and its code point), or 0 when it is not one. */
-static size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret)
-{
-        size_t len;
-        uint32_t cp, min;
-
-        if (p[0] < 0x80) {
-                *ret = p[0];
-                return 1;
-        } else if ((p[0] & 0xe0) == 0xc0)
-                len = 2, cp = p[0] & 0x1f, min = 0x80;
-        else if ((p[0] & 0xf0) == 0xe0)
-                len = 3, cp = p[0] & 0x0f, min = 0x800;
-        else if ((p[0] & 0xf8) == 0xf0)
-                len = 4, cp = p[0] & 0x07, min = 0x10000;
-        else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t k = 1; k < len; k++) {
-                if ((p[k] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (p[k] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past Unicode are not UTF-8. */
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        *ret = cp;
-        return len;
-}
 
 /* Control characters from hostd's data (a dyno's command, its log lines) are shown escaped:
  * a newline would break a table, and an escape sequence (C0 ESC, or a C1 control such as
@@ -262,6 +245,18 @@ static const char *format_duration(int64_t usec, char buf[static 32])
         return buf;
 }
 
+/* The prefix every value name of an enum shares, by protobuf's style: "DYNO_STATE_" (from
+ * DYNO_STATE_UNSPECIFIED, the zero value). 0 when the zero value does not show one. */
+static size_t enum_prefix_len(const ProtobufCEnumDescriptor *d)
+{
+        const ProtobufCEnumValue *zero = protobuf_c_enum_descriptor_get_value(d, 0);
+        const char *u = zero ? strstr(zero->name, "_UNSPECIFIED") : NULL;
+        return u && u[strlen("_UNSPECIFIED")] == 0 ? (size_t)(u - zero->name) + 1 : 0;
+}
+
+/* A value as the CLI shows it: lower-case, without the enum's prefix ("up" for
+ * DYNO_STATE_UP, "one_off", "stack"); "unspecified" for the zero value; the number for one
+ * this build does not know. */
 static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, char buf[static 32])
 {
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
@@ -271,10 +266,14 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, char buf[s
         }
         if (strstr(ev->name, "_UNSPECIFIED"))
                 return "unspecified";
+        const char *name = ev->name;
+        size_t skip = enum_prefix_len(d);
+        const ProtobufCEnumValue *zero = protobuf_c_enum_descriptor_get_value(d, 0);
+        if (skip > 0 && strncmp(name, zero->name, skip) == 0 && strlen(name) > skip)
+                name += skip;
         size_t i = 0;
-        for (; ev->name[i] && i < 31; i++)
-                buf[i] = (char)(ev->name[i] >= 'A' && ev->name[i] <= 'Z' ? ev->name[i] + 32 :
-                                                                           ev->name[i]);
+        for (; name[i] && i < 31; i++)
+                buf[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
         buf[i] = 0;
         return buf;
 }
@@ -291,7 +290,8 @@ static const char *type_name(Hostd__V1__DynoType t, char buf[static 32])
 
 static bool state_is_final(Hostd__V1__DynoState s)
 {
-        return s == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED || s == HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN ||
+        return s == HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED ||
+               s == HOSTD__V1__DYNO_STATE__DYNO_STATE_DOWN ||
                s == HOSTD__V1__DYNO_STATE__DYNO_STATE_COMPLETE;
 }
 
@@ -858,23 +858,16 @@ static int cmd_ps(struct globals *g, int argc, char **argv)
         if (optind < argc)
                 return usage_error("ps", "unexpected argument '%s'", argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__ListRequest list = HOSTD__V1__LIST_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_LIST;
-        req.list = &list;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_LIST, &resp);
+        Hostd__V1__ListDynosRequest req = HOSTD__V1__LIST_DYNOS_REQUEST__INIT;
+        _cleanup_message_ Hostd__V1__ListDynosResponse *reply = NULL;
+        r = UNARY(&c, "ListDynos", &req, hostd__v1__list_dynos_response, &reply);
         if (r < 0)
                 return call_failed(&c, r, "ps");
-        const Hostd__V1__ListReply *reply = resp->list;
-        if (!reply)
-                return fprintf(stderr, "hostctl: ps: hostd's reply has no list\n"),
-                       EXIT_UNREACHABLE;
 
         if (g->json)
                 return print_message_json(&reply->base);
@@ -942,14 +935,11 @@ static const char inspect_help[] =
         "uid, times, how it exited, its cgroup, address and limits.\n"
         "\n" COMMON_HELP;
 
-static int get_dyno(struct hostd_client *c, const char *id, Hostd__V1__Response **ret)
+static int get_dyno(struct grpc_client *c, const char *id, Hostd__V1__GetDynoResponse **ret)
 {
-        Hostd__V1__GetRequest get = HOSTD__V1__GET_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        get.id = (char *)id;
-        req.call_case = HOSTD__V1__REQUEST__CALL_GET;
-        req.get = &get;
-        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_GET, ret);
+        Hostd__V1__GetDynoRequest req = HOSTD__V1__GET_DYNO_REQUEST__INIT;
+        req.id = (char *)id;
+        return UNARY(c, "GetDyno", &req, hostd__v1__get_dyno_response, ret);
 }
 
 /* The dyno of a reply, or NULL after telling the user hostd left it out. */
@@ -983,17 +973,17 @@ static int cmd_inspect(struct globals *g, int argc, char **argv)
         if (r != EXIT_OK)
                 return r;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
         _cleanup_free_ char *what = strjoin3("inspect ", id, NULL);
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        _cleanup_message_ Hostd__V1__GetDynoResponse *resp = NULL;
         r = get_dyno(&c, id, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "inspect");
-        const Hostd__V1__Dyno *d = reply_dyno(resp->get->dyno, "inspect");
+        const Hostd__V1__Dyno *d = reply_dyno(resp->dyno, "inspect");
         if (!d)
                 return EXIT_UNREACHABLE;
         return print_dyno_result(g, d, false);
@@ -1289,14 +1279,12 @@ static int spec_from_args(const char *cmd, struct start_flags *f, int argc, char
         return EXIT_OK;
 }
 
-static int start_call(struct hostd_client *c, Hostd__V1__DynoSpec *spec, Hostd__V1__Response **ret)
+static int start_call(struct grpc_client *c, Hostd__V1__DynoSpec *spec,
+                      Hostd__V1__StartResponse **ret)
 {
-        Hostd__V1__StartRequest start = HOSTD__V1__START_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        start.spec = spec;
-        req.call_case = HOSTD__V1__REQUEST__CALL_START;
-        req.start = &start;
-        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_START, ret);
+        Hostd__V1__StartRequest req = HOSTD__V1__START_REQUEST__INIT;
+        req.spec = spec;
+        return UNARY(c, "Start", &req, hostd__v1__start_response, ret);
 }
 
 static int cmd_start(struct globals *g, int argc, char **argv)
@@ -1318,17 +1306,17 @@ static int cmd_start(struct globals *g, int argc, char **argv)
         if (!*spec->id)
                 return usage_error("start", "--id is required (or \"id\" in the --spec file)");
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
         _cleanup_free_ char *what = strjoin3("start ", spec->id, NULL);
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        _cleanup_message_ Hostd__V1__StartResponse *resp = NULL;
         r = start_call(&c, spec, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "start");
-        const Hostd__V1__Dyno *d = reply_dyno(resp->start->dyno, "start");
+        const Hostd__V1__Dyno *d = reply_dyno(resp->dyno, "start");
         if (!d)
                 return EXIT_UNREACHABLE;
         return print_dyno_result(g, d, false);
@@ -1387,45 +1375,44 @@ static int cmd_stop_restart(struct globals *g, int argc, char **argv, bool resta
         if (r != EXIT_OK)
                 return r;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        /* hostd answers once the dyno is down, which may take the whole grace period. */
+        /* hostd answers once the dyno is down, which may take the whole grace period: the
+         * deadline (grpc-timeout) is --timeout plus the grace. */
         if (c.timeout_ms >= 0)
                 c.timeout_ms += (int64_t)(grace.set ? grace.seconds : GRACE_DEFAULT_S) * 1000;
 
         _cleanup_free_ char *what = strjoin3(cmd, " ", id);
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
         const Hostd__V1__Dyno *d;
         if (restart) {
-                Hostd__V1__RestartRequest rr = HOSTD__V1__RESTART_REQUEST__INIT;
-                rr.id = (char *)id;
+                Hostd__V1__RestartRequest req = HOSTD__V1__RESTART_REQUEST__INIT;
+                req.id = (char *)id;
                 if (grace.set) {
-                        rr.grace_case = HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS;
-                        rr.grace_seconds = grace.seconds;
+                        req.grace_case = HOSTD__V1__RESTART_REQUEST__GRACE_GRACE_SECONDS;
+                        req.grace_seconds = grace.seconds;
                 }
-                req.call_case = HOSTD__V1__REQUEST__CALL_RESTART;
-                req.restart = &rr;
-                r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_RESTART, &resp);
+                _cleanup_message_ Hostd__V1__RestartResponse *resp = NULL;
+                r = UNARY(&c, "Restart", &req, hostd__v1__restart_response, &resp);
                 if (r < 0)
                         return call_failed(&c, r, what ? what : cmd);
-                d = resp->restart->dyno;
-        } else {
-                Hostd__V1__StopRequest sr = HOSTD__V1__STOP_REQUEST__INIT;
-                sr.id = (char *)id;
-                if (grace.set) {
-                        sr.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
-                        sr.grace_seconds = grace.seconds;
-                }
-                req.call_case = HOSTD__V1__REQUEST__CALL_STOP;
-                req.stop = &sr;
-                r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_STOP, &resp);
-                if (r < 0)
-                        return call_failed(&c, r, what ? what : cmd);
-                d = resp->stop->dyno;
+                d = resp->dyno;
+                if (!reply_dyno(d, cmd))
+                        return EXIT_UNREACHABLE;
+                return print_dyno_result(g, d, true);
         }
+        Hostd__V1__StopRequest req = HOSTD__V1__STOP_REQUEST__INIT;
+        req.id = (char *)id;
+        if (grace.set) {
+                req.grace_case = HOSTD__V1__STOP_REQUEST__GRACE_GRACE_SECONDS;
+                req.grace_seconds = grace.seconds;
+        }
+        _cleanup_message_ Hostd__V1__StopResponse *resp = NULL;
+        r = UNARY(&c, "Stop", &req, hostd__v1__stop_response, &resp);
+        if (r < 0)
+                return call_failed(&c, r, what ? what : cmd);
+        d = resp->dyno;
         if (!reply_dyno(d, cmd))
                 return EXIT_UNREACHABLE;
         return print_dyno_result(g, d, true);
@@ -1451,7 +1438,8 @@ static const char logs_help[] =
         "\n"
         "  -n, --lines N          at most N recent lines (default 100; 0: all hostd keeps)\n"
         "  -f, --follow           then keep printing new lines until hostd ends the stream\n"
-        "                         (--timeout applies only to the first reply)\n"
+        "                         (--timeout does not apply: a follow waits for lines as\n"
+        "                         long as it takes)\n"
         "\n" COMMON_HELP;
 
 struct logs_opts {
@@ -1495,10 +1483,10 @@ static void print_log_line(const Hostd__V1__LogLine *l, const struct logs_opts *
         putchar('\n');
 }
 
-static int logs_batch(const Hostd__V1__Response *resp, void *userdata)
+static int logs_batch(const ProtobufCMessage *msg, void *userdata)
 {
         const struct logs_opts *o = userdata;
-        const Hostd__V1__LogBatch *b = resp->logs;
+        const Hostd__V1__LogsResponse *b = (const Hostd__V1__LogsResponse *)msg;
         for (size_t i = 0; b && i < b->n_lines; i++)
                 print_log_line(b->lines[i], o);
         /* A follower (| grep) should see each line as it comes, not when a buffer fills. */
@@ -1527,40 +1515,30 @@ static int cmd_logs(struct globals *g, int argc, char **argv)
         o.json = g->json;
         o.escape = isatty(STDOUT_FILENO);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__LogsRequest lr = HOSTD__V1__LOGS_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        lr.id = (char *)id;
-        lr.lines = o.lines;
-        lr.follow = o.follow;
-        req.call_case = HOSTD__V1__REQUEST__CALL_LOGS;
-        req.logs = &lr;
+        Hostd__V1__LogsRequest req = HOSTD__V1__LOGS_REQUEST__INIT;
+        req.id = (char *)id;
+        req.lines = o.lines;
+        req.follow = o.follow;
         _cleanup_free_ char *what = strjoin3("logs ", id, NULL);
 
-        if (o.follow) {
-                r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_LOGS, logs_batch, &o);
-                if (r < 0 && !c.error[0]) {
-                        /* The callback failed: writing to stdout. */
-                        fprintf(stderr, "hostctl: %s: write output: %s\n", what ? what : "logs",
-                                strerror(-r));
-                        return EXIT_REMOTE;
-                }
-                if (r < 0)
-                        return call_failed(&c, r, what ? what : "logs");
-                return finish_output(EXIT_OK);
+        /* Without --follow the stream ends by itself: a deadline. A follow has none: it waits
+         * for lines as long as it takes (keepalive pings notice a dead connection). */
+        r = grpc_server_stream(&c, "Logs", &req.base, &hostd__v1__logs_response__descriptor,
+                               o.follow ? -1 : c.timeout_ms, -1, logs_batch, &o);
+        if (r < 0 && !c.error[0]) {
+                /* The callback failed: writing to stdout. */
+                fprintf(stderr, "hostctl: %s: write output: %s\n", what ? what : "logs",
+                        strerror(-r));
+                return EXIT_REMOTE;
         }
-
-        /* Without --follow the call is not a stream: one Response holds the lines. */
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_LOGS, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "logs");
-        logs_batch(resp, &o);
-        return EXIT_OK;
+        return finish_output(EXIT_OK);
 }
 
 static const char host_help[] =
@@ -1573,13 +1551,18 @@ static const char host_help[] =
         "most it takes, whether it is draining, and the dyno sizes it offers.\n"
         "\n" COMMON_HELP;
 
-static int host_info(struct hostd_client *c, Hostd__V1__Response **ret)
+static int get_host(struct grpc_client *c, Hostd__V1__GetHostResponse **ret)
 {
-        Hostd__V1__HostInfoRequest hi = HOSTD__V1__HOST_INFO_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_HOST_INFO;
-        req.host_info = &hi;
-        return hostd_client_call(c, &req, HOSTD__V1__RESPONSE__RESULT_HOST_INFO, ret);
+        Hostd__V1__GetHostRequest req = HOSTD__V1__GET_HOST_REQUEST__INIT;
+        return UNARY(c, "GetHost", &req, hostd__v1__get_host_response, ret);
+}
+
+/* The Host of a GetHost answer, or NULL after telling the user hostd left it out. */
+static const Hostd__V1__Host *reply_host(const Hostd__V1__GetHostResponse *resp, const char *what)
+{
+        if (!resp->host)
+                fprintf(stderr, "hostctl: %s: hostd's reply has no host\n", what);
+        return resp->host;
 }
 
 static int cmd_host(struct globals *g, int argc, char **argv)
@@ -1592,15 +1575,17 @@ static int cmd_host(struct globals *g, int argc, char **argv)
         if (optind < argc)
                 return usage_error("host", "unexpected argument '%s'", argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = host_info(&c, &resp);
+        _cleanup_message_ Hostd__V1__GetHostResponse *resp = NULL;
+        r = get_host(&c, &resp);
         if (r < 0)
                 return call_failed(&c, r, "host");
-        const Hostd__V1__Host *h = resp->host_info;
+        const Hostd__V1__Host *h = reply_host(resp, "host");
+        if (!h)
+                return EXIT_UNREACHABLE;
         if (g->json)
                 return print_message_json(&h->base);
 
@@ -1708,29 +1693,23 @@ static int cmd_drain_undrain(struct globals *g, int argc, char **argv, bool drai
         if (optind < argc)
                 return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        Hostd__V1__DrainRequest dr = HOSTD__V1__DRAIN_REQUEST__INIT;
-        Hostd__V1__UndrainRequest ur = HOSTD__V1__UNDRAIN_REQUEST__INIT;
         if (drain) {
+                Hostd__V1__DrainRequest req = HOSTD__V1__DRAIN_REQUEST__INIT;
                 if (dl.set) {
-                        dr.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
-                        dr.deadline_seconds = dl.seconds;
+                        req.deadline_case = HOSTD__V1__DRAIN_REQUEST__DEADLINE_DEADLINE_SECONDS;
+                        req.deadline_seconds = dl.seconds;
                 }
-                req.call_case = HOSTD__V1__REQUEST__CALL_DRAIN;
-                req.drain = &dr;
+                _cleanup_message_ Hostd__V1__DrainResponse *resp = NULL;
+                r = UNARY(&c, "Drain", &req, hostd__v1__drain_response, &resp);
         } else {
-                req.call_case = HOSTD__V1__REQUEST__CALL_UNDRAIN;
-                req.undrain = &ur;
+                Hostd__V1__UndrainRequest req = HOSTD__V1__UNDRAIN_REQUEST__INIT;
+                _cleanup_message_ Hostd__V1__UndrainResponse *resp = NULL;
+                r = UNARY(&c, "Undrain", &req, hostd__v1__undrain_response, &resp);
         }
-        r = hostd_client_call(&c, &req,
-                              drain ? HOSTD__V1__RESPONSE__RESULT_DRAIN :
-                                      HOSTD__V1__RESPONSE__RESULT_UNDRAIN,
-                              &resp);
         if (r < 0)
                 return call_failed(&c, r, cmd);
         if (g->json)
@@ -1775,26 +1754,29 @@ static int cmd_version(struct globals *g, int argc, char **argv)
                 fflush(stdout);
         }
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = host_info(&c, &resp);
+        _cleanup_message_ Hostd__V1__GetHostResponse *resp = NULL;
+        r = get_host(&c, &resp);
         if (r < 0)
                 return call_failed(&c, r, "version");
+        const Hostd__V1__Host *h = reply_host(resp, "version");
+        if (!h)
+                return EXIT_UNREACHABLE;
 
         if (g->json) {
                 _cleanup_json_ struct json_object *o = json_object_new_object();
                 if (o) {
                         json_object_object_add(o, "hostctl", json_object_new_string(HOSTD_VERSION));
-                        const char *v = resp->host_info->version ? resp->host_info->version : "";
+                        const char *v = h->version ? h->version : "";
                         json_object_object_add(o, "hostd",
                                                json_string_utf8((const uint8_t *)v, strlen(v)));
                 }
                 return print_json(o, true);
         }
-        _cleanup_free_ char *v = escape_str(or_dash(resp->host_info->version));
+        _cleanup_free_ char *v = escape_str(or_dash(h->version));
         printf("hostd %s\n", v ? v : "?");
         return EXIT_OK;
 }
@@ -2014,20 +1996,16 @@ static int cmd_images_ls(struct globals *g, int argc, char **argv)
         if (optind < argc)
                 return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__ImageListRequest il = HOSTD__V1__IMAGE_LIST_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_LIST;
-        req.image_list = &il;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_LIST, &resp);
+        Hostd__V1__ListImagesRequest req = HOSTD__V1__LIST_IMAGES_REQUEST__INIT;
+        _cleanup_message_ Hostd__V1__ListImagesResponse *reply = NULL;
+        r = UNARY(&c, "ListImages", &req, hostd__v1__list_images_response, &reply);
         if (r < 0)
                 return call_failed(&c, r, cmd);
-        const Hostd__V1__ImageListReply *reply = resp->image_list;
         if (g->json)
                 return print_message_json(&reply->base);
         return print_images(cmd, reply->images, reply->n_images, no_trunc);
@@ -2105,7 +2083,7 @@ static int import_source(const char *cmd, const char *arg, char **ret)
 }
 
 struct import_progress {
-        struct hostd_client *client;
+        int64_t *wait_ms; /* the limit of each wait for hostd's next report */
         char digest[DIGEST_SHORT + 1];
         bool tty;            /* draw a bar on stderr, else print lines */
         bool drawn;          /* the bar is on stderr, its line not ended */
@@ -2162,19 +2140,15 @@ static void progress_end_line(struct import_progress *p)
         p->drawn = false;
 }
 
-static int import_on_progress(const Hostd__V1__Response *resp, void *userdata)
+static int import_on_progress(struct import_progress *p, const Hostd__V1__ImportImageProgress *ip)
 {
-        struct import_progress *p = userdata;
-        const Hostd__V1__ImageImportProgress *ip = resp->image_progress;
-        if (!ip)
-                return 0;
         uint64_t done = ip->done_bytes, total = ip->total_bytes, now = now_monotonic_usec();
         bool complete = total > 0 && done >= total;
 
         /* The tarball is all there: hostd now unpacks it without reporting, for as long as
          * that takes (a vanished hostd or importer still ends the call). */
         if (complete)
-                p->client->timeout_ms = -1;
+                *p->wait_ms = -1;
 
         if (p->tty) {
                 if (p->shown_usec == 0 || complete || now - p->shown_usec >= PROGRESS_REDRAW_USEC) {
@@ -2231,38 +2205,73 @@ static int cmd_images_import(struct globals *g, int argc, char **argv)
         if (r != EXIT_OK)
                 return r;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        struct import_progress p = { .client = &c, .tty = isatty(STDERR_FILENO) };
+        int64_t wait_ms = c.timeout_ms;
+        struct import_progress p = { .wait_ms = &wait_ms, .tty = isatty(STDERR_FILENO) };
         snprintf(p.digest, sizeof p.digest, "%s", o.sha256);
         char what[64];
         snprintf(what, sizeof what, "%s %s", cmd, p.digest);
 
-        Hostd__V1__ImageImportRequest ir = HOSTD__V1__IMAGE_IMPORT_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        ir.source = source;
-        ir.sha256 = o.sha256;
-        ir.kind = o.kind;
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_IMPORT;
-        req.image_import = &ir;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call_progress(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_PROGRESS,
-                                       import_on_progress, &p,
-                                       HOSTD__V1__RESPONSE__RESULT_IMAGE_IMPORT, &resp);
+        Hostd__V1__ImportImageRequest req = HOSTD__V1__IMPORT_IMAGE_REQUEST__INIT;
+        req.source = source;
+        req.sha256 = o.sha256;
+        req.kind = o.kind;
+        /* No grpc-timeout: an import takes as long as its tarball does. --timeout bounds each
+         * wait for hostd's next report instead. */
+        _cleanup_(grpc_call_done) struct grpc_call call = {};
+        r = grpc_call_start(&c, &call, "ImportImage", -1);
+        if (r >= 0)
+                r = grpc_call_send(&call, &req.base, true);
+        _cleanup_message_ Hostd__V1__ImportImageResponse *answer = NULL;
+        bool reported = false;
+        while (r >= 0) {
+                Hostd__V1__ImportImageResponse *m = NULL;
+                uint64_t until = wait_ms >= 0 ? now_monotonic_usec() + (uint64_t)wait_ms * 1000 :
+                                                UINT64_MAX;
+                r = grpc_call_recv(&call, &hostd__v1__import_image_response__descriptor, until,
+                                   (ProtobufCMessage **)&m);
+                if (r == -ETIMEDOUT) {
+                        if (reported)
+                                snprintf(c.error, sizeof c.error,
+                                         "hostd reported no progress for %" PRId64 " s",
+                                         (wait_ms + 999) / 1000);
+                        else
+                                snprintf(c.error, sizeof c.error,
+                                         "no reply from hostd within %" PRId64 " s",
+                                         (wait_ms + 999) / 1000);
+                        break;
+                }
+                if (r == 0 && !answer) {
+                        snprintf(c.error, sizeof c.error,
+                                 "hostd ended the import without the image");
+                        r = -EPROTO;
+                }
+                if (r <= 0)
+                        break;
+                if (m->kind_case == HOSTD__V1__IMPORT_IMAGE_RESPONSE__KIND_PROGRESS && !answer) {
+                        import_on_progress(&p, m->progress);
+                        reported = true;
+                        protobuf_c_message_free_unpacked(&m->base, NULL);
+                } else if (m->kind_case == HOSTD__V1__IMPORT_IMAGE_RESPONSE__KIND_IMAGE && !answer)
+                        answer = m; /* the last message; the status follows */
+                else {
+                        protobuf_c_message_free_unpacked(&m->base, NULL);
+                        snprintf(c.error, sizeof c.error,
+                                 "hostd answered the import with a message after the image, or "
+                                 "one of no kind");
+                        r = -EPROTO;
+                }
+        }
         progress_end_line(&p);
         if (r < 0)
                 return call_failed(&c, r, what);
-        Hostd__V1__Image *img = resp->image_import->image;
-        if (!img) {
-                fprintf(stderr, "hostctl: %s: hostd's reply has no image\n", what);
-                return EXIT_UNREACHABLE;
-        }
         if (g->json)
-                return print_message_json(&img->base);
-        return print_images(cmd, &img, 1, false);
+                return print_message_json(&answer->image->base);
+        return print_images(cmd, &answer->image, 1, false);
 }
 
 static int cmd_images_rm(struct globals *g, int argc, char **argv)
@@ -2286,23 +2295,20 @@ static int cmd_images_rm(struct globals *g, int argc, char **argv)
                                    "ls --no-trunc\" shows them)",
                                    argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__ImageRemoveRequest rr = HOSTD__V1__IMAGE_REMOVE_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        rr.digest = digest;
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_REMOVE;
-        req.image_remove = &rr;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_REMOVE, &resp);
+        Hostd__V1__RemoveImageRequest req = HOSTD__V1__REMOVE_IMAGE_REQUEST__INIT;
+        req.digest = digest;
+        _cleanup_message_ Hostd__V1__RemoveImageResponse *resp = NULL;
+        r = UNARY(&c, "RemoveImage", &req, hostd__v1__remove_image_response, &resp);
         if (r < 0)
                 return call_failed(&c, r, cmd);
 
         if (g->json) {
-                /* ImageRemoveReply is empty: say what went, in gc's shape. */
+                /* RemoveImageResponse is empty: say what went, in gc's shape. */
                 _cleanup_json_ struct json_object *o = json_object_new_object();
                 struct json_object *a = json_object_new_array();
                 if (!o || !a) {
@@ -2346,24 +2352,20 @@ static int cmd_images_gc(struct globals *g, int argc, char **argv)
         if (optind < argc)
                 return usage_error(o.cmd, "unexpected argument '%s'", argv[optind]);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__ImageGcRequest gr = HOSTD__V1__IMAGE_GC_REQUEST__INIT;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
+        Hostd__V1__PruneImagesRequest req = HOSTD__V1__PRUNE_IMAGES_REQUEST__INIT;
         if (o.budget_set) {
-                gr.budget_case = HOSTD__V1__IMAGE_GC_REQUEST__BUDGET_BUDGET_BYTES;
-                gr.budget_bytes = o.budget;
+                req.budget_case = HOSTD__V1__PRUNE_IMAGES_REQUEST__BUDGET_BUDGET_BYTES;
+                req.budget_bytes = o.budget;
         }
-        req.call_case = HOSTD__V1__REQUEST__CALL_IMAGE_GC;
-        req.image_gc = &gr;
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
-        r = hostd_client_call(&c, &req, HOSTD__V1__RESPONSE__RESULT_IMAGE_GC, &resp);
+        _cleanup_message_ Hostd__V1__PruneImagesResponse *reply = NULL;
+        r = UNARY(&c, "PruneImages", &req, hostd__v1__prune_images_response, &reply);
         if (r < 0)
                 return call_failed(&c, r, o.cmd);
-        const Hostd__V1__ImageGcReply *reply = resp->image_gc;
         if (g->json)
                 return print_message_json(&reply->base);
 
@@ -2444,31 +2446,32 @@ static int exec_option(int c, const char *arg, void *userdata)
         return EXIT_OK;
 }
 
-static int exec_send(struct hostd_client *c, Hostd__V1__Request *req)
-{
-        req->id = c->next_id++;
-        size_t len = hostd__v1__request__get_packed_size(req);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf)
-                return -ENOMEM;
-        hostd__v1__request__pack(req, buf);
-        return hostd_client_send_frame(c, buf, len);
-}
-
-static int exec_input(struct hostd_client *c, uint64_t stream, const void *data, size_t len,
-                      bool eof, unsigned columns, unsigned rows)
+/* Input (and resizes) for an Exec or an Attach: the same StreamInput in each one's message. */
+static int stream_input(struct grpc_call *call, bool attach, const void *data, size_t len, bool eof,
+                        unsigned columns, unsigned rows)
 {
         Hostd__V1__StreamInput in = HOSTD__V1__STREAM_INPUT__INIT;
-        in.stream_id = stream;
         in.data.data = (uint8_t *)data;
         in.data.len = len;
         in.eof = eof;
         in.columns = columns;
         in.rows = rows;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_STREAM_INPUT;
-        req.stream_input = &in;
-        return exec_send(c, &req);
+        if (attach) {
+                Hostd__V1__AttachRequest req = HOSTD__V1__ATTACH_REQUEST__INIT;
+                req.kind_case = HOSTD__V1__ATTACH_REQUEST__KIND_INPUT;
+                req.input = &in;
+                return grpc_call_send(call, &req.base, false);
+        }
+        Hostd__V1__ExecRequest req = HOSTD__V1__EXEC_REQUEST__INIT;
+        req.kind_case = HOSTD__V1__EXEC_REQUEST__KIND_INPUT;
+        req.input = &in;
+        return grpc_call_send(call, &req.base, false);
+}
+
+static const Hostd__V1__StreamOutput *stream_output(const ProtobufCMessage *m, bool attach)
+{
+        return attach ? ((const Hostd__V1__AttachResponse *)m)->output :
+                        ((const Hostd__V1__ExecResponse *)m)->output;
 }
 
 static volatile sig_atomic_t exec_resized;
@@ -2483,23 +2486,40 @@ static void exec_restore_terminal(void)
         exec_raw = false;
 }
 
-/* Send req (an Exec or an Attach) and be its terminal: standard input to the stream (with
- * interactive; else its end at once), its output to standard output, a resize on SIGWINCH
- * when term (standard input, a terminal, is then raw). Returns the command's exit status, or
- * EXIT_REMOTE / EXIT_UNREACHABLE after saying why on standard error. */
-static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Request *req,
-                       bool interactive, bool term)
-{
-        int r = exec_send(c, req);
-        uint64_t stream = req->id;
-        if (r >= 0 && !interactive)
-                r = exec_input(c, stream, NULL, 0, true, 0, 0);
-        if (r < 0) {
-                fprintf(stderr, "hostctl: %s: send: %s\n", what, strerror(-r));
-                return EXIT_UNREACHABLE;
-        }
+/* Standard input read ahead of what hostd took: past this, hostctl stops reading it. */
+#define STREAM_INPUT_HIGH (256 * 1024)
 
+/* Open method (Exec or Attach) with its first message, start, and be the process's terminal:
+ * standard input to the stream (with interactive; else its end at once), its output to
+ * standard output, a resize on SIGWINCH when term (standard input, a terminal, is then raw).
+ * Returns the command's exit status, or EXIT_REMOTE / EXIT_UNREACHABLE after saying why on
+ * standard error.
+ *
+ * The end of input is an `eof` message, never a half-close of the stream: a resize may still
+ * follow it, and hostd's side ends the call once the process is gone. */
+static int stream_loop(struct grpc_client *c, const char *what, const char *method,
+                       const ProtobufCMessage *start, bool attach, bool interactive, bool term)
+{
+        const ProtobufCMessageDescriptor *d = attach ? &hostd__v1__attach_response__descriptor :
+                                                       &hostd__v1__exec_response__descriptor;
+        _cleanup_(grpc_call_done) struct grpc_call call = {};
+        /* No deadline: the process runs as long as it runs. */
+        int r = grpc_call_start(c, &call, method, -1);
+        if (r >= 0)
+                r = grpc_call_send(&call, start, false);
+        if (r >= 0 && !interactive)
+                r = stream_input(&call, attach, NULL, 0, true, 0, 0);
+        if (r < 0)
+                return call_failed(c, r, what);
+
+        /* SIGWINCH is let in only while ppoll() waits: one that came between the check of
+         * exec_resized and the wait would otherwise wait for the next event to be seen. */
         struct winsize ws;
+        sigset_t winch, wait_mask;
+        sigemptyset(&winch);
+        sigaddset(&winch, SIGWINCH);
+        sigprocmask(SIG_BLOCK, &winch, &wait_mask);
+        sigdelset(&wait_mask, SIGWINCH);
         if (term) {
                 struct sigaction sa = { .sa_handler = on_sigwinch };
                 sigaction(SIGWINCH, &sa, NULL);
@@ -2513,71 +2533,20 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
                 }
         }
 
-        bool input_open = interactive;
-        int status = -1;
-        while (status < 0) {
+        bool input_open = interactive, exited = false;
+        int status = 0;
+        while (!exited) {
                 if (exec_resized) {
                         exec_resized = 0;
                         if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
-                                exec_input(c, stream, NULL, 0, false, ws.ws_col, ws.ws_row);
+                                stream_input(&call, attach, NULL, 0, false, ws.ws_col, ws.ws_row);
                 }
-                struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
-                                         { .fd = input_open ? STDIN_FILENO : -1,
-                                           .events = POLLIN } };
-                /* Bytes decrypted already are no event for poll(): do not wait for them. */
-                bool buffered = hostd_client_buffered(c);
-                if (poll(pfd, 2, buffered ? 0 : -1) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                if (pfd[1].revents) {
-                        char buf[32768];
-                        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                input_open = false;
-                                r = exec_input(c, stream, NULL, 0, true, 0, 0);
-                        } else
-                                r = exec_input(c, stream, buf, (size_t)n, false, 0, 0);
-                        if (r < 0)
-                                break;
-                }
-                if (!pfd[0].revents && !buffered)
-                        continue;
-                ssize_t n = hostd_client_fill(c);
-                if (n == 0) {
-                        r = -ECONNRESET;
-                        break;
-                }
-                if (n < 0 && n != -EAGAIN) {
-                        r = (int)n;
-                        break;
-                }
-                const uint8_t *msg;
-                size_t len;
-                while (status < 0 && (r = frame_reader_next(&c->reader, &msg, &len)) > 0) {
-                        _cleanup_response_ Hostd__V1__Response *resp =
-                                hostd__v1__response__unpack(NULL, len, msg);
-                        if (!resp) {
-                                r = -EBADMSG;
-                                break;
-                        }
-                        if (resp->status && resp->status->code != API_OK) {
-                                exec_restore_terminal();
-                                char cb[24];
-                                fprintf(stderr, "hostctl: %s: %s: %s\n", what,
-                                        hostd_code_name(resp->status->code, cb),
-                                        resp->status->message);
-                                return EXIT_REMOTE;
-                        }
-                        if (resp->id != stream ||
-                            resp->result_case != HOSTD__V1__RESPONSE__RESULT_STREAM_OUTPUT)
-                                continue;
-                        const Hostd__V1__StreamOutput *out = resp->stream_output;
-                        for (size_t done = 0; done < out->data.len;) {
+                /* Send what is queued, take what has come; a failure shows below. */
+                grpc_client_process(c, 0);
+                ProtobufCMessage *m;
+                while (!exited && (r = grpc_call_try_recv(&call, d, &m)) > 0) {
+                        const Hostd__V1__StreamOutput *out = stream_output(m, attach);
+                        for (size_t done = 0; out && done < out->data.len;) {
                                 ssize_t w = write(STDOUT_FILENO, out->data.data + done,
                                                   out->data.len - done);
                                 if (w < 0 && errno == EINTR)
@@ -2586,17 +2555,65 @@ static int stream_loop(struct hostd_client *c, const char *what, Hostd__V1__Requ
                                         break; /* nobody reads our output: the rest is lost */
                                 done += (size_t)w;
                         }
-                        if (out->exited)
+                        if (out && out->exited) {
+                                exited = true;
                                 status = out->exit_code;
+                        }
+                        protobuf_c_message_free_unpacked(m, NULL);
                 }
-                if (r < 0)
+                if (exited)
                         break;
+                if (r == 0) {
+                        exec_restore_terminal();
+                        fprintf(stderr,
+                                "hostctl: %s: hostd ended the call without the exit status\n",
+                                what);
+                        return EXIT_UNREACHABLE;
+                }
+                if (r != -EAGAIN) {
+                        exec_restore_terminal();
+                        return call_failed(c, r, what);
+                }
+
+                bool reading = input_open && grpc_call_pending(&call) < STREAM_INPUT_HIGH;
+                struct pollfd pfd[2] = {
+                        { .fd = grpc_client_fd(c), .events = grpc_client_poll_events(c) },
+                        { .fd = reading ? STDIN_FILENO : -1, .events = POLLIN },
+                };
+                int ms = grpc_client_poll_timeout(c);
+                struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+                if (ppoll(pfd, 2, ms < 0 ? NULL : &ts, &wait_mask) < 0) {
+                        if (errno == EINTR)
+                                continue; /* SIGWINCH */
+                        exec_restore_terminal();
+                        fprintf(stderr, "hostctl: %s: poll: %m\n", what);
+                        return EXIT_UNREACHABLE;
+                }
+                if (pfd[1].revents) {
+                        char buf[32768];
+                        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                input_open = false;
+                                stream_input(&call, attach, NULL, 0, true, 0, 0);
+                        } else
+                                stream_input(&call, attach, buf, (size_t)n, false, 0, 0);
+                }
         }
         exec_restore_terminal();
-        if (status >= 0)
-                return status > 255 ? 255 : status;
-        fprintf(stderr, "hostctl: %s: the connection to hostd broke: %s\n", what, strerror(-r));
-        return EXIT_UNREACHABLE;
+
+        /* The exit status is the last message; hostd's status follows it at once. An error
+         * there is still hostd's word; one that does not come does not hide the status. */
+        uint64_t until = c->timeout_ms >= 0 ?
+                                 now_monotonic_usec() + (uint64_t)c->timeout_ms * 1000 :
+                                 UINT64_MAX;
+        ProtobufCMessage *m;
+        while ((r = grpc_call_recv(&call, d, until, &m)) > 0)
+                protobuf_c_message_free_unpacked(m, NULL);
+        if (r == -EREMOTEIO)
+                return call_failed(c, r, what);
+        return status > 255 ? 255 : status < 0 ? 255 : status;
 }
 
 /* $TERM of hostctl's own terminal, for a process on a terminal in the dyno: "" when unset or
@@ -2637,24 +2654,24 @@ static int cmd_exec(struct globals *g, int argc, char **argv)
         struct winsize ws = {};
         bool term = o.tty && isatty(STDIN_FILENO) && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
 
-        Hostd__V1__ExecRequest er = HOSTD__V1__EXEC_REQUEST__INIT;
-        er.id = (char *)id;
-        er.argv = argv + optind;
-        er.n_argv = (size_t)(argc - optind);
-        er.tty = o.tty;
-        er.tty_columns = term ? ws.ws_col : 0;
-        er.tty_rows = term ? ws.ws_row : 0;
-        er.term = (char *)(o.tty ? client_term() : "");
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_EXEC;
-        req.exec = &er;
+        Hostd__V1__ExecStart es = HOSTD__V1__EXEC_START__INIT;
+        es.id = (char *)id;
+        es.argv = argv + optind;
+        es.n_argv = (size_t)(argc - optind);
+        es.tty = o.tty;
+        es.tty_columns = term ? ws.ws_col : 0;
+        es.tty_rows = term ? ws.ws_row : 0;
+        es.term = (char *)(o.tty ? client_term() : "");
+        Hostd__V1__ExecRequest req = HOSTD__V1__EXEC_REQUEST__INIT;
+        req.kind_case = HOSTD__V1__EXEC_REQUEST__KIND_START;
+        req.start = &es;
         _cleanup_free_ char *what = strjoin3("exec ", id, NULL);
-        return stream_loop(&c, what ? what : "exec", &req, o.interactive, term);
+        return stream_loop(&c, what ? what : "exec", "Exec", &req.base, false, o.interactive, term);
 }
 
 /* ---- run ---- */
@@ -2737,12 +2754,12 @@ static int cmd_run(struct globals *g, int argc, char **argv)
             spec_set_string(&spec->tty_term, client_term()) < 0)
                 return fprintf(stderr, "hostctl: out of memory\n"), EXIT_REMOTE;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
         _cleanup_free_ char *what = strjoin3("run ", spec->id, NULL);
-        _cleanup_response_ Hostd__V1__Response *resp = NULL;
+        _cleanup_message_ Hostd__V1__StartResponse *resp = NULL;
         r = start_call(&c, spec, &resp);
         if (r < 0)
                 return call_failed(&c, r, what ? what : "run");
@@ -2750,12 +2767,13 @@ static int cmd_run(struct globals *g, int argc, char **argv)
                 fprintf(stderr, "Running `%s` attached to terminal... up, %s\n", spec->command,
                         spec->name);
 
-        Hostd__V1__AttachRequest at = HOSTD__V1__ATTACH_REQUEST__INIT;
-        at.id = spec->id;
-        Hostd__V1__Request areq = HOSTD__V1__REQUEST__INIT;
-        areq.call_case = HOSTD__V1__REQUEST__CALL_ATTACH;
-        areq.attach = &at;
-        return stream_loop(&c, what ? what : "run", &areq, rf.interactive, term);
+        Hostd__V1__AttachStart as = HOSTD__V1__ATTACH_START__INIT;
+        as.id = spec->id;
+        Hostd__V1__AttachRequest req = HOSTD__V1__ATTACH_REQUEST__INIT;
+        req.kind_case = HOSTD__V1__ATTACH_REQUEST__KIND_START;
+        req.start = &as;
+        return stream_loop(&c, what ? what : "run", "Attach", &req.base, true, rf.interactive,
+                           term);
 }
 
 /* ---- events ---- */
@@ -2794,10 +2812,10 @@ static int events_option(int c, const char *arg, void *userdata)
         return usage_error("events", "unknown option");
 }
 
-static int print_event(const Hostd__V1__Response *resp, void *userdata)
+static int print_event(const ProtobufCMessage *m, void *userdata)
 {
         const struct events_opts *o = userdata;
-        const Hostd__V1__Event *e = resp->event;
+        const Hostd__V1__Event *e = ((const Hostd__V1__SubscribeEventsResponse *)m)->event;
         if (!e)
                 return 0;
         if (o->json) {
@@ -2806,9 +2824,11 @@ static int print_event(const Hostd__V1__Response *resp, void *userdata)
                         puts(json_object_to_json_string_ext(
                                 j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         } else {
-                char tb[48], sb[32];
-                _cleanup_free_ char *dyno = escape_str(or_dash(e->dyno_id)),
-                                    *kind = escape_str(or_dash(e->kind)),
+                char tb[48], sb[32], kb[32];
+                const char *k =
+                        e->kind ? enum_name(&hostd__v1__event_kind__descriptor, (int)e->kind, kb) :
+                                  "-";
+                _cleanup_free_ char *dyno = escape_str(or_dash(e->dyno_id)), *kind = escape_str(k),
                                     *msg = escape_str(or_dash(e->message));
                 printf("%" PRIu64 " %s %s %s %s %s\n", e->seq, format_time(e->time_usec, tb),
                        dyno ? dyno : "?", kind ? kind : "?",
@@ -2834,17 +2854,18 @@ static int cmd_events(struct globals *g, int argc, char **argv)
                 return usage_error("events", "unexpected argument '%s'", argv[optind]);
         o.json = g->json;
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        Hostd__V1__SubscribeEventsRequest se = HOSTD__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
-        se.since = o.since;
-        se.follow = o.follow;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_EVENTS;
-        req.subscribe_events = &se;
-        r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_EVENT, print_event, &o);
+        Hostd__V1__SubscribeEventsRequest req = HOSTD__V1__SUBSCRIBE_EVENTS_REQUEST__INIT;
+        req.since = o.since;
+        req.follow = o.follow;
+        /* The kept events end by themselves: a deadline. A follow has none (issue 18): it
+         * waits for events as long as it takes, and keepalive pings notice a dead hostd. */
+        r = grpc_server_stream(&c, "SubscribeEvents", &req.base,
+                               &hostd__v1__subscribe_events_response__descriptor,
+                               o.follow ? -1 : c.timeout_ms, -1, print_event, &o);
         if (r < 0 && !c.error[0]) {
                 fprintf(stderr, "hostctl: events: write output: %s\n", strerror(-r));
                 return EXIT_REMOTE;
@@ -2868,7 +2889,8 @@ static const char top_help[] =
         "\n"
         "      --interval SECONDS refresh this often (1..3600, default 2)\n"
         "  -n, --iterations N     stop after N refreshes (default: until interrupted)\n"
-        "      --json             one JSON object per refresh, the API's MetricsBatch\n" COMMON_HELP;
+        "      --json             one JSON object per refresh, the API's\n"
+        "                         SubscribeMetricsResponse\n" COMMON_HELP;
 
 struct top_prev {
         char *id;
@@ -2924,7 +2946,7 @@ static const struct top_prev *top_find(const struct top_state *t, const char *id
         return NULL;
 }
 
-static int top_table(struct top_state *t, const Hostd__V1__MetricsBatch *b)
+static int top_table(struct top_state *t, const Hostd__V1__SubscribeMetricsResponse *b)
 {
         static const char *const header[] = { "ID",   "NAME", "STATE", "CPU", "MEM", "QUOTA",
                                               "MEM%", "PIDS", "RX",    "TX",  "LOAD" };
@@ -3003,12 +3025,11 @@ static int top_table(struct top_state *t, const Hostd__V1__MetricsBatch *b)
         return 0;
 }
 
-static int top_batch(const Hostd__V1__Response *resp, void *userdata)
+static int top_batch(const ProtobufCMessage *msg, void *userdata)
 {
         struct top_state *t = userdata;
-        const Hostd__V1__MetricsBatch *b = resp->metrics;
-        if (!b)
-                return 0;
+        const Hostd__V1__SubscribeMetricsResponse *b =
+                (const Hostd__V1__SubscribeMetricsResponse *)msg;
         if (t->json) {
                 _cleanup_json_ struct json_object *j = message_to_json(&b->base);
                 if (j)
@@ -3043,16 +3064,17 @@ static int cmd_top(struct globals *g, int argc, char **argv)
         t.json = g->json;
         t.tty = isatty(STDOUT_FILENO);
 
-        _cleanup_client_ struct hostd_client c;
+        _cleanup_client_ struct grpc_client c;
         r = connect_hostd(&c, g);
         if (r != EXIT_OK)
                 return r;
-        Hostd__V1__SubscribeMetricsRequest sm = HOSTD__V1__SUBSCRIBE_METRICS_REQUEST__INIT;
-        sm.interval_seconds = t.interval;
-        Hostd__V1__Request req = HOSTD__V1__REQUEST__INIT;
-        req.call_case = HOSTD__V1__REQUEST__CALL_SUBSCRIBE_METRICS;
-        req.subscribe_metrics = &sm;
-        r = hostd_client_stream(&c, &req, HOSTD__V1__RESPONSE__RESULT_METRICS, top_batch, &t);
+        Hostd__V1__SubscribeMetricsRequest req = HOSTD__V1__SUBSCRIBE_METRICS_REQUEST__INIT;
+        req.interval_seconds = t.interval;
+        /* A subscription has no deadline; its first batch comes at once, and --timeout is how
+         * long hostctl waits for it. */
+        r = grpc_server_stream(&c, "SubscribeMetrics", &req.base,
+                               &hostd__v1__subscribe_metrics_response__descriptor, -1, c.timeout_ms,
+                               top_batch, &t);
         top_prev_free(t.prev, t.n_prev);
         if (r == -ECANCELED && t.iterations && t.done >= t.iterations)
                 return EXIT_OK;
@@ -3078,8 +3100,8 @@ static const struct command commands[] = {
 static const char main_help[] =
         "Usage: hostctl [OPTIONS] COMMAND [ARGS...]\n"
         "\n"
-        "Operate the dynos of a host through hostd's API: its Unix socket, or with --host\n"
-        "its TLS listener.\n"
+        "Operate the dynos of a host through hostd's API, the gRPC service hostd.v1.Hostd:\n"
+        "on hostd's Unix socket, or with --host on its TLS listener.\n"
         "\n"
         "Commands:\n"
         "  ps                       list the dynos\n"
@@ -3111,19 +3133,27 @@ static const char main_help[] =
         "                           remove unused images, least recently used first\n"
         "\n"
         "Options (also accepted after the command):\n"
-        "      --socket PATH        hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ")\n"
+        "      --socket PATH        hostd's socket (default " HOSTD_SOCKET_PATH_DEFAULT ";\n"
+        "                           the environment variable HOSTCTL_SOCKET sets it too)\n"
         "      --host ADDR:PORT     talk to hostd's TLS listener (listen-tls) instead of the\n"
-        "                           socket: TLS 1.3, this client's certificate --cert FILE\n"
-        "                           and its key --key FILE (PEM), hostd's certificate checked\n"
-        "                           against the CAs of --ca FILE and against ADDR (an IP\n"
-        "                           address or a DNS name it must carry). The environment\n"
-        "                           variables HOSTCTL_HOST, HOSTCTL_CERT, HOSTCTL_KEY and\n"
-        "                           HOSTCTL_CA set the same; the options win\n"
+        "                           socket: TLS 1.3 with ALPN h2, this client's certificate\n"
+        "                           --cert FILE and its key --key FILE (PEM), hostd's\n"
+        "                           certificate checked against the CAs of --ca FILE and\n"
+        "                           against ADDR (an IP address or a DNS name it must\n"
+        "                           carry). The environment variables HOSTCTL_HOST,\n"
+        "                           HOSTCTL_CERT, HOSTCTL_KEY and HOSTCTL_CA set the same;\n"
+        "                           the options win\n"
         "      --json               print JSON mirroring the API's messages (field names in\n"
-        "                           snake_case, enums as lower-case strings, times as\n"
-        "                           microseconds since the epoch)\n"
-        "      --timeout SECONDS    wait this long to connect and for each reply\n"
-        "                           (default 30; 0: forever)\n"
+        "                           snake_case, enums as lower-case strings without their\n"
+        "                           prefix, \"up\" for DYNO_STATE_UP, times as microseconds\n"
+        "                           since the epoch)\n"
+        "      --timeout SECONDS    wait this long to connect, and for each reply: the\n"
+        "                           deadline (grpc-timeout) of each call that expects one\n"
+        "                           (default 30; 0: forever). Follows (events -f, logs -f,\n"
+        "                           exec, run, top after its first refresh) have none: they\n"
+        "                           wait as long as it takes, and hostctl pings a quiet hostd\n"
+        "                           (every HOSTCTL_KEEPALIVE seconds, default 300; 0: never)\n"
+        "                           to notice one that is gone\n"
         "  -h, --help               show this help; \"hostctl COMMAND --help\" for a command\n"
         "      --version            show hostctl's version\n"
         "\n"
@@ -3139,13 +3169,21 @@ int main(int argc, char **argv)
                 {},
         };
         struct globals g = { .socket_path = HOSTD_SOCKET_PATH_DEFAULT,
-                             .timeout_s = TIMEOUT_DEFAULT_S };
-        const char *env[] = { "HOSTCTL_HOST", "HOSTCTL_CERT", "HOSTCTL_KEY", "HOSTCTL_CA" };
-        const char **field[] = { &g.host, &g.cert, &g.key, &g.ca };
+                             .timeout_s = TIMEOUT_DEFAULT_S,
+                             .keepalive_s = GRPC_KEEPALIVE_DEFAULT_S };
+        const char *env[] = { "HOSTCTL_SOCKET", "HOSTCTL_HOST", "HOSTCTL_CERT", "HOSTCTL_KEY",
+                              "HOSTCTL_CA" };
+        const char **field[] = { &g.socket_path, &g.host, &g.cert, &g.key, &g.ca };
         for (size_t i = 0; i < ELEMENTSOF(env); i++) {
                 const char *v = getenv(env[i]);
                 if (v && *v)
                         *field[i] = v;
+        }
+        const char *ka = getenv("HOSTCTL_KEEPALIVE");
+        if (ka && *ka && safe_atou32(ka, &g.keepalive_s) < 0) {
+                fprintf(stderr, "hostctl: HOSTCTL_KEEPALIVE '%s': expected seconds (0: no pings)\n",
+                        ka);
+                return EXIT_USAGE;
         }
         int c;
 

@@ -97,12 +97,20 @@ int spec_parse_type(const char *s, Hostd__V1__DynoType *ret)
                 *ret = HOSTD__V1__DYNO_TYPE__DYNO_TYPE_ONE_OFF;
                 return 0;
         }
+        /* The enum's names ("DYNO_TYPE_WEB"), or without their prefix ("web"), as every
+         * value but the zero one has it. */
+        static const char prefix[] = "DYNO_TYPE_";
         const ProtobufCEnumDescriptor *d = &hostd__v1__dyno_type__descriptor;
-        for (unsigned i = 0; i < d->n_values; i++)
-                if (strcasecmp(s, d->values[i].name) == 0) {
+        for (unsigned i = 0; i < d->n_values; i++) {
+                const char *name = d->values[i].name;
+                bool short_ok = d->values[i].value != 0 &&
+                                strncmp(name, prefix, strlen(prefix)) == 0;
+                if (strcasecmp(s, name) == 0 ||
+                    (short_ok && strcasecmp(s, name + strlen(prefix)) == 0)) {
                         *ret = (Hostd__V1__DynoType)d->values[i].value;
                         return 0;
                 }
+        }
         return -EINVAL;
 }
 

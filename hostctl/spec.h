@@ -24,7 +24,8 @@ static inline void spec_freep(Hostd__V1__DynoSpec **s) { spec_free(*s); }
 int spec_parse_json(const char *text, size_t len, Hostd__V1__DynoSpec **ret, char *err,
                     size_t errlen);
 
-/* "web", "worker", "one_off" or "one-off", or the enum's value names ("ONE_OFF"), any case.
+/* "web", "worker", "one_off" or "one-off", or the enum's value names ("DYNO_TYPE_ONE_OFF"),
+ * any case.
  * -EINVAL. */
 int spec_parse_type(const char *s, Hostd__V1__DynoType *ret);
 /* "web", "worker", "one_off", "unspecified"; NULL for a value this build does not know. */
