@@ -26,7 +26,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hostd_client  # noqa: E402
-from hostd_client import BUILD_DIR, HostdClient, pb  # noqa: E402
+from hostd_client import BUILD_DIR, HostdClient, HostdError, pb  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(
     os.environ.get("HOSTD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -37,6 +37,7 @@ MAKE_ROOTFS = os.path.join(SOURCE_DIR, "scripts", "make-sample-rootfs")
 
 READY_TIMEOUT = 30.0  # a wait for readiness, not a measure: the v2 tier under load is slow
 STOP_TIMEOUT = 15.0
+SERVING = hostd_client.health_pb2.HealthCheckResponse.SERVING
 
 _instance_counter = itertools.count(1)
 
@@ -255,7 +256,7 @@ def make_spec(rootfs):
             id=dyno_id,
             name=fields.pop("name", "worker.1"),
             app=fields.pop("app", "testapp"),
-            type=fields.pop("type", pb.WORKER),
+            type=fields.pop("type", pb.DYNO_TYPE_WORKER),
             size=fields.pop("size", "standard-1x"),
             command=fields.pop("command", "sleep 1000"),
             stack_path=fields.pop("stack_path", rootfs.stack),
@@ -301,7 +302,7 @@ class Hostd:
             "grace-seconds": 5,
             "uid-min": uid_min,
             "uid-max": uid_min + 99,
-            "max-frame": 1 << 20,
+            "max-message": 1 << 20,
             "max-command": 4096,
             "max-env": 32,
             "max-env-bytes": 16384,
@@ -338,15 +339,13 @@ class Hostd:
             for k, v in self.config.items():
                 f.write(f"{k} = {v}\n")
 
-    def _observe(self, resp):
-        for field in ("start", "stop", "restart", "get"):
-            if resp.HasField(field) and getattr(resp, field).dyno.pid:
-                self.dyno_pids.add(getattr(resp, field).dyno.pid)
-        if resp.HasField("list"):
-            self.dyno_pids.update(d.pid for d in resp.list.dynos if d.pid)
+    def _observe(self, dyno):
+        """Every Dyno in an answer of hostd (HostdClient's observer)."""
+        if dyno.pid:
+            self.dyno_pids.add(dyno.pid)
 
     def start(self, timeout=READY_TIMEOUT):
-        """Start hostd and wait until its socket accepts a connection."""
+        """Start hostd and wait until it answers a health check on its socket."""
         if self.alive():
             raise RuntimeError("hostd is already running")
         self._note_exit()
@@ -377,11 +376,12 @@ class Hostd:
                     + self.log_tail()
                 )
             if os.path.exists(self.socket_path):
-                try:
-                    HostdClient(self.socket_path, timeout=2).close()
-                    return self
-                except (ConnectionRefusedError, FileNotFoundError, OSError):
-                    pass
+                with HostdClient(self.socket_path, timeout=2) as c:
+                    try:
+                        if c.health() == SERVING:
+                            return self
+                    except HostdError:
+                        pass
             if time.monotonic() > deadline:
                 self.kill9()
                 raise RuntimeError(f"hostd's socket did not accept within {timeout} s:\n" + self.log_tail())
@@ -564,7 +564,8 @@ class Hostd:
             try:
                 with HostdClient(self.socket_path, timeout=10) as c:
                     for d in c.list():
-                        if d.state in (pb.STARTING, pb.UP, pb.STOPPING):
+                        if d.state in (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP,
+                                       pb.DYNO_STATE_STOPPING):
                             c.stop(d.spec.id, grace=1, timeout=40, check=False)
             except Exception as e:  # noqa: BLE001 - report, then clean by force
                 problems.append(f"stopping the remaining dynos through the API: {e!r}")
