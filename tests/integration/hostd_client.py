@@ -43,9 +43,12 @@ except ImportError as e:  # pragma: no cover - a missing build is a setup error
     ) from e
 
 DEFAULT_TIMEOUT = 30.0
-# No proxy from the environment between a test and its hostd; answers as large as hostd sends.
+# No proxy from the environment between a test and its hostd; answers as large as hostd sends;
+# each client its own connection (grpcio shares one between channels to the same target
+# otherwise), as the tests count connections and what is in flight on one.
 CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_receive_message_length", 64 << 20),
     ("grpc.max_send_message_length", 64 << 20),
 ]
@@ -198,12 +201,12 @@ class Stream:
             yield msg
 
     def rest(self, timeout=DEFAULT_TIMEOUT):
-        """Every message until the end, which must come within timeout seconds; the status is
-        in .status (no exception)."""
+        """Every message until the end, which must come within timeout seconds (None: no
+        bound); the status is in .status (no exception)."""
         out = []
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            msg = self.next(max(0.0, deadline - time.monotonic()))
+            msg = self.next(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if msg is None:
                 return out
             out.append(msg)
@@ -250,6 +253,38 @@ class BidiStream(Stream):
         self._in.put(None)
 
 
+class Pending:
+    """A unary call sent and not answered yet (HostdClient.call_async)."""
+
+    def __init__(self, future, method, unwrap, observe):
+        self.future = future
+        self.method = method
+        self._unwrap = unwrap
+        self._observe = observe
+
+    def reply(self, timeout=None):
+        """The Reply once the call has ended (its deadline bounds the wait)."""
+        try:
+            resp = self.future.result(timeout=timeout)
+        except grpc.RpcError as e:
+            return Reply(Status.of(e))
+        self._observe(resp)
+        return Reply(Status(Code.OK), self._unwrap(resp) if self._unwrap else resp)
+
+    def result(self, timeout=None):
+        """The answer, or HostdError."""
+        r = self.reply(timeout)
+        if not r.ok:
+            raise HostdError(r.status, self.method)
+        return r.value
+
+    def done(self):
+        return self.future.done()
+
+    def cancel(self):
+        return self.future.cancel()
+
+
 def read_file(path):
     with open(path, "rb") as f:
         return f.read()
@@ -268,7 +303,8 @@ def dynos_in(msg):
 
 class HostdClient:
     """One gRPC channel to hostd: its Unix socket (a path) or, with credentials, its TLS
-    listener ("127.0.0.1:PORT"). Thread-safe, as grpcio's channels are.
+    listener ("127.0.0.1:PORT"). Thread-safe, as grpcio's channels are; each has its own
+    connection, made at its first call.
 
     observer, when given, is called with every Dyno in an answer (the fixtures use it to learn
     the pids of the dynos a test started)."""
@@ -280,11 +316,13 @@ class HostdClient:
         self.observer = observer
         opts = CHANNEL_OPTIONS + list(options)
         if credentials is None:
-            addr = target if target.startswith("unix:") else "unix:" + target
+            # a path is the Unix socket; "HOST:PORT", plain TCP (hostd serves none: tests)
+            addr = "unix:" + target if target.startswith("/") else target
             self.channel = grpc.insecure_channel(addr, options=opts)
         else:
             self.channel = grpc.secure_channel(target, credentials, options=opts)
         self.stub = pb_grpc.HostdStub(self.channel)
+        self._connected = False
 
     @classmethod
     def tls(cls, host, port, cert, key, ca, server_name=None, **kw):
@@ -312,10 +350,6 @@ class HostdClient:
     def __exit__(self, *exc):
         self.close()
 
-    def wait_ready(self, timeout=DEFAULT_TIMEOUT):
-        """Until the channel is connected (grpc.FutureTimeoutError otherwise)."""
-        grpc.channel_ready_future(self.channel).result(timeout=timeout)
-
     def _observe(self, msg):
         if self.observer is not None:
             for d in dynos_in(msg):
@@ -337,6 +371,18 @@ class HostdClient:
         value = unwrap(resp) if unwrap else resp
         return value if check else Reply(Status(Code.OK), value)
 
+    def call_async(self, method, request, timeout=None, unwrap=None):
+        """Send a unary call and return at once: a Pending whose reply() waits for it.
+
+        A new channel is connected first (a health check): grpcio sends a call on a channel
+        that is still connecting only once some thread polls it, and none may until reply()."""
+        if not self._connected:
+            self.health()
+            self._connected = True
+        fn = getattr(self.stub, method)
+        fut = fn.future(request, timeout=self.timeout if timeout is None else timeout)
+        return Pending(fut, method, unwrap, self._observe)
+
     def stream(self, method, request, timeout=None):
         """A server-streaming call: a Stream. No deadline unless timeout is given."""
         fn = getattr(self.stub, method)
@@ -346,6 +392,16 @@ class HostdClient:
     def start(self, spec, timeout=None, check=True):
         """Start spec: the Dyno (check=False: a Reply whose value is the Dyno)."""
         return self.call("Start", pb.StartRequest(spec=spec), timeout, check, lambda r: r.dyno)
+
+    def start_async(self, spec, timeout=None):
+        """Start without waiting for the answer: a Pending whose value is the Dyno."""
+        return self.call_async("Start", pb.StartRequest(spec=spec), timeout, lambda r: r.dyno)
+
+    def stop_async(self, dyno_id, grace=None, timeout=None):
+        req = pb.StopRequest(id=dyno_id)
+        if grace is not None:
+            req.grace_seconds = grace
+        return self.call_async("Stop", req, self._grace_timeout(grace, timeout), lambda r: r.dyno)
 
     def _grace_timeout(self, grace, timeout):
         if timeout is not None:
