@@ -431,8 +431,9 @@ class Hostd:
             self.stop()
         return self.start(timeout)
 
-    def client(self, timeout=30.0):
-        c = HostdClient(self.socket_path, timeout=timeout, observer=self._observe)
+    def client(self, timeout=30.0, **kw):
+        """A HostdClient on the Unix socket (closed at teardown); kw: HostdClient's."""
+        c = HostdClient(self.socket_path, timeout=timeout, observer=self._observe, **kw)
         self._clients.append(c)
         return c
 
