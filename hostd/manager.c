@@ -2,6 +2,7 @@
  * (start, stop, restart: api.c calls these), their uids, the images they wait for, hostd's
  * shutdown, and setting all of it up. A dyno's own life is dyno.c's. */
 #include "dyno-internal.h"
+#include "grpc-server.h"
 
 static int dyno_cmp(const void *a, const void *b)
 {
@@ -168,6 +169,10 @@ int manager_shutdown(struct manager *m)
         if (m->shutting_down) /* a second signal: now */
                 return sd_event_exit(m->event, 0);
         m->shutting_down = true;
+        /* Health checks say so at once: a control plane or load balancer looks elsewhere while
+         * the dynos stop (grpc-server.h: NOT_SERVING while hostd is shutting down). */
+        if (m->api)
+                grpc_server_set_serving(m->api, false);
         if (!c->stop_dynos_on_exit || m->n_live + m->n_retiring == 0) {
                 log_info("stopping; %zu dynos keep running, for the next hostd to re-adopt",
                          m->n_live);

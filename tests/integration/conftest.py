@@ -416,6 +416,13 @@ class Hostd:
                 raise RuntimeError(f"hostd did not exit within {timeout} s of SIGTERM")
         return self.proc.returncode
 
+    def terminate(self):
+        """SIGTERM without waiting: hostd is expected to exit (wait with self.proc.wait())."""
+        self._note_exit()
+        self._expect_exit = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def kill9(self):
         if self.proc is None:
             return
