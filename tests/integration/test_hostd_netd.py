@@ -170,12 +170,16 @@ def test_restart_rewires_the_dyno(lab, hostd_factory, make_spec):
     r = c.restart("web-1", grace=2)
     assert r.state in (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP) and r.pid != d.pid and r.address and r.host_port
     c.wait_state("web-1", pb.DYNO_STATE_UP)
-    assert list(netd_list(lab)) == ["web-1"]
-    assert len(lab.dyno_veths()) == 1
+    # A restart of an up dyno overlaps as daily cycling does: the replacement is wired beside
+    # the old instance, as web-1@1, and the old one's network goes with it.
+    deadline = time.monotonic() + 15
+    while list(netd_list(lab)) != ["web-1@1"] or len(lab.dyno_veths()) != 1:
+        assert time.monotonic() < deadline, (netd_list(lab), lab.dyno_veths())
+        time.sleep(0.05)
     assert fetch(lab, outside.pid, OUTSIDE_HOST_IP, r.host_port, "hello from web.1") == \
         "hello from web.1"
     c.stop("web-1")
-    wait_detached(lab, "web-1")
+    wait_detached(lab, "web-1@1")
 
 
 def test_daily_cycle_wires_the_replacement_beside_the_old_one(lab, hostd_factory, make_spec):
