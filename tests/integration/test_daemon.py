@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from conftest import HOSTD_BIN
+from conftest import HOSTD_BIN, SERVING
 from hostd_client import pb
 
 
@@ -73,9 +73,10 @@ def test_sd_notify_ready_then_stopping(hostd_factory, tmp_path):
         h.start()
         msg = sock.recv(4096).decode()
         assert "READY=1" in msg.split("\n"), msg
-        # Ready means serving.
+        # Ready means serving: the health service says so, and the API answers.
         with h.client() as c:
-            c.list()
+            assert c.health("") == SERVING and c.health("hostd.v1.Hostd") == SERVING
+            assert c.list() == []
         assert h.stop() == 0
         msg = sock.recv(4096).decode()
         assert "STOPPING=1" in msg.split("\n"), msg
@@ -100,7 +101,7 @@ def test_sigterm_stops_hostd_and_leaves_dynos_running(hostd, make_spec):
     hostd.start()
     with hostd.client() as c:
         again = c.get("daemon-term")
-        assert again.state == pb.UP and again.pid == d.pid
+        assert again.state == pb.DYNO_STATE_UP and again.pid == d.pid
         down = c.stop("daemon-term", grace=2)
         assert down.exit.signal == 15
     deadline = time.monotonic() + 5
