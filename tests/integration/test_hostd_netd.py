@@ -166,7 +166,9 @@ def test_restart_rewires_the_dyno(lab, hostd_factory, make_spec):
     h = hostd_in(lab, hostd_factory)
     outside = make_outside(lab)
     c = h.client()
-    d = c.start(web_spec(make_spec, "web-1"))
+    c.start(web_spec(make_spec, "web-1"))
+    # up (listening on $PORT): a restart overlaps (a STARTING dyno would stop first)
+    d = c.wait_state("web-1", pb.DYNO_STATE_UP)
     r = c.restart("web-1", grace=2)
     assert r.state in (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP) and r.pid != d.pid and r.address and r.host_port
     c.wait_state("web-1", pb.DYNO_STATE_UP)
