@@ -130,14 +130,22 @@ static void handle_logs(struct call *c, ProtobufCMessage *msg, void *userdata)
 static void handle_exec(struct call *c, ProtobufCMessage *msg, void *userdata)
 {
         const Hostd__V1__ExecRequest *req = REQ(Hostd__V1__ExecRequest, msg);
-        exec_start(userdata, c, req->start);
+        if (req->kind_case != HOSTD__V1__EXEC_REQUEST__KIND_START)
+                call_fail(c, API_INVALID_ARGUMENT,
+                          "start: the first message of an Exec must start the process");
+        else
+                exec_start(userdata, c, req->start);
         protobuf_c_message_free_unpacked(msg, NULL);
 }
 
 static void handle_attach(struct call *c, ProtobufCMessage *msg, void *userdata)
 {
         const Hostd__V1__AttachRequest *req = REQ(Hostd__V1__AttachRequest, msg);
-        exec_attach(userdata, c, req->start);
+        if (req->kind_case != HOSTD__V1__ATTACH_REQUEST__KIND_START)
+                call_fail(c, API_INVALID_ARGUMENT,
+                          "start: the first message of an Attach must name the dyno");
+        else
+                exec_attach(userdata, c, req->start);
         protobuf_c_message_free_unpacked(msg, NULL);
 }
 

@@ -58,7 +58,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         sd_notify(0, "STOPPING=1");
         if (!*m) /* not yet built */
                 return sd_event_exit(sd_event_source_get_event(s), 0);
-        /* Health checks say so from now on: a load balancer sends no more work. */
+        /* Health checks say so from now on (grpc-server.h: NOT_SERVING while hostd shuts down):
+         * a control plane or load balancer looks elsewhere while the dynos stop. */
         if ((*m)->api)
                 grpc_server_set_serving((*m)->api, false);
         return manager_shutdown(*m);

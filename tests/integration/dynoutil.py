@@ -10,8 +10,8 @@ import time
 
 from hostd_client import pb
 
-LIVE_STATES = (pb.STARTING, pb.UP, pb.STOPPING)
-ENDED_STATES = (pb.CRASHED, pb.DOWN, pb.COMPLETE)
+LIVE_STATES = (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP, pb.DYNO_STATE_STOPPING)
+ENDED_STATES = (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_DOWN, pb.DYNO_STATE_COMPLETE)
 
 
 def with_sizes(hostd_factory, sizes, **overrides):

@@ -125,10 +125,10 @@ def test_dynos_live_below_dynos_cgroup_and_are_readopted(dynos_parent, hostd_fac
     hostd.restart()
     with hostd.client() as c:
         listed = {x.spec.id: x for x in c.list()}
-        assert "dc-a" in listed and listed["dc-a"].state == pb.UP, listed
+        assert "dc-a" in listed and listed["dc-a"].state == pb.DYNO_STATE_UP, listed
         assert listed["dc-a"].pid == d.pid
         down = c.stop("dc-a", grace=1)
-        assert down.state == pb.DOWN, pb.DynoState.Name(down.state)
+        assert down.state == pb.DYNO_STATE_DOWN, pb.DynoState.Name(down.state)
     assert wait_gone(d.pid, 5)
     dynos = os.path.join(top, hostd.cgroup_root, "dynos")
     left = [e for e in os.listdir(dynos) if os.path.isdir(os.path.join(dynos, e))]

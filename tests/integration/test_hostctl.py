@@ -53,7 +53,7 @@ def test_start_from_flags_then_ps_inspect_logs_stop(hostd, rootfs):
     assert stop.returncode == 0, stop.stderr
     assert "down" in stop.stdout
     with hostd.client() as c:
-        assert c.get("ctl-1").state == pb.DOWN
+        assert c.get("ctl-1").state == pb.DYNO_STATE_DOWN
 
 
 def test_start_from_a_json_spec_with_flags_overriding(hostd, rootfs, tmp_path):
