@@ -143,7 +143,9 @@ def wait_log(client, dyno_id, predicate, timeout=20.0, what="the expected line")
             return lines
         if time.monotonic() > deadline:
             tail = "\n".join(lines[-20:])
-            raise AssertionError(f"dyno {dyno_id}: no {what} in its log within {timeout} s:\n{tail}")
+            platform = "\n".join(platform_lines(client, dyno_id)[-10:])
+            raise AssertionError(f"dyno {dyno_id}: no {what} in its log within {timeout} s:\n"
+                                 f"{tail}\nits platform lines:\n{platform}")
         time.sleep(0.05)
 
 
