@@ -1901,6 +1901,21 @@ static int on_accept_tls(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
+int grpc_server_adopt(struct grpc_server *s, int fd, const char *peer, bool read_only)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        if (over_limit(s, peer, false)) {
+                close(fd);
+                return -EBUSY;
+        }
+        return conn_new(s, fd, peer, false, read_only);
+}
+
 static int tcp_listen(const char *addr)
 {
         struct sockaddr_storage ss;
