@@ -129,6 +129,7 @@ struct counter {
         sd_event_source *source; /* a timer, or one always due for "as fast as the loop goes" */
         uint32_t n, size, interval_ms;
         bool ignore_pending;
+        bool busy; /* counted in t->busy */
         uint64_t i, skipped;
         char *tag;
         uint8_t *payload;
@@ -136,6 +137,8 @@ struct counter {
 
 static void counter_free(struct counter *k)
 {
+        if (k->busy)
+                k->t->busy--;
         sd_event_source_disable_unref(k->source);
         call_unref(k->call);
         free(k->tag);
@@ -224,9 +227,11 @@ static void count(struct call *c, ProtobufCMessage *msg, void *userdata)
                 if (k->interval_ms)
                         r = sd_event_add_time_relative(t->event, &k->source, CLOCK_MONOTONIC, 0,
                                                        1000, counter_timer, k);
-                else
-                        r = sd_event_add_time(t->event, &k->source, CLOCK_MONOTONIC, 1, 0,
-                                              counter_now, k);
+                else if ((r = sd_event_add_time(t->event, &k->source, CLOCK_MONOTONIC, 1, 0,
+                                                counter_now, k)) >= 0) {
+                        k->busy = true;
+                        t->busy++;
+                }
                 /* A timer re-armed by each step, or one always due enabled again each turn. */
                 if (r >= 0)
                         r = sd_event_source_set_enabled(k->source, SD_EVENT_ONESHOT);

@@ -17,6 +17,9 @@
 struct grpc_test_service {
         sd_event *event; /* the server's: SlowEcho's, Count's and BidiEcho's timers */
         FILE *report;    /* NULL: no reports */
+        /* Count streams in progress "as fast as the loop goes" (interval_ms 0): the loop is
+         * never idle while one is (fuzz-grpc tells that from a server that spins). */
+        unsigned busy;
 };
 
 /* The service to give grpc_server_new(), with t as its methods' userdata (t must outlive the
