@@ -10,6 +10,7 @@
 #include "check.h"
 #include "grpc-server.h"
 #include "grpc-test-service.h"
+#include "grpc-wire.h"
 #include "grpctest.pb-c.h"
 
 #define CLIENT_MAGIC "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -106,7 +107,9 @@ struct client {
         uint8_t data[4096];
         size_t data_len;
         char status[8], grpc_status[8];
+        char grpc_message[256];
         bool closed;
+        uint32_t close_error; /* the stream's: NO_ERROR, or why nghttp2 reset it */
 };
 
 static ssize_t client_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
@@ -126,10 +129,15 @@ static int client_header(nghttp2_session *h2, const nghttp2_frame *frame, const 
                          void *userdata)
 {
         struct client *c = userdata;
-        char *dst = namelen == 7 && memcmp(name, ":status", 7) == 0       ? c->status :
-                    namelen == 11 && memcmp(name, "grpc-status", 11) == 0 ? c->grpc_status :
-                                                                            NULL;
-        if (dst && valuelen < sizeof c->status) {
+        char *dst = NULL;
+        size_t max = sizeof c->status;
+        if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+                dst = c->status;
+        else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+                dst = c->grpc_status;
+        else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0)
+                dst = c->grpc_message, max = sizeof c->grpc_message;
+        if (dst && valuelen < max) {
                 memcpy(dst, value, valuelen);
                 dst[valuelen] = 0;
         }
@@ -149,12 +157,16 @@ static int client_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uin
 
 static int client_close(nghttp2_session *h2, int32_t id, uint32_t error, void *userdata)
 {
-        ((struct client *)userdata)->closed = true;
+        struct client *c = userdata;
+        c->closed = true;
+        c->close_error = error;
         return 0;
 }
 
-/* Echo("hi") with its bytes sent in pieces of piece bytes (0: whole); the answer read. */
-static void call_echo(struct peer *p, struct client *c, size_t piece)
+/* Echo with its bytes sent in pieces of piece bytes (0: whole); the answer read by a client
+ * that checks what it reads as nghttp2 does by default. */
+static void call_echo(struct peer *p, struct client *c, size_t piece,
+                      const Hostd__Test__V1__EchoRequest *req)
 {
         nghttp2_session_callbacks *cb;
         nghttp2_session_callbacks_new(&cb);
@@ -164,10 +176,10 @@ static void call_echo(struct peer *p, struct client *c, size_t piece)
         CHECK_R(nghttp2_session_client_new(&c->h2, cb, c), 0);
         nghttp2_session_callbacks_del(cb);
 
-        Hostd__Test__V1__EchoRequest req = HOSTD__TEST__V1__ECHO_REQUEST__INIT;
-        req.text = (char *)"hi";
-        uint8_t body[64];
-        size_t n = protobuf_c_message_pack(&req.base, body + 5);
+        uint8_t body[256];
+        if (protobuf_c_message_get_packed_size(&req->base) > sizeof body - 5)
+                abort();
+        size_t n = protobuf_c_message_pack(&req->base, body + 5);
         body[0] = 0;
         body[1] = body[2] = body[3] = 0;
         body[4] = (uint8_t)n;
@@ -212,9 +224,12 @@ static void test_echo(size_t piece)
 {
         struct peer p;
         struct client c = {};
+        Hostd__Test__V1__EchoRequest req = HOSTD__TEST__V1__ECHO_REQUEST__INIT;
+        req.text = (char *)"hi";
         peer_start(&p);
-        call_echo(&p, &c, piece);
+        call_echo(&p, &c, piece, &req);
         CHECK(c.closed);
+        CHECK_EQ(c.close_error, NGHTTP2_NO_ERROR);
         CHECK_STR(c.status, "200");
         CHECK_STR(c.grpc_status, "0");
         Hostd__Test__V1__EchoResponse *resp =
@@ -282,6 +297,31 @@ static void test_preface_broken_by_http1(void)
         peer_stop(&p);
 }
 
+/* Found by fuzz-grpc: a status message that ends with a space (a test service's
+ * fail_message 'caf\xc3\xa9... 100% '). grpc-message kept it as it was, and RFC 9113 (8.2.1)
+ * forbids whitespace at either end of a field value: a client on nghttp2 reset the stream
+ * (PROTOCOL_ERROR) rather than read the status. */
+static void test_status_message_whitespace(void)
+{
+        static const char *const messages[] = { " leading", "trailing ", " both ", "  " };
+        for (size_t i = 0; i < ELEMENTSOF(messages); i++) {
+                struct peer p;
+                struct client c = {};
+                Hostd__Test__V1__EchoRequest req = HOSTD__TEST__V1__ECHO_REQUEST__INIT;
+                req.fail_code = API_NOT_FOUND;
+                req.fail_message = (char *)messages[i];
+                peer_start(&p);
+                call_echo(&p, &c, 0, &req);
+                CHECK(c.closed);
+                CHECK_EQ(c.close_error, NGHTTP2_NO_ERROR);
+                CHECK_STR(c.grpc_status, "5");
+                CHECK_R(grpc_percent_decode(c.grpc_message), 0);
+                CHECK_STR(c.grpc_message, messages[i]);
+                nghttp2_session_del(c.h2);
+                peer_stop(&p);
+        }
+}
+
 int main(void)
 {
         log_set_max_level(LOG_LEVEL_WARNING);
@@ -291,5 +331,6 @@ int main(void)
         test_adopt_limit();
         test_http1();
         test_preface_broken_by_http1();
+        test_status_message_whitespace();
         return check_report();
 }
