@@ -90,7 +90,8 @@ struct cg_ops {
         /* Find the hierarchies and hostd's place in them, then create <base>/dynos. */
         int (*setup)(struct cg_manager *m);
         int (*create)(struct cg_manager *m, const char *id, const struct cg_limits *lim);
-        int (*attach)(struct cg_manager *m, const char *id, pid_t pid);
+        /* Open what puts a process into the cgroup (cg_procs_open); ret is CG_PROCS_INIT. */
+        int (*procs_open)(struct cg_manager *m, const char *id, struct cg_procs *ret);
         /* Start killing everything in the cgroup; cg_destroy then waits and removes. */
         int (*kill)(struct cg_manager *m, const char *id);
         /* The folder whose cpuset files are the dyno's (id NULL: <base>/dynos on v1, hostd's

@@ -297,24 +297,30 @@ static int v1_create(struct cg_manager *m, const char *id, const struct cg_limit
         return r < 0 ? r : 0;
 }
 
-/* Direct write to cgroup.procs: libcgroup 2.0.2's cgroup_attach_task_pid writes the v1
+/* Direct writes to cgroup.procs: libcgroup 2.0.2's cgroup_attach_task_pid writes the v1
  * "tasks" file, which moves one thread, not the process. */
-static int v1_attach(struct cg_manager *m, const char *id, pid_t pid)
+static int v1_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
 {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", (int)pid);
         for (size_t i = 0; i < m->n_hier; i++) {
                 const struct cg_hier *h = &m->hier[i];
                 _cleanup_free_ char *dir = NULL;
                 int r = cg_hier_dyno_dir(m, h, id, &dir);
                 if (r < 0)
                         return r;
-                r = cg_write(dir, "cgroup.procs", buf);
+                _cleanup_free_ char *path = strjoin3(dir, "/", "cgroup.procs");
+                if (!path)
+                        return -ENOMEM;
+                int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
                 /* A dyno without dedicated CPUs has no cpuset folder. */
-                if (r == -ENOENT && h->ctrls == BIT(CG_CTRL_CPUSET))
+                if (fd < 0 && errno == ENOENT && h->ctrls == BIT(CG_CTRL_CPUSET))
                         continue;
-                if (r < 0)
-                        return r;
+                if (fd < 0)
+                        return -errno;
+                if (ret->n >= CG_PROCS_MAX) {
+                        close(fd);
+                        return -E2BIG;
+                }
+                ret->fd[ret->n++] = fd;
         }
         return 0;
 }
@@ -552,7 +558,7 @@ const struct cg_ops cg_v1_ops = {
         .mode = CG_MODE_V1,
         .setup = v1_setup,
         .create = v1_create,
-        .attach = v1_attach,
+        .procs_open = v1_procs_open,
         .kill = v1_kill,
         .cpuset_dir = v1_cpuset_dir,
         .oom_file = "memory.oom_control",

@@ -275,17 +275,22 @@ static int v2_create(struct cg_manager *m, const char *id, const struct cg_limit
         return r;
 }
 
-/* Direct, like v1: one write to cgroup.procs, where libcgroup would need the cgroup built
- * with all its controllers first. */
-static int v2_attach(struct cg_manager *m, const char *id, pid_t pid)
+/* Direct, like v1: cgroup.procs, where libcgroup would need the cgroup built with all its
+ * controllers first; and the folder itself, for CLONE_INTO_CGROUP. */
+static int v2_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
 {
         _cleanup_free_ char *dir = NULL;
         int r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
         if (r < 0)
                 return r;
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", (int)pid);
-        return cg_write(dir, "cgroup.procs", buf);
+        ret->dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (ret->dir < 0)
+                return -errno;
+        int fd = openat(ret->dir, "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        ret->fd[ret->n++] = fd;
+        return 0;
 }
 
 static int v2_kill(struct cg_manager *m, const char *id)
@@ -445,7 +450,7 @@ const struct cg_ops cg_v2_ops = {
         .mode = CG_MODE_V2,
         .setup = v2_setup,
         .create = v2_create,
-        .attach = v2_attach,
+        .procs_open = v2_procs_open,
         .kill = v2_kill,
         .cpuset_dir = v2_cpuset_dir,
         .oom_file = "memory.events",

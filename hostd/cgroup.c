@@ -474,14 +474,59 @@ int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim)
         return m->ops->create(m, id, lim);
 }
 
-int cg_attach(struct cg_manager *m, const char *id, pid_t pid)
+int cg_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
 {
         int r = cg_validate_id(id);
         if (r < 0)
                 return r;
+        struct cg_procs p = CG_PROCS_INIT;
+        r = m->ops->procs_open(m, id, &p);
+        if (r < 0) {
+                cg_procs_close(&p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+int cg_procs_write(const struct cg_procs *p, pid_t pid)
+{
         if (pid <= 0)
                 return -EINVAL;
-        return m->ops->attach(m, id, pid);
+        char buf[16];
+        int len = snprintf(buf, sizeof buf, "%d", (int)pid);
+        for (size_t i = 0; i < p->n; i++) {
+                ssize_t k;
+                while ((k = pwrite(p->fd[i], buf, (size_t)len, 0)) < 0 && errno == EINTR)
+                        ;
+                if (k < 0)
+                        return -errno;
+                if (k != len)
+                        return -EIO;
+        }
+        return 0;
+}
+
+void cg_procs_close(struct cg_procs *p)
+{
+        closep(&p->dir);
+        p->dir = -1;
+        for (size_t i = 0; i < p->n; i++)
+                closep(&p->fd[i]);
+        p->n = 0;
+}
+
+int cg_attach(struct cg_manager *m, const char *id, pid_t pid)
+{
+        if (pid <= 0)
+                return -EINVAL;
+        struct cg_procs p;
+        int r = cg_procs_open(m, id, &p);
+        if (r < 0)
+                return r;
+        r = cg_procs_write(&p, pid);
+        cg_procs_close(&p);
+        return r;
 }
 
 int cg_destroy(struct cg_manager *m, const char *id)
@@ -745,9 +790,10 @@ int cg_cpu_pids(struct cg_manager *m, const char *id, uint64_t *ret_cpu_usec, ui
 }
 
 int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
-                    uint32_t *ret_epoll_events)
+                    uint32_t *ret_epoll_events, struct cg_event_reg *ret_reg)
 {
         _cleanup_free_ char *path = NULL;
+        *ret_reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
         if (m->ops->mode == CG_MODE_V2) {
                 int r = cg_file_path(m, id, NULL, "memory.events", &path);
                 if (r < 0)
@@ -766,21 +812,47 @@ int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *r
                 r = cg_file_path(m, id, "memory", "cgroup.event_control", &control);
         if (r < 0)
                 return r;
-        _cleanup_close_ int usage = open(path, O_RDONLY | O_CLOEXEC);
-        if (usage < 0)
+        struct cg_event_reg reg = CG_EVENT_REG_INIT;
+        reg.file = open(path, O_RDONLY | O_CLOEXEC);
+        if (reg.file < 0)
                 return errno == ENOENT ? -EOPNOTSUPP : -errno;
         _cleanup_close_ int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (efd < 0)
-                return -errno;
-        char line[64];
-        snprintf(line, sizeof line, "%d %d %" PRIu64, efd, usage, quota);
-        /* The kernel holds the usage file from here on: ours may close. */
-        r = write_string_file(control, line);
-        if (r < 0)
+        reg.control = open(control, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        /* The registration's own copy: its number stays its own until it is written. */
+        reg.efd = efd >= 0 ? fcntl(efd, F_DUPFD_CLOEXEC, 3) : -1;
+        if (efd < 0 || reg.control < 0 || reg.efd < 0) {
+                r = -errno;
+                cg_event_reg_close(&reg);
                 return r;
+        }
+        reg.arg = quota;
+        reg.has_arg = true;
         *ret_fd = TAKE_FD(efd);
         *ret_epoll_events = EPOLLIN;
+        *ret_reg = reg;
         return 0;
+}
+
+int cg_event_register(const struct cg_event_reg *reg)
+{
+        if (reg->control < 0)
+                return 0;
+        char line[64];
+        int len = reg->has_arg ? snprintf(line, sizeof line, "%d %d %" PRIu64, reg->efd, reg->file,
+                                          reg->arg) :
+                                 snprintf(line, sizeof line, "%d %d", reg->efd, reg->file);
+        ssize_t k;
+        while ((k = write(reg->control, line, (size_t)len)) < 0 && errno == EINTR)
+                ;
+        return k < 0 ? -errno : 0;
+}
+
+void cg_event_reg_close(struct cg_event_reg *reg)
+{
+        closep(&reg->control);
+        closep(&reg->efd);
+        closep(&reg->file);
+        *reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
 }
 
 int cg_oom_watch(struct cg_manager *m, const char *id, int *ret_fd, uint32_t *ret_epoll_events)

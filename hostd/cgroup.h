@@ -43,6 +43,28 @@ const char *cg_mode_name(enum cg_mode mode);
 int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim);
 /* Move a process into the dyno's cgroup (every hierarchy on v1). */
 int cg_attach(struct cg_manager *m, const char *id, pid_t pid);
+
+/* The dyno's cgroup held open, to put a process in without a path lookup, on any thread: fd[]
+ * are the cgroup.procs files of its hierarchies (one on v2), for cg_procs_write. On v1 the
+ * first such write waits for an RCU grace period of the kernel's (the threadgroup lock's
+ * writer side): 8 to 15 ms on a paravirtualised host (offload.h). On v2 dir is also the
+ * folder, for clone3's CLONE_INTO_CGROUP: a new process is born there and nothing moves (v1:
+ * dir is -1). */
+#define CG_PROCS_MAX 6
+struct cg_procs {
+        int dir;
+        int fd[CG_PROCS_MAX];
+        size_t n;
+};
+#define CG_PROCS_INIT                                                                              \
+        {                                                                                          \
+                .dir = -1                                                                          \
+        }
+int cg_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret);
+/* Write pid into each of p's cgroup.procs. Allocates nothing, touches nothing but p: safe on
+ * a worker thread. */
+int cg_procs_write(const struct cg_procs *p, pid_t pid);
+void cg_procs_close(struct cg_procs *p);
 /* Kill every process in the dyno's cgroup with SIGKILL (cgroup.kill where the kernel has it),
  * wait until it is empty (bounded), and remove it. Missing is success. */
 int cg_destroy(struct cg_manager *m, const char *id);
@@ -75,9 +97,28 @@ int cg_cpu_pids(struct cg_manager *m, const char *id, uint64_t *ret_cpu_usec, ui
  * (and so gone to swap): on v1 an eventfd (EPOLLIN; read 8 bytes to take the event) for a
  * threshold at quota bytes of memory.memsw.usage_in_bytes; on v2 memory.events, which is
  * EPOLLPRI after each change (call cg_memory_watch_ack to take it). -EOPNOTSUPP: the kernel
- * does not account swap (v1 without memsw). */
+ * does not account swap (v1 without memsw).
+ *
+ * On v1 the threshold is not registered yet: that is *ret_reg, for cg_event_register, which
+ * waits for an RCU grace period of the kernel's (10 to 20 ms on a paravirtualised host), so
+ * hostd does it off its loop (offload.h); then cg_event_reg_close. On v2 *ret_reg holds
+ * nothing (cg_event_register does nothing). */
+struct cg_event_reg {
+        int control; /* cgroup.event_control; -1: nothing to register */
+        int efd;     /* the registration's own copy of the eventfd */
+        int file;    /* the file watched */
+        uint64_t arg;
+        bool has_arg;
+};
+#define CG_EVENT_REG_INIT                                                                          \
+        {                                                                                          \
+                .control = -1, .efd = -1, .file = -1                                               \
+        }
 int cg_memory_watch(struct cg_manager *m, const char *id, uint64_t quota, int *ret_fd,
-                    uint32_t *ret_epoll_events);
+                    uint32_t *ret_epoll_events, struct cg_event_reg *ret_reg);
+/* Write the registration. Allocates nothing, touches nothing but reg: safe on a worker. */
+int cg_event_register(const struct cg_event_reg *reg);
+void cg_event_reg_close(struct cg_event_reg *reg);
 void cg_memory_watch_ack(struct cg_manager *m, int fd);
 /* What a dyno sees at /sys/fs/cgroup: its own cgroup only, as the root of its cgroup
  * namespace. On v2 one cgroup2 mount; on v1 one mount per hierarchy in which the dyno has a

@@ -30,6 +30,7 @@
 #include "logfile.h"
 #include "manager.h"
 #include "netd-client.h"
+#include "offload.h"
 #include "seccomp-filter.h"
 #include "spawn.h"
 #include "store.pb-c.h"
@@ -101,6 +102,8 @@ uint64_t proc_starttime(pid_t pid);
 void dyno_kill_now(struct dyno *d);
 void dyno_attach_wait(struct dyno *d);
 int dyno_watch(struct dyno *d);
+/* Let the first process go on once nothing holds it (its cgroup, netd): 0 or -errno. */
+int dyno_go_if_ready(struct dyno *d);
 void dyno_fail_start(struct dyno *d, enum api_code code, const char *msg);
 void dyno_begin(struct dyno *d);
 void dyno_reset_run(struct dyno *d);

@@ -48,6 +48,33 @@ static int on_memory_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The v1 threshold's registration, off the loop (it waits for an RCU grace period). It tells
+ * only of a failure: the dyno may have gone by then, and the eventfd watched stays silent. */
+struct memory_reg_job {
+        struct offload_job job;
+        struct cg_event_reg reg;
+        int error;
+        char id[DYNO_ID_MAX + 1];
+};
+
+static void memory_reg_run(struct offload_job *j)
+{
+        struct memory_reg_job *mj = container_of(j, struct memory_reg_job, job);
+        mj->error = cg_event_register(&mj->reg);
+}
+
+static void memory_reg_done(struct offload_job *j)
+{
+        struct memory_reg_job *mj = container_of(j, struct memory_reg_job, job);
+        if (mj->error < 0)
+                log_warning_errno(mj->error,
+                                  "dyno %s: no memory notifications (register the threshold: "
+                                  "%m): no R14 warnings",
+                                  mj->id);
+        cg_event_reg_close(&mj->reg);
+        free(mj);
+}
+
 /* Sizes with swap may go over their quota (into swap) without being killed: that is R14.
  * Without swap the kernel stops them at the quota (R15), and there is nothing to watch. */
 void dyno_memory_watch(struct dyno *d)
@@ -56,7 +83,8 @@ void dyno_memory_watch(struct dyno *d)
         uint32_t events;
         if (!d->size || !d->size->swap || d->memory_source)
                 return;
-        int r = cg_memory_watch(m->cg, d->cg_name, d->size->memory, &d->memory_fd, &events);
+        struct cg_event_reg reg;
+        int r = cg_memory_watch(m->cg, d->cg_name, d->size->memory, &d->memory_fd, &events, &reg);
         if (r >= 0)
                 r = sd_event_add_io(m->event, &d->memory_source, d->memory_fd, events,
                                     on_memory_event, d);
@@ -65,6 +93,20 @@ void dyno_memory_watch(struct dyno *d)
                                                R14_INTERVAL_USEC, 0, on_memory_timer, d);
         if (r >= 0)
                 r = sd_event_source_set_enabled(d->memory_timer, SD_EVENT_OFF);
+        if (r >= 0 && reg.control >= 0) {
+                struct memory_reg_job *mj = calloc(1, sizeof *mj);
+                if (!mj)
+                        r = -ENOMEM;
+                else {
+                        mj->job.run = memory_reg_run;
+                        mj->job.done = memory_reg_done;
+                        mj->reg = reg;
+                        reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
+                        snprintf(mj->id, sizeof mj->id, "%s", d->id);
+                        offload_submit(m->offload, &mj->job, false);
+                }
+        }
+        cg_event_reg_close(&reg);
         if (r < 0)
                 log_warning_errno(r, "dyno %s: no memory notifications (%m): no R14 warnings",
                                   d->id);

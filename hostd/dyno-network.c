@@ -113,8 +113,8 @@ static void on_attached(void *userdata, int code, const char *msg, const Netd__V
         d->host_port = resp->attach->host_port;
         log_debug("dyno %s: address %s, host port %" PRIu32, d->id, resp->attach->address,
                   d->host_port);
-        /* Wired: the first process may build the root and run the command. */
-        int r = spawn_go(d->sync_fd);
+        /* Wired: the first process may go on once it is in its cgroup too. */
+        int r = dyno_go_if_ready(d);
         if (r < 0) {
                 snprintf(full, sizeof full, "dyno '%s': let the dyno's processes go on: %s", d->id,
                          strerror(-r));

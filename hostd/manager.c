@@ -485,6 +485,11 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
         m->init_exe_fd = m->netns_fd = -1;
         int r;
 
+        if ((r = offload_new(e, &m->offload)) < 0) {
+                log_error_errno(r, "start the worker thread: %m");
+                goto fail;
+        }
+
         /* First: a drain-ca-file that cannot be read stops hostd before it changes anything. */
         struct drain_options dopt = {
                 .buffer_lines = c->drain_buffer,
@@ -602,6 +607,7 @@ void manager_free(struct manager *m)
         admission_free(m);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
+        offload_free(m->offload);  /* its last jobs find their dynos gone */
         drain_ctx_free(m->drains); /* after the dynos: what their drains still hold is lost */
         netd_client_free(m->netd);
         journal_free(m->journal);

@@ -17,6 +17,8 @@
 #define HOSTD_PRIORITY_LOGS 10
 
 struct call;
+struct offload;
+struct spawn_join;
 struct cg_manager;
 struct drain_ctx;
 struct drain_set;
@@ -72,6 +74,8 @@ struct dyno {
         int pidfd;
         int log_fd;
         int sync_fd;
+        struct spawn_join *cg_join; /* v1: its first process is being moved into its cgroup */
+        bool go_sent;               /* its first process was let go on (spawn_go) */
         int state_dirfd;
         struct logfile logfile; /* <run>/log: lines kept across restarts of hostd */
         bool adopted;           /* not our child: started by an earlier hostd */
@@ -148,7 +152,8 @@ struct manager {
         struct config *config;
         sd_event *event;
         struct cg_manager *cg;
-        struct cpu_pool *cpus; /* dedicated CPUs (cpus.h) */
+        struct offload *offload; /* the worker thread for kernel calls that wait (offload.h) */
+        struct cpu_pool *cpus;   /* dedicated CPUs (cpus.h) */
         struct grpc_server *api;
         struct image_store *images;
         struct importer *importer; /* image imports (importer.c) */

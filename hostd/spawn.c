@@ -1,10 +1,13 @@
 /* The dyno's processes.
  *
  * hostd clones the first process straight into new PID, mount, UTS, IPC and network
- * namespaces (clone3, with a pidfd). That process waits until hostd has put it in the dyno's
- * cgroup, enters a new cgroup namespace, builds the root filesystem in its private mount
- * namespace (so the mounts vanish with the namespace: nothing to unmount on any path),
- * pivots into it, forks the command and finally executes the tiny hostd-init by descriptor.
+ * namespaces (clone3, with a pidfd), and on cgroup v2 straight into the dyno's cgroup
+ * (CLONE_INTO_CGROUP). That process mounts the root filesystem in its private mount namespace
+ * (so the mounts vanish with the namespace: nothing to unmount on any path) while, on v1,
+ * hostd's worker thread moves it into the dyno's cgroup (a write that waits for an RCU grace
+ * period: offload.h) and netd wires its network; once hostd lets it go it enters a new cgroup
+ * namespace, pivots into the root, forks the command and finally executes the tiny hostd-init
+ * by descriptor.
  * The command drops every privilege in crun's order: rlimits, bounding set, uid/gid,
  * remaining capabilities, no_new_privs, seccomp last, then execve.
  *
@@ -33,6 +36,7 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
+#include "offload.h"
 #include "util.h"
 
 #ifndef CLONE_PIDFD
@@ -40,6 +44,9 @@
 #endif
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
 /* What hostd-init relays to the dyno (keep in step with init.c). */
@@ -56,7 +63,7 @@ enum {
         FD_FIRST_FREE = 8,
 };
 
-struct clone_args_v0 {
+struct clone_args_v2 {
         uint64_t flags;
         uint64_t pidfd;
         uint64_t child_tid;
@@ -65,7 +72,13 @@ struct clone_args_v0 {
         uint64_t stack;
         uint64_t stack_size;
         uint64_t tls;
+        /* version 1 (5.5) */
+        uint64_t set_tid;
+        uint64_t set_tid_size;
+        /* version 2 (5.7) */
+        uint64_t cgroup;
 };
+#define CLONE_ARGS_SIZE_V0 64
 
 /* A struct spawn_error of error 0 carrying a descriptor: not a failure, a handover. */
 static int spawn_send_fd(int sock, int fd)
@@ -440,14 +453,6 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         for (int fd = FD_LOG_W; fd <= FD_INIT; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
 
-        /* Wait until hostd has moved us into the dyno's cgroup, so that the cgroup namespace
-         * is rooted there and every process we create is counted. */
-        char go;
-        if (read(FD_SYNC, &go, 1) != 1)
-                _exit(127);
-        if (unshare(CLONE_NEWCGROUP) < 0)
-                child_fail(errno, "create cgroup namespace");
-
         /* Nothing mounted here may propagate back to the host. */
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 child_fail(errno, "make mounts private");
@@ -466,6 +471,15 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_setup_dev(root, p->shm_size);
         child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     NULL);
+
+        /* The root is built meanwhile: now wait until we are in the dyno's cgroup, so that the
+         * cgroup namespace is rooted there and every process we create is counted, and until
+         * netd has wired the network. */
+        char go;
+        if (read(FD_SYNC, &go, 1) != 1)
+                _exit(127);
+        if (unshare(CLONE_NEWCGROUP) < 0)
+                child_fail(errno, "create cgroup namespace");
         if (p->cgroup_view)
                 child_mount_cgroups(root, p->cgroup_view);
 
@@ -564,60 +578,145 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_fail(errno, "execute the dyno init");
 }
 
-/* clone3 a process with flags (CLONE_PIDFD among them) running child(p, its end of a new
- * sync socket), put it in the cgroup of id, and, with go, let it go on. On failure it is
- * killed and reaped: nothing is left running. */
-static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id, bool go,
-                           void (*child)(const void *p, int sync_fd), const void *p, pid_t *ret_pid,
-                           int *ret_pidfd, int *ret_sync_fd)
+/* A process cloned outside its cgroup (v1), and the worker's job that moves it in. The job
+ * holds its own pidfd: the process is reaped only once the worker no longer names its pid
+ * (pids are reused). */
+struct spawn_join {
+        struct offload_job job;
+        struct cg_procs procs;
+        pid_t pid;
+        int pidfd;
+        int error;
+        spawn_joined_fn joined; /* NULL: cancelled, the owner went */
+        void *userdata;
+};
+
+static void join_run(struct offload_job *job)
 {
+        struct spawn_join *j = container_of(job, struct spawn_join, job);
+        j->error = cg_procs_write(&j->procs, j->pid);
+}
+
+static void kill_and_reap(int pidfd)
+{
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                ;
+}
+
+static void join_done(struct offload_job *job)
+{
+        struct spawn_join *j = container_of(job, struct spawn_join, job);
+        cg_procs_close(&j->procs);
+        if (j->joined)
+                j->joined(j->userdata, j->error);
+        else
+                kill_and_reap(j->pidfd); /* the owner killed it and left it to us */
+        closep(&j->pidfd);
+        free(j);
+}
+
+void spawn_join_cancel(struct spawn_join *j)
+{
+        if (!j)
+                return;
+        pidfd_send_signal(j->pidfd, SIGKILL, NULL, 0);
+        j->joined = NULL;
+        j->userdata = NULL;
+}
+
+/* clone3 a process with flags (CLONE_PIDFD among them) running child(p, its end of a new
+ * sync socket), in the cgroup of id: born there on v2; on v1 moved there by o's worker, after
+ * which joined runs on the loop (ret->join until then). On failure it is killed and reaped:
+ * nothing is left running. */
+static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id, struct offload *o,
+                           spawn_joined_fn joined, void *userdata,
+                           void (*child)(const void *p, int sync_fd), const void *p,
+                           struct spawn_child *ret)
+{
+        struct spawn_join *j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->pidfd = -1;
+        int r = cg_procs_open(cg, id, &j->procs);
+        if (r < 0) {
+                free(j);
+                return r;
+        }
         int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = -errno;
+                cg_procs_close(&j->procs);
+                free(j);
+                return r;
+        }
         _cleanup_close_ int parent_end = sv[0];
         _cleanup_close_ int child_end = sv[1];
 
         int pidfd = -1;
-        struct clone_args_v0 args = {
+        struct clone_args_v2 args = {
                 .flags = flags,
                 .pidfd = (uint64_t)(uintptr_t)&pidfd,
                 .exit_signal = SIGCHLD,
         };
-        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0)
-                return -errno;
+        size_t size = CLONE_ARGS_SIZE_V0;
+        bool born_there = j->procs.dir >= 0;
+        if (born_there) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)j->procs.dir;
+                size = sizeof args;
+        }
+        pid_t pid = (pid_t)syscall(SYS_clone3, &args, size);
+        if (pid < 0) {
+                r = -errno;
+                cg_procs_close(&j->procs);
+                free(j);
+                return r;
+        }
         if (pid == 0) {
                 child(p, child_end); /* does not return */
                 _exit(127);
         }
-
-        _cleanup_close_ int pidfd_owned = pidfd;
         close(TAKE_FD(child_end));
-        int r = cg_attach(cg, id, pid);
-        if (r >= 0 && go)
-                r = spawn_go(parent_end);
-        if (r < 0) {
-                pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-                siginfo_t si;
-                while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
+
+        ret->pid = pid;
+        ret->pidfd = pidfd;
+        ret->sync_fd = TAKE_FD(parent_end);
+        ret->join = NULL;
+        if (born_there) {
+                cg_procs_close(&j->procs);
+                free(j);
+                return 0;
+        }
+        j->pid = pid;
+        j->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+        if (j->pidfd < 0) {
+                r = -errno;
+                kill_and_reap(pidfd);
+                close(pidfd);
+                closep(&ret->sync_fd);
+                cg_procs_close(&j->procs);
+                free(j);
                 return r;
         }
-        *ret_pid = pid;
-        *ret_pidfd = TAKE_FD(pidfd_owned);
-        *ret_sync_fd = TAKE_FD(parent_end);
+        j->job.run = join_run;
+        j->job.done = join_done;
+        j->joined = joined;
+        j->userdata = userdata;
+        ret->join = j;
+        offload_submit(o, &j->job, true);
         return 0;
 }
 
 static _Noreturn void child_start(const void *p, int sync_fd) { child_main(p, sync_fd); }
 
-int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
-               int *ret_sync_fd)
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct offload *o,
+               spawn_joined_fn joined, void *userdata, struct spawn_child *ret)
 {
         return clone_in_cgroup(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                                        CLONE_NEWNET | CLONE_PIDFD,
-                               cg, p->cgroup, !p->hold, child_start, p, ret_pid, ret_pidfd,
-                               ret_sync_fd);
+                               cg, p->cgroup, o, joined, userdata, child_start, p, ret);
 }
 
 /* ---- exec ---- */
@@ -710,11 +809,11 @@ static _Noreturn void exec_helper_start(const void *p, int sync_fd)
 }
 
 int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
-               pid_t *ret_pid, int *ret_pidfd, int *ret_sync_fd)
+               struct offload *o, spawn_joined_fn joined, void *userdata, struct spawn_child *ret)
 {
         /* Counted in the dyno's pids, killed with it, before it runs anything. */
-        return clone_in_cgroup(CLONE_PIDFD, cg, dyno_id, true, exec_helper_start, p, ret_pid,
-                               ret_pidfd, ret_sync_fd);
+        return clone_in_cgroup(CLONE_PIDFD, cg, dyno_id, o, joined, userdata, exec_helper_start, p,
+                               ret);
 }
 
 int spawn_go(int sync_fd) { return send(sync_fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno; }

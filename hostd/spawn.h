@@ -9,6 +9,7 @@
 
 struct cg_manager;
 struct cg_view;
+struct offload;
 
 struct spawn_params {
         const char *id;              /* the dyno's id: its hostname */
@@ -28,22 +29,39 @@ struct spawn_params {
         uint64_t rlimit_nproc; /* the size's pids: what `ulimit -u` says; 0: unlimited */
         uint64_t shm_size;
         const struct cg_view *cgroup_view; /* what the dyno sees at /sys/fs/cgroup */
-        bool hold; /* leave the first process waiting for spawn_go() (netd wires it first) */
-        bool tty;  /* a one-off's terminal as the command's stdio, handed to hostd; the first
+        bool tty; /* a one-off's terminal as the command's stdio, handed to hostd; the first
                     * process then waits for a second spawn_go() before it forks the command */
         uint32_t tty_columns, tty_rows;
 };
 
-/* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
- * dyno's cgroup. Returns 0 with the init's host pid, a pidfd for it and the hostd end of the
- * sync socket. The first process waits for a byte on that socket (sent here unless p->hold)
- * before it does anything; then the socket reports a setup error as a struct spawn_error, or
- * reaches EOF once both the init and the command have been executed. On failure nothing is
- * left running. */
-int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, pid_t *ret_pid, int *ret_pidfd,
-               int *ret_sync_fd);
+/* A process spawn_dyno or spawn_exec started. */
+struct spawn_child {
+        pid_t pid;
+        int pidfd;
+        int sync_fd; /* hostd's end of the sync socket */
+        /* On cgroup v1 the process is cloned in hostd's cgroups and moved into the dyno's by
+         * the worker thread: joined(userdata, 0 or a negative errno) runs on the loop when it
+         * is, and join is set until then. NULL: it was born in the dyno's cgroup (v2). */
+        struct spawn_join *join;
+};
+typedef void (*spawn_joined_fn)(void *userdata, int error);
 
-/* Let a held first process go on: it sets up the root filesystem and runs the command. */
+/* The owner of a process whose join has not run kills it and goes: joined is not called, and
+ * the process is reaped once the worker no longer names its pid (which may then be reused).
+ * The owner must not reap it itself. */
+void spawn_join_cancel(struct spawn_join *j);
+
+/* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
+ * dyno's cgroup. The first process mounts the root filesystem, then waits for spawn_go():
+ * the caller sends it once the process is in its cgroup (ret->join done) and whatever else
+ * must come first (netd's wiring). Then the socket reports a setup error as a struct
+ * spawn_error, or reaches EOF once both the init and the command have been executed. On
+ * failure nothing is left running. */
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct offload *o,
+               spawn_joined_fn joined, void *userdata, struct spawn_child *ret);
+
+/* Let a waiting first process go on: it enters its cgroup namespace, pivots into its root
+ * and runs the command. */
 int spawn_go(int sync_fd);
 
 struct spawn_error {
@@ -72,7 +90,8 @@ struct exec_params {
 /* Start p->argv in the dyno whose cgroup is dyno_id's. A helper process joins the dyno's
  * cgroup and namespaces, forks the command (which is then inside the dyno's PID namespace),
  * drops its own privileges, waits for the command and exits with its status (128 + the
- * signal when it was killed). Returns 0 with the helper's pid, a pidfd for it and the sync
- * socket (a struct spawn_error, or EOF once the command is executed; spawn_read_result). */
+ * signal when it was killed). It waits for spawn_go(), which the caller sends once it is in
+ * the dyno's cgroup (ret->join, as for spawn_dyno). Then the sync socket says a struct
+ * spawn_error, or EOF once the command is executed (spawn_read_result). */
 int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
-               pid_t *ret_pid, int *ret_pidfd, int *ret_sync_fd);
+               struct offload *o, spawn_joined_fn joined, void *userdata, struct spawn_child *ret);
