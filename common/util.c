@@ -114,7 +114,8 @@ int read_full_file(const char *path, char **ret, size_t *ret_len)
         return read_full_fd(fd, ret, ret_len);
 }
 
-int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+static int write_file_renamed_at(int dirfd, const char *name, const void *data, size_t len,
+                                 mode_t mode, bool durable)
 {
         char tmp[512];
         if (snprintf(tmp, sizeof tmp, ".#%s.%d", name, (int)getpid()) >= (int)sizeof tmp)
@@ -137,18 +138,29 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
                 p += k;
                 left -= (size_t)k;
         }
-        if (fsync(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+        if ((durable && fsync(fd) < 0) || renameat(dirfd, tmp, dirfd, name) < 0) {
                 int r = -errno;
                 unlinkat(dirfd, tmp, 0);
                 return r;
         }
         /* The rename is durable only once the folder is. */
-        if (fsync(dirfd) < 0 && errno != EINVAL)
+        if (durable && fsync(dirfd) < 0 && errno != EINVAL)
                 return -errno;
         return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+        return write_file_renamed_at(dirfd, name, data, len, mode, true);
+}
+
+int write_file_replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+        return write_file_renamed_at(dirfd, name, data, len, mode, false);
+}
+
+static int write_file_path(const char *path, const void *data, size_t len, mode_t mode,
+                           bool durable)
 {
         _cleanup_free_ char *dir = strdup(path);
         if (!dir)
@@ -171,7 +183,17 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return -errno;
-        return write_file_atomic_at(dfd, name, data, len, mode);
+        return write_file_renamed_at(dfd, name, data, len, mode, durable);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+        return write_file_path(path, data, len, mode, true);
+}
+
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+        return write_file_path(path, data, len, mode, false);
 }
 
 int write_string_file(const char *path, const char *s)

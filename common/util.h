@@ -91,6 +91,11 @@ int read_full_fd(int fd, char **ret, size_t *ret_len);
 /* Write atomically: temporary file in the same folder, fsync, rename, fsync the folder. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* The same without the fsyncs, for per-boot state (the run-dir, a tmpfs): a crash of the
+ * writer leaves the old file or the new one, whole (the page cache outlives the process);
+ * only a crash of the machine could lose the rename, and that ends what the state is about. */
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
+int write_file_replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 /* Write a short string to an existing file (cgroupfs, procfs). */
 int write_string_file(const char *path, const char *s);
 int mkdir_p(const char *path, mode_t mode);

@@ -111,7 +111,8 @@ int dyno_save(struct dyno *d)
         _cleanup_free_ char *path = strjoin3(d->run_dir, "/record", NULL);
         if (!path)
                 return -ENOMEM;
-        int r = write_file_atomic(path, buf, len, 0600);
+        /* Per-boot (run-dir): atomic, not durable; see write_file_replace(). */
+        int r = write_file_replace(path, buf, len, 0600);
         if (r < 0)
                 log_error_errno(r, "dyno %s: write %s: %m", d->id, path);
         return r;

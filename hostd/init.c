@@ -120,14 +120,15 @@ static void record_exit(int status)
                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
                 return;
-        if (write_all(fd, buf, n) < 0 || fsync(fd) < 0) {
+        /* Atomic, not durable: the run folder is per-boot, and the page cache outlives a
+         * hostd that is away (write_file_replace() in common/util.h). */
+        if (write_all(fd, buf, n) < 0) {
                 close(fd);
                 unlinkat(STATE_FD, ".exit.tmp", 0);
                 return;
         }
         close(fd);
-        if (renameat(STATE_FD, ".exit.tmp", STATE_FD, "exit") == 0)
-                fsync(STATE_FD);
+        (void)renameat(STATE_FD, ".exit.tmp", STATE_FD, "exit");
 }
 
 int main(int argc, char **argv)

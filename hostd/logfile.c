@@ -72,7 +72,7 @@ static int rewrite_from_ring(int dirfd, const char *name, const struct log_ring 
                         return r;
                 }
         }
-        int r = write_file_atomic_at(dirfd, name, buf ? buf : "", len, 0600);
+        int r = write_file_replace_at(dirfd, name, buf ? buf : "", len, 0600); /* run-dir */
         free(buf);
         return r;
 }
