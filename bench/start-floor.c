@@ -17,14 +17,15 @@
  *
  * Per start, timed: the writable layer (mkdir of upper, work, merged, upper/app owned by the
  * uid), the cgroup in each hierarchy with standard-1x's limits, clone3 into new PID, mount,
- * UTS, IPC and network namespaces, the move into the cgroups (cgroup.procs), the memory
- * threshold and OOM notifications hostd registers (cgroup.event_control), and in the child
+ * UTS, IPC and network namespaces, the move into the cgroups (cgroup.procs), and in the child
  * what hostd's first process does before the command runs: a cgroup namespace, private
  * mounts, the overlay, /proc, a /dev tmpfs with its nodes, devpts and /dev/shm, sysfs, the
  * dyno's own cgroups read-only, hostname, loopback up, pivot_root, rlimits, no capabilities,
  * the dyno's uid, no_new_privs, hostd's seccomp filter, exec of /bin/true. hostd runs the
  * command under an init of its own (one more fork and exec); the floor execs the command as
- * PID 1 at once, as runc does. Untimed: wait for the end, remove the cgroups and the layer
+ * PID 1 at once, as runc does. Untimed: the memory threshold and OOM notifications hostd
+ * registers once the dyno runs (cgroup.event_control: its worker thread does it after the
+ * start), the wait for the end, the removal of the cgroups and the layer
  * (the mounts go with the child's mount namespace, as a dyno's do). */
 #include <errno.h>
 #include <fcntl.h>
@@ -507,10 +508,6 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
         uint64_t t5 = now_ns();
         if (r >= 0 && send(sv[0], "g", 1, MSG_NOSIGNAL) != 1)
                 r = set_error(msg, msglen, -errno, "let the child go: %s", strerror(errno));
-        /* hostd registers these while the child sets up, as here. */
-        if (r >= 0 && (r = events_register(f, dirs[0], efds)) < 0)
-                set_error(msg, msglen, r, "register memory notifications in %s: %s", dirs[0],
-                          strerror(-r));
         uint64_t t6 = now_ns();
         if (r >= 0) {
                 char err[512];
@@ -534,11 +531,19 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
                                       .clone = t3 - t2,
                                       .procs_first = t4 - t3,
                                       .procs_rest = t5 - t4,
-                                      .events = t6 - t5,
                                       .exec = t7 - t6,
                                       .total = t7 - t0 };
         } else
                 (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        /* hostd registers these once the dyno runs, off its start path (its worker thread):
+         * after the answer here too, but done, so that the cleanup is the same. */
+        if (r >= 0) {
+                r = events_register(f, dirs[0], efds);
+                if (r < 0)
+                        set_error(msg, msglen, r, "register memory notifications in %s: %s",
+                                  dirs[0], strerror(-r));
+                pt->events = now_ns() - t7;
+        }
 
         /* Untimed: the end of `true`, then the cgroups and the layer. */
         siginfo_t si = {};
