@@ -143,7 +143,7 @@ static int on_retiring_log(sd_event_source *s, int fd, uint32_t revents, void *u
         dyno_flush_followers(r->d);
         if (n == 0) {
                 r->log_source = sd_event_source_disable_unref(r->log_source);
-                closep(&r->log_fd);
+                closep(&r->log_fd), r->log_fd = -1; /* retiring_finish and _free look again */
         }
         return 0;
 }

@@ -88,6 +88,9 @@ def test_the_replacement_runs_while_the_old_one_stops(hostd_factory, make_spec):
     assert d.state == pb.DYNO_STATE_UP and d.restarts == 1
     assert len(h.dyno_inits()) == 1
     assert not os.path.exists(os.path.join(h.layers_dir, "cyc-o"))
+    # The old instance's log pipe, at its end before its init's, was closed once: a second
+    # close would have hit whatever took its number since (a client, a new pipe).
+    assert "read logs:" not in h.log_text(), h.log_tail(20)
     c.stop("cyc-o", timeout=20)
     h.assert_unchanged(before, "after the cycled dyno stopped")
 
