@@ -17,7 +17,8 @@
  *
  * Per start, timed: the writable layer (mkdir of upper, work, merged, upper/app owned by the
  * uid), the cgroup in each hierarchy with standard-1x's limits, clone3 into new PID, mount,
- * UTS, IPC and network namespaces, the move into the cgroups (cgroup.procs), and in the child
+ * UTS, IPC and network namespaces, the move into the cgroups (cgroup.procs; on v2 the child is
+ * born in its cgroup instead, CLONE_INTO_CGROUP, as hostd's is), and in the child
  * what hostd's first process does before the command runs: a cgroup namespace, private
  * mounts, the overlay, /proc, a /dev tmpfs with its nodes, devpts and /dev/shm, sysfs, the
  * dyno's own cgroups read-only, hostname, loopback up, pivot_root, rlimits, no capabilities,
@@ -63,6 +64,9 @@
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -98,9 +102,13 @@ struct parts {
         uint64_t layer, cgroup, clone, procs_first, procs_rest, events, exec, total;
 };
 
-struct clone_args_v0 {
+/* clone3's arguments up to the cgroup field (CLONE_ARGS_SIZE_VER2); the first 64 bytes are
+ * version 0's. */
+struct clone_args_v2 {
         uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+        uint64_t set_tid, set_tid_size, cgroup;
 };
+#define CLONE_ARGS_SIZE_V0 64
 
 /* The paths of one start, made of the options (each under PATH_LEN_MAX, checked in main) and
  * short names: they always fit. A truncated one would fail where it is used. */
@@ -472,20 +480,39 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
                 goto undo;
         }
         int pidfd = -1;
-        struct clone_args_v0 args = {
+        struct clone_args_v2 args = {
                 .flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
                          CLONE_PIDFD,
                 .pidfd = (uint64_t)(uintptr_t)&pidfd,
                 .exit_signal = SIGCHLD,
         };
-        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        size_t size = CLONE_ARGS_SIZE_V0;
+        /* On v2 the child is born in its cgroup, as hostd's first process is: no move through
+         * cgroup.procs, whose first write waits for an RCU grace period. */
+        int cgfd = -1;
+        if (f->v2) {
+                cgfd = open(dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (cgfd < 0) {
+                        r = set_error(msg, msglen, -errno, "open %s: %s", dirs[0], strerror(errno));
+                        close(sv[0]);
+                        close(sv[1]);
+                        goto undo;
+                }
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)cgfd;
+                size = sizeof args;
+        }
+        pid_t pid = (pid_t)syscall(SYS_clone3, &args, size);
         if (pid == 0) {
                 close(sv[0]);
                 child_main(f, id, layer, overlay, sv[1]);
         }
+        if (pid < 0)
+                r = -errno;
+        if (cgfd >= 0)
+                close(cgfd);
         close(sv[1]);
         if (pid < 0) {
-                r = -errno;
                 close(sv[0]);
                 set_error(msg, msglen, r, "clone3: %s", strerror(-r));
                 goto undo;
@@ -494,8 +521,8 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
 
         char buf[16];
         snprintf(buf, sizeof buf, "%d", (int)pid);
-        uint64_t t4 = 0;
-        for (size_t i = 0; i < f->n_hier && r >= 0; i++) {
+        uint64_t t4 = t3;
+        for (size_t i = 0; i < f->n_hier && r >= 0 && !f->v2; i++) {
                 char path[PATH_MAX];
                 pathf(path, sizeof path, "%s/cgroup.procs", dirs[i]);
                 r = write_string_file(path, buf);
