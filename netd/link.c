@@ -461,6 +461,13 @@ static int veth_create(struct rtnl *nl, const char *host_ifname, int bridge_ifin
         rtnl_link_set_master(veth, bridge_ifindex);
         rtnl_link_set_name(peer, LINK_DYNO_IFNAME);
         rtnl_link_set_mtu(peer, mtu);
+        /* One queue each way on both ends, as the kernel would leave them: asked for at
+         * creation, the kernel does not make one per CPU and then cut them down to one, which
+         * waits for an RCU grace period per end (netif_set_real_num_tx_queues). */
+        rtnl_link_set_num_tx_queues(veth, 1);
+        rtnl_link_set_num_rx_queues(veth, 1);
+        rtnl_link_set_num_tx_queues(peer, 1);
+        rtnl_link_set_num_rx_queues(peer, 1);
         rtnl_link_set_ns_fd(peer, netns_fd);
         return rtnl_errno(nl, rtnl_link_add(nl->sk, veth, NLM_F_CREATE | NLM_F_EXCL));
 }
