@@ -7,6 +7,7 @@
  * file in /tmp/hostd-test-link-XXXXXX (as hostd does under /run/hostd/netns) and switching back.
  * The bind mounts exist only in the private mount namespace and go with it; the folder is
  * removed at the end. Traffic flows only between these namespaces. */
+#include "link-deleter.h"
 #include "link.h"
 #include "util.h"
 
@@ -983,8 +984,26 @@ static void test_detach(void)
         struct link_stats s;
         CHECK_R(link_stats(ID_A, &s), -ENOENT);
 
-        CHECK_R(link_detach(ID_B), 0);
+        /* B as netd's Detach does it: found here, deleted by the deleter's worker */
+        struct link_deleter *d = NULL;
+        CHECK_R(link_deleter_new(&d), 0);
+        char ifname[IFNAMSIZ] = "";
+        int ifindex = -1;
+        CHECK_R(link_detach_find(ID_B, &ifindex, ifname), 0);
+        CHECK(ifindex == res_b.host_ifindex && strcmp(ifname, res_b.host_ifname) == 0);
+        CHECK_R(link_deleter_queue(d, ifindex, ifname, ID_B), 0);
+        link_deleter_wait(d, ifname);
+        CHECK(!link_deleter_pending(d, ifname));
         CHECK(!link_exists(NULL, res_b.host_ifname) && !link_exists(ns_b, "eth0"));
+        CHECK_R(link_detach_find(ID_B, &ifindex, ifname), 0);
+        CHECK(ifindex == 0);
+        CHECK_R(link_detach_find(ID_A, &ifindex, ifname), 0); /* not there */
+        CHECK(ifindex == 0);
+        /* a link gone by the time its turn comes is no error; free deletes what is queued */
+        CHECK_R(link_deleter_queue(d, res_b.host_ifindex, res_b.host_ifname, ID_B), 0);
+        CHECK(link_deleter_drain(d) <= 1 && !link_deleter_pending(d, res_b.host_ifname));
+        link_deleter_free(d);
+        CHECK_R(link_detach(ID_B), 0);
         _cleanup_strv_free_ char **none = NULL;
         CHECK_R(link_list_attached(BRIDGE, &none), 0);
         CHECK(none && !none[0]);
