@@ -88,7 +88,7 @@ static const char *ip_str(struct in_addr a, char buf[static INET_ADDRSTRLEN])
 
 /* Have the dyno's veth deleted by the deleter's worker: the kernel takes tens of ms over it
  * (link-deleter.h), which the caller need not wait for. */
-static int link_detach_queue(struct netd *n, const char *dyno_id)
+static int queue_veth_deletion(struct netd *n, const char *dyno_id)
 {
         char ifname[IFNAMSIZ];
         int ifindex;
@@ -117,7 +117,7 @@ static int detach_dyno(struct netd *n, const char *dyno_id, char *msg, size_t ms
                         return r;
                 }
         }
-        r = link_detach_queue(n, dyno_id);
+        r = queue_veth_deletion(n, dyno_id);
         if (r < 0) {
                 snprintf(msg, msglen, "dyno %s: delete its veth: %s", dyno_id, strerror(-r));
                 return r;
