@@ -114,8 +114,15 @@ int read_full_file(const char *path, char **ret, size_t *ret_len)
         return read_full_fd(fd, ret, ret_len);
 }
 
+/* How much of a renamed write reaches the disk before the call returns. */
+enum write_sync {
+        WRITE_SYNC_NONE,    /* nothing: per-boot state */
+        WRITE_SYNC_DATA,    /* the new file's data, before the rename */
+        WRITE_SYNC_DURABLE, /* that, and the folder after the rename */
+};
+
 static int write_file_renamed_at(int dirfd, const char *name, const void *data, size_t len,
-                                 mode_t mode, bool durable)
+                                 mode_t mode, enum write_sync sync)
 {
         char tmp[512];
         if (snprintf(tmp, sizeof tmp, ".#%s.%d", name, (int)getpid()) >= (int)sizeof tmp)
@@ -138,29 +145,29 @@ static int write_file_renamed_at(int dirfd, const char *name, const void *data, 
                 p += k;
                 left -= (size_t)k;
         }
-        if ((durable && fsync(fd) < 0) || renameat(dirfd, tmp, dirfd, name) < 0) {
+        if ((sync >= WRITE_SYNC_DATA && fsync(fd) < 0) || renameat(dirfd, tmp, dirfd, name) < 0) {
                 int r = -errno;
                 unlinkat(dirfd, tmp, 0);
                 return r;
         }
         /* The rename is durable only once the folder is. */
-        if (durable && fsync(dirfd) < 0 && errno != EINVAL)
+        if (sync >= WRITE_SYNC_DURABLE && fsync(dirfd) < 0 && errno != EINVAL)
                 return -errno;
         return 0;
 }
 
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
-        return write_file_renamed_at(dirfd, name, data, len, mode, true);
+        return write_file_renamed_at(dirfd, name, data, len, mode, WRITE_SYNC_DURABLE);
 }
 
 int write_file_replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
-        return write_file_renamed_at(dirfd, name, data, len, mode, false);
+        return write_file_renamed_at(dirfd, name, data, len, mode, WRITE_SYNC_NONE);
 }
 
 static int write_file_path(const char *path, const void *data, size_t len, mode_t mode,
-                           bool durable)
+                           enum write_sync sync)
 {
         _cleanup_free_ char *dir = strdup(path);
         if (!dir)
@@ -183,17 +190,22 @@ static int write_file_path(const char *path, const void *data, size_t len, mode_
         _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return -errno;
-        return write_file_renamed_at(dfd, name, data, len, mode, durable);
+        return write_file_renamed_at(dfd, name, data, len, mode, sync);
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
-        return write_file_path(path, data, len, mode, true);
+        return write_file_path(path, data, len, mode, WRITE_SYNC_DURABLE);
 }
 
 int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
 {
-        return write_file_path(path, data, len, mode, false);
+        return write_file_path(path, data, len, mode, WRITE_SYNC_NONE);
+}
+
+int write_file_whole(const char *path, const void *data, size_t len, mode_t mode)
+{
+        return write_file_path(path, data, len, mode, WRITE_SYNC_DATA);
 }
 
 int write_string_file(const char *path, const char *s)

@@ -96,6 +96,11 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t l
  * only a crash of the machine could lose the rename, and that ends what the state is about. */
 int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
 int write_file_replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* Between the two, for state that a reboot makes moot but that must still parse after one
+ * (netd's books: every dyno's namespace dies with the machine): the data is fsynced before the
+ * rename, the folder is not after it. A crash of the machine leaves the old file or the new
+ * one, whole (never an empty or torn one); which one is not known. One fsync instead of two. */
+int write_file_whole(const char *path, const void *data, size_t len, mode_t mode);
 /* Write a short string to an existing file (cgroupfs, procfs). */
 int write_string_file(const char *path, const char *s);
 int mkdir_p(const char *path, mode_t mode);

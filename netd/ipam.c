@@ -474,7 +474,7 @@ static int write_state(struct ipam *m)
         int r = format_state(m, &len);
         if (r < 0)
                 return r;
-        return write_file_atomic(m->path, m->buf, len, IPAM_FILE_MODE);
+        return write_file_whole(m->path, m->buf, len, IPAM_FILE_MODE);
 }
 
 /* Persist, then forget the undo log; or undo everything and return the error. */
@@ -888,7 +888,7 @@ static int parse_state(struct ipam *m, const char *text, size_t len, bool *ret_r
         return 0;
 }
 
-/* write_file_atomic's temporary files, ".#<name>.<pid>", that a crash left. Only a holder of
+/* write_file_whole's temporary files, ".#<name>.<pid>", that a crash left. Only a holder of
  * the lock writes the file, so any that is there now is a leftover. */
 static void remove_stale_temporaries(const char *path)
 {

@@ -27,15 +27,16 @@
  * Each dyno id ([A-Za-z0-9][A-Za-z0-9._-]{0,62}) and each address appears at most once. It is
  * parsed strictly: an error names the line, and nothing is ever discarded silently.
  *
- * Every change is written (write_file_atomic: temporary file, fsync, rename, fsync of the
- * folder) before the call returns success; a call that fails changes nothing, in memory or on
- * disk. So an address the caller was given is on disk, and one that is on disk but that no
- * caller saw (a crash between the write and the reply) belongs to a dyno id that the caller
- * either asks for again (and gets the same address) or that ipam_gc() frees. (The one write
- * that fails yet reaches the disk, a failed fsync of the folder after the rename, ends the
- * same way.)
+ * Every change is written (write_file_whole: temporary file, fsync, rename) before the call
+ * returns success; a call that fails changes nothing, in memory or on disk. So an address the
+ * caller was given is in the file that a restarted netd reads, and one that is there but that
+ * no caller saw (a crash between the write and the reply) belongs to a dyno id that the caller
+ * either asks for again (and gets the same address) or that ipam_gc() frees. The folder is
+ * not fsynced after the rename: only a crash of the machine could lose the rename, and the
+ * file is then the previous version, whole, which is as good: every namespace it names died
+ * with the machine, and netd's start detaches those and lets their quarantine go.
  * Each write rewrites the whole file: O(n), a few tens of kilobytes for thousands of dynos;
- * the fsyncs cost more than the formatting.
+ * the fsync costs more than the formatting.
  *
  * An open ipam holds an exclusive flock() on "<path>.lock": a second opener (another netd)
  * gets -EBUSY rather than overwriting the first one's allocations. The lock file also holds

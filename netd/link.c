@@ -461,6 +461,13 @@ static int veth_create(struct rtnl *nl, const char *host_ifname, int bridge_ifin
         rtnl_link_set_master(veth, bridge_ifindex);
         rtnl_link_set_name(peer, LINK_DYNO_IFNAME);
         rtnl_link_set_mtu(peer, mtu);
+        /* One queue each way on both ends, as the kernel would leave them: asked for at
+         * creation, the kernel does not make one per CPU and then cut them down to one, which
+         * waits for an RCU grace period per end (netif_set_real_num_tx_queues). */
+        rtnl_link_set_num_tx_queues(veth, 1);
+        rtnl_link_set_num_rx_queues(veth, 1);
+        rtnl_link_set_num_tx_queues(peer, 1);
+        rtnl_link_set_num_rx_queues(peer, 1);
         rtnl_link_set_ns_fd(peer, netns_fd);
         return rtnl_errno(nl, rtnl_link_add(nl->sk, veth, NLM_F_CREATE | NLM_F_EXCL));
 }
@@ -661,19 +668,19 @@ int link_attach(const struct link_attach_params *p, struct link_attach_result *r
         return 0;
 }
 
-int link_detach(const char *dyno_id)
+int link_detach_find(const char *dyno_id, int *ret_ifindex, char ret_ifname[static IFNAMSIZ])
 {
-        char host_ifname[IFNAMSIZ];
-        int r = link_host_ifname(dyno_id, host_ifname);
+        int r = link_host_ifname(dyno_id, ret_ifname);
         if (r < 0)
                 return r;
+        *ret_ifindex = 0;
 
         _cleanup_(rtnl_close) struct rtnl nl = { 0 };
         r = rtnl_open(&nl);
         if (r < 0)
                 return r;
         _cleanup_(rtnl_link_putp) struct rtnl_link *host = NULL;
-        r = link_get(&nl, host_ifname, &host);
+        r = link_get(&nl, ret_ifname, &host);
         if (r == -ENODEV)
                 return 0;
         if (r < 0)
@@ -684,7 +691,29 @@ int link_detach(const char *dyno_id)
         const char *alias = rtnl_link_get_ifalias(host);
         if (!link_is_kind(host, "veth") || (alias && *alias && strcmp(alias, dyno_id) != 0))
                 return 0;
-        return link_delete(&nl, rtnl_link_get_ifindex(host), NULL);
+        *ret_ifindex = rtnl_link_get_ifindex(host);
+        return 0;
+}
+
+int link_delete_ifindex(int ifindex)
+{
+        if (ifindex <= 0)
+                return -EINVAL;
+        _cleanup_(rtnl_close) struct rtnl nl = { 0 };
+        int r = rtnl_open(&nl);
+        if (r < 0)
+                return r;
+        return link_delete(&nl, ifindex, NULL);
+}
+
+int link_detach(const char *dyno_id)
+{
+        char ifname[IFNAMSIZ];
+        int ifindex;
+        int r = link_detach_find(dyno_id, &ifindex, ifname);
+        if (r < 0 || ifindex == 0)
+                return r;
+        return link_delete_ifindex(ifindex);
 }
 
 /* Whether l is the host end of a dyno's veth: a veth whose alias is an id that names it. */

@@ -103,6 +103,12 @@ int link_attach(const struct link_attach_params *p, struct link_attach_result *r
  * was not attached (idempotent). A link that has the dyno's name but belongs to another dyno (by
  * alias) is left alone; one with no alias (an interrupted attach) is deleted. */
 int link_detach(const char *dyno_id);
+/* link_detach in two halves, for a caller that deletes the link elsewhere (link-deleter.h):
+ * the host end of dyno_id's veth that link_detach would delete (*ret_ifindex, and its name),
+ * or *ret_ifindex 0 when there is none of the dyno's; then its deletion by ifindex (the pair
+ * goes whole; 0 if it is gone already). */
+int link_detach_find(const char *dyno_id, int *ret_ifindex, char ret_ifname[static IFNAMSIZ]);
+int link_delete_ifindex(int ifindex);
 
 /* The ids of the dynos attached to the bridge, for netd's gc: the aliases of the veths that are
  * ports of the bridge, or that have no master any more (the bridge was deleted and made again),

@@ -13,6 +13,7 @@
 #include <sys/statfs.h>
 
 #include "ipam.h"
+#include "link-deleter.h"
 #include "nft.h"
 #include "ports.h"
 #include "util.h"
@@ -26,6 +27,7 @@ struct netd {
         struct ipam *ipam;
         struct ports *ports;
         struct nft_fw *fw;
+        struct link_deleter *deleter;
         struct in_addr network, gateway;
         unsigned prefix;
 };
@@ -84,7 +86,21 @@ static const char *ip_str(struct in_addr a, char buf[static INET_ADDRSTRLEN])
         return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
 }
 
-/* Undo everything of one dyno; every step is idempotent. */
+/* Have the dyno's veth deleted by the deleter's worker: the kernel takes tens of ms over it
+ * (link-deleter.h), which the caller need not wait for. */
+static int queue_veth_deletion(struct netd *n, const char *dyno_id)
+{
+        char ifname[IFNAMSIZ];
+        int ifindex;
+        int r = link_detach_find(dyno_id, &ifindex, ifname);
+        if (r < 0 || ifindex == 0 || link_deleter_pending(n->deleter, ifname))
+                return r;
+        return link_deleter_queue(n->deleter, ifindex, ifname, dyno_id);
+}
+
+/* Undo everything of one dyno; every step is idempotent. The veth's deletion is queued, and
+ * done after the return; the dyno is cut off before: no firewall element lets its address
+ * through any more. */
 static int detach_dyno(struct netd *n, const char *dyno_id, char *msg, size_t msglen)
 {
         char nerr[512] = "";
@@ -101,7 +117,7 @@ static int detach_dyno(struct netd *n, const char *dyno_id, char *msg, size_t ms
                         return r;
                 }
         }
-        r = link_detach(dyno_id);
+        r = queue_veth_deletion(n, dyno_id);
         if (r < 0) {
                 snprintf(msg, msglen, "dyno %s: delete its veth: %s", dyno_id, strerror(-r));
                 return r;
@@ -152,6 +168,9 @@ static int sweep_orphans(struct netd *n, char *msg, size_t msglen)
         for (char **id = ids; id && *id; id++) {
                 if (dyno_instance_name_valid(*id) && ipam_lookup(n->ipam, *id, NULL) == 0)
                         continue;
+                char ifname[IFNAMSIZ];
+                if (link_host_ifname(*id, ifname) == 0 && link_deleter_pending(n->deleter, ifname))
+                        continue; /* detached; its deletion is under way */
                 log_info("dyno %s: removing its veth, which no attachment records", *id);
                 r = link_detach(*id);
                 if (r < 0) {
@@ -272,6 +291,7 @@ void netd_free(struct netd *n)
 {
         if (!n)
                 return;
+        link_deleter_free(n->deleter); /* deletes what is still queued */
         nft_fw_free(n->fw);
         ports_free(n->ports);
         if (n->ipam)
@@ -288,6 +308,9 @@ static int netd_setup(struct netd *n)
                 log_error("subnet: %s", err);
                 return r;
         }
+        r = link_deleter_new(&n->deleter);
+        if (r < 0)
+                return log_error_errno(r, "start the thread that deletes veths: %m");
         r = check_routes(n);
         if (r < 0)
                 return r;
@@ -379,6 +402,8 @@ static int netd_setup(struct netd *n)
                 log_error("reconcile: %s", err);
                 return r;
         }
+        /* What this start found to delete is gone before the first call is served. */
+        link_deleter_drain(n->deleter);
         log_info("%zu dyno(s) attached from before", n_held);
         return 0;
 }
@@ -489,7 +514,15 @@ enum api_code netd_attach(struct netd *n, const char *dyno_id, const char *netns
                 .egress_rate = netd_config_egress_rate(n->cfg, size) / 8,
         };
         struct link_attach_result lr = {};
+        /* The dyno's veth of an earlier attach may still be on its way out: let it go first,
+         * or the attach would find it, keep it, and see it deleted after. */
+        char ifname[IFNAMSIZ];
+        if (link_host_ifname(dyno_id, ifname) == 0)
+                link_deleter_wait(n->deleter, ifname);
         r = link_attach(&p, &lr);
+        if (r == -EXFULL && link_deleter_drain(n->deleter) > 0)
+                /* the ports of dynos detached just before are still being freed */
+                r = link_attach(&p, &lr);
         if (r == -EXFULL) {
                 /* BR_MAX_PORTS: 1024 port numbers, 0 reserved (docs/INTERNALS.md) */
                 snprintf(msg, msglen,
@@ -568,6 +601,9 @@ enum api_code netd_gc(struct netd *n, char *const *live, char ***ret_freed, char
         int r = reap(n, live, true, &freed, &n_freed, msg, msglen);
         if (r >= 0)
                 r = sweep_orphans(n, msg, msglen);
+        /* gc's caller counts on the links being gone, which is worth the wait at this rare
+         * call; it waits for the deletions of earlier detaches too */
+        link_deleter_drain(n->deleter);
         if (r >= 0) {
                 r = ipam_sweep(n->ipam);
                 if (r < 0)
@@ -580,6 +616,11 @@ enum api_code netd_gc(struct netd *n, char *const *live, char ***ret_freed, char
         }
         *ret_freed = freed;
         return API_OK;
+}
+
+bool netd_attached(struct netd *n, const char *dyno_id)
+{
+        return ipam_lookup(n->ipam, dyno_id, NULL) == 0;
 }
 
 int netd_list(struct netd *n, struct netd_attachment **ret, size_t *ret_n)

@@ -41,5 +41,7 @@ struct netd_attachment {
         struct in_addr address;
         uint16_t host_port;
 };
+/* Whether dyno_id is attached (in the records; its veth may be on its way out otherwise). */
+bool netd_attached(struct netd *n, const char *dyno_id);
 /* Every attachment, sorted by address. *ret is malloc'ed. */
 int netd_list(struct netd *n, struct netd_attachment **ret, size_t *ret_n);

@@ -36,7 +36,7 @@ static int ports_save(const struct ports *p, const struct ports_entry *e, size_t
         for (size_t i = 0; i < n; i++)
                 len += (size_t)snprintf(buf + len, cap - len, "p %u %s %u\n", e[i].host_port,
                                         e[i].dyno_id, e[i].dyno_port);
-        return write_file_atomic(p->path, buf, len, 0600);
+        return write_file_whole(p->path, buf, len, 0600);
 }
 
 static int parse_port(const char *s, uint16_t *ret)

@@ -3,8 +3,9 @@
  * State file (e.g. /var/lib/netd/ports), text, one line per port held, sorted by port:
  *   netd-ports 1
  *   p 20000 web.1-5f3c 5000        host port, owner, the dyno's $PORT
- * Parsed strictly (an error names the line). Every change is written with write_file_atomic
- * before the call returns; a call that fails changes nothing. A port outside the configured
+ * Parsed strictly (an error names the line). Every change is written with write_file_whole
+ * (fsync of the data, then rename; see ipam.h for why the folder is not fsynced) before the
+ * call returns; a call that fails changes nothing. A port outside the configured
  * range (the range was changed) stays held until its owner goes. Not thread-safe. */
 #pragma once
 

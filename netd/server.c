@@ -180,6 +180,8 @@ static void call_stats(struct frame_conn *c, struct netd *netd, uint64_t id,
                         bsearch(&key, dump, (size_t)nd, sizeof *dump, dyno_stats_cmp);
                 if (!ls && all)
                         continue; /* attached in the records, its link gone: nothing to count */
+                if (!all && !netd_attached(netd, dyno))
+                        ls = NULL; /* detached, its veth maybe not deleted yet */
                 if (!ls) {
                         char msg[256];
                         snprintf(msg, sizeof msg, "dyno %s: not attached", dyno);

@@ -7,6 +7,7 @@
  * file in /tmp/hostd-test-link-XXXXXX (as hostd does under /run/hostd/netns) and switching back.
  * The bind mounts exist only in the private mount namespace and go with it; the folder is
  * removed at the end. Traffic flows only between these namespaces. */
+#include "link-deleter.h"
 #include "link.h"
 #include "util.h"
 
@@ -17,7 +18,9 @@
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -971,6 +974,38 @@ static void test_cycles(void)
         free(after_c);
 }
 
+/* How many threads of this process besides the calling one there are, or -1 if one of them
+ * does not block every signal (SigBlk in its status). */
+static int other_threads_block_all_signals(void)
+{
+        DIR *dir = opendir("/proc/self/task");
+        if (!dir)
+                return -1;
+        int n = 0;
+        pid_t self = gettid();
+        for (struct dirent *e; (e = readdir(dir));) {
+                if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+                        continue;
+                char path[300], *text = NULL;
+                size_t len;
+                snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+                if (read_full_file(path, &text, &len) < 0)
+                        continue; /* ended meanwhile */
+                const char *b = strstr(text, "\nSigBlk:");
+                unsigned long long mask = b ? strtoull(b + 8, NULL, 16) : 0;
+                free(text);
+                /* every signal but the two that cannot be blocked, and glibc's own (32, 33) */
+                if ((mask | (1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)) | (3ULL << 31)) !=
+                    ~0ULL) {
+                        n = -1;
+                        break;
+                }
+                n++;
+        }
+        closedir(dir);
+        return n;
+}
+
 static void test_detach(void)
 {
         CHECK_R(link_detach(ID_A), 0);
@@ -983,8 +1018,33 @@ static void test_detach(void)
         struct link_stats s;
         CHECK_R(link_stats(ID_A, &s), -ENOENT);
 
-        CHECK_R(link_detach(ID_B), 0);
+        /* B as netd's Detach does it: found here, deleted by the deleter's worker */
+        struct link_deleter *d = NULL;
+        sigset_t unblocked, old;
+        sigemptyset(&unblocked);
+        pthread_sigmask(SIG_SETMASK, &unblocked, &old); /* the worker must not owe its mask to us */
+        CHECK_R(link_deleter_new(&d), 0);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        char ifname[IFNAMSIZ] = "";
+        int ifindex = -1;
+        CHECK_R(link_detach_find(ID_B, &ifindex, ifname), 0);
+        CHECK(ifindex == res_b.host_ifindex && strcmp(ifname, res_b.host_ifname) == 0);
+        CHECK_R(link_deleter_queue(d, ifindex, ifname, ID_B), 0);
+        link_deleter_wait(d, ifname);
+        CHECK(!link_deleter_pending(d, ifname));
+        /* checked once the worker has done something: a thread starts with every signal
+         * blocked and sets the mask it was given only then; netd's SIGTERM is for its loop */
+        CHECK(other_threads_block_all_signals() == 1);
         CHECK(!link_exists(NULL, res_b.host_ifname) && !link_exists(ns_b, "eth0"));
+        CHECK_R(link_detach_find(ID_B, &ifindex, ifname), 0);
+        CHECK(ifindex == 0);
+        CHECK_R(link_detach_find(ID_A, &ifindex, ifname), 0); /* not there */
+        CHECK(ifindex == 0);
+        /* a link gone by the time its turn comes is no error; free deletes what is queued */
+        CHECK_R(link_deleter_queue(d, res_b.host_ifindex, res_b.host_ifname, ID_B), 0);
+        CHECK(link_deleter_drain(d) <= 1 && !link_deleter_pending(d, res_b.host_ifname));
+        link_deleter_free(d);
+        CHECK_R(link_detach(ID_B), 0);
         _cleanup_strv_free_ char **none = NULL;
         CHECK_R(link_list_attached(BRIDGE, &none), 0);
         CHECK(none && !none[0]);

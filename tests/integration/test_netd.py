@@ -292,6 +292,15 @@ def ok(resp):
     return resp
 
 
+def wait_link_gone(lab, dyno_id, timeout=10.0):
+    """Until the dyno's eth0 is gone: netd deletes a detached dyno's veth just after its reply
+    (the kernel takes tens of ms over it)."""
+    deadline = time.monotonic() + timeout
+    while "eth0" in lab.d(dyno_id, "ip", "-o", "link").stdout:
+        assert time.monotonic() < deadline, f"dyno {dyno_id}: eth0 still there after detach"
+        time.sleep(0.02)
+
+
 def test_attach_detach_idempotent(lab):
     c = lab.start_netd()
     lab.make_dyno("web.1")
@@ -328,8 +337,13 @@ def test_attach_detach_idempotent(lab):
     assert c.call("stats", npb.StatsRequest(dyno_ids=["nope"])).status.code == NOT_FOUND
 
     ok(c.call("detach", npb.DetachRequest(dyno_id="web.1")))
+    # cut off at the reply: no firewall element of its address left, its port free
+    assert "elements" not in lab.h("nft", "list", "set", "inet", TABLE, "dynos").stdout
+    assert "elements" not in lab.h("nft", "list", "map", "inet", TABLE, "ports").stdout
+    assert c.call("stats", npb.StatsRequest(dyno_ids=["web.1"])).status.code == NOT_FOUND
+    # its veth goes right after, off the reply path
+    wait_link_gone(lab, "web.1")
     assert lab.dyno_veths() == []
-    assert "eth0" not in lab.d("web.1", "ip", "-o", "link").stdout
     assert list(ok(c.call("list", npb.ListRequest())).list.attachments) == []
     ok(c.call("detach", npb.DetachRequest(dyno_id="web.1")))
     c.close()
@@ -701,7 +715,7 @@ def test_egress_rate(lab):
 
     # detach takes it with eth0
     ok(c.call("detach", npb.DetachRequest(dyno_id="free.1")))
-    assert "eth0" not in lab.d("free.1", "ip", "-o", "link").stdout
+    wait_link_gone(lab, "free.1")
     c.close()
 
 
