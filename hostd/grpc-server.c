@@ -1316,6 +1316,9 @@ static void conn_flush(struct conn *c)
         }
         if (!c->got_bytes)
                 return; /* the preface waits for the client's: see conn_h2_failed() */
+        /* This flush takes what a reply made inside nghttp2 scheduled: left on, that one would
+         * cost every unary call a second turn of the loop, with nothing to send. */
+        sd_event_source_set_enabled(c->flush, SD_EVENT_OFF);
         conn_take(c);
         for (;;) {
                 while (c->out_len < CONN_OUT_MAX) {
