@@ -32,7 +32,6 @@ enum {
         OPT_TIMEOUT,
         OPT_VERSION,
         OPT_GRACE,
-        OPT_LINES,
         OPT_NO_TRUNC,
         OPT_ID,
         OPT_NAME,

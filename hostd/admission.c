@@ -13,7 +13,6 @@
 #include "events.h"
 #include "hostd.pb-c.h"
 #include "manager.h"
-#include "metrics.h"
 #include "util.h"
 #include "api-code.h"
 
@@ -264,5 +263,4 @@ void host_info_fill(struct manager *m, Hostd__V1__Host *h, char hostname[static 
         h->max_dynos = c->max_dynos;
         h->dedicated_cpu_pool = (char *)cpu_pool_list(m->cpus);
         h->dedicated_cpus_free = cpu_pool_n_free(m->cpus);
-        metrics_fill_host(m, h);
 }

@@ -38,6 +38,7 @@ int admission_undrain(struct manager *m, char *msg, size_t len);
 int admission_load(struct manager *m);
 void admission_free(struct manager *m);
 
-/* The host as HostInfo tells it (but the sizes): capacity, allocation, drain, and the last
- * sample's load and pressure. hostname is the buffer h->hostname points into. */
+/* The host as GetHost tells it, but the sizes and the last sample's load and pressure
+ * (metrics_fill_host): capacity, allocation, drain. hostname is the buffer h->hostname points
+ * into. */
 void host_info_fill(struct manager *m, Hostd__V1__Host *h, char hostname[static 256]);

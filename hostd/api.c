@@ -130,14 +130,22 @@ static void handle_logs(struct call *c, ProtobufCMessage *msg, void *userdata)
 static void handle_exec(struct call *c, ProtobufCMessage *msg, void *userdata)
 {
         const Hostd__V1__ExecRequest *req = REQ(Hostd__V1__ExecRequest, msg);
-        exec_start(userdata, c, req->start);
+        if (req->kind_case != HOSTD__V1__EXEC_REQUEST__KIND_START)
+                call_fail(c, API_INVALID_ARGUMENT,
+                          "start: the first message of an Exec must start the process");
+        else
+                exec_start(userdata, c, req->start);
         protobuf_c_message_free_unpacked(msg, NULL);
 }
 
 static void handle_attach(struct call *c, ProtobufCMessage *msg, void *userdata)
 {
         const Hostd__V1__AttachRequest *req = REQ(Hostd__V1__AttachRequest, msg);
-        exec_attach(userdata, c, req->start);
+        if (req->kind_case != HOSTD__V1__ATTACH_REQUEST__KIND_START)
+                call_fail(c, API_INVALID_ARGUMENT,
+                          "start: the first message of an Attach must name the dyno");
+        else
+                exec_attach(userdata, c, req->start);
         protobuf_c_message_free_unpacked(msg, NULL);
 }
 
@@ -150,6 +158,7 @@ static void handle_get_host(struct call *c, ProtobufCMessage *msg, void *userdat
         Hostd__V1__Host h = HOSTD__V1__HOST__INIT;
         char hostname[256];
         host_info_fill(m, &h, hostname);
+        metrics_fill_host(m, &h);
 
         _cleanup_free_ Hostd__V1__Size *sizes = calloc(cfg->n_sizes + 1, sizeof *sizes);
         _cleanup_free_ Hostd__V1__Size **ptrs = calloc(cfg->n_sizes + 1, sizeof *ptrs);
@@ -306,7 +315,8 @@ static void handle_import_image(struct call *c, ProtobufCMessage *msg, void *use
                                        IMAGE_KIND_STACK :
                                        IMAGE_KIND_SLUG;
         struct image_info info;
-        if (!importer_busy(m, req->sha256) && image_lookup(m->images, req->sha256, &info) == 0) {
+        if (!importer_busy(m->importer, req->sha256) &&
+            image_lookup(m->images, req->sha256, &info) == 0) {
                 if (info.kind != kind)
                         call_fail(c, API_ALREADY_EXISTS, "image %.12s is here already, as a %s",
                                   req->sha256, info.kind == IMAGE_KIND_STACK ? "stack" : "slug");
@@ -323,7 +333,8 @@ static void handle_import_image(struct call *c, ProtobufCMessage *msg, void *use
         }
         ic->m = m;
         ic->call = call_ref(c);
-        int r = importer_start(m, req->source, req->sha256, kind, &import_ops, ic, &ic->watcher);
+        int r = importer_start(m->importer, req->source, req->sha256, kind, &import_ops, ic,
+                               &ic->watcher);
         if (r < 0) {
                 call_fail(c, API_INTERNAL, "image %.12s: start the import: %s", req->sha256,
                           strerror(-r));
@@ -361,7 +372,7 @@ static void handle_remove_image(struct call *c, ProtobufCMessage *msg, void *use
         struct manager *m = userdata;
         const Hostd__V1__RemoveImageRequest *req = REQ(Hostd__V1__RemoveImageRequest, msg);
         char err[512] = "";
-        if (importer_busy(m, req->digest)) {
+        if (importer_busy(m->importer, req->digest)) {
                 call_fail(c, API_FAILED_PRECONDITION, "image %.12s is being imported", req->digest);
                 goto out;
         }
@@ -374,7 +385,7 @@ static void handle_remove_image(struct call *c, ProtobufCMessage *msg, void *use
                 call_fail(c, API_INTERNAL, "%s", *err ? err : strerror(-r));
         else {
                 log_info("image %.12s removed", req->digest);
-                importer_sweep(m);
+                importer_sweep(m->importer);
                 Hostd__V1__RemoveImageResponse resp = HOSTD__V1__REMOVE_IMAGE_RESPONSE__INIT;
                 call_reply(c, &resp.base);
         }
@@ -402,7 +413,7 @@ static void handle_prune_images(struct call *c, ProtobufCMessage *msg, void *use
         log_info("images pruned: %zu removed, %" PRIu64 " bytes freed (budget %" PRIu64 ")", n,
                  freed, budget);
         if (n > 0)
-                importer_sweep(m);
+                importer_sweep(m->importer);
         Hostd__V1__PruneImagesResponse resp = HOSTD__V1__PRUNE_IMAGES_RESPONSE__INIT;
         resp.n_removed = n;
         resp.removed = removed;

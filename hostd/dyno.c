@@ -225,7 +225,8 @@ void dyno_close_sources(struct dyno *d)
         d->oom_timer = sd_event_source_disable_unref(d->oom_timer);
         closep(&d->memory_fd), d->memory_fd = -1;
         closep(&d->oom_fd), d->oom_fd = -1;
-        exec_attach_end(d, -1);
+        if (d->attach)
+                d->attach->end(d->attach, -1);
         closep(&d->tty_fd), d->tty_fd = -1;
         closep(&d->boot_fd), d->boot_fd = -1;
         closep(&d->pidfd), d->pidfd = -1;
@@ -639,7 +640,8 @@ void dyno_finish(struct dyno *d)
                                              HOSTD__V1__DYNO_STATE__DYNO_STATE_CRASHED;
 
         dyno_log_platform(d, "Process exited with status %d", d->exit_code);
-        exec_attach_end(d, d->exit_code); /* the client learns the exit code */
+        if (d->attach)
+                d->attach->end(d->attach, d->exit_code); /* the client learns the exit code */
         if (m->n_live > 0)
                 m->n_live--;
         dyno_set_state(d, ended, true); /* a Stop waiting is answered */
@@ -1299,7 +1301,8 @@ static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind 
                 return 0;
         }
         struct image_info info;
-        int r = importer_busy(m, digest) ? -ENOENT : image_lookup(m->images, digest, &info);
+        int r = importer_busy(m->importer, digest) ? -ENOENT :
+                                                     image_lookup(m->images, digest, &info);
         if (r == 0) {
                 if (info.kind != kind) {
                         snprintf(msg, len, "spec.%s_digest: image %.12s is a %s, not a %s", what,
@@ -1322,7 +1325,7 @@ static int dyno_resolve_layer(struct dyno *d, const char *what, enum image_kind 
         }
         if (dry_run)
                 return 1;
-        r = importer_start(m, url, digest, kind, NULL, NULL, NULL);
+        r = importer_start(m->importer, url, digest, kind, NULL, NULL, NULL);
         if (r < 0) {
                 snprintf(msg, len, "spec.%s_url: start the import: %s", what, strerror(-r));
                 return r;

@@ -42,10 +42,12 @@ struct exec_session {
         bool in_eof;       /* the client's input ended: shut it once `in` is written */
         bool io_ended;     /* no more output */
         struct dyno *dyno; /* attached to this one-off's terminal; NULL: an exec */
+        struct dyno_attachment attachment; /* d->attach, while attached */
         struct exec_session *next;
 };
 
 static struct exec_session *session_new(struct manager *m, struct call *c, const char *dyno_id);
+static void attach_end(struct dyno_attachment *a, int code);
 
 static void session_free(struct exec_session *s)
 {
@@ -467,7 +469,8 @@ void exec_attach(struct manager *m, struct call *c, const Hostd__V1__AttachStart
                 return;
         s->tty = true;
         s->dyno = d;
-        d->attach = s;
+        s->attachment.end = attach_end;
+        d->attach = &s->attachment;
         int r = 0;
         s->io_fd = fcntl(d->tty_fd, F_DUPFD_CLOEXEC, 3);
         if (s->io_fd < 0)
@@ -483,11 +486,11 @@ void exec_attach(struct manager *m, struct call *c, const Hostd__V1__AttachStart
         dyno_attached(d);
 }
 
-void exec_attach_end(struct dyno *d, int code)
+/* The dyno ended (code: its exit status) or is going away (code < 0): end its client's
+ * stream with the last output and the code. */
+static void attach_end(struct dyno_attachment *a, int code)
 {
-        struct exec_session *s = d->attach;
-        if (!s)
-                return;
+        struct exec_session *s = container_of(a, struct exec_session, attachment);
         if (code >= 0) {
                 if (!s->io_ended && s->io_fd >= 0)
                         read_output(s);

@@ -17,10 +17,6 @@ void exec_start(struct manager *m, struct call *c, const Hostd__V1__ExecStart *r
 /* Attach: the client becomes a one-off dyno's terminal (spec.tty), with the same messages as
  * an exec. One client at a time; when it leaves, the dyno is hung up (dyno_detached). */
 void exec_attach(struct manager *m, struct call *c, const Hostd__V1__AttachStart *req);
-struct dyno;
-/* The dyno ended (code: its exit status) or is going away (code < 0): end its client's
- * stream with the last output and the code. */
-void exec_attach_end(struct dyno *d, int code);
-/* Forget every session (hostd is stopping): their processes get a hangup as their terminal
- * or socket closes. */
+/* Forget every session (hostd is stopping; before manager_free): their processes get a
+ * hangup as their terminal or socket closes. */
 void exec_free_all(struct manager *m);

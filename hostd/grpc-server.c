@@ -1379,15 +1379,18 @@ static void conn_schedule_work(struct conn *c)
         sd_event_source_set_enabled(c->work, SD_EVENT_ONESHOT);
 }
 
-/* A client whose first bytes are not HTTP/2's preface. */
-static void conn_not_h2(struct conn *c)
+/* A client whose first bytes are not HTTP/2's preface. first: these are the connection's
+ * first bytes and nothing was written to it yet; otherwise the client began with a piece of
+ * the preface (which the server's SETTINGS answered), or a keepalive PING went out, and an
+ * HTTP/1 answer would follow HTTP/2 on the wire. */
+static void conn_not_h2(struct conn *c, bool first)
 {
         const char *p = (const char *)c->in + c->in_off;
         size_t n = c->in_len - c->in_off;
         bool http1 = false;
         static const char *const methods[] = { "GET ",     "POST ",   "HEAD ",    "PUT ",
                                                "OPTIONS ", "DELETE ", "CONNECT ", "PATCH " };
-        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+        for (size_t i = 0; first && i < ELEMENTSOF(methods); i++)
                 if (n >= strlen(methods[i]) && memcmp(p, methods[i], strlen(methods[i])) == 0)
                         http1 = true;
         if (http1) {
@@ -1422,6 +1425,7 @@ static void conn_process(struct conn *c)
                         size_t n = c->in_len - c->in_off;
                         if (n > CONN_FEED_PIECE)
                                 n = CONN_FEED_PIECE;
+                        bool first = !c->got_bytes; /* nothing fed, nothing written yet */
                         c->got_bytes = true;
                         c->in_h2 = true;
                         ssize_t k = nghttp2_session_mem_recv(c->h2, c->in + c->in_off, n);
@@ -1429,7 +1433,7 @@ static void conn_process(struct conn *c)
                         if (c->closed)
                                 break;
                         if (k == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
-                                conn_not_h2(c);
+                                conn_not_h2(c, first);
                                 break;
                         }
                         if (k < 0) {
@@ -1902,6 +1906,21 @@ static int on_accept_tls(sd_event_source *s, int fd, uint32_t revents, void *use
         if (r < 0)
                 log_error_errno(r, "TLS %s: set up the connection: %m", peer);
         return 0;
+}
+
+int grpc_server_adopt(struct grpc_server *s, int fd, const char *peer, bool read_only)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        if (over_limit(s, peer, false)) {
+                close(fd);
+                return -EBUSY;
+        }
+        return conn_new(s, fd, peer, false, read_only);
 }
 
 static int tcp_listen(const char *addr)

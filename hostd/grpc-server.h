@@ -61,7 +61,9 @@ struct grpc_service {
 };
 
 struct grpc_server_options {
-        const char *socket_path;  /* the Unix socket, or one systemd passed (socket activation) */
+        /* The Unix socket, or one systemd passed (socket activation). "" with no listen_tls:
+         * no listener, connections come through grpc_server_adopt(). */
+        const char *socket_path;
         const char *read_group;   /* "" : none */
         const char *listen_tls;   /* "" : no TLS listener */
         struct tls_server *tls;   /* with listen_tls: taken over (freed on failure too) */
@@ -97,6 +99,13 @@ struct grpc_server_options {
 int grpc_server_new(sd_event *e, const struct grpc_server_options *opts,
                     const struct grpc_service *services, size_t n_services,
                     struct grpc_server **ret);
+/* Serve fd, a connected stream socket, as a plain connection: as one accepted on the Unix
+ * socket from root, or from a member of read-group when read_only. Nothing checks who is at
+ * the other end: that is the caller's to know. For tests and the fuzzer, which drive a server
+ * with no listener through a socketpair. fd is taken over (closed on failure too) and made
+ * non-blocking; peer names the client in logs and call_peer(). Counts in max-connections:
+ * -EBUSY past it, as accept would refuse. */
+int grpc_server_adopt(struct grpc_server *s, int fd, const char *peer, bool read_only);
 /* Every connection closes (their calls are cancelled), the listeners go. */
 void grpc_server_free(struct grpc_server *s);
 /* SIGHUP: read the TLS certificate, key and CAs again for new connections (logged). */

@@ -38,9 +38,15 @@ const char *grpc_percent_encode(const char *text, char *buf, size_t len)
                 return buf;
         for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
                 bool plain = *p >= 0x20 && *p <= 0x7e && *p != '%';
+                /* A field value neither begins nor ends with whitespace (RFC 9113 8.2.1). */
+                if (*p == ' ' && (o == 0 || !p[1]))
+                        plain = false;
                 size_t need = plain ? 1 : 3;
-                if (o + need >= len)
+                if (o + need >= len) {
+                        while (o > 0 && buf[o - 1] == ' ')
+                                o--; /* cut after a space: the value would end with it */
                         break;
+                }
                 if (plain)
                         buf[o++] = (char)*p;
                 else {

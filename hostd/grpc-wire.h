@@ -15,8 +15,9 @@
  * digits then one unit of H M S m u n. 0, or -EINVAL. */
 int grpc_timeout_parse(const char *s, size_t len, uint64_t *ret_usec);
 
-/* grpc-message's encoding of text: bytes outside printable ASCII, and '%', as %XX. Writes at
- * most len bytes with the NUL, cutting only between whole escapes; returns buf. */
+/* grpc-message's encoding of text: bytes outside printable ASCII, '%', and a space at either
+ * end (no field value begins or ends with whitespace), as %XX. Writes at most len bytes with
+ * the NUL, cutting only between whole escapes and never just after a space; returns buf. */
 const char *grpc_percent_encode(const char *text, char *buf, size_t len);
 /* The reverse, in place (what a client does; the tests use it). -EINVAL for a bad escape. */
 int grpc_percent_decode(char *s);

@@ -7,7 +7,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "manager.h"
 #include "util.h"
 
 /* What the child writes on its pipe: records under PIPE_BUF, so each arrives whole. */
@@ -26,8 +25,16 @@ struct import_watcher {
         struct import_watcher *next;
 };
 
+struct importer {
+        sd_event *event;
+        struct image_store *store;
+        const struct importer_hooks *hooks;
+        void *userdata;
+        struct import_job *jobs;
+};
+
 struct import_job {
-        struct manager *m;
+        struct importer *im;
         char digest[65];
         enum image_kind kind;
         pid_t pid;
@@ -41,19 +48,33 @@ struct import_job {
         struct import_job *next;
 };
 
-static struct import_job *job_find(struct manager *m, const char *digest)
+int importer_new(sd_event *e, struct image_store *store, const struct importer_hooks *hooks,
+                 void *userdata, struct importer **ret)
 {
-        for (struct import_job *j = m->imports; j; j = j->next)
+        struct importer *im = calloc(1, sizeof *im);
+        if (!im)
+                return -ENOMEM;
+        im->event = sd_event_ref(e);
+        im->store = store;
+        im->hooks = hooks;
+        im->userdata = userdata;
+        *ret = im;
+        return 0;
+}
+
+static struct import_job *job_find(struct importer *im, const char *digest)
+{
+        for (struct import_job *j = im->jobs; j; j = j->next)
                 if (strcmp(j->digest, digest) == 0)
                         return j;
         return NULL;
 }
 
-bool importer_busy(struct manager *m, const char *digest) { return job_find(m, digest) != NULL; }
+bool importer_busy(struct importer *im, const char *digest) { return job_find(im, digest) != NULL; }
 
 static void job_unlink(struct import_job *j)
 {
-        for (struct import_job **pp = &j->m->imports; *pp; pp = &(*pp)->next)
+        for (struct import_job **pp = &j->im->jobs; *pp; pp = &(*pp)->next)
                 if (*pp == j) {
                         *pp = j->next;
                         return;
@@ -130,7 +151,9 @@ static void read_messages(struct import_job *j)
                         j->done = msg.done;
                         j->total = msg.total;
                         send_progress(j);
-                        manager_image_progress(j->m, j->digest, j->done, j->total);
+                        const struct importer_hooks *h = j->im->hooks;
+                        if (h && h->progress)
+                                h->progress(j->im->userdata, j->digest, j->done, j->total);
                 } else if (msg.type == IMPORT_MSG_RESULT) {
                         j->have_result = true;
                         j->error = msg.error;
@@ -148,7 +171,7 @@ static int on_pipe(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct import_job *j = userdata;
-        struct manager *m = j->m;
+        struct importer *im = j->im;
         siginfo_t si = {};
         waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG);
         read_messages(j);
@@ -160,7 +183,7 @@ static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
         job_unlink(j);
 
         struct image_info info;
-        int r = j->error ? j->error : image_lookup(m->images, j->digest, &info);
+        int r = j->error ? j->error : image_lookup(im->store, j->digest, &info);
         if (j->error == 0 && r < 0)
                 snprintf(j->msg, sizeof j->msg, "image %.12s: imported but not found: %s",
                          j->digest, strerror(-r));
@@ -177,7 +200,8 @@ static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
         char msg[480];
         snprintf(msg, sizeof msg, "%s", j->msg);
         job_free(j);
-        manager_image_ready(m, digest, error, msg);
+        if (im->hooks && im->hooks->ready)
+                im->hooks->ready(im->userdata, digest, error, msg);
         return 0;
 }
 
@@ -197,8 +221,8 @@ static void child_progress(uint64_t done, uint64_t total, void *userdata)
         child_send(c->fd, &msg);
 }
 
-static _Noreturn void child_run(struct manager *m, int fd, const char *source, const char *digest,
-                                enum image_kind kind)
+static _Noreturn void child_run(struct image_store *store, int fd, const char *source,
+                                const char *digest, enum image_kind kind)
 {
         sigset_t none;
         sigemptyset(&none);
@@ -208,24 +232,24 @@ static _Noreturn void child_run(struct manager *m, int fd, const char *source, c
 
         struct child_ctx ctx = { .fd = fd };
         struct import_msg msg = { .type = IMPORT_MSG_RESULT };
-        msg.error = image_import(m->images, source, digest, kind, child_progress, &ctx, msg.text,
+        msg.error = image_import(store, source, digest, kind, child_progress, &ctx, msg.text,
                                  sizeof msg.text);
         child_send(fd, &msg);
         _exit(0);
 }
 
-int importer_start(struct manager *m, const char *source, const char *digest, enum image_kind kind,
-                   const struct import_watch_ops *ops, void *userdata,
+int importer_start(struct importer *im, const char *source, const char *digest,
+                   enum image_kind kind, const struct import_watch_ops *ops, void *userdata,
                    struct import_watcher **ret_watcher)
 {
-        struct import_job *j = job_find(m, digest);
+        struct import_job *j = job_find(im, digest);
         if (j)
                 return job_watch(j, ops, userdata, ret_watcher);
 
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        j->m = m;
+        j->im = im;
         j->pidfd = j->pipe_fd = -1;
         snprintf(j->digest, sizeof j->digest, "%s", digest);
         j->kind = kind;
@@ -244,7 +268,7 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
         }
         if (pid == 0) {
                 close(p[0]);
-                child_run(m, p[1], source, digest, kind);
+                child_run(im->store, p[1], source, digest, kind);
         }
         close(p[1]);
         j->pipe_fd = p[0];
@@ -253,9 +277,9 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
         j->pidfd = pidfd_open(pid, 0);
         int r = j->pidfd < 0 ? -errno : 0;
         if (r >= 0)
-                r = sd_event_add_io(m->event, &j->pipe_source, j->pipe_fd, EPOLLIN, on_pipe, j);
+                r = sd_event_add_io(im->event, &j->pipe_source, j->pipe_fd, EPOLLIN, on_pipe, j);
         if (r >= 0)
-                r = sd_event_add_io(m->event, &j->pid_source, j->pidfd, EPOLLIN, on_job_exit, j);
+                r = sd_event_add_io(im->event, &j->pid_source, j->pidfd, EPOLLIN, on_job_exit, j);
         if (r >= 0)
                 r = job_watch(j, ops, userdata, ret_watcher);
         if (r < 0) {
@@ -264,19 +288,23 @@ int importer_start(struct manager *m, const char *source, const char *digest, en
                 job_free(j);
                 return r;
         }
-        j->next = m->imports;
-        m->imports = j;
+        j->next = im->jobs;
+        im->jobs = j;
         log_info("image %.12s: importing from %s", digest, source);
         return 0;
 }
 
-void importer_free_all(struct manager *m)
+void importer_free(struct importer *im)
 {
-        while (m->imports) {
-                struct import_job *j = m->imports;
-                m->imports = j->next;
+        if (!im)
+                return;
+        while (im->jobs) {
+                struct import_job *j = im->jobs;
+                im->jobs = j->next;
                 job_free(j);
         }
+        sd_event_unref(im->event);
+        free(im);
 }
 
 struct sweep {
@@ -299,7 +327,7 @@ static int on_sweep_exit(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
-void importer_sweep(struct manager *m)
+void importer_sweep(struct importer *im)
 {
         struct sweep *sw = calloc(1, sizeof *sw);
         if (!sw)
@@ -312,11 +340,11 @@ void importer_sweep(struct manager *m)
         }
         if (pid == 0) {
                 prctl(PR_SET_NAME, "hostd-sweep");
-                _exit(image_store_sweep(m->images) < 0 ? 1 : 0);
+                _exit(image_store_sweep(im->store) < 0 ? 1 : 0);
         }
         sw->pidfd = pidfd_open(pid, 0);
         if (sw->pidfd < 0 ||
-            sd_event_add_io(m->event, &sw->source, sw->pidfd, EPOLLIN, on_sweep_exit, sw) < 0) {
+            sd_event_add_io(im->event, &sw->source, sw->pidfd, EPOLLIN, on_sweep_exit, sw) < 0) {
                 /* Unwatched, it would stay a zombie: wait for it here, once. */
                 (void)waitpid(pid, NULL, 0);
                 closep(&sw->pidfd);

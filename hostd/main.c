@@ -7,7 +7,9 @@
 
 #include "config.h"
 #include "manager.h"
+#include "metrics.h"
 #include "api.h"
+#include "exec.h"
 #include "grpc-server.h"
 #include "tls.h"
 #include "util.h"
@@ -56,7 +58,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         sd_notify(0, "STOPPING=1");
         if (!*m) /* not yet built */
                 return sd_event_exit(sd_event_source_get_event(s), 0);
-        /* Health checks say so from now on: a load balancer sends no more work. */
+        /* Health checks say so from now on (grpc-server.h: NOT_SERVING while hostd shuts down):
+         * a control plane or load balancer looks elsewhere while the dynos stop. */
         if ((*m)->api)
                 grpc_server_set_serving((*m)->api, false);
         return manager_shutdown(*m);
@@ -193,6 +196,11 @@ int main(int argc, char **argv)
         r = manager_reconcile(m);
         if (r < 0)
                 goto out;
+        /* What works on the dynos from above (metrics, exec) starts after them and ends
+         * before them: the lifecycle knows nothing of it. */
+        int mr = metrics_start(m);
+        if (mr < 0)
+                log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         const struct grpc_service services[] = { api_service(m) };
         const struct grpc_server_options api_opts = {
                 .socket_path = cfg.socket_path,
@@ -223,8 +231,11 @@ int main(int argc, char **argv)
         if (r < 0)
                 log_error_errno(r, "event loop: %m");
 out:
-        if (m)
+        if (m) {
                 grpc_server_free(m->api);
+                exec_free_all(m);
+                metrics_stop(m);
+        }
         manager_free(m);
         tls_server_free(tls);
         config_free(&cfg);

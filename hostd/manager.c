@@ -251,8 +251,10 @@ static void collect_waiting(struct dyno *d, void *userdata)
                 c->v[c->n++] = d;
 }
 
-void manager_image_ready(struct manager *m, const char *digest, int error, const char *msg)
+/* The importer's hooks: the dynos that wait for an image hear of it. */
+static void image_ready(void *userdata, const char *digest, int error, const char *msg)
 {
+        struct manager *m = userdata;
         /* Collect first: a failed start frees its dyno. */
         struct waiting_ctx c = { calloc(m->n_dynos ? m->n_dynos : 1, sizeof(struct dyno *)), 0,
                                  digest };
@@ -294,11 +296,16 @@ static void log_progress(struct dyno *d, void *userdata)
                           p->digest, (unsigned long long)p->done, (unsigned long long)p->total);
 }
 
-void manager_image_progress(struct manager *m, const char *digest, uint64_t done, uint64_t total)
+static void image_progress(void *userdata, const char *digest, uint64_t done, uint64_t total)
 {
         struct progress_ctx p = { digest, done, total };
-        manager_foreach(m, log_progress, &p);
+        manager_foreach(userdata, log_progress, &p);
 }
+
+static const struct importer_hooks image_hooks = {
+        .progress = image_progress,
+        .ready = image_ready,
+};
 
 static void count_users(struct dyno *d, void *userdata)
 {
@@ -535,6 +542,10 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 goto fail;
         }
         image_store_defer_deletes(m->images, true);
+        if ((r = importer_new(m->event, m->images, &image_hooks, m, &m->importer)) < 0) {
+                log_error_errno(r, "set up the importer: %m");
+                goto fail;
+        }
         if ((r = cg_manager_new(c->cgroup_root, c->dynos_cgroup, &m->cg)) < 0) {
                 const char *why = !*c->dynos_cgroup ? NULL :
                                   r == -ENOENT      ? "no such cgroup" :
@@ -588,8 +599,6 @@ void manager_free(struct manager *m)
 {
         if (!m)
                 return;
-        exec_free_all(m);
-        metrics_stop(m);
         admission_free(m);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
@@ -598,7 +607,7 @@ void manager_free(struct manager *m)
         journal_free(m->journal);
         events_free(m->events);
         dyno_seccomp_free(&m->seccomp);
-        importer_free_all(m);
+        importer_free(m->importer);
         image_store_free(m->images);
         cpu_pool_free(m->cpus);
         cg_manager_free(m->cg);

@@ -21,7 +21,7 @@ struct cg_manager;
 struct drain_ctx;
 struct drain_set;
 struct image_store;
-struct import_job;
+struct importer;
 struct netd_client;
 struct journal;
 struct events;
@@ -43,6 +43,13 @@ struct pending {
         struct call *call;
         enum dyno_wait wait;
         struct pending *next;
+};
+
+/* The client attached to a one-off's terminal (exec.c's session): told once, when the dyno
+ * ends, with its exit code, or -1 when it goes without one (a failed start, hostd's end). end
+ * detaches it (d->attach = NULL). */
+struct dyno_attachment {
+        void (*end)(struct dyno_attachment *a, int code);
 };
 
 /* A client following a dyno's log. */
@@ -107,21 +114,21 @@ struct dyno {
         bool booting;              /* a web dyno's command runs; STARTING until it binds $PORT */
         bool boot_timed_out;       /* R10 */
         int64_t boot_deadline_usec;
-        int boot_fd;                 /* sock_diag in the dyno's network namespace, while booting */
-        int64_t up_usec;             /* when it last became up */
-        uint32_t crashes;            /* in a row: the restart back-off's position */
-        int64_t restart_at_usec;     /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
-        int memory_fd;               /* the kernel's memory notification (cg_memory_watch) */
-        int oom_fd;                  /* its OOM notification (cg_oom_watch) */
-        uint64_t oom_kills;          /* OOM kills in this run told so far (R15 lines, events) */
-        int64_t oom_last_usec;       /* when the last one was seen */
-        unsigned oom_rechecks;       /* looks at the count still due after a notification */
-        char run_id[37];             /* a UUID for this run: $HEROKU_DYNO_ID */
-        int tty_fd;                  /* a one-off's terminal (pty master); -1: none */
-        struct exec_session *attach; /* the client attached to it */
-        bool attached_once;          /* R13 is for a terminal nobody ever attached to */
-        bool awaiting_attach;        /* its command runs once a client attaches (spawn_go) */
-        unsigned hangups;            /* SIGHUPs sent since its client left (R16 after) */
+        int boot_fd;             /* sock_diag in the dyno's network namespace, while booting */
+        int64_t up_usec;         /* when it last became up */
+        uint32_t crashes;        /* in a row: the restart back-off's position */
+        int64_t restart_at_usec; /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
+        int memory_fd;           /* the kernel's memory notification (cg_memory_watch) */
+        int oom_fd;              /* its OOM notification (cg_oom_watch) */
+        uint64_t oom_kills;      /* OOM kills in this run told so far (R15 lines, events) */
+        int64_t oom_last_usec;   /* when the last one was seen */
+        unsigned oom_rechecks;   /* looks at the count still due after a notification */
+        char run_id[37];         /* a UUID for this run: $HEROKU_DYNO_ID */
+        int tty_fd;              /* a one-off's terminal (pty master); -1: none */
+        struct dyno_attachment *attach; /* the client attached to it */
+        bool attached_once;             /* R13 is for a terminal nobody ever attached to */
+        bool awaiting_attach;           /* its command runs once a client attaches (spawn_go) */
+        unsigned hangups;               /* SIGHUPs sent since its client left (R16 after) */
         bool r13, r16;
         int64_t cycle_at_usec;     /* daily cycling (CLOCK_REALTIME); 0: not set */
         int event_state;           /* the state the event stream last said; -1: none */
@@ -144,10 +151,10 @@ struct manager {
         struct cpu_pool *cpus; /* dedicated CPUs (cpus.h) */
         struct grpc_server *api;
         struct image_store *images;
-        struct import_job *imports;
-        struct netd_client *netd; /* NULL: no netd configured, dynos have loopback only */
-        struct journal *journal;  /* NULL: no journal-socket */
-        struct drain_ctx *drains; /* syslog drains: the TLS context, closed sets still sending */
+        struct importer *importer; /* image imports (importer.c) */
+        struct netd_client *netd;  /* NULL: no netd configured, dynos have loopback only */
+        struct journal *journal;   /* NULL: no journal-socket */
+        struct drain_ctx *drains;  /* syslog drains: the TLS context, closed sets still sending */
         struct events *events;
         struct metrics *metrics;    /* metrics.c: the sampler and its consumers */
         struct exec_session *execs; /* processes started in dynos by Exec, streaming */

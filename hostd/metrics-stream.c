@@ -114,6 +114,7 @@ static int pack_batch(struct metrics *mt, uint8_t **ret, size_t *ret_len)
         Hostd__V1__Host h = HOSTD__V1__HOST__INIT;
         char hostname[256];
         host_info_fill(m, &h, hostname);
+        metrics_fill_host(m, &h);
 
         Hostd__V1__SubscribeMetricsResponse mb = HOSTD__V1__SUBSCRIBE_METRICS_RESPONSE__INIT;
         mb.n_dynos = b.n;

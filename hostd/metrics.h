@@ -15,10 +15,6 @@ struct sampler;
 struct dyno;
 struct dyno_sample;
 
-/* SubscribeMetrics' interval_seconds: 0 (unset) means the default. */
-#define METRICS_INTERVAL_DEFAULT 20
-#define METRICS_INTERVAL_MAX 3600
-
 struct metrics {
         struct manager *m;
         struct sampler *sampler;

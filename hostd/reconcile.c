@@ -212,9 +212,6 @@ int manager_reconcile(struct manager *m)
                         log_error_errno(r, "remove %s: %m", path);
         }
 
-        int mr = metrics_start(m);
-        if (mr < 0)
-                log_error_errno(mr, "metrics: %m; no metrics, runtime-metrics lines or textfile");
         if (m->events)
                 events_emit(m->events, NULL, HOSTD__V1__EVENT_KIND__EVENT_KIND_HOST, 0,
                             "hostd %s started: %zu dynos known, %zu live", HOSTD_VERSION,

@@ -8,8 +8,6 @@
 #include "util.h"
 #include "api-code.h"
 
-#include "metrics.h"
-
 /* A value from the wire, quoted safely: a reply must stay valid UTF-8 whatever came in. */
 #define ESC(v) escape_value((v), 80, (char[400]){ 0 }, 400)
 
@@ -446,21 +444,35 @@ enum api_code validate_subscribe_metrics(const Hostd__V1__SubscribeMetricsReques
         return 0;
 }
 
+/* A later message of an Exec or Attach stream. */
+static enum api_code validate_stream_input(const Hostd__V1__StreamInput *in, char *msg, size_t len)
+{
+        if (in->columns > 10000 || in->rows > 10000)
+                return FAIL(API_INVALID_ARGUMENT,
+                            "input.columns, rows: %" PRIu32 "x%" PRIu32 " is over 10000",
+                            in->columns, in->rows);
+        return 0;
+}
+
+/* Every message of the stream comes here, the first (start) and the later ones (input): which
+ * kind may come when is exec.c's to say (handle_exec, on_client_input). */
 enum api_code validate_exec_request(const Hostd__V1__ExecRequest *req, const struct config *c,
                                     char *msg, size_t len)
 {
-        if (req->kind_case != HOSTD__V1__EXEC_REQUEST__KIND_START)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "start: the first message of an Exec must start the process");
-        return validate_exec(req->start, c, msg, len);
+        if (req->kind_case == HOSTD__V1__EXEC_REQUEST__KIND_START)
+                return validate_exec(req->start, c, msg, len);
+        if (req->kind_case == HOSTD__V1__EXEC_REQUEST__KIND_INPUT)
+                return validate_stream_input(req->input, msg, len);
+        return FAIL(API_INVALID_ARGUMENT, "kind: neither start nor input");
 }
 
 enum api_code validate_attach_request(const Hostd__V1__AttachRequest *req, char *msg, size_t len)
 {
-        if (req->kind_case != HOSTD__V1__ATTACH_REQUEST__KIND_START)
-                return FAIL(API_INVALID_ARGUMENT,
-                            "start: the first message of an Attach must name the dyno");
-        return validate_id("start.id", req->start->id, msg, len);
+        if (req->kind_case == HOSTD__V1__ATTACH_REQUEST__KIND_START)
+                return validate_id("start.id", req->start->id, msg, len);
+        if (req->kind_case == HOSTD__V1__ATTACH_REQUEST__KIND_INPUT)
+                return validate_stream_input(req->input, msg, len);
+        return FAIL(API_INVALID_ARGUMENT, "kind: neither start nor input");
 }
 
 enum api_code validate_import_image(const Hostd__V1__ImportImageRequest *req, char *msg, size_t len)

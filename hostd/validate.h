@@ -25,6 +25,9 @@ enum api_code validate_exec(const Hostd__V1__ExecStart *req, const struct config
 
 #define EXEC_MAX_ARGS 1024
 #define DRAIN_DEADLINE_MAX (7 * 24 * 3600)
+/* SubscribeMetrics' interval_seconds: 0 (unset) means the default. */
+#define METRICS_INTERVAL_DEFAULT 20
+#define METRICS_INTERVAL_MAX 3600
 
 /* The checks of each method's request, in api.c's table: the transport runs them before a
  * handler sees the request, and fuzz-request runs them on what it makes up. */

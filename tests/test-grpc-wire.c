@@ -53,6 +53,15 @@ static void test_percent(void)
         CHECK_STR(grpc_percent_encode("\xc3\xa9t\xc3\xa9", buf, sizeof buf), "%C3%A9t%C3%A9");
         CHECK_STR(grpc_percent_encode("~ \x7f", buf, sizeof buf), "~ %7F");
         CHECK_STR(grpc_percent_encode("", buf, sizeof buf), "");
+        /* No whitespace at either end of a field value (RFC 9113 8.2.1); inside, as it is. */
+        CHECK_STR(grpc_percent_encode(" a b ", buf, sizeof buf), "%20a b%20");
+        CHECK_STR(grpc_percent_encode("a  ", buf, sizeof buf), "a %20");
+        CHECK_STR(grpc_percent_encode(" ", buf, sizeof buf), "%20");
+        CHECK_STR(grpc_percent_encode("  ", buf, sizeof buf), "%20%20");
+        char cut[5];
+        CHECK_STR(grpc_percent_encode("ab cd", cut, sizeof cut), "ab c");
+        CHECK_STR(grpc_percent_encode("abc de", cut, sizeof cut), "abc");
+        CHECK_STR(grpc_percent_encode("a   bc", cut, sizeof cut), "a");
         /* Cut only between whole escapes. */
         char small[6];
         CHECK_STR(grpc_percent_encode("ab\ncd", small, sizeof small), "ab%0A");

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -517,6 +518,7 @@ struct op {
 struct report {
         int step, r;
         struct in_addr a;
+        unsigned usec; /* how long the call took */
 };
 struct model {
         char id[DYNO_INSTANCE_NAME_MAX + 1];
@@ -541,12 +543,15 @@ static int run_child(const char *path, const struct op *ops, int from, int to, i
                 return -errno;
         if (pid > 0)
                 return pid;
+        if (!ops)
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* it waits for a kill: not forever */
         struct ipam *m = NULL;
         char err[256];
         if (ipam_open(path, "10.40.0.0/24", NULL, NULL, &m, err, sizeof err) < 0)
                 _exit(3);
-        for (int s = from; to < 0 || s < to; s++) {
+        for (int s = from; s < to; s++) {
                 struct report rep = { .step = s };
+                uint64_t t0 = now_monotonic_usec();
                 if (ops) {
                         const struct op *o = &ops[s];
                         if (o->kind == OP_ALLOC)
@@ -561,9 +566,14 @@ static int run_child(const char *path, const struct op *ops, int from, int to, i
                         snprintf(id, sizeof id, "k%d", s % 3 == 2 ? s - 1 : s);
                         rep.r = s % 3 == 2 ? ipam_release(m, id) : ipam_allocate(m, id, &rep.a);
                 }
+                rep.usec = (unsigned)(now_monotonic_usec() - t0);
                 if (write(fd, &rep, sizeof rep) != sizeof rep)
                         _exit(4);
         }
+        /* The script's child waits for its SIGKILL, which thus always ends it, whether it came
+         * in the middle of a call or after the last one. */
+        if (!ops)
+                pause();
         _exit(0);
 }
 
@@ -666,41 +676,74 @@ static void test_crash_after_each_call(void)
 }
 
 /* A child allocating and releasing in a loop is SIGKILLed at random moments; after each kill
- * the file holds every reported change, and at most the one call in flight besides. */
+ * the file holds every reported change, and at most the one call in flight besides.
+ *
+ * The moment is random in the child's progress, not in wall time: the parent reads a random
+ * number of reports, then waits a random part of two calls' time (the child says how long its
+ * calls take) and kills. So a fast machine makes no more calls than a slow one (at most
+ * KILL_CALLS a round: the script holds one address every three calls, and the /24 has room for
+ * them all), and a slow one is still killed in the middle of its work. */
+#define KILL_ROUNDS 25
+#define KILL_CALLS 30
+#define KILL_MAX_HELD (KILL_ROUNDS * KILL_CALLS / 3 + 1)
+_Static_assert(KILL_MAX_HELD <= 253, "the /24 holds every allocation the script makes");
+
+/* One report of the script's child, checked and applied to the model; the next step. */
+static int apply_script_report(const struct report *rep, int next, struct model *v, size_t *n)
+{
+        CHECK(rep->step == next && rep->r >= 0);
+        char id[32];
+        snprintf(id, sizeof id, "k%d", rep->step % 3 == 2 ? rep->step - 1 : rep->step);
+        struct op o = { rep->step % 3 == 2 ? OP_RELEASE : OP_ALLOC, id, { NULL } };
+        apply_report(&o, rep, v, n);
+        return rep->step + 1;
+}
+
 static void test_crash_sigkill(void)
 {
         char path[256];
         fresh_path(path, sizeof path, "crash-kill");
-        static struct model v[4096];
+        static struct model v[KILL_ROUNDS * KILL_CALLS];
         size_t n = 0;
-        int next = 0;
+        int next = 0, mid_run = 0;
+        unsigned call_usec = 0; /* the last call's time, as the child measured it */
         srand(4);
-        for (int round = 0; round < 25 && n < ELEMENTSOF(v) - 600; round++) {
+        for (int round = 0; round < KILL_ROUNDS; round++) {
                 int p[2];
                 if (pipe2(p, O_CLOEXEC) < 0)
                         return;
-                pid_t pid = run_child(path, NULL, next, next + 500, p[1]);
+                int first = next;
+                pid_t pid = run_child(path, NULL, first, first + KILL_CALLS, p[1]);
                 close(p[1]);
-                usleep((useconds_t)(rand() % 40000));
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                struct report rep;
-                while (read(p[0], &rep, sizeof rep) == sizeof rep) {
-                        CHECK(rep.step == next && rep.r >= 0);
-                        struct op o = { rep.step % 3 == 2 ? OP_RELEASE : OP_ALLOC, NULL, { NULL } };
-                        char id[32];
-                        snprintf(id, sizeof id, "k%d", rep.step % 3 == 2 ? rep.step - 1 : rep.step);
-                        o.id = id;
-                        apply_report(&o, &rep, v, &n);
-                        next = rep.step + 1;
+                if (pid < 0) {
+                        close(p[0]);
+                        CHECK_R(pid, 0);
+                        return;
                 }
+                /* 0 to KILL_CALLS - 3 reports: the kill then comes during the open or a call,
+                 * unless this process is kept off the CPU for the child's remaining calls. */
+                int wait_for = rand() % (KILL_CALLS - 2);
+                struct report rep;
+                for (int i = 0; i < wait_for && read(p[0], &rep, sizeof rep) == sizeof rep; i++) {
+                        next = apply_script_report(&rep, next, v, &n);
+                        call_usec = rep.usec;
+                }
+                usleep((useconds_t)(rand() % (2 * call_usec + 1)));
+                kill(pid, SIGKILL);
+                int status = 0;
+                waitpid(pid, &status, 0);
+                CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+                while (read(p[0], &rep, sizeof rep) == sizeof rep)
+                        next = apply_script_report(&rep, next, v, &n);
                 close(p[0]);
+                mid_run += next < first + KILL_CALLS;
                 /* The call in flight may or may not have reached the disk. */
                 char inflight[32];
                 snprintf(inflight, sizeof inflight, "k%d", next % 3 == 2 ? next - 1 : next);
                 CHECK(state_matches(path, v, n, inflight));
         }
-        printf("      %d calls over 25 kills\n", next);
+        printf("      %d calls over %d kills, %d of them before the child's last call\n", next,
+               KILL_ROUNDS, mid_run);
         /* The folder holds the file and its lock, no temporary left over. */
         char dir[256];
         snprintf(dir, sizeof dir, "%.*s", (int)(strlen(path) - 5), path);

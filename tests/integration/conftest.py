@@ -26,7 +26,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hostd_client  # noqa: E402
-from hostd_client import BUILD_DIR, HostdClient, pb  # noqa: E402
+from hostd_client import BUILD_DIR, HostdClient, HostdError, pb  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(
     os.environ.get("HOSTD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -37,11 +37,57 @@ MAKE_ROOTFS = os.path.join(SOURCE_DIR, "scripts", "make-sample-rootfs")
 
 READY_TIMEOUT = 30.0  # a wait for readiness, not a measure: the v2 tier under load is slow
 STOP_TIMEOUT = 15.0
+SERVING = hostd_client.health_pb2.HealthCheckResponse.SERVING
 
 _instance_counter = itertools.count(1)
 
 
+# -- the cgroup v2 tier ------------------------------------------------------------------------
+#
+# Every test says whether its outcome depends on the cgroup version, with one of two markers,
+# most often for its whole module (`pytestmark = pytest.mark.cgroup`):
+#
+#   cgroup              it does: it checks what the v1 and v2 drivers do differently (limits,
+#                       memory, R14/R15, OOM, pids, cpu, figures read from cgroup files, the
+#                       kill of a dyno's processes, exec joining a dyno's cgroup, re-adoption
+#                       and the removal of leftovers, dynos-cgroup, a cycle's two cgroups).
+#                       tests/vm/run-v2 runs these again on cgroup v2 (`-m cgroup`).
+#   cgroup_independent  it does not (the protocol, TLS, hostctl's output, images, netd, logs,
+#                       drains, events, ...): the host tier alone runs it. A test of such a
+#                       module that depends adds `cgroup` for itself.
+#
+# A test with neither fails the collection, so that no new test leaves the v2 tier unnoticed;
+# `cgroup_independent` on a test of a `cgroup` module too: such a module runs whole there.
+CGROUP_MARKERS = ("cgroup", "cgroup_independent")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cgroup: the outcome depends on the cgroup version: the v2 tier runs it too")
+    config.addinivalue_line(
+        "markers", "cgroup_independent: the outcome does not depend on the cgroup version")
+
+
+def cgroup_tier_problems(items):
+    """What is wrong with the cgroup markers of the collected tests: a list of lines."""
+    problems = []
+    for item in items:
+        names = {m.name for m in item.iter_markers() if m.name in CGROUP_MARKERS}
+        module_names = {m.name for m in item.getparent(pytest.Module).iter_markers()}
+        if not names:
+            problems.append(f"{item.nodeid}: neither marked cgroup nor cgroup_independent")
+        elif "cgroup" in module_names and "cgroup_independent" in names:
+            problems.append(f"{item.nodeid}: cgroup_independent in a cgroup module")
+    return problems
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything
 def pytest_collection_modifyitems(config, items):
+    problems = cgroup_tier_problems(items)
+    if problems:
+        raise pytest.UsageError(
+            "say whether each test's outcome depends on the cgroup version (conftest.py, "
+            "the cgroup v2 tier):\n  " + "\n  ".join(problems))
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="integration tests need root (cgroups, namespaces, mounts)")
         for item in items:
@@ -255,7 +301,7 @@ def make_spec(rootfs):
             id=dyno_id,
             name=fields.pop("name", "worker.1"),
             app=fields.pop("app", "testapp"),
-            type=fields.pop("type", pb.WORKER),
+            type=fields.pop("type", pb.DYNO_TYPE_WORKER),
             size=fields.pop("size", "standard-1x"),
             command=fields.pop("command", "sleep 1000"),
             stack_path=fields.pop("stack_path", rootfs.stack),
@@ -301,7 +347,7 @@ class Hostd:
             "grace-seconds": 5,
             "uid-min": uid_min,
             "uid-max": uid_min + 99,
-            "max-frame": 1 << 20,
+            "max-message": 1 << 20,
             "max-command": 4096,
             "max-env": 32,
             "max-env-bytes": 16384,
@@ -338,15 +384,13 @@ class Hostd:
             for k, v in self.config.items():
                 f.write(f"{k} = {v}\n")
 
-    def _observe(self, resp):
-        for field in ("start", "stop", "restart", "get"):
-            if resp.HasField(field) and getattr(resp, field).dyno.pid:
-                self.dyno_pids.add(getattr(resp, field).dyno.pid)
-        if resp.HasField("list"):
-            self.dyno_pids.update(d.pid for d in resp.list.dynos if d.pid)
+    def _observe(self, dyno):
+        """Every Dyno in an answer of hostd (HostdClient's observer)."""
+        if dyno.pid:
+            self.dyno_pids.add(dyno.pid)
 
     def start(self, timeout=READY_TIMEOUT):
-        """Start hostd and wait until its socket accepts a connection."""
+        """Start hostd and wait until it answers a health check on its socket."""
         if self.alive():
             raise RuntimeError("hostd is already running")
         self._note_exit()
@@ -377,11 +421,12 @@ class Hostd:
                     + self.log_tail()
                 )
             if os.path.exists(self.socket_path):
-                try:
-                    HostdClient(self.socket_path, timeout=2).close()
-                    return self
-                except (ConnectionRefusedError, FileNotFoundError, OSError):
-                    pass
+                with HostdClient(self.socket_path, timeout=2) as c:
+                    try:
+                        if c.health() == SERVING:
+                            return self
+                    except HostdError:
+                        pass
             if time.monotonic() > deadline:
                 self.kill9()
                 raise RuntimeError(f"hostd's socket did not accept within {timeout} s:\n" + self.log_tail())
@@ -416,6 +461,13 @@ class Hostd:
                 raise RuntimeError(f"hostd did not exit within {timeout} s of SIGTERM")
         return self.proc.returncode
 
+    def terminate(self):
+        """SIGTERM without waiting: hostd is expected to exit (wait with self.proc.wait())."""
+        self._note_exit()
+        self._expect_exit = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def kill9(self):
         if self.proc is None:
             return
@@ -431,8 +483,9 @@ class Hostd:
             self.stop()
         return self.start(timeout)
 
-    def client(self, timeout=30.0):
-        c = HostdClient(self.socket_path, timeout=timeout, observer=self._observe)
+    def client(self, timeout=30.0, **kw):
+        """A HostdClient on the Unix socket (closed at teardown); kw: HostdClient's."""
+        c = HostdClient(self.socket_path, timeout=timeout, observer=self._observe, **kw)
         self._clients.append(c)
         return c
 
@@ -564,7 +617,8 @@ class Hostd:
             try:
                 with HostdClient(self.socket_path, timeout=10) as c:
                     for d in c.list():
-                        if d.state in (pb.STARTING, pb.UP, pb.STOPPING):
+                        if d.state in (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP,
+                                       pb.DYNO_STATE_STOPPING):
                             c.stop(d.spec.id, grace=1, timeout=40, check=False)
             except Exception as e:  # noqa: BLE001 - report, then clean by force
                 problems.append(f"stopping the remaining dynos through the API: {e!r}")

@@ -10,8 +10,8 @@ import time
 
 from hostd_client import pb
 
-LIVE_STATES = (pb.STARTING, pb.UP, pb.STOPPING)
-ENDED_STATES = (pb.CRASHED, pb.DOWN, pb.COMPLETE)
+LIVE_STATES = (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP, pb.DYNO_STATE_STOPPING)
+ENDED_STATES = (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_DOWN, pb.DYNO_STATE_COMPLETE)
 
 
 def with_sizes(hostd_factory, sizes, **overrides):
@@ -143,7 +143,9 @@ def wait_log(client, dyno_id, predicate, timeout=20.0, what="the expected line")
             return lines
         if time.monotonic() > deadline:
             tail = "\n".join(lines[-20:])
-            raise AssertionError(f"dyno {dyno_id}: no {what} in its log within {timeout} s:\n{tail}")
+            platform = "\n".join(platform_lines(client, dyno_id)[-10:])
+            raise AssertionError(f"dyno {dyno_id}: no {what} in its log within {timeout} s:\n"
+                                 f"{tail}\nits platform lines:\n{platform}")
         time.sleep(0.05)
 
 

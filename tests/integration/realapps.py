@@ -23,7 +23,7 @@ import pytest
 
 from conftest import SOURCE_DIR, remove_tree
 from dynoutil import app_lines, with_sizes
-from hostd_client import make_request, pb
+from hostd_client import Code, pb
 
 BUILT = ("node", "python", "ruby")  # what scripts/make-real-apps makes
 # The apps the tests run: all three, but one in the qemu tier's guest (HOSTD_V2_GUEST), where
@@ -111,12 +111,8 @@ def import_image(c, images, path, digest, kind):
     """ImageImport of the tarball; the first one of the session unpacks it, later ones find it
     in the shared store."""
     t0 = time.monotonic()
-    resp = c.call(pb.Request(image_import=pb.ImageImportRequest(source=path, sha256=digest,
-                                                                kind=kind)),
-                  timeout=IMPORT_TIMEOUT)
-    while not resp.end_of_stream and resp.status.code == pb.OK:
-        resp = c.recv_for(resp.id, timeout=IMPORT_TIMEOUT)
-    assert resp.status.code == pb.OK, f"import of {path}: {resp.status.message}"
+    resp = c.import_image(path, digest, kind, timeout=IMPORT_TIMEOUT, check=False)
+    assert resp.status.code == Code.OK, f"import of {path}: {resp.status.message}"
     images.import_seconds.setdefault(digest[:12], round(time.monotonic() - t0, 2))
 
 
@@ -126,9 +122,9 @@ def real_hostd(hostd_factory, real_images):
     the stack and the slugs of APPS imported."""
     h = with_sizes(hostd_factory, SIZES, images_dir=real_images.images_dir)
     with h.client(timeout=IMPORT_TIMEOUT) as c:
-        import_image(c, real_images, *real_images.stack, pb.STACK)
+        import_image(c, real_images, *real_images.stack, pb.IMAGE_KIND_STACK)
         for a in APPS:
-            import_image(c, real_images, *real_images.slugs[a], pb.SLUG)
+            import_image(c, real_images, *real_images.slugs[a], pb.IMAGE_KIND_SLUG)
     return h
 
 
@@ -138,7 +134,7 @@ def web_spec(images, app, dyno_id, **fields):
         id=dyno_id,
         name="web.1",
         app=f"real-{app}",
-        type=pb.WEB,
+        type=pb.DYNO_TYPE_WEB,
         size=SIZE,
         command=images.web[app],
         port=PORT,
@@ -155,7 +151,7 @@ def boot(c, spec):
     """Start spec and wait until it is up (it listens on $PORT)."""
     c.start(spec)
     try:
-        return c.wait_state(spec.id, pb.UP, timeout=BOOT_TIMEOUT + 10)
+        return c.wait_state(spec.id, pb.DYNO_STATE_UP, timeout=BOOT_TIMEOUT + 10)
     except TimeoutError as e:
         tail = "\n".join(c.log_texts(spec.id)[-30:])
         raise AssertionError(f"{e}; its log:\n{tail}") from None
@@ -207,13 +203,7 @@ def get(pid, path, timeout=30.0):
 
 def events_of(c, dyno_id):
     """The kept events of dyno_id (a stream that ends)."""
-    req = make_request("subscribe_events", pb.SubscribeEventsRequest(since=0))
-    out = []
-    for resp in c.stream(req):
-        assert resp.status.code == pb.OK, resp.status
-        if resp.HasField("event") and resp.event.dyno_id == dyno_id:
-            out.append(resp.event)
-    return out
+    return [e for e in c.event_list(since=0) if e.dyno_id == dyno_id]
 
 
 def wait_app_line(c, dyno_id, pred, timeout=30.0):

@@ -12,14 +12,18 @@ import pytest
 
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # not the cgroup v2 tier: boot detection reads listening sockets in the dyno's network namespace
+    pytest.mark.cgroup_independent,
+]
 
 R10_LINE = ("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds "
             "of launch")
 
 
 def web(make_spec, dyno_id, command, boot=None):
-    spec = make_spec(dyno_id, name="web.1", type=pb.WEB, port=5000, command=command)
+    spec = make_spec(dyno_id, name="web.1", type=pb.DYNO_TYPE_WEB, port=5000, command=command)
     if boot is not None:
         spec.boot_timeout_seconds = boot
     return spec
@@ -42,10 +46,10 @@ def test_web_dyno_is_up_only_once_it_binds(hostd, make_spec):
     c = hostd.client()
     d = c.start(web(make_spec, "web-late", "sleep 5; exec /app/bin/web", boot=30))
     # the command runs, but nothing listens yet
-    assert d.state == pb.STARTING and d.pid
+    assert d.state == pb.DYNO_STATE_STARTING and d.pid
     assert not listening(d.pid, 5000)
-    assert c.get("web-late").state == pb.STARTING
-    up = c.wait_state("web-late", pb.UP, timeout=20)
+    assert c.get("web-late").state == pb.DYNO_STATE_STARTING
+    up = c.wait_state("web-late", pb.DYNO_STATE_UP, timeout=20)
     assert listening(up.pid, 5000)
     lines = c.log_texts("web-late")
     assert "State changed from starting to up" in lines
@@ -53,12 +57,13 @@ def test_web_dyno_is_up_only_once_it_binds(hostd, make_spec):
     c.stop("web-late")
 
 
+@pytest.mark.cgroup  # R10 kills every process of the dyno
 def test_web_dyno_that_never_binds_gets_r10(hostd, make_spec):
     c = hostd.client()
     d = c.start(web(make_spec, "web-never", "sleep 1000", boot=2))
-    assert d.state == pb.STARTING
+    assert d.state == pb.DYNO_STATE_STARTING
     started = time.monotonic()
-    got = c.wait_state("web-never", pb.CRASHED, timeout=20)
+    got = c.wait_state("web-never", pb.DYNO_STATE_CRASHED, timeout=20)
     assert time.monotonic() - started >= 1.5  # not before its timeout
     assert got.exit.error == "R10"
     assert got.exit.signal == 9 and not got.exit.exited
@@ -80,7 +85,7 @@ def test_web_dyno_bound_to_loopback_only_gets_r10(hostd, make_spec):
     while not listening(d.pid, 5000) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert listening(d.pid, 5000)
-    got = c.wait_state("web-lo", pb.CRASHED, timeout=20)
+    got = c.wait_state("web-lo", pb.DYNO_STATE_CRASHED, timeout=20)
     assert got.exit.error == "R10"
     assert R10_LINE.format(3) in c.log_texts("web-lo")
 
@@ -89,7 +94,7 @@ def test_default_boot_timeout_comes_from_the_config(hostd_factory, make_spec):
     h = hostd_factory(boot_timeout=2)
     c = h.client()
     c.start(web(make_spec, "web-cfg", "sleep 1000"))
-    got = c.wait_state("web-cfg", pb.CRASHED, timeout=20)
+    got = c.wait_state("web-cfg", pb.DYNO_STATE_CRASHED, timeout=20)
     assert got.exit.error == "R10"
     assert R10_LINE.format(2) in c.log_texts("web-cfg")
 
@@ -98,26 +103,27 @@ def test_stop_while_booting_is_a_plain_stop(hostd, make_spec):
     c = hostd.client()
     c.start(web(make_spec, "web-stop", "sleep 1000", boot=60))
     got = c.stop("web-stop", grace=5)
-    assert got.state == pb.DOWN and got.exit.error == ""
+    assert got.state == pb.DYNO_STATE_DOWN and got.exit.error == ""
     assert not any("R10" in l for l in c.log_texts("web-stop"))
 
 
 def test_worker_is_up_when_its_command_runs(hostd, make_spec):
     c = hostd.client()
     d = c.start(make_spec("worker-up", command="sleep 1000"))
-    assert d.state == pb.UP
+    assert d.state == pb.DYNO_STATE_UP
     c.stop("worker-up")
 
 
+@pytest.mark.cgroup  # re-adoption of a booting dyno
 def test_booting_dyno_survives_hostd_restart_and_still_boots(hostd, make_spec):
     c = hostd.client()
     d = c.start(web(make_spec, "web-re", "sleep 3; exec /app/bin/web", boot=30))
-    assert d.state == pb.STARTING
+    assert d.state == pb.DYNO_STATE_STARTING
     hostd.kill9()
     hostd.start()
     c = hostd.client()
     got = c.get("web-re")
-    assert got.pid == d.pid and got.state in (pb.STARTING, pb.UP)
-    up = c.wait_state("web-re", pb.UP, timeout=20)
+    assert got.pid == d.pid and got.state in (pb.DYNO_STATE_STARTING, pb.DYNO_STATE_UP)
+    up = c.wait_state("web-re", pb.DYNO_STATE_UP, timeout=20)
     assert up.pid == d.pid
     c.stop("web-re")

@@ -13,7 +13,11 @@ import pytest
 from dynoutil import pid_alive
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # the cgroup v2 tier runs it: a cycle's replacement gets a second cgroup beside the old one
+    pytest.mark.cgroup,
+]
 
 # Marks its layer, and says so when it finds the mark of an earlier run: a fresh layer never has it.
 MARKER = "test -e /app/.cycled && echo STALE-LAYER; touch /app/.cycled; sleep 1000"
@@ -35,7 +39,7 @@ def test_dyno_cycles_on_a_fresh_layer(hostd_factory, make_spec):
     c = h.client()
     first = c.start(make_spec("cyc", command=MARKER))
     wait_for(lambda: c.get("cyc").restarts >= 2, 30, "two cycles")
-    d = c.wait_state("cyc", pb.UP)
+    d = c.wait_state("cyc", pb.DYNO_STATE_UP)
     assert d.pid != first.pid
     lines = texts(c, "cyc")
     cycles = [t for t, x in lines if x == "Cycling"]
@@ -44,7 +48,7 @@ def test_dyno_cycles_on_a_fresh_layer(hostd_factory, make_spec):
     # about 2 s after each start, never before
     assert cycles[0] - starts[0] >= 1.9 and cycles[1] - starts[1] >= 1.9, (starts, cycles)
     assert "STALE-LAYER" not in [x for _, x in lines], lines  # (the command line names it)
-    assert d.exit.error == "" and d.state == pb.UP  # a cycle is not a crash
+    assert d.exit.error == "" and d.state == pb.DYNO_STATE_UP  # a cycle is not a crash
     c.stop("cyc")
 
 
@@ -81,7 +85,7 @@ def test_the_replacement_runs_while_the_old_one_stops(hostd_factory, make_spec):
     assert index_of(lines, f"run {second}") < index_of(lines, f"done {first}")
     assert "Process exited with status 0" in [x for _, x in lines[index_of(lines, f"done {first}"):]]
     d = c.get("cyc-o")
-    assert d.state == pb.UP and d.restarts == 1
+    assert d.state == pb.DYNO_STATE_UP and d.restarts == 1
     assert len(h.dyno_inits()) == 1
     assert not os.path.exists(os.path.join(h.layers_dir, "cyc-o"))
     c.stop("cyc-o", timeout=20)
@@ -104,7 +108,7 @@ def test_hostd_killed_while_the_old_one_stops(hostd_factory, make_spec):
     wait_for(lambda: "Process exited with status 0" in [x for _, x in texts(c, "cyc-k")], 10,
              "its exit status")
     wait_for(lambda: not h.find_cgroups("cyc-k"), 10, "the old cgroup's removal")
-    assert c.get("cyc-k").state == pb.UP
+    assert c.get("cyc-k").state == pb.DYNO_STATE_UP
     assert len(h.dyno_inits()) == 1
     c.stop("cyc-k", timeout=20)
     h.assert_unchanged(before, "after the cycled dyno stopped")
@@ -119,9 +123,9 @@ def test_explicit_restart_resets_the_clock_and_one_offs_end(hostd_factory, make_
     restarted = time.monotonic()
     wait_for(lambda: any(x == "Cycling" for _, x in texts(c, "cyc-r")), 20, "a cycle")
     assert time.monotonic() - restarted >= 2.5  # from the restart, not from the first start
-    c.start(make_spec("cyc-run", name="run.1", type=pb.ONE_OFF, command="sleep 1000"))
-    d = c.wait_state("cyc-run", (pb.DOWN, pb.CRASHED, pb.COMPLETE), timeout=20)
-    assert d.state == pb.DOWN and d.restarts == 0
+    c.start(make_spec("cyc-run", name="run.1", type=pb.DYNO_TYPE_ONE_OFF, command="sleep 1000"))
+    d = c.wait_state("cyc-run", (pb.DYNO_STATE_DOWN, pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE), timeout=20)
+    assert d.state == pb.DYNO_STATE_DOWN and d.restarts == 0
     assert "Cycling" in [x for _, x in texts(c, "cyc-run")]
     c.stop("cyc-r")
 
@@ -171,7 +175,7 @@ def test_restart_starts_the_replacement_as_the_old_one_stops(hostd_factory, make
     lines = [x for _, x in texts(c, "rst-o")]
     assert "Process exited with status 0" in lines[lines.index(f"done {old.run_id}"):]
     d = c.get("rst-o")
-    assert d.state == pb.UP and d.pid == new.pid and d.restarts == 1
+    assert d.state == pb.DYNO_STATE_UP and d.pid == new.pid and d.restarts == 1
     assert len(h.dyno_inits()) == 1
     c.stop("rst-o", timeout=20, grace=1)
     h.assert_unchanged(before, "after the restarted dyno stopped")
@@ -181,8 +185,8 @@ def test_restart_of_a_dyno_that_is_not_up_waits_for_the_stop(hostd_factory, make
     """A web dyno still booting has nothing to serve yet: it stops, then starts again."""
     h = hostd_factory(cycle_after="0")
     c = h.client()
-    old = c.start(make_spec("rst-b", type=pb.WEB, name="web.1", port=5000, command="sleep 1000"))
-    assert old.state == pb.STARTING
+    old = c.start(make_spec("rst-b", type=pb.DYNO_TYPE_WEB, name="web.1", port=5000, command="sleep 1000"))
+    assert old.state == pb.DYNO_STATE_STARTING
     new = c.restart("rst-b", grace=5)
     assert new.pid != old.pid
     assert not pid_alive(old.pid), "the old instance still runs"

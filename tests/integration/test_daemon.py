@@ -6,8 +6,13 @@ import socket
 import subprocess
 import time
 
-from conftest import HOSTD_BIN
+import pytest
+
+from conftest import HOSTD_BIN, SERVING
 from hostd_client import pb
+
+# not the cgroup v2 tier: options, configuration, sd_notify, the socket
+pytestmark = pytest.mark.cgroup_independent
 
 
 def run_hostd(*args, timeout=10):
@@ -73,9 +78,10 @@ def test_sd_notify_ready_then_stopping(hostd_factory, tmp_path):
         h.start()
         msg = sock.recv(4096).decode()
         assert "READY=1" in msg.split("\n"), msg
-        # Ready means serving.
+        # Ready means serving: the health service says so, and the API answers.
         with h.client() as c:
-            c.list()
+            assert c.health("") == SERVING and c.health("hostd.v1.Hostd") == SERVING
+            assert c.list() == []
         assert h.stop() == 0
         msg = sock.recv(4096).decode()
         assert "STOPPING=1" in msg.split("\n"), msg
@@ -90,6 +96,7 @@ def test_a_second_hostd_on_the_same_socket_is_refused(hostd):
     hostd.assert_serving()
 
 
+@pytest.mark.cgroup  # the dyno stays in its cgroup and is re-adopted
 def test_sigterm_stops_hostd_and_leaves_dynos_running(hostd, make_spec):
     with hostd.client() as c:
         d = c.start(make_spec("daemon-term"))
@@ -100,7 +107,7 @@ def test_sigterm_stops_hostd_and_leaves_dynos_running(hostd, make_spec):
     hostd.start()
     with hostd.client() as c:
         again = c.get("daemon-term")
-        assert again.state == pb.UP and again.pid == d.pid
+        assert again.state == pb.DYNO_STATE_UP and again.pid == d.pid
         down = c.stop("daemon-term", grace=2)
         assert down.exit.signal == 15
     deadline = time.monotonic() + 5

@@ -17,6 +17,9 @@ from conftest import HOSTD_BIN, kill_in_cgroups, own_cgroup_dirs, remove_cgroup_
 from dynoutil import pid_alive, wait_gone, wait_log
 from hostd_client import pb
 
+# the cgroup v2 tier runs it: dynos-cgroup: checked and used differently on v1 and v2
+pytestmark = pytest.mark.cgroup
+
 _n = itertools.count()
 V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
@@ -122,10 +125,10 @@ def test_dynos_live_below_dynos_cgroup_and_are_readopted(dynos_parent, hostd_fac
     hostd.restart()
     with hostd.client() as c:
         listed = {x.spec.id: x for x in c.list()}
-        assert "dc-a" in listed and listed["dc-a"].state == pb.UP, listed
+        assert "dc-a" in listed and listed["dc-a"].state == pb.DYNO_STATE_UP, listed
         assert listed["dc-a"].pid == d.pid
         down = c.stop("dc-a", grace=1)
-        assert down.state == pb.DOWN, pb.DynoState.Name(down.state)
+        assert down.state == pb.DYNO_STATE_DOWN, pb.DynoState.Name(down.state)
     assert wait_gone(d.pid, 5)
     dynos = os.path.join(top, hostd.cgroup_root, "dynos")
     left = [e for e in os.listdir(dynos) if os.path.isdir(os.path.join(dynos, e))]

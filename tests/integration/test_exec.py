@@ -18,39 +18,45 @@ import time
 
 import pytest
 
-from hostd_client import make_request, pb
+from hostd_client import BidiStream, Code, exec_input, pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # the cgroup v2 tier runs it: an exec joins the dyno's cgroup
+    pytest.mark.cgroup,
+]
 
 
 class Exec:
-    """One Exec stream on a client."""
+    """One Exec stream (a bidirectional gRPC stream) on a client."""
 
     def __init__(self, client, dyno_id, argv, tty=False, columns=0, rows=0, term=""):
         self.c = client
-        req = make_request("exec", pb.ExecRequest(id=dyno_id, argv=argv, tty=tty,
-                                                  tty_columns=columns, tty_rows=rows, term=term))
-        self.id = client.send(req)
+        self.stream = client.exec(dyno_id, argv, tty=tty, columns=columns, rows=rows, term=term)
+        self.input = exec_input
         self.out = b""
         self.code = None
         self.error = None
 
     def send(self, data=b"", eof=False, columns=0, rows=0):
-        self.c.send(make_request("stream_input", pb.StreamInput(
-            stream_id=self.id, data=data, eof=eof, columns=columns, rows=rows)))
+        self.input(self.stream, data, eof=eof, columns=columns, rows=rows)
 
     def read_until(self, pred, timeout=20.0):
         """Collect output until pred(output) or the end; returns the output."""
         deadline = time.monotonic() + timeout
         while self.code is None and self.error is None and not pred(self.out):
-            resp = self.c.recv_for(self.id, max(0.1, deadline - time.monotonic()))
-            if resp.HasField("status") and resp.status.code != pb.OK:
-                self.error = resp.status
+            resp = self.stream.next(max(0.1, deadline - time.monotonic()))
+            if resp is None:
+                if not self.stream.status.ok:
+                    self.error = self.stream.status
+                else:
+                    assert self.code is not None, "the stream ended without an exit"
                 break
-            self.out += resp.stream_output.data
-            if resp.stream_output.exited:
-                assert resp.end_of_stream
-                self.code = resp.stream_output.exit_code
+            self.out += resp.output.data
+            if resp.output.exited:
+                self.code = resp.output.exit_code
+                # the last message: the stream then ends OK
+                assert self.stream.wait_end(10).ok, self.stream.status
         return self.out
 
     def wait(self, timeout=20.0):
@@ -137,20 +143,20 @@ def test_refusals(hostd, running, make_spec):
         e.wait()
         return e.error.code if e.error else None, e.error.message if e.error else e.out
 
-    assert code("nope", ["true"])[0] == pb.NOT_FOUND
-    assert code("exec-1", [])[0] == pb.INVALID_ARGUMENT
-    assert code("exec-1", [""])[0] == pb.INVALID_ARGUMENT
-    assert code("exec-1", ["true"], tty=True, columns=20000, rows=1)[0] == pb.INVALID_ARGUMENT
+    assert code("nope", ["true"])[0] == Code.NOT_FOUND
+    assert code("exec-1", [])[0] == Code.INVALID_ARGUMENT
+    assert code("exec-1", [""])[0] == Code.INVALID_ARGUMENT
+    assert code("exec-1", ["true"], tty=True, columns=20000, rows=1)[0] == Code.INVALID_ARGUMENT
     got, msg = code("exec-1", ["/no/such/program"])
-    assert got == pb.FAILED_PRECONDITION and "/no/such/program" in msg, msg
+    assert got == Code.FAILED_PRECONDITION and "/no/such/program" in msg, msg
     c.start(make_spec("exec-done", command="true"))
-    c.wait_state("exec-done", pb.CRASHED)
+    c.wait_state("exec-done", pb.DYNO_STATE_CRASHED)
     got, msg = code("exec-done", ["true"])
-    assert got == pb.FAILED_PRECONDITION and "not running" in msg
-    # an input for a stream that is not open
-    rid = c.send(make_request("stream_input", pb.StreamInput(stream_id=999999, data=b"x")))
-    resp = c.recv_for(rid)
-    assert resp.status.code == pb.NOT_FOUND
+    assert got == Code.FAILED_PRECONDITION and "not running" in msg
+    # input before the process was started: the first message must be `start`
+    s = BidiStream(c.stub.Exec, pb.ExecRequest(input=pb.StreamInput(data=b"x")), "Exec")
+    assert s.rest(20) == [] and s.status.code == Code.INVALID_ARGUMENT, s.status
+    assert "first message" in s.status.message, s.status
     hostd.assert_serving()
 
 
@@ -163,7 +169,7 @@ def test_stop_ends_the_exec_and_a_gone_client_hangs_it_up(hostd, running):
     assert e.wait() in (128 + 9, 128 + 15), e.code  # SIGTERM relayed, or SIGKILL at the end
     # a client that leaves: its process is hung up and ends
     c3 = hostd.client()
-    c3.start(pb.DynoSpec(id="exec-2", name="worker.2", app="a", type=pb.WORKER,
+    c3.start(pb.DynoSpec(id="exec-2", name="worker.2", app="a", type=pb.DYNO_TYPE_WORKER,
                          size="standard-1x", command="sleep 1000", stack_path=d.spec.stack_path,
                          slug_path=d.spec.slug_path))
     e = Exec(c3, "exec-2", ["sh", "-c", "sleep 1000"], tty=True)

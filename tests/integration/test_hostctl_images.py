@@ -14,6 +14,9 @@ import pytest
 
 from conftest import BUILD_DIR
 
+# not the cgroup v2 tier: the image store through hostctl
+pytestmark = pytest.mark.cgroup_independent
+
 HOSTCTL = os.path.join(BUILD_DIR, "hostctl", "hostctl")
 PROGRESS_LINE = re.compile(r"^import [0-9a-f]{12}: \S+ of \S+$", re.M)
 

@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from hostd_client import pb
+from hostd_client import Code, pb
+
+# not the cgroup v2 tier: the image store: fetch, verify, share
+pytestmark = pytest.mark.cgroup_independent
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +35,8 @@ def store_hostd(hostd_factory, tmp_path):
 
 
 def import_image(c, path, digest, kind):
-    resp = c.call(pb.Request(image_import=pb.ImageImportRequest(source=path, sha256=digest, kind=kind)))
-    while not resp.end_of_stream and resp.status.code == pb.OK:
-        resp = c.recv_for(resp.id)
-    assert resp.status.code == pb.OK, resp.status.message
-    return resp.image_import.image
+    """ImportImage: a stream of progress, then the image."""
+    return c.import_image(path, digest, kind)
 
 
 def image_spec(make_spec, dyno_id, tarballs, with_urls=False, **fields):
@@ -57,9 +57,9 @@ def du(path):
 def test_a_dyno_runs_from_images_and_a_hundred_share_one_copy(store_hostd, make_spec, tarballs):
     images_dir = store_hostd.config["images-dir"]
     with store_hostd.client() as c:
-        stack = import_image(c, *tarballs["stack"], pb.STACK)
-        slug = import_image(c, *tarballs["slug"], pb.SLUG)
-        assert stack.kind == pb.STACK and slug.kind == pb.SLUG
+        stack = import_image(c, *tarballs["stack"], pb.IMAGE_KIND_STACK)
+        slug = import_image(c, *tarballs["slug"], pb.IMAGE_KIND_SLUG)
+        assert stack.kind == pb.IMAGE_KIND_STACK and slug.kind == pb.IMAGE_KIND_SLUG
         before = du(images_dir)
 
         probe = image_spec(make_spec, "img-probe", tarballs,
@@ -72,8 +72,7 @@ def test_a_dyno_runs_from_images_and_a_hundred_share_one_copy(store_hostd, make_
 
         for i in range(99):
             c.start(image_spec(make_spec, f"img-{i}", tarballs))
-        resp = c.call(pb.Request(image_list=pb.ImageListRequest()))
-        users = {i.digest: i.users for i in resp.image_list.images}
+        users = {i.digest: i.users for i in c.list_images()}
         assert users[stack.digest] == 100 and users[slug.digest] == 100, users
         # One copy on disk: the store did not grow with a hundred dynos running.
         assert du(images_dir) == before
@@ -90,7 +89,7 @@ def test_a_missing_image_without_a_url_is_a_failed_precondition(store_hostd, mak
     before = store_hostd.snapshot()
     with store_hostd.client() as c:
         resp = c.start(image_spec(make_spec, "img-missing", tarballs), check=False)
-        assert resp.status.code == pb.FAILED_PRECONDITION
+        assert resp.status.code == Code.FAILED_PRECONDITION
         assert tarballs["stack"][1] in resp.status.message and "stack_url" in resp.status.message
         assert c.list() == []
     store_hostd.assert_unchanged(before)
@@ -99,25 +98,24 @@ def test_a_missing_image_without_a_url_is_a_failed_precondition(store_hostd, mak
 def test_missing_images_are_fetched_then_the_dyno_starts(store_hostd, make_spec, tarballs):
     with store_hostd.client() as c:
         d = c.start(image_spec(make_spec, "img-fetch", tarballs, with_urls=True))
-        assert d.state == pb.UP
+        assert d.state == pb.DYNO_STATE_UP
         logs = c.log_texts("img-fetch")
         assert any(l.startswith("Fetching stack") for l in logs), logs
         assert any(l.startswith("Fetching slug") for l in logs), logs
         # Progress, as the bytes came: the last quarter of the stack's fetch at least.
         size = os.path.getsize(tarballs["stack"][0])
         assert f"Fetching stack {tarballs['stack'][1][:12]}: {size} of {size} bytes" in logs, logs
-        resp = c.call(pb.Request(image_list=pb.ImageListRequest()))
-        assert {i.digest for i in resp.image_list.images} == {tarballs["stack"][1], tarballs["slug"][1]}
+        assert {i.digest for i in c.list_images()} == {tarballs["stack"][1], tarballs["slug"][1]}
         c.stop("img-fetch", grace=1)
 
 
 def test_two_starts_needing_one_image_fetch_it_once(store_hostd, make_spec, tarballs):
     with store_hostd.client() as a, store_hostd.client() as b:
-        ids = [a.send(pb.Request(start=pb.StartRequest(spec=image_spec(make_spec, "img-two-a", tarballs, with_urls=True)))),
-               b.send(pb.Request(start=pb.StartRequest(spec=image_spec(make_spec, "img-two-b", tarballs, with_urls=True))))]
-        for cl, rid in zip((a, b), ids):
-            resp = cl.recv_for(rid)
-            assert resp.status.code == pb.OK, resp.status.message
+        pending = [a.start_async(image_spec(make_spec, "img-two-a", tarballs, with_urls=True)),
+                   b.start_async(image_spec(make_spec, "img-two-b", tarballs, with_urls=True))]
+        for p in pending:
+            resp = p.reply()
+            assert resp.status.code == Code.OK, resp.status.message
         log = store_hostd.log_text()
         assert log.count(f"image {tarballs['stack'][1][:12]}: importing") == 1, log
         a.stop("img-two-a", grace=1)
@@ -132,9 +130,9 @@ def test_a_wrong_digest_fails_the_start_and_leaves_nothing(store_hostd, make_spe
     spec.slug_digest = spec.slug_url = ""  # only the import that fails
     with store_hostd.client() as c:
         resp = c.start(spec, check=False)
-        assert resp.status.code == pb.FAILED_PRECONDITION
+        assert resp.status.code == Code.FAILED_PRECONDITION
         assert "sha256" in resp.status.message, resp.status.message
-        images = c.call(pb.Request(image_list=pb.ImageListRequest())).image_list.images
+        images = c.list_images()
         assert wrong not in {i.digest for i in images}
         assert c.list() == []
     leftovers = [n for n in os.listdir(store_hostd.config["images-dir"]) if n.startswith(".tmp")]
@@ -165,16 +163,16 @@ def test_stopping_a_dyno_that_waits_for_its_images(store_hostd, make_spec, tarba
         spec.stack_url = f"http://127.0.0.1:{server.server_address[1]}/stack.tar.gz"
         spec.slug_digest = ""
         with store_hostd.client() as c, store_hostd.client() as s:
-            rid = c.send(pb.Request(start=pb.StartRequest(spec=spec)))
+            pending = c.start_async(spec)
             deadline = time.monotonic() + 10
-            while s.get("img-wait", check=False).status.code != pb.OK or \
+            while s.get("img-wait", check=False).status.code != Code.OK or \
                     not any(l.startswith("Fetching stack") for l in s.log_texts("img-wait")):
                 assert time.monotonic() < deadline, store_hostd.log_tail()
                 time.sleep(0.05)
             down = s.stop("img-wait", grace=1)
-            assert down.state == pb.DOWN and "before its images" in down.exit.reason
-            resp = c.recv_for(rid)
-            assert resp.status.code == pb.ABORTED
+            assert down.state == pb.DYNO_STATE_DOWN and "before its images" in down.exit.reason
+            resp = pending.reply()
+            assert resp.status.code == Code.ABORTED
             assert not os.path.exists(os.path.join(store_hostd.layers_dir, "img-wait"))
             assert not store_hostd.find_cgroups("img-wait")
     finally:
@@ -200,13 +198,13 @@ def test_hostctl_starts_a_dyno_by_digest_fetching_its_images(store_hostd, tarbal
 def test_removed_images_are_deleted_off_the_loop(store_hostd, tarballs):
     images_dir = store_hostd.config["images-dir"]
     with store_hostd.client() as c:
-        img = import_image(c, *tarballs["stack"], pb.STACK)
-        resp = c.call(pb.Request(image_remove=pb.ImageRemoveRequest(digest=img.digest)))
-        assert resp.status.code == pb.OK, resp.status.message
+        img = import_image(c, *tarballs["stack"], pb.IMAGE_KIND_STACK)
+        resp = c.remove_image(img.digest, check=False)
+        assert resp.status.code == Code.OK, resp.status.message
         # Out of the store at once; its files deleted by a child process soon after.
         assert not os.path.exists(os.path.join(images_dir, img.digest))
         deadline = time.monotonic() + 20
         while [n for n in os.listdir(images_dir) if n.startswith(".tmp-rm-")]:
             assert time.monotonic() < deadline, os.listdir(images_dir)
             time.sleep(0.05)
-        assert len(c.call(pb.Request(image_list=pb.ImageListRequest())).image_list.images) == 0
+        assert len(c.list_images()) == 0

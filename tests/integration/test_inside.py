@@ -11,11 +11,13 @@ import os
 import pytest
 
 from dynoutil import keyed, run_probe
-from hostd_client import pb
+from hostd_client import Code, pb
 from test_exec import Exec
 from test_oneoff import Attach, oneoff
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the host only, but for what a dyno sees at /sys/fs/cgroup (marked cgroup): users, limits, metadata
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup_independent]
 
 DONE = "PROBE-DONE"
 QUOTA = 536870912  # standard-1x: 512 MiB
@@ -31,6 +33,7 @@ def host_cgroup_v2():
                    for l in f)
 
 
+@pytest.mark.cgroup
 def test_the_dyno_reads_its_limits_at_sys_fs_cgroup(hostd, make_spec):
     script = (
         "echo v2mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null)\n"
@@ -118,7 +121,7 @@ def test_dyno_metadata_from_the_spec(hostd, make_spec):
         first = kv["HEROKU_DYNO_ID"]
         # A new UUID for each run.
         c.restart("in-meta", grace=1)
-        d2 = c.wait_state("in-meta", (pb.UP,), timeout=30)
+        d2 = c.wait_state("in-meta", (pb.DYNO_STATE_UP,), timeout=30)
         assert d2.run_id and d2.run_id != first
 
 
@@ -134,16 +137,16 @@ def test_dyno_metadata_from_the_spec(hostd, make_spec):
 def test_bad_metadata_is_refused_by_name(hostd, make_spec, field, value, why):
     with hostd.client() as c:
         resp = c.start(make_spec("in-bad", **{field: value}), check=False)
-        assert resp.status.code == pb.INVALID_ARGUMENT
+        assert resp.status.code == Code.INVALID_ARGUMENT
         assert f"spec.{field}" in resp.status.message and why in resp.status.message, resp.status
-        assert c.get("in-bad", check=False).status.code == pb.NOT_FOUND
+        assert c.get("in-bad", check=False).status.code == Code.NOT_FOUND
 
 
 @pytest.mark.parametrize("name", ["HEROKU_APP_NAME", "HEROKU_DYNO_ID", "HEROKU_SLUG_COMMIT"])
 def test_metadata_names_are_not_config_vars(hostd, make_spec, name):
     with hostd.client() as c:
         resp = c.start(make_spec("in-res", env={name: "x"}), check=False)
-        assert resp.status.code == pb.INVALID_ARGUMENT and name in resp.status.message
+        assert resp.status.code == Code.INVALID_ARGUMENT and name in resp.status.message
 
 
 def test_a_one_off_terminal_has_term_columns_and_lines(hostd, make_spec):

@@ -7,6 +7,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from dynoutil import (
     ENDED_STATES,
     LIVE_STATES,
@@ -17,7 +19,11 @@ from dynoutil import (
     wait_gone,
     wait_log,
 )
-from hostd_client import code_name, make_request, pb, status_code
+from hostd_client import Code, code_name, pb
+
+# the cgroup v2 tier runs it: stop, the SIGKILL of every process after the grace, the
+# cleanup of a failed start
+pytestmark = pytest.mark.cgroup
 
 
 def assert_gone(hostd, dyno):
@@ -39,7 +45,7 @@ def test_stop_sends_sigterm_and_reports_143(hostd, make_spec):
         t0 = time.monotonic()
         down = c.stop("lc-term", grace=10)
         elapsed = time.monotonic() - t0
-        assert down.state == pb.DOWN, pb.DynoState.Name(down.state)
+        assert down.state == pb.DYNO_STATE_DOWN, pb.DynoState.Name(down.state)
         assert not down.exit.exited and down.exit.signal == 15, down.exit
         assert down.exit.code == 143, down.exit
         assert down.exit.error == "", f"an error code for a clean stop: {down.exit.error}"
@@ -49,7 +55,7 @@ def test_stop_sends_sigterm_and_reports_143(hostd, make_spec):
         assert "Process exited with status 143" in logs
         # Heroku writes "from up to down"; hostd's own STOPPING state may show instead.
         assert any(l in ("State changed from up to down", "State changed from stopping to down") for l in logs), logs
-        assert c.get("lc-term").state == pb.DOWN
+        assert c.get("lc-term").state == pb.DYNO_STATE_DOWN
         assert_gone(hostd, d)
 
 
@@ -59,7 +65,7 @@ def test_stop_reports_the_trap_exit_code(hostd, make_spec):
         d = c.start(make_spec("lc-trap", command=cmd))
         wait_log(c, "lc-trap", "ready")
         down = c.stop("lc-trap", grace=10)
-        assert down.state == pb.DOWN
+        assert down.state == pb.DYNO_STATE_DOWN
         assert down.exit.exited and down.exit.code == 7, down.exit
         assert down.exit.error == ""
         assert "got TERM" in app_lines(c, "lc-trap")
@@ -75,7 +81,7 @@ def test_sigterm_ignored_is_sigkilled_after_grace_r12(hostd, make_spec):
         t0 = time.monotonic()
         down = c.stop("lc-r12", grace=1)
         elapsed = time.monotonic() - t0
-        assert down.state == pb.DOWN
+        assert down.state == pb.DYNO_STATE_DOWN
         assert elapsed >= 0.9, f"SIGKILL came {elapsed:.2f} s after SIGTERM, before the 1 s grace"
         assert not down.exit.exited and down.exit.signal == 9, down.exit
         assert down.exit.error == "R12", down.exit
@@ -94,7 +100,7 @@ def test_exit_3_is_crashed_with_code_3_and_cleaned(hostd, make_spec):
     with hostd.client() as c:
         d = c.start(make_spec("lc-exit3", command="sleep 0.3; exit 3"))
         end = c.wait_state("lc-exit3", ENDED_STATES, timeout=20)
-        assert end.state == pb.CRASHED, pb.DynoState.Name(end.state)
+        assert end.state == pb.DYNO_STATE_CRASHED, pb.DynoState.Name(end.state)
         assert end.exit.exited and end.exit.code == 3, end.exit
         assert end.exit.reason == "exit status 3"
         logs = platform_lines(c, "lc-exit3")
@@ -105,7 +111,7 @@ def test_exit_3_is_crashed_with_code_3_and_cleaned(hostd, make_spec):
         assert not os.path.exists(os.path.join(hostd.layers_dir, "lc-exit3")), "layer folder left"
         assert_gone(hostd, d)
         # Listed, with its final state.
-        assert [(x.spec.id, x.state) for x in c.list()] == [("lc-exit3", pb.CRASHED)]
+        assert [(x.spec.id, x.state) for x in c.list()] == [("lc-exit3", pb.DYNO_STATE_CRASHED)]
 
 
 def test_worker_exit_0_is_crashed(hostd, make_spec):
@@ -113,15 +119,15 @@ def test_worker_exit_0_is_crashed(hostd, make_spec):
     with hostd.client() as c:
         c.start(make_spec("lc-w0", command="sleep 0.2; exit 0"))
         end = c.wait_state("lc-w0", ENDED_STATES, timeout=20)
-        assert end.state == pb.CRASHED, pb.DynoState.Name(end.state)
+        assert end.state == pb.DYNO_STATE_CRASHED, pb.DynoState.Name(end.state)
         assert end.exit.exited and end.exit.code == 0
 
 
 def test_one_off_exit_0_is_complete(hostd, make_spec):
     with hostd.client() as c:
-        d = c.start(make_spec("lc-run", name="run.1", type=pb.ONE_OFF, command="echo done; exit 0"))
+        d = c.start(make_spec("lc-run", name="run.1", type=pb.DYNO_TYPE_ONE_OFF, command="echo done; exit 0"))
         end = c.wait_state("lc-run", ENDED_STATES, timeout=20)
-        assert end.state == pb.COMPLETE, pb.DynoState.Name(end.state)
+        assert end.state == pb.DYNO_STATE_COMPLETE, pb.DynoState.Name(end.state)
         assert end.exit.exited and end.exit.code == 0
         assert "done" in app_lines(c, "lc-run")
         assert_gone(hostd, d)
@@ -129,9 +135,9 @@ def test_one_off_exit_0_is_complete(hostd, make_spec):
 
 def test_one_off_exit_1_is_crashed(hostd, make_spec):
     with hostd.client() as c:
-        c.start(make_spec("lc-run1", name="run.1", type=pb.ONE_OFF, command="exit 1"))
+        c.start(make_spec("lc-run1", name="run.1", type=pb.DYNO_TYPE_ONE_OFF, command="exit 1"))
         end = c.wait_state("lc-run1", ENDED_STATES, timeout=20)
-        assert end.state == pb.CRASHED, pb.DynoState.Name(end.state)
+        assert end.state == pb.DYNO_STATE_CRASHED, pb.DynoState.Name(end.state)
         assert end.exit.exited and end.exit.code == 1
 
 
@@ -140,7 +146,7 @@ def test_ended_dyno_can_be_started_again(hostd, make_spec):
         first = c.start(make_spec("lc-again", command="exit 4"))
         c.wait_state("lc-again", ENDED_STATES, timeout=20)
         second = c.start(make_spec("lc-again"))
-        assert second.state == pb.UP
+        assert second.state == pb.DYNO_STATE_UP
         assert second.pid != first.pid
         assert hostd.dyno_inits() == [second.pid]
         c.stop("lc-again", grace=1)
@@ -153,7 +159,7 @@ def test_same_id_twice_already_exists_one_process_tree(hostd, make_spec):
     with hostd.client() as c:
         d = c.start(make_spec("lc-twice"))
         resp = c.start(make_spec("lc-twice", command="sleep 999"), check=False)
-        assert status_code(resp) == pb.ALREADY_EXISTS, code_name(status_code(resp))
+        assert resp.status.code == Code.ALREADY_EXISTS, code_name(resp.status.code)
         assert "lc-twice" in resp.status.message
         assert hostd.dyno_inits() == [d.pid], f"dyno inits: {hostd.dyno_inits()}, want only {d.pid}"
         # Every process hostd runs is in the one dyno's cgroup. The two are read one after
@@ -168,7 +174,7 @@ def test_same_id_twice_already_exists_one_process_tree(hostd, make_spec):
             os.path.basename(os.path.dirname(p)) == "dynos" for p in hostd.find_cgroups("lc-twice")
         )
         again = c.get("lc-twice")
-        assert (again.state, again.pid, again.spec.command) == (pb.UP, d.pid, "sleep 1000")
+        assert (again.state, again.pid, again.spec.command) == (pb.DYNO_STATE_UP, d.pid, "sleep 1000")
         c.stop("lc-twice", grace=1)
         assert_gone(hostd, d)
 
@@ -176,9 +182,9 @@ def test_same_id_twice_already_exists_one_process_tree(hostd, make_spec):
 def test_same_id_twice_in_flight_one_dyno(hostd, make_spec):
     """Two Starts of one id sent back to back, before the first is answered."""
     with hostd.client() as c:
-        ids = [c.send(make_request("start", pb.StartRequest(spec=make_spec("lc-race")))) for _ in range(2)]
-        resps = [c.recv_for(i) for i in ids]
-        codes = sorted(code_name(status_code(r)) for r in resps)
+        pending = [c.start_async(make_spec("lc-race")) for _ in range(2)]
+        resps = [p.reply() for p in pending]
+        codes = sorted(code_name(r.status.code) for r in resps)
         assert codes == ["ALREADY_EXISTS", "OK"], codes
         assert len(hostd.dyno_inits()) == 1, f"dyno inits: {hostd.dyno_inits()}"
         c.stop("lc-race", grace=1)
@@ -188,7 +194,7 @@ def test_same_id_twice_in_flight_one_dyno(hostd, make_spec):
 
 
 def assert_failed_start_left_nothing(hostd, c, resp, dyno_id, before):
-    assert status_code(resp) != pb.OK, f"the start succeeded: {resp}"
+    assert resp.status.code != Code.OK, f"the start succeeded: {resp}"
     assert resp.status.message, "an error without a message"
     assert all(d.state not in LIVE_STATES for d in c.list())
     hostd.assert_unchanged(before, f"the failed start of {dyno_id}")
@@ -222,7 +228,7 @@ def test_failed_start_slug_is_a_file_leaves_nothing(hostd, make_spec, tmp_path):
     with hostd.client() as c:
         before = hostd.snapshot()
         resp = c.start(make_spec("lc-slugfile", slug_path=str(slug)), check=False)
-        assert status_code(resp) == pb.INVALID_ARGUMENT, code_name(status_code(resp))
+        assert resp.status.code == Code.INVALID_ARGUMENT, code_name(resp.status.code)
         assert "slug" in resp.status.message, resp.status.message
         assert_failed_start_left_nothing(hostd, c, resp, "lc-slugfile", before)
         assert slug.read_text() == "not a folder\n"

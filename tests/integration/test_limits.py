@@ -23,6 +23,9 @@ from dynoutil import (
 )
 from hostd_client import pb
 
+# the cgroup v2 tier runs it: sizes are enforced through cgroup files: limits, OOM kills, pids.max
+pytestmark = pytest.mark.cgroup
+
 MiB = 1 << 20
 
 # Custom sizes, added to hostd's configuration as [size NAME] sections.
@@ -166,7 +169,7 @@ def test_allocation_past_limit_is_oom_killed_and_reported(hostd_factory, make_sp
     with h.client() as c:
         d = c.start(make_spec("oom", size="tiny", command=HOG))
         d = c.wait_state("oom", ENDED_STATES, timeout=60)
-        assert d.state == pb.CRASHED, pb.DynoState.Name(d.state)
+        assert d.state == pb.DYNO_STATE_CRASHED, pb.DynoState.Name(d.state)
         assert d.exit.oom_killed, f"exit info without oom_killed: {d.exit}"
         assert not d.exit.exited and d.exit.signal == 9, f"not killed by SIGKILL: {d.exit}"
         assert "oom" in d.exit.reason.lower(), f"the reason {d.exit.reason!r} does not say OOM"
@@ -185,7 +188,7 @@ def test_same_allocation_fits_a_larger_size(hostd, make_spec):
         c.start(make_spec("no-oom", command=HOG))
         deadline = time.monotonic() + 90  # a wait, not a measure: the VM tier under load is slow
         while not any(l.startswith("held ") for l in c.log_texts("no-oom")):
-            assert c.get("no-oom").state == pb.UP, c.get("no-oom").exit
+            assert c.get("no-oom").state == pb.DYNO_STATE_UP, c.get("no-oom").exit
             assert time.monotonic() < deadline, "the allocation did not finish in 90 s"
             time.sleep(0.1)
         _, usage = read_cgroup_file(hostd, "no-oom", "memory.usage_in_bytes", "memory.current")
@@ -242,7 +245,7 @@ def test_fork_bomb_stops_at_pids_max_and_hostd_answers(hostd_factory, make_spec)
         )
         with open(os.path.join(pdir, "pids.events")) as f:
             events = dict(l.split() for l in f.read().splitlines())
-        assert c.get("bomb").state == pb.UP
+        assert c.get("bomb").state == pb.DYNO_STATE_UP
         # The tasks in the cgroup never pass the limit. pids.current may, for a moment: the
         # kernel charges a fork first and takes the charge back when it is over the limit, so a
         # refused fork on each CPU can show as one more.
@@ -253,7 +256,7 @@ def test_fork_bomb_stops_at_pids_max_and_hostd_answers(hostd_factory, make_spec)
 
         # Stopping the bomb leaves nothing.
         stopped = c.stop("bomb", grace=1, timeout=60)
-        assert stopped.state == pb.DOWN
+        assert stopped.state == pb.DYNO_STATE_DOWN
         assert wait_gone(d.pid, 5), f"the bomb's init {d.pid} still runs"
         assert h.dyno_procs() == set(), f"processes left: {sorted(h.dyno_procs())}"
         assert h.find_cgroups("bomb") == []

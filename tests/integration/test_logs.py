@@ -2,17 +2,21 @@
 
 import time
 
-from hostd_client import pb
+import pytest
+
+from hostd_client import Code, pb
+
+# not the cgroup v2 tier: log following
+pytestmark = pytest.mark.cgroup_independent
 
 
 def follow(client, dyno_id, lines=0):
-    return client.stream(
-        pb.Request(logs=pb.LogsRequest(id=dyno_id, lines=lines, follow=True)), timeout=20
-    )
+    """Logs with follow: a server stream of LogsResponse, with no deadline."""
+    return client.follow_logs(dyno_id, lines=lines)
 
 
 def texts(resp):
-    return [l.text.decode() for l in resp.logs.lines]
+    return [l.text.decode() for l in resp.lines]
 
 
 def test_follow_sees_new_lines_across_a_restart_and_ends_with_the_dyno(hostd, make_spec):
@@ -24,12 +28,13 @@ def test_follow_sees_new_lines_across_a_restart_and_ends_with_the_dyno(hostd, ma
     stream = follow(watcher, "follow-1")
     deadline = time.monotonic() + 20
     restarted = stopped = False
-    for resp in stream:
-        assert resp.status.code == pb.OK, resp.status.message
-        seen += texts(resp)
-        if resp.end_of_stream:
+    while True:
+        resp = stream.next(timeout=20)
+        if resp is None:
+            assert stream.status.code == Code.OK, stream.status
             ended = True
             break
+        seen += texts(resp)
         ticks = [t for t in seen if t.startswith("tick ")]
         if not restarted and len(ticks) >= 3:
             c.restart("follow-1", grace=2)
@@ -58,9 +63,13 @@ def test_follow_starts_with_the_last_lines_asked(hostd, make_spec):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     kept = c.log_texts("follow-2")
-    first = next(follow(hostd.client(), "follow-2", lines=2))
+    stream = follow(hostd.client(), "follow-2", lines=2)
+    first = stream.next()
     assert texts(first) == kept[-2:]
-    assert not first.end_of_stream
+    # the stream stays open: nothing more until the dyno writes again
+    with pytest.raises(TimeoutError):
+        stream.next(timeout=0.5)
+    assert not stream.ended
     c.stop("follow-2", grace=1)
 
 
@@ -68,22 +77,23 @@ def test_a_follower_that_leaves_does_not_disturb_the_dyno_or_hostd(hostd, make_s
     c = hostd.client()
     c.start(make_spec("follow-3", command="while :; do echo spam; done"))
     w = hostd.client()
-    next(follow(w, "follow-3"))
+    assert follow(w, "follow-3").next() is not None
     w.close()
     time.sleep(0.5)
     d = c.get("follow-3")
-    assert d.state == pb.UP
+    assert d.state == pb.DYNO_STATE_UP
     hostd.assert_serving()
     stopped = c.stop("follow-3", grace=2)
-    assert stopped.state == pb.DOWN
+    assert stopped.state == pb.DYNO_STATE_DOWN
 
 
 def test_following_an_ended_dyno_returns_its_lines_and_ends(hostd, make_spec):
     c = hostd.client()
     c.start(make_spec("follow-4", command="echo bye; exit 3"))
-    c.wait_state("follow-4", [pb.CRASHED])
-    responses = list(follow(hostd.client(), "follow-4"))
-    assert responses[-1].end_of_stream
+    c.wait_state("follow-4", [pb.DYNO_STATE_CRASHED])
+    stream = follow(hostd.client(), "follow-4")
+    responses = stream.rest(20)
+    assert stream.status.code == Code.OK, stream.status  # it ended, with OK
     lines = [t for r in responses for t in texts(r)]
     assert "bye" in lines and "Process exited with status 3" in lines
 

@@ -19,7 +19,12 @@ import pytest
 from dynoutil import ENDED_STATES, with_sizes
 from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # the cgroup v2 tier runs it: R14 and R15 come from the memory controller's events and
+    # its swap limit
+    pytest.mark.cgroup,
+]
 
 
 def swap_total_kib():
@@ -63,7 +68,7 @@ def test_over_quota_into_swap_is_r14_and_the_dyno_runs_on(hostd_factory, make_sp
     mb, pct = int(m.group(1)), float(m.group(2))
     assert 32 <= mb <= 128 and pct > 100.0, lines[i - 1]
     assert abs(pct - mb * 100 / 32) < 5
-    assert c.get("r14").state == pb.UP
+    assert c.get("r14").state == pb.DYNO_STATE_UP
     # rate-limited: not one pair per notification
     time.sleep(3)
     assert platform(c, "r14").count("Error R14 (Memory quota exceeded)") == 1
@@ -76,7 +81,7 @@ def test_past_the_r15_multiple_is_r15(hostd_factory, make_spec):
     c = h.client()
     c.start(make_spec("r15", size="small", command=hog(200)))  # 4 x 32M is the end
     d = c.wait_state("r15", ENDED_STATES, timeout=60)
-    assert d.state == pb.CRASHED and d.exit.oom_killed and d.exit.error == "R15", d.exit
+    assert d.state == pb.DYNO_STATE_CRASHED and d.exit.oom_killed and d.exit.error == "R15", d.exit
     assert "Error R15 (Memory quota vastly exceeded)" in platform(c, "r15")
 
 
@@ -91,6 +96,6 @@ def test_under_the_quota_no_r14(hostd_factory, make_spec):
         time.sleep(0.1)
     time.sleep(1)
     assert not any("R14" in l for l in platform(c, "calm"))
-    assert c.get("calm").state == pb.UP
+    assert c.get("calm").state == pb.DYNO_STATE_UP
     assert "no memory notifications" not in h.log_text()
     c.stop("calm")

@@ -24,9 +24,51 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from conftest import sanitizer_report  # noqa: E402
-from hostd_client import BUILD_DIR, decode_varint, encode_varint, frame  # noqa: E402
+from hostd_client import BUILD_DIR  # noqa: E402
 
 import netd_pb2 as npb  # noqa: E402  (hostd_client put $HOSTD_BUILD_DIR/proto on sys.path)
+
+# netd's socket keeps the simple framing (hostd's API moved to gRPC): every message is
+# preceded by its size as a base-128 varint.
+VARINT_MAX = 10
+
+
+def encode_varint(n):
+    if n < 0:
+        raise ValueError("varint of a negative number")
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def decode_varint(buf, pos=0):
+    """(value, next position) or None when buf ends inside the varint. ValueError when it is
+    longer than 10 bytes or does not fit in 64 bits."""
+    value = 0
+    shift = 0
+    for i in range(VARINT_MAX):
+        if pos + i >= len(buf):
+            return None
+        b = buf[pos + i]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if value >> 64:
+                raise ValueError("varint over 64 bits")
+            return value, pos + i + 1
+        shift += 7
+    raise ValueError("varint longer than 10 bytes")
+
+
+def frame(payload):
+    """payload as netd reads it: its size as a varint, then the bytes."""
+    return encode_varint(len(payload)) + payload
+
 
 NETD_BIN = os.path.join(BUILD_DIR, "netd", "netd")
 BRIDGE = "hostd-test-br"
@@ -43,10 +85,14 @@ CONTROL_IP = "203.0.113.7"
 
 INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED = 3, 5, 8
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
-    reason="needs root, unshare and nsenter",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
+        reason="needs root, unshare and nsenter",
+    ),
+    # not the cgroup v2 tier: netd alone
+    pytest.mark.cgroup_independent,
+]
 
 
 def run(*cmd, check=True, timeout=30):

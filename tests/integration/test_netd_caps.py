@@ -24,9 +24,8 @@ SETPRIV = shutil.which("setpriv")
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is missing"),
-    # netd's capabilities do not depend on the cgroup version: the host tier runs these.
-    pytest.mark.skipif(os.environ.get("HOSTD_V2_GUEST") == "1",
-                       reason="netd, not cgroups: run on the host tier"),
+    # not the cgroup v2 tier: netd's capabilities do not depend on the cgroup version
+    pytest.mark.cgroup_independent,
 ]
 
 

@@ -14,14 +14,18 @@ import time
 
 import pytest
 
-from hostd_client import make_request, pb
+from hostd_client import Code, attach_input, pb
 from test_exec import HOSTCTL, Exec
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    # not the cgroup v2 tier: the attach stream and its terminal
+    pytest.mark.cgroup_independent,
+]
 
 
 def oneoff(make_spec, dyno_id, command, columns=80, rows=24):
-    return make_spec(dyno_id, name="run.1", type=pb.ONE_OFF, command=command, tty=True,
+    return make_spec(dyno_id, name="run.1", type=pb.DYNO_TYPE_ONE_OFF, command=command, tty=True,
                      tty_columns=columns, tty_rows=rows)
 
 
@@ -30,7 +34,8 @@ class Attach(Exec):
 
     def __init__(self, client, dyno_id):
         self.c = client
-        self.id = client.send(make_request("attach", pb.AttachRequest(id=dyno_id)))
+        self.stream = client.attach(dyno_id)
+        self.input = attach_input
         self.out = b""
         self.code = None
         self.error = None
@@ -53,32 +58,34 @@ def test_attach_is_the_terminal(hostd, make_spec):
     # a second client cannot take the terminal
     other = Attach(hostd.client(), "run-1")
     other.wait(5)
-    assert other.error.code == pb.ALREADY_EXISTS
+    assert other.error.code == Code.ALREADY_EXISTS
     a.send(columns=120, rows=40)
     # The terminal's own size: busybox's stty prefers $COLUMNS and $LINES, which the dyno got
     # at its start (as Heroku gives them), to the kernel's.
     a.send(b"unset COLUMNS LINES; stty size; exit 3\r")
     assert a.wait() == 3
     assert b"40 120" in a.out
-    d = c.wait_state("run-1", (pb.CRASHED, pb.COMPLETE))
-    assert d.state == pb.CRASHED and d.exit.code == 3 and d.restarts == 0
+    d = c.wait_state("run-1", (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE))
+    assert d.state == pb.DYNO_STATE_CRASHED and d.exit.code == 3 and d.restarts == 0
     # exit 0 is complete
     c.start(oneoff(make_spec, "run-2", "sh"))
     a = Attach(c, "run-2")
     a.send(b"exit\r")
     assert a.wait() == 0
-    assert c.wait_state("run-2", (pb.CRASHED, pb.COMPLETE)).state == pb.COMPLETE
+    assert c.wait_state("run-2", (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE)).state == pb.DYNO_STATE_COMPLETE
 
 
+@pytest.mark.cgroup  # R13 kills every process of the dyno
 def test_no_client_in_time_is_r13(hostd_factory, make_spec):
     h = hostd_factory(attach_timeout=2)
     c = h.client()
     c.start(oneoff(make_spec, "run-13", "sleep 1000"))
-    d = c.wait_state("run-13", (pb.CRASHED, pb.COMPLETE), timeout=20)
+    d = c.wait_state("run-13", (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE), timeout=20)
     assert d.exit.error == "R13", d.exit
     assert "Error R13 (Attach error) -> Failed to attach to process" in platform(c, "run-13")
 
 
+@pytest.mark.cgroup  # SIGHUP to every process of the cgroup, then R16's kill
 def test_client_gone_hangs_up_then_r16(hostd_factory, make_spec):
     h = hostd_factory(hangup_interval=1, hangups=2)
     c = h.client()
@@ -89,7 +96,7 @@ def test_client_gone_hangs_up_then_r16(hostd_factory, make_spec):
     a.send(b"\r")
     time.sleep(0.5)
     c2.close()
-    d = c.wait_state("run-16", (pb.CRASHED, pb.COMPLETE), timeout=30)
+    d = c.wait_state("run-16", (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE), timeout=30)
     assert d.exit.error == "R16", d.exit
     lines = platform(c, "run-16")
     assert "Client detached; sending SIGHUP to all processes" in lines
@@ -100,21 +107,21 @@ def test_client_gone_hangs_up_then_r16(hostd_factory, make_spec):
     Attach(c3, "run-hup")
     time.sleep(0.5)
     c3.close()
-    d = c.wait_state("run-hup", (pb.CRASHED, pb.COMPLETE), timeout=30)
+    d = c.wait_state("run-hup", (pb.DYNO_STATE_CRASHED, pb.DYNO_STATE_COMPLETE), timeout=30)
     assert d.exit.error == "" and (d.exit.code == 129 or d.exit.signal == 1), d.exit
 
 
 def test_refusals(hostd, make_spec):
     c = hostd.client()
     r = c.start(make_spec("tty-worker", tty=True), check=False)
-    assert r.status.code == pb.INVALID_ARGUMENT and "spec.tty" in r.status.message
-    c.start(make_spec("no-tty", name="run.9", type=pb.ONE_OFF, command="sleep 100"))
+    assert r.status.code == Code.INVALID_ARGUMENT and "spec.tty" in r.status.message
+    c.start(make_spec("no-tty", name="run.9", type=pb.DYNO_TYPE_ONE_OFF, command="sleep 100"))
     a = Attach(c, "no-tty")
     a.wait(5)
-    assert a.error.code == pb.FAILED_PRECONDITION and "no terminal" in a.error.message
+    assert a.error.code == Code.FAILED_PRECONDITION and "no terminal" in a.error.message
     a = Attach(c, "nope")
     a.wait(5)
-    assert a.error.code == pb.NOT_FOUND
+    assert a.error.code == Code.NOT_FOUND
 
 
 def test_hostctl_run(hostd, rootfs):
@@ -152,4 +159,4 @@ def test_hostctl_run(hostd, rootfs):
         os.close(master)
     with hostd.client() as c:
         d = c.get("run-it")
-        assert d.spec.type == pb.ONE_OFF and d.exit.code == 5
+        assert d.spec.type == pb.DYNO_TYPE_ONE_OFF and d.exit.code == 5

@@ -16,9 +16,11 @@ import time
 import pytest
 
 from dynoutil import platform_lines, wait_log, with_sizes
-from hostd_client import make_request, pb
+from hostd_client import pb
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the cgroup v2 tier runs it: OOM kills are read from memory.oom_control on v1, memory.events on v2
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup]
 
 SIZES = {"tiny": {"memory": "32M", "swap": "no", "pids": 64}}
 
@@ -29,14 +31,7 @@ EAT = "sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\0\" a); echo held'"
 
 def events(c, dyno_id, kind):
     """The kept events of kind for the dyno."""
-    rid = c.send(make_request("subscribe_events", pb.SubscribeEventsRequest(since=0, follow=False)))
-    out = []
-    while True:
-        resp = c.recv_for(rid, 10)
-        if resp.HasField("event") and resp.event.dyno_id == dyno_id and resp.event.kind == kind:
-            out.append(resp.event)
-        if resp.end_of_stream:
-            return out
+    return [e for e in c.event_list(since=0) if e.dyno_id == dyno_id and e.kind == kind]
 
 
 def wait_platform(c, dyno_id, text, timeout=60):
@@ -62,9 +57,9 @@ def test_a_child_killed_is_reported_and_the_dyno_goes_on(hostd_factory, make_spe
         assert m and int(m.group(1)) >= 30, mem[0]  # it reached the 32M quota
         # The dyno is still up, its main process the same; the count is in inspect.
         now = c.get("oom-child")
-        assert now.state == pb.UP and now.pid == d.pid, now
+        assert now.state == pb.DYNO_STATE_UP and now.pid == d.pid, now
         assert now.oom_kills >= 1, now
-        ev = events(c, "oom-child", "oom")
+        ev = events(c, "oom-child", pb.EVENT_KIND_OOM)
         assert ev and "R15" in ev[0].message, ev
         c.stop("oom-child", grace=1)
 
@@ -75,11 +70,12 @@ def test_the_count_is_in_the_metrics(hostd_factory, make_spec):
     with h.client() as c:
         c.start(make_spec("oom-met", size="tiny", command=cmd))
         wait_log(c, "oom-met", "done", timeout=60)
-        rid = c.send(make_request("subscribe_metrics", pb.SubscribeMetricsRequest(interval_seconds=1)))
+        stream = c.metrics(interval=1)
         deadline = time.monotonic() + 30
         while True:
-            resp = c.recv_for(rid, 30)
-            got = [m for m in resp.metrics.dynos if m.dyno_id == "oom-met"]
+            resp = stream.next(30)
+            assert resp is not None, stream.status
+            got = [m for m in resp.dynos if m.dyno_id == "oom-met"]
             if got and got[0].oom_kills >= 1:
                 break
             assert time.monotonic() < deadline, resp
@@ -98,7 +94,7 @@ def test_the_main_process_killed_crashes_and_restarts(hostd_factory, make_spec):
         assert "Process exited with status 137" in logs[i:], logs
         assert "State changed from up to crashed" in logs[i:], logs
         # The first run's end as inspect had it is in the event stream: oom_killed and R15.
-        ev = [e for e in events(c, "oom-main", "state") if e.state == pb.CRASHED]
+        ev = [e for e in events(c, "oom-main", pb.EVENT_KIND_STATE) if e.state == pb.DYNO_STATE_CRASHED]
         assert ev and "OOM" in ev[0].message, ev
         d = c.get("oom-main")
         assert d.restarts >= 1, d

@@ -17,11 +17,13 @@ import pytest
 
 from dynoutil import (app_lines, dyno_cgroup_procs, overlay_mounts_naming, pid_alive,
                       platform_lines, wait_gone)
-from hostd_client import make_request, pb
+from hostd_client import Code, code_name, pb
 from realapps import (APPS, QUOTA, Request, boot, events_of, get, real_hostd,  # noqa: F401
                       real_images, wait_app_line, web_spec)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+# the host only, but for what reads the dyno's cgroup (marked cgroup): its limit, its OOM kills
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.cgroup_independent]
 
 GRACE = 30  # Heroku's; every stop here gives it, and checks it was not needed
 SHELLS = ("sh", "dash", "bash")
@@ -107,7 +109,7 @@ def test_stop_finishes_the_request_in_flight_then_the_shutdown_hook(real_hostd, 
         "the main process": "the app",
         "answer to the request in flight": (200, "slow request completed after 3000 ms"),
         "shutdown hook in the log": True,
-        "exit": ("DOWN", True, 0, ""),
+        "exit": ("DYNO_STATE_DOWN", True, 0, ""),
         "'Process exited with status 0' in the log": True,
         f"stopped well before the {GRACE} s grace": True,
     }
@@ -115,6 +117,7 @@ def test_stop_finishes_the_request_in_flight_then_the_shutdown_hook(real_hostd, 
                          f"the dyno's log:\n{log_tail(c, dyno_id)}")
 
 
+@pytest.mark.cgroup
 def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_images, app):
     c = real_hostd.client()
     dyno_id = f"{app}-oom"
@@ -149,7 +152,7 @@ def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_i
         "'Process running mem=' in the log": True,
         "an event tells the OOM kill": True,
         "Dyno.oom_kills": ">= 1",
-        "state": "UP",
+        "state": "DYNO_STATE_UP",
         "same instance": True,
         "GET /": (200, "ok"),
     }
@@ -158,6 +161,7 @@ def test_an_oom_killed_child_is_reported_and_the_app_stays_up(real_hostd, real_i
     c.stop(dyno_id, grace=GRACE)
 
 
+@pytest.mark.cgroup
 def test_the_app_reads_its_memory_limit_from_its_cgroup(real_hostd, real_images, app):
     c = real_hostd.client()
     dyno_id = f"{app}-limit"
@@ -195,20 +199,21 @@ def test_restart_starts_the_new_instance_while_the_old_one_finishes(real_hostd, 
     slow = Request(old.pid, f"/slow?ms={RESTART_SLOW_MS}")
     started_slow(c, dyno_id, RESTART_SLOW_MS)
     c2 = real_hostd.client(timeout=GRACE + 60)
-    rid = c2.send(make_request("restart", pb.RestartRequest(id=dyno_id, grace_seconds=GRACE)))
+    pending = c2.call_async("Restart", pb.RestartRequest(id=dyno_id, grace_seconds=GRACE),
+                            timeout=GRACE + 60)
 
     # The new instance: up and answering while the old one still serves its request.
     overlap = "no new instance up before the request in flight ended"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not slow.done():
         cur = c.get(dyno_id)
-        if cur.state == pb.UP and cur.pid and cur.pid != old.pid:
+        if cur.state == pb.DYNO_STATE_UP and cur.pid and cur.pid != old.pid:
             answer = get(cur.pid, "/")
             overlap = {"new instance answers": answer, "old instance runs": pid_alive(old.pid),
                        "request still in flight": not slow.done()}
             break
         time.sleep(0.1)
-    reply = c2.recv_for(rid)
+    reply = pending.reply()
     answer = slow.result()
     wait_app_line(c, dyno_id, lambda l: l == HOOK, timeout=20)
     # The hook is the app's last word; hostd's line about its end follows once the old
@@ -219,7 +224,7 @@ def test_restart_starts_the_new_instance_while_the_old_one_finishes(real_hostd, 
         time.sleep(0.1)
     got = {
         "overlap": overlap,
-        "restart reply": pb.Code.Name(reply.status.code),
+        "restart reply": code_name(reply.status.code),
         "answer to the request in flight": answer,
         "old instance's shutdown hook in the log": HOOK in app_lines(c, dyno_id),
         "'Process exited with status 0' in the log":
@@ -234,7 +239,7 @@ def test_restart_starts_the_new_instance_while_the_old_one_finishes(real_hostd, 
             (200, f"slow request completed after {RESTART_SLOW_MS} ms"),
         "old instance's shutdown hook in the log": True,
         "'Process exited with status 0' in the log": True,
-        "state": "UP",
+        "state": "DYNO_STATE_UP",
     }
     assert got == want, f"the dyno's log:\n{log_tail(c, dyno_id, 60)}"
     c.stop(dyno_id, grace=GRACE)
@@ -250,7 +255,7 @@ def test_nothing_is_left_after_a_stop(real_hostd, real_images, app):
     pids = dyno_cgroup_procs(h, dyno_id)
     assert d.pid in pids and len(pids) >= 2, pids  # the init and the app's processes
     down = c.stop(dyno_id, grace=GRACE, timeout=GRACE + 30)
-    assert down.state == pb.DOWN, down
+    assert down.state == pb.DYNO_STATE_DOWN, down
     left = sorted(p for p in pids if not wait_gone(p, 10))
     assert left == [], f"processes of the dyno still running after its stop: {left}"
     assert h.find_cgroups(dyno_id) == []

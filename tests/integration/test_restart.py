@@ -9,6 +9,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from dynoutil import (
     app_lines,
     dyno_cgroup_procs,
@@ -20,6 +22,10 @@ from dynoutil import (
     wait_log,
 )
 from hostd_client import pb
+
+# the cgroup v2 tier runs it: re-adoption checks each init against its cgroup, and leftover
+# cgroups are removed
+pytestmark = pytest.mark.cgroup
 
 TRAP7 = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
 
@@ -42,7 +48,7 @@ def test_running_dynos_survive_kill9_and_are_supervised_after_restart(hostd, mak
         for i, d in before.items():
             assert pid_alive(d.pid), f"dyno {i} (init {d.pid}) died at the restart"
             assert i in listed, f"dyno {i} is not listed after the restart: {sorted(listed)}"
-            assert listed[i].state == pb.UP, f"dyno {i} is {pb.DynoState.Name(listed[i].state)}"
+            assert listed[i].state == pb.DYNO_STATE_UP, f"dyno {i} is {pb.DynoState.Name(listed[i].state)}"
             assert listed[i].pid == d.pid and listed[i].uid == d.uid
             # Nobody signalled it.
             assert "got TERM" not in app_lines(c, i)
@@ -52,7 +58,7 @@ def test_running_dynos_survive_kill9_and_are_supervised_after_restart(hostd, mak
         c.stop("rs-new", grace=1)
         for i, d in before.items():
             down = c.stop(i, grace=10)
-            assert down.state == pb.DOWN, pb.DynoState.Name(down.state)
+            assert down.state == pb.DYNO_STATE_DOWN, pb.DynoState.Name(down.state)
             assert down.exit.exited and down.exit.code == 7, f"dyno {i}: {down.exit}"
             assert "got TERM" in app_lines(c, i)
             assert "Process exited with status 7" in platform_lines(c, i)
@@ -70,7 +76,7 @@ def test_grace_ignored_dyno_still_r12_after_restart(hostd, make_spec):
     hostd.restart()
     with hostd.client() as c:
         down = c.stop("rs-r12", grace=1)
-        assert down.state == pb.DOWN
+        assert down.state == pb.DYNO_STATE_DOWN
         assert down.exit.error == "R12" and down.exit.signal == 9, down.exit
         assert wait_gone(d.pid, 5)
         assert hostd.find_cgroups("rs-r12") == []
@@ -88,13 +94,13 @@ def test_dyno_that_exits_while_hostd_is_down_is_reported_with_its_code(hostd, ma
     hostd.restart()
     with hostd.client() as c:
         end = c.get("rs-exit5")
-        assert end.state == pb.CRASHED, pb.DynoState.Name(end.state)
+        assert end.state == pb.DYNO_STATE_CRASHED, pb.DynoState.Name(end.state)
         assert end.exit.exited and end.exit.code == 5, end.exit
         assert end.exit.reason == "exit status 5", end.exit.reason
         logs = platform_lines(c, "rs-exit5")
         assert "Process exited with status 5" in logs, logs
         assert "State changed from up to crashed" in logs, logs
-        assert [x.state for x in c.list() if x.spec.id == "rs-exit5"] == [pb.CRASHED]
+        assert [x.state for x in c.list() if x.spec.id == "rs-exit5"] == [pb.DYNO_STATE_CRASHED]
     assert hostd.find_cgroups("rs-exit5") == [], "the ended dyno's cgroup is still there"
     assert not os.path.exists(os.path.join(hostd.layers_dir, "rs-exit5")), "its layer is still there"
     assert hostd.dyno_procs() == set()
@@ -111,7 +117,7 @@ def test_dyno_stopped_while_hostd_down_then_started_again(hostd, make_spec):
     hostd.restart()
     with hostd.client() as c:
         again = c.start(make_spec("rs-again"))
-        assert again.state == pb.UP and again.pid != d.pid
+        assert again.state == pb.DYNO_STATE_UP and again.pid != d.pid
         assert hostd.dyno_inits() == [again.pid]
         c.stop("rs-again", grace=1)
 
@@ -187,7 +193,7 @@ def test_leftovers_removed_at_start(hostd, make_spec):
     assert not os.path.exists(layer), "leftover layer folder not removed"
     assert "leftover-x" not in listed
     # The running dyno is no leftover.
-    assert listed.get("rs-keep") == pb.UP
+    assert listed.get("rs-keep") == pb.DYNO_STATE_UP
     assert pid_alive(keep.pid)
     assert sorted(hostd.find_cgroups("rs-keep")) == sorted(keep_cgroups)
     assert keep.pid in dyno_cgroup_procs(hostd, "rs-keep")

@@ -1,5 +1,7 @@
-"""The control plane's listener: mutual TLS 1.3 on TCP (listen-tls), and the limits every
-connection has (max-connections, max-inflight, idle-timeout, max-frame, fairness).
+"""The control plane's listener: gRPC over mutual TLS 1.3 on TCP (listen-tls, ALPN h2), and
+the limits every connection has (max-connections, max-inflight, idle-timeout, max-message,
+fairness), from a stock gRPC client (python3-grpcio) and, for what it would never send, from
+Python's ssl module.
 
 Certificates come from the openssl command line, made fresh for each test in a folder of its
 own that goes with it: a
@@ -22,7 +24,10 @@ import pytest
 
 from conftest import BUILD_DIR, HOSTD_BIN
 from dynoutil import wait_log as wait_app_log
-from hostd_client import ConnectionClosed, HostdClient, TlsHostdClient, frame, make_request, pb
+from hostd_client import Code, HostdClient, HostdError, pb
+
+# not the cgroup v2 tier: the TLS listener and connection limits
+pytestmark = pytest.mark.cgroup_independent
 
 HOSTCTL = os.path.join(BUILD_DIR, "hostctl", "hostctl")
 WAIT = 30.0  # a bound on waits for what must happen, not a measure
@@ -119,11 +124,36 @@ class Tls:
         return s
 
     def connect(self, hostd, cert=None, key=None, ca=None, **kw):
+        """A gRPC client of the TLS listener (a channel: it connects at its first call)."""
         cert, key = (cert, key) if cert is not None else self.client
-        c = TlsHostdClient("127.0.0.1", self.port, cert or None, key, ca or self.server_ca,
-                           observer=hostd._observe, **kw)
+        c = HostdClient.tls("127.0.0.1", self.port, cert or None, key, ca or self.server_ca,
+                            observer=hostd._observe, **kw)
         hostd._clients.append(c)
         return c
+
+    def handshake(self, alpn=("h2",), max_version=None, cert=True):
+        """A TLS handshake from Python's ssl module, for what grpcio never offers (another
+        ALPN, none, TLS 1.2): (local address, the exception that ended it or None)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.server_ca)
+        if cert:
+            ctx.load_cert_chain(*self.client)
+        if max_version is not None:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.maximum_version = max_version
+        if alpn is not None:
+            ctx.set_alpn_protocols(list(alpn))
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+        local = "%s:%d" % raw.getsockname()[:2]
+        try:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as k:
+                k.sendall(PREFACE)
+                got = k.recv(100)  # hostd closes a connection it refuses after the handshake
+                return local, None if got else ConnectionResetError("closed")
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+            return local, e
+        finally:
+            raw.close()
 
 
 @pytest.fixture
@@ -156,18 +186,17 @@ def assert_closed_unanswered(s):
         pass
 
 
-def refused(connect, call="list"):
-    """Run connect() and a call on what it returns; the exception that ends it."""
-    c = None
-    try:
-        c = connect()
-        c.request(call)
-    except (ssl.SSLError, ConnectionClosed, ConnectionResetError, BrokenPipeError) as e:
-        return e
-    finally:
-        if c is not None:
-            c.close()
-    pytest.fail("hostd answered a client it should have refused")
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def refused(c):
+    """A call on the client c fails as a refused TLS handshake does for a gRPC client:
+    UNAVAILABLE. The HostdError."""
+    with pytest.raises(HostdError) as e:
+        c.list(timeout=10)
+    assert e.value.code == Code.UNAVAILABLE, e.value
+    c.close()
+    return e.value
 
 
 # -- accepted ----------------------------------------------------------------------------------
@@ -177,12 +206,11 @@ def test_the_right_certificate_speaks_the_protocol(hostd_factory, tls, make_spec
     hostd = hostd_factory(**tls.settings())
     with tls.connect(hostd) as c:
         d = c.start(make_spec("tls-1"))
-        assert d.state == pb.UP and d.pid > 0
+        assert d.state == pb.DYNO_STATE_UP and d.pid > 0
         assert [x.spec.id for x in c.list()] == ["tls-1"]
         assert c.host_info().hostname == socket.gethostname()
-        local = c.local
-    line = wait_log(hostd, f"TLS {local}: ")
-    assert "CN=control-plane connected" in line
+    line = wait_log(hostd, "TLS 127.0.0.1:")
+    assert line.endswith("CN=control-plane connected"), line
     # The Unix socket sees the same host.
     with hostd.client() as u:
         assert u.get("tls-1").pid == d.pid
@@ -192,7 +220,8 @@ def test_the_right_certificate_speaks_the_protocol(hostd_factory, tls, make_spec
 
 
 def refusal_case(name, tls):
-    """(connect function, what hostd's log line says) for each way a client is refused."""
+    """(client certificate and key, what hostd's log line says) for each way a gRPC client is
+    refused."""
     if name == "wrong-ca":
         cert = tls.other.issue("stranger", "control-plane")
         return dict(cert=cert[0], key=cert[1]), "client certificate from an unknown CA"
@@ -202,12 +231,10 @@ def refusal_case(name, tls):
         return dict(cert=cert[0], key=cert[1]), "client certificate expired"
     if name == "no-certificate":
         return dict(cert=""), "no client certificate"
-    if name == "tls-1.2":
-        return dict(max_version=ssl.TLSVersion.TLSv1_2), "the client does not offer TLS 1.3"
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("case", ["wrong-ca", "expired", "no-certificate", "tls-1.2"])
+@pytest.mark.parametrize("case", ["wrong-ca", "expired", "no-certificate"])
 def test_a_bad_client_is_refused_with_a_log_line_and_nothing_changes(hostd_factory, tls,
                                                                      make_spec, case):
     hostd = hostd_factory(**tls.settings())
@@ -216,37 +243,47 @@ def test_a_bad_client_is_refused_with_a_log_line_and_nothing_changes(hostd_facto
     before = hostd.settled_snapshot()
     kw, reason = refusal_case(case, tls)
     mark = len(hostd.log_text())
-    local = []
-
-    def connect():
-        c = tls.connect(hostd, **kw)
-        local.append(c.local)
-        return c
-
-    try:
-        refused(connect)
-    except ssl.SSLError:
-        pass  # the TLS 1.2 client fails its own handshake: hostd's alert says why
-    if not local:  # the handshake failed on our side before connect() returned
-        line = wait_log(hostd, "TLS 127.0.0.1:", mark)
-    else:
-        line = wait_log(hostd, f"TLS {local[0]}: refused", mark)
-    assert "refused: " + reason in line, line
+    refused(tls.connect(hostd, **kw))
+    line = wait_log(hostd, "TLS 127.0.0.1:", mark)
+    assert ": refused: " + reason in line, line
     hostd.assert_unchanged(before, f"a {case} client")
     with hostd.client() as u:
-        assert [(d.spec.id, d.state, d.pid) for d in u.list()] == [("keep-1", pb.UP, pid)]
+        assert [(d.spec.id, d.state, d.pid) for d in u.list()] == [("keep-1", pb.DYNO_STATE_UP, pid)]
+
+
+@pytest.mark.parametrize("case", ["tls-1.2", "alpn-http1", "no-alpn"])
+def test_a_client_grpcio_would_not_be_is_refused(hostd_factory, tls, case):
+    """TLS 1.2 only, an ALPN without h2, no ALPN at all: refused in (or right after) the
+    handshake, with the reason in hostd's log; a good client still gets in."""
+    hostd = hostd_factory(**tls.settings())
+    mark = len(hostd.log_text())
+    kw, reason = {
+        "tls-1.2": (dict(max_version=ssl.TLSVersion.TLSv1_2), "the client does not offer TLS 1.3"),
+        "alpn-http1": (dict(alpn=("http/1.1",)), "the client does not offer ALPN h2"),
+        "no-alpn": (dict(alpn=None), "the client offered no ALPN protocol; gRPC needs h2"),
+    }[case]
+    local, err = tls.handshake(**kw)
+    assert err is not None, "hostd took the client"
+    line = wait_log(hostd, f"TLS {local}: refused", mark)
+    assert reason in line, line
+    with tls.connect(hostd) as c:
+        assert c.list() == []
 
 
 def test_plaintext_protocol_on_the_tls_port_is_refused(hostd_factory, tls):
     hostd = hostd_factory(**tls.settings())
     mark = len(hostd.log_text())
+    # What a gRPC client without TLS sends first: the HTTP/2 preface.
     with socket.create_connection(("127.0.0.1", tls.port), timeout=WAIT) as s:
         local = "%s:%d" % s.getsockname()[:2]
-        data = frame(make_request("list", req_id=1).SerializeToString())
-        s.sendall(data)
+        s.sendall(PREFACE)
         assert_closed_unanswered(s)
     line = wait_log(hostd, f"TLS {local}: refused", mark)
-    assert f"not TLS (the first byte is 0x{data[0]:02x}" in line, line
+    assert "not TLS (the first byte is 0x50" in line, line
+    # and a stock client that forgot its credentials
+    mark = len(hostd.log_text())
+    refused(HostdClient(f"127.0.0.1:{tls.port}", timeout=10))
+    wait_log(hostd, "refused: not TLS (the first byte is 0x50", mark)
     hostd.assert_serving()
 
 
@@ -257,12 +294,13 @@ def test_an_identity_not_on_the_allow_list_is_refused(hostd_factory, tls):
         tls_allow="someone-else, CP.EXAMPLE,spiffe://test/other"))
     mark = len(hostd.log_text())
     with tls.connect(hostd, cert=other[0], key=other[1]) as c:
-        resp = c.wait_closed(WAIT)
-        local = c.local
-    assert [(r.id, r.status.code) for r in resp] == [(0, pb.PERMISSION_DENIED)]
-    assert "CN=intruder is not allowed" in resp[0].status.message
-    line = wait_log(hostd, f"TLS {local}: refused", mark)
-    assert "CN=intruder is not on the allow-list (tls-allow)" in line, line
+        # The handshake succeeds (the certificate is good); every call is refused.
+        for call in (c.list, c.host_info):
+            resp = call(check=False)
+            assert resp.status.code == Code.PERMISSION_DENIED, resp
+            assert "CN=intruder is not allowed on this host (tls-allow)" in resp.status.message
+    line = wait_log(hostd, "TLS 127.0.0.1:", mark)
+    assert "refused: CN=intruder is not on the allow-list (tls-allow)" in line, line
     # The good client is allowed by its DNS name, whose case does not matter.
     with tls.connect(hostd) as c:
         assert c.list() == []
@@ -297,20 +335,13 @@ def test_sighup_swaps_the_certificates_and_keeps_dynos_and_connections(hostd_fac
     assert "reloaded tls-cert" in line, line
 
     with tls.connect(hostd, cert=new_client[0], key=new_client[1], ca=new.ca) as c:
-        assert [(d.spec.id, d.pid, d.state) for d in c.list()] == [("hup-1", pid, pb.UP)]
+        assert [(d.spec.id, d.pid, d.state) for d in c.list()] == [("hup-1", pid, pb.DYNO_STATE_UP)]
     # The old client now chains to a CA hostd no longer trusts; it checks the server against
     # the new CA to get that far.
     mark = len(hostd.log_text())
-    local = []
-
-    def connect_old():
-        c = tls.connect(hostd, cert=old_client[0], key=old_client[1], ca=new.ca)
-        local.append(c.local)
-        return c
-
-    refused(connect_old)
-    line = wait_log(hostd, f"TLS {local[0]}: refused", mark)
-    assert "unknown CA" in line, line
+    refused(tls.connect(hostd, cert=old_client[0], key=old_client[1], ca=new.ca))
+    line = wait_log(hostd, "TLS 127.0.0.1:", mark)
+    assert "refused: client certificate from an unknown CA" in line, line
     # The connection made before the reload carries on.
     assert kept.list()[0].pid == pid
     kept.close()
@@ -426,18 +457,22 @@ def test_hostctl_refused_by_hostd_says_so(hostd_factory, tls):
 def test_an_idle_connection_is_closed_and_a_stream_is_not(hostd_factory, tls):
     hostd = hostd_factory(**tls.settings(idle_timeout=2))
     streaming = hostd.client()
-    streaming.send(make_request("subscribe_events", pb.SubscribeEventsRequest(follow=True)))
+    follow = streaming.events(follow=True)
+    assert follow.next(WAIT) is not None  # hostd's start
     idle = tls.connect(hostd)
     assert idle.list() == []
     mark = len(hostd.log_text())
-    got = idle.wait_closed(WAIT)
-    assert [(r.id, r.status.code) for r in got] == [(0, pb.UNAVAILABLE)]
-    assert "idle-timeout" in got[0].status.message
-    line = wait_log(hostd, f"connection {idle.local}: closed after 2 s without a request", mark)
-    assert "(idle-timeout)" in line
-    # The stream was opened before the idle connection and is still served.
-    assert streaming.is_open()
+    line = wait_log(hostd, "closed after 2 s without a call (idle-timeout)", mark)
+    assert line.split("connection ")[1].startswith("127.0.0.1:"), line
+    # The stream was opened before the idle connection and is still served; its connection
+    # was not closed, though it carried no call for longer.
+    time.sleep(1)
+    assert not follow.ended
+    assert "pid " not in "".join(l for l in hostd.log_text()[mark:].splitlines()
+                                 if "idle-timeout" in l)
     assert streaming.list() == []
+    # hostd said goodbye with GOAWAY: a gRPC client just connects again for its next call.
+    assert idle.list() == []
 
 
 def test_a_silent_tls_client_is_cut_at_the_handshake_timeout(hostd_factory, tls):
@@ -459,24 +494,28 @@ def test_max_inflight_refuses_more_calls_in_flight_and_answers_the_rest(hostd_fa
         pid = c.start(make_spec("slow-stop", command="trap '' TERM; echo ready; exec sleep 1000")).pid
         # the stop below must find TERM ignored: a slow host may still be starting the shell
         wait_app_log(c, "slow-stop", "ready", timeout=WAIT)
-        stop_id = c.send(make_request("stop", pb.StopRequest(id="slow-stop", grace_seconds=600)))
-        follow = c.request("subscribe_events", pb.SubscribeEventsRequest(follow=True),
-                           check=False)
-        assert follow.status.code == pb.RESOURCE_EXHAUSTED
+        stop = c.stop_async("slow-stop", grace=600)
+        with hostd.client() as u:
+            u.wait_state("slow-stop", pb.DYNO_STATE_STOPPING)
+        # One stream is open on the connection, the limit: a second is refused, unary or not.
+        follow = c.events(follow=True)
+        assert follow.rest(WAIT) == []
+        assert follow.status.code == Code.RESOURCE_EXHAUSTED, follow.status
         assert follow.status.message == (
-            "subscribe_events: calls and streams in flight on this connection: 1, the limit "
+            "/hostd.v1.Hostd/SubscribeEvents: calls in flight on this connection: 1, the limit "
             "(max-inflight); send it again once one has ended")
-        # A call answered at once is not limited, and the stop is still pending.
-        assert [d.state for d in c.list()] == [pb.STOPPING]
-        assert pid in hostd.dyno_inits()
+        r = c.list(check=False)
+        assert r.status.code == Code.RESOURCE_EXHAUSTED and "max-inflight" in r.status.message
+        assert not stop.done() and pid in hostd.dyno_inits()
         # Another connection has its own count: it ends the stop at once.
         with tls.connect(hostd) as other:
-            assert other.stop("slow-stop", grace=0).state == pb.DOWN
-        assert c.recv_for(stop_id).stop.dyno.state == pb.DOWN
+            assert other.stop("slow-stop", grace=0).state == pb.DYNO_STATE_DOWN
+        assert stop.result(WAIT).state == pb.DYNO_STATE_DOWN
         # Nothing in flight now: the stream opens.
-        first = next(c.stream(make_request("subscribe_events",
-                                           pb.SubscribeEventsRequest(follow=True))))
-        assert first.status.code == pb.OK and first.HasField("event")
+        follow = c.events(follow=True)
+        first = follow.next(WAIT)
+        assert first is not None and first.event.seq == 1, follow.status
+        follow.cancel()
 
 
 def test_max_connections_counts_both_listeners(hostd_factory, tls):
@@ -485,34 +524,31 @@ def test_max_connections_counts_both_listeners(hostd_factory, tls):
     b = tls.connect(hostd)
     assert a.list() == [] and b.list() == []
     mark = len(hostd.log_text())
-    with pytest.raises((ConnectionClosed, ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-        c = tls.connect(hostd)
-        c.list()
+    refused(tls.connect(hostd))
     wait_log(hostd, "refusing a connection from 127.0.0.1:", mark)
-    with pytest.raises((ConnectionClosed, ConnectionResetError, BrokenPipeError)):
-        u = hostd.client()
-        u.list()
+    refused(hostd.client(timeout=10))
     wait_log(hostd, "refusing a connection from pid ", mark)
     b.close()
     # A place is free again once hostd has seen the close.
     deadline = time.monotonic() + WAIT
     while True:
-        try:
-            with tls.connect(hostd) as c:
-                assert c.list() == []
-                break
-        except (ConnectionClosed, ssl.SSLError, ConnectionResetError, BrokenPipeError):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        with tls.connect(hostd) as c:
+            r = c.list(check=False)
+        if r.ok:
+            assert r.value == []
+            break
+        assert r.status.code == Code.UNAVAILABLE and time.monotonic() < deadline, r
+        time.sleep(0.1)
+    assert a.list() == []
 
 
-def test_max_frame_applies_to_tls(hostd_factory, tls):
-    hostd = hostd_factory(**tls.settings(max_frame="64K"))
+def test_max_message_applies_to_tls(hostd_factory, tls, make_spec):
+    hostd = hostd_factory(**tls.settings(max_message="64K"))
     with tls.connect(hostd) as c:
-        c.send_raw(b"\x80\x80\x08")  # a length of 128 KiB, and nothing else
-        got = c.wait_closed(WAIT)
-    assert [(r.id, r.status.code) for r in got] == [(0, pb.RESOURCE_EXHAUSTED)]
-    assert "over the limit of 65536 bytes" in got[0].status.message
+        resp = c.start(make_spec("big-1", env=[("BIG", "b" * 70000)]), check=False)
+        assert resp.status.code == Code.RESOURCE_EXHAUSTED, resp
+        assert "65536" in resp.status.message, resp.status.message
+        assert c.list() == []  # the connection goes on
     hostd.assert_serving()
 
 
@@ -521,21 +557,21 @@ def test_max_frame_applies_to_tls(hostd_factory, tls):
 FLOODER = textwrap.dedent("""\
     import sys, time
     sys.path.insert(0, sys.argv[1])
-    from hostd_client import TlsHostdClient, frame, make_request, decode_varint
+    from hostd_client import HostdClient, pb
     host, port, cert, key, ca, seconds = sys.argv[2:8]
-    c = TlsHostdClient(host, int(port), cert, key, ca)
-    batch = b"".join(frame(make_request("list", req_id=i + 1).SerializeToString())
-                     for i in range(64))
-    sent = answered = 0
+    c = HostdClient.tls(host, int(port), cert, key, ca)
+    c.list()
+    inflight = []
+    answered = 0
     end = time.monotonic() + float(seconds)
     while time.monotonic() < end:
-        c.send_raw(batch)
-        sent += 64
-        while sent - answered > 512:   # keep 512 to 576 requests in flight, pipelined
-            c.recv_frame()
-            answered += 1
-    while answered < sent:
-        c.recv_frame()
+        # as many calls in flight on the one connection as max-inflight (64) lets it have
+        while len(inflight) < 60:
+            inflight.append(c.call_async("ListDynos", pb.ListDynosRequest()))
+        inflight.pop(0).result()
+        answered += 1
+    for p in inflight:
+        p.result()
         answered += 1
     print(answered, flush=True)
 """)
@@ -581,7 +617,7 @@ def test_a_flooding_client_does_not_starve_another(hostd_factory, tls, capsys):
     p50, p99 = percentiles(latencies)
     a50, a99 = percentiles(alone)
     with capsys.disabled():
-        print(f"\n[fairness] well-behaved client: {len(latencies)} host_info calls answered, "
+        print(f"\n[fairness] well-behaved client: {len(latencies)} GetHost calls answered, "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, while a flooding client had "
-              f"{flooded} list calls answered (alone: p50 {a50:.2f} ms, p99 {a99:.2f} ms)")
+              f"{flooded} ListDynos calls answered (alone: p50 {a50:.2f} ms, p99 {a99:.2f} ms)")
     hostd.assert_serving()
