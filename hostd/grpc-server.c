@@ -1413,6 +1413,7 @@ static void conn_not_h2(struct conn *c, bool first)
 static void conn_process(struct conn *c)
 {
         size_t read_total = 0;
+        bool drained = false;
 
         conn_take(c);
         c->dispatched = 0;
@@ -1452,11 +1453,17 @@ static void conn_process(struct conn *c)
                         conn_schedule_work(c); /* the rest after the others' turn */
                         break;
                 }
+                if (drained)
+                        break;
                 ssize_t n = conn_recv(c, c->in, sizeof c->in);
                 if (n > 0) {
                         c->in_len = (size_t)n;
                         read_total += (size_t)n;
                         c->last_recv_usec = loop_now(c->srv->event);
+                        /* A plain socket that gave less than asked is empty: the poll says when
+                         * more comes (level-triggered), a read now would only say EAGAIN. TLS
+                         * may hold a record's rest inside OpenSSL, which the poll cannot see. */
+                        drained = !c->ssl && (size_t)n < sizeof c->in;
                         continue;
                 }
                 if (n == -EAGAIN)
