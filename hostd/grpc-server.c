@@ -273,9 +273,11 @@ void call_on_cancel(struct call *c, void (*fn)(struct call *c, void *userdata), 
         c->cancel_userdata = userdata;
 }
 
+/* Inside nghttp2 nothing is scheduled: the read or the flush that entered it flushes once it
+ * returns (conn_process(), conn_flush()). */
 static void conn_schedule_flush(struct conn *c)
 {
-        if (c && !c->closed && c->flush)
+        if (c && !c->closed && c->flush && !c->in_h2)
                 sd_event_source_set_enabled(c->flush, SD_EVENT_ONESHOT);
 }
 
@@ -1310,14 +1312,12 @@ static void conn_flush(struct conn *c)
 {
         if (c->closed || c->handshaking || !c->h2_started)
                 return;
-        if (c->in_h2) {
-                conn_schedule_flush(c);
-                return;
-        }
+        if (c->in_h2)
+                return; /* the caller that entered nghttp2 flushes when it returns */
         if (!c->got_bytes)
                 return; /* the preface waits for the client's: see conn_h2_failed() */
-        /* This flush takes what a reply made inside nghttp2 scheduled: left on, that one would
-         * cost every unary call a second turn of the loop, with nothing to send. */
+        /* This flush takes what a reply made outside nghttp2 scheduled: left on, that one
+         * would cost a turn of the loop with nothing to send. */
         sd_event_source_set_enabled(c->flush, SD_EVENT_OFF);
         conn_take(c);
         for (;;) {
