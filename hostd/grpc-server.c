@@ -273,9 +273,11 @@ void call_on_cancel(struct call *c, void (*fn)(struct call *c, void *userdata), 
         c->cancel_userdata = userdata;
 }
 
+/* Inside nghttp2 nothing is scheduled: the read or the flush that entered it flushes once it
+ * returns (conn_process(), conn_flush()). */
 static void conn_schedule_flush(struct conn *c)
 {
-        if (c && !c->closed && c->flush)
+        if (c && !c->closed && c->flush && !c->in_h2)
                 sd_event_source_set_enabled(c->flush, SD_EVENT_ONESHOT);
 }
 
@@ -1310,12 +1312,13 @@ static void conn_flush(struct conn *c)
 {
         if (c->closed || c->handshaking || !c->h2_started)
                 return;
-        if (c->in_h2) {
-                conn_schedule_flush(c);
-                return;
-        }
+        if (c->in_h2)
+                return; /* the caller that entered nghttp2 flushes when it returns */
         if (!c->got_bytes)
                 return; /* the preface waits for the client's: see conn_h2_failed() */
+        /* This flush takes what a reply made outside nghttp2 scheduled: left on, that one
+         * would cost a turn of the loop with nothing to send. */
+        sd_event_source_set_enabled(c->flush, SD_EVENT_OFF);
         conn_take(c);
         for (;;) {
                 while (c->out_len < CONN_OUT_MAX) {
@@ -1410,6 +1413,7 @@ static void conn_not_h2(struct conn *c, bool first)
 static void conn_process(struct conn *c)
 {
         size_t read_total = 0;
+        bool drained = false;
 
         conn_take(c);
         c->dispatched = 0;
@@ -1449,11 +1453,17 @@ static void conn_process(struct conn *c)
                         conn_schedule_work(c); /* the rest after the others' turn */
                         break;
                 }
+                if (drained)
+                        break;
                 ssize_t n = conn_recv(c, c->in, sizeof c->in);
                 if (n > 0) {
                         c->in_len = (size_t)n;
                         read_total += (size_t)n;
                         c->last_recv_usec = loop_now(c->srv->event);
+                        /* A plain socket that gave less than asked is empty: the poll says when
+                         * more comes (level-triggered), a read now would only say EAGAIN. TLS
+                         * may hold a record's rest inside OpenSSL, which the poll cannot see. */
+                        drained = !c->ssl && (size_t)n < sizeof c->in;
                         continue;
                 }
                 if (n == -EAGAIN)
