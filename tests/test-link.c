@@ -64,6 +64,7 @@ static void nl_cache_freep(struct nl_cache **p)
 #define ID_C "5f3c0a1e-0000-4000-8000-00000000000c"
 
 static char tmpdir[] = "/tmp/hostd-test-link-XXXXXX";
+static bool tmpdir_made; /* the name mkdtemp() gives may hold an X itself */
 static char ns_a[PATH_MAX], ns_b[PATH_MAX], ns_c[PATH_MAX];
 static int host_ns_fd = -1; /* the test's own "host" namespace */
 static const char *bridge_tool;
@@ -1066,7 +1067,7 @@ static void cleanup(void)
                         (void)umount2(names[i], MNT_DETACH);
                         (void)unlink(names[i]);
                 }
-        if (strchr(tmpdir, 'X') == NULL)
+        if (tmpdir_made)
                 (void)rmdir(tmpdir);
 }
 
@@ -1088,6 +1089,7 @@ int main(void)
                 perror("test-link: setup");
                 return 1;
         }
+        tmpdir_made = true;
         int r = make_netns("a", ns_a);
         if (r >= 0)
                 r = make_netns("b", ns_b);
