@@ -12,11 +12,11 @@ Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integrati
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
+import gobuild
 from conftest import BUILD_DIR, SOURCE_DIR
 from hostd_client import pb
 
@@ -24,58 +24,21 @@ from hostd_client import pb
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.cgroup_independent]
 
-GOCODE = "/usr/share/gocode"
-NEEDED = {
-    "go": "golang-go",
-    "protoc": "protobuf-compiler",
-    "protoc-gen-go": "protoc-gen-go",
-    "protoc-gen-go-grpc": "protoc-gen-go-grpc",
-}
-# grpc-go's codec goes through github.com/golang/protobuf: its 1.3 package (which Debian's
-# grpc also accepts) cannot unmarshal what protoc-gen-go 1.28 makes; 1.5 wraps the new API.
-LIBRARIES = ["golang-google-grpc-dev", "golang-google-protobuf-dev",
-             "golang-github-golang-protobuf-1-5-dev"]
 IMPORT = "hostdtest/hostdpb"  # the stubs' Go import path (hostd.proto has no go_package)
-
-
-def missing():
-    """What this machine lacks to build the client, as Debian package names."""
-    out = [pkg for tool, pkg in NEEDED.items() if shutil.which(tool) is None]
-    for pkg in LIBRARIES:
-        r = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", pkg],
-                           capture_output=True, text=True)
-        if not r.stdout.startswith("ii"):
-            out.append(pkg)
-    return out
 
 
 @pytest.fixture(scope="module")
 def go_client():
     """The built client. Its GOPATH is in the build folder, so that Go's build cache makes
     later runs quick; the stubs and the program are laid there afresh each time."""
-    lacking = missing()
+    lacking = gobuild.missing()
     if lacking:
         pytest.skip(f"no Go toolchain for the Go client: install {' '.join(lacking)} "
                     f"(scripts/setup)")
     top = os.path.join(BUILD_DIR, "tests", "go-client")
-    src = os.path.join(top, "src")
-    shutil.rmtree(src, ignore_errors=True)
-    os.makedirs(os.path.join(src, "hostdgo"))
-    mapping = f"Mhostd.proto={IMPORT};hostdpb"
-    r = subprocess.run(
-        ["protoc", f"--proto_path={os.path.join(SOURCE_DIR, 'proto')}",
-         f"--go_out={src}", f"--go_opt={mapping}",
-         f"--go-grpc_out={src}", f"--go-grpc_opt={mapping}", "hostd.proto"],
-        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, f"protoc: {r.stderr}"
-    shutil.copy(os.path.join(SOURCE_DIR, "tests", "go", "main.go"),
-                os.path.join(src, "hostdgo", "main.go"))
     binary = os.path.join(top, "hostd-go-client")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{top}:{GOCODE}", GOPROXY="off",
-               GOFLAGS="", GOCACHE=os.path.join(top, "cache"), CGO_ENABLED="0")
-    r = subprocess.run(["go", "build", "-o", binary, "hostdgo"], cwd=top, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f"go build:\n{r.stdout}{r.stderr}"
+    with open(os.path.join(SOURCE_DIR, "tests", "go", "main.go")) as f:
+        gobuild.build(SOURCE_DIR, top, "hostdgo", f.read(), IMPORT, binary)
     return binary
 
 

@@ -14,7 +14,6 @@ Run as root: HOSTD_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integrati
 import os
 import re
 import select
-import shutil
 import subprocess
 import time
 
@@ -22,7 +21,7 @@ import pytest
 
 from conftest import BUILD_DIR, SOURCE_DIR
 from hostd_client import pb
-from test_go_client import GOCODE, missing
+import gobuild
 
 # not the cgroup v2 tier: the API as the page's clients see it
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -139,32 +138,16 @@ def test_the_python_client_of_the_page(images_hostd, tmp_path):
 
 @pytest.fixture(scope="module")
 def go_doc_client():
-    lacking = missing()
+    lacking = gobuild.missing()
     if lacking:
         pytest.skip(f"no Go toolchain for the page's Go client: install {' '.join(lacking)} "
                     f"(scripts/setup)")
     top = os.path.join(BUILD_DIR, "tests", "go-doc-client")
-    src = os.path.join(top, "src")
-    shutil.rmtree(src, ignore_errors=True)
-    os.makedirs(os.path.join(src, "docclient"))
-    mapping = "Mhostd.proto=example/hostdpb;hostdpb"
-    r = subprocess.run(
-        ["protoc", f"--proto_path={os.path.join(SOURCE_DIR, 'proto')}",
-         f"--go_out={src}", f"--go_opt={mapping}",
-         f"--go-grpc_out={src}", f"--go-grpc_opt={mapping}", "hostd.proto"],
-        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, f"protoc: {r.stderr}"
     # the socket's path is an argument of the program, so that one build serves every hostd
     code = block("go").replace(f'"{DOC_SOCKET}"', "os.Args[3]")
     indented = "\n".join("\t" + l if l else l for l in code.splitlines())
-    with open(os.path.join(src, "docclient", "main.go"), "w") as f:
-        f.write(GO_MAIN % indented)
     binary = os.path.join(top, "hostd-doc-client")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{top}:{GOCODE}", GOPROXY="off",
-               GOFLAGS="", GOCACHE=os.path.join(top, "cache"), CGO_ENABLED="0")
-    r = subprocess.run(["go", "build", "-o", binary, "docclient"], cwd=top, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f"go build of the page's Go block:\n{r.stdout}{r.stderr}"
+    gobuild.build(SOURCE_DIR, top, "docclient", GO_MAIN % indented, "example/hostdpb", binary)
     return binary
 
 
