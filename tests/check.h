@@ -6,6 +6,8 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,4 +59,20 @@ static inline int check_report(void)
 {
         printf("%d passed, %d failed\n", n_passed, n_failed);
         return n_failed ? 1 : 0;
+}
+
+/* Message bytes that depend on the message's index (seed), so that a message lost, repeated,
+ * reordered or mixed with another shows: msg_pattern() fills, msg_pattern_ok() checks. */
+static inline void msg_pattern(uint8_t *p, size_t len, unsigned seed)
+{
+        for (size_t i = 0; i < len; i++)
+                p[i] = (uint8_t)(seed * 31 + i * 7);
+}
+
+static inline bool msg_pattern_ok(const uint8_t *p, size_t len, unsigned seed)
+{
+        for (size_t i = 0; i < len; i++)
+                if (p[i] != (uint8_t)(seed * 31 + i * 7))
+                        return false;
+        return true;
 }

@@ -16,21 +16,6 @@
 #include "util.h"
 #include "check.h"
 
-/* Bytes that depend on the message's index, so that a message lost, repeated or mixed shows. */
-static void pattern(uint8_t *p, size_t len, unsigned seed)
-{
-        for (size_t i = 0; i < len; i++)
-                p[i] = (uint8_t)(seed * 31 + i * 7);
-}
-
-static bool pattern_ok(const uint8_t *p, size_t len, unsigned seed)
-{
-        for (size_t i = 0; i < len; i++)
-                if (p[i] != (uint8_t)(seed * 31 + i * 7))
-                        return false;
-        return true;
-}
-
 /* The size of message i of a test: mostly small, every 50th large (past a socket's buffer). */
 static size_t msg_size(unsigned i) { return i % 50 == 49 ? 300000 + i : (i * 97) % 3000; }
 
@@ -65,7 +50,7 @@ static void on_message(struct frame_conn *c, int error, const uint8_t *msg, size
                 return;
         }
         unsigned i = e->n_msgs++;
-        if ((e->fixed_sizes && len != msg_size(i)) || !pattern_ok(msg, len, i))
+        if ((e->fixed_sizes && len != msg_size(i)) || !msg_pattern_ok(msg, len, i))
                 e->n_bad++;
         if (e->echo)
                 CHECK_R(frame_conn_send(c, msg, len), 0);
@@ -147,7 +132,7 @@ static uint8_t *stream_make(unsigned first, unsigned n, size_t *ret_len, bool sm
         for (unsigned i = first; i < first + n; i++) {
                 size_t len = small ? 8 : msg_size(i);
                 p += frame_varint_encode(len, p);
-                pattern(p, len, i);
+                msg_pattern(p, len, i);
                 p += len;
         }
         *ret_len = (size_t)(p - s);
@@ -204,7 +189,7 @@ static void test_both_ways(void)
         if (!buf)
                 abort();
         for (unsigned i = 0; i < 400; i++) {
-                pattern(buf, msg_size(i), i);
+                msg_pattern(buf, msg_size(i), i);
                 in_send = true;
                 CHECK_R(frame_conn_send(a.conn, buf, msg_size(i)), 0);
                 in_send = false;
@@ -331,7 +316,7 @@ static void test_peer_stops_reading(void)
         unsigned sent = 0;
         int r = 0;
         while (sent < 100000) {
-                pattern(buf, sizeof buf, sent);
+                msg_pattern(buf, sizeof buf, sent);
                 size_t before = frame_conn_queued(a.conn);
                 r = frame_conn_send(a.conn, buf, sizeof buf);
                 CHECK(frame_conn_queued(a.conn) <= small.max_queued);
@@ -354,7 +339,7 @@ static void test_peer_stops_reading(void)
                 size_t n;
                 if (raw_read_one(e, sv[1], &rd, buf, sizeof buf, &n) != 1)
                         break;
-                if (n != sizeof buf || !pattern_ok(buf, n, got))
+                if (n != sizeof buf || !msg_pattern_ok(buf, n, got))
                         bad++;
         }
         CHECK_EQ(got, sent);

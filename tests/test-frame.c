@@ -14,21 +14,6 @@
 #include "util.h"
 #include "check.h"
 
-/* Fill a message with bytes that depend on its index, so reordering or mixing shows. */
-static void pattern(uint8_t *p, size_t len, unsigned seed)
-{
-        for (size_t i = 0; i < len; i++)
-                p[i] = (uint8_t)(seed * 31 + i * 7);
-}
-
-static bool pattern_ok(const uint8_t *p, size_t len, unsigned seed)
-{
-        for (size_t i = 0; i < len; i++)
-                if (p[i] != (uint8_t)(seed * 31 + i * 7))
-                        return false;
-        return true;
-}
-
 /* Append one framed message to a growing stream buffer. */
 static void stream_add(uint8_t **s, size_t *n, size_t len, unsigned seed)
 {
@@ -46,7 +31,7 @@ static void stream_add(uint8_t **s, size_t *n, size_t len, unsigned seed)
                         abort();
         }
         memcpy(*s + *n, hdr, h);
-        pattern(*s + *n + h, len, seed);
+        msg_pattern(*s + *n + h, len, seed);
         *n += h + len;
 }
 
@@ -140,7 +125,7 @@ static void test_reader_byte_by_byte(void)
                         if (got >= ELEMENTSOF(sizes))
                                 break;
                         CHECK_EQ(len, sizes[got]);
-                        CHECK(pattern_ok(msg, len, (unsigned)got));
+                        CHECK(msg_pattern_ok(msg, len, (unsigned)got));
                         got++;
                 }
                 CHECK_EQ(k, 0);
@@ -177,7 +162,7 @@ static void test_reader_several_in_one_read(void)
         for (unsigned i = 0; i < 3; i++) {
                 CHECK_EQ(frame_reader_next(&r, &msg, &len), 1);
                 CHECK_EQ(len, i == 0 ? 10 : i == 1 ? 0 : 2000);
-                CHECK(pattern_ok(msg, len, i));
+                CHECK(msg_pattern_ok(msg, len, i));
         }
         CHECK_EQ(frame_reader_next(&r, &msg, &len), 0);
         CHECK(!frame_reader_partial(&r));
@@ -246,7 +231,7 @@ static void test_reader_oversized(void)
         CHECK_EQ(frame_reader_feed(&r, s, n), 0);
         CHECK_EQ(frame_reader_next(&r, &msg, &len), 1);
         CHECK_EQ(len, 100);
-        CHECK(pattern_ok(msg, len, 7));
+        CHECK(msg_pattern_ok(msg, len, 7));
         h = frame_varint_encode(101, hdr);
         CHECK_EQ(frame_reader_feed(&r, hdr, h), 0);
         CHECK_EQ(frame_reader_next(&r, &msg, &len), -EMSGSIZE);
@@ -370,7 +355,7 @@ static void test_reader_compacts(void)
 
                 CHECK_EQ(frame_reader_feed(&r, s + off, chunk), 0);
                 while (frame_reader_next(&r, &msg, &len) == 1) {
-                        if (len != (got * 37) % 201 || !pattern_ok(msg, len, (unsigned)got))
+                        if (len != (got * 37) % 201 || !msg_pattern_ok(msg, len, (unsigned)got))
                                 CHECK(!"message content");
                         got++;
                 }
@@ -408,7 +393,7 @@ static void test_reader_fill_bound(void)
 
                 close(sv[1]);
                 for (unsigned i = 0; m && i < count && rc == 0; i++) {
-                        pattern(m, max, i);
+                        msg_pattern(m, max, i);
                         rc = frame_write_all(sv[0], m, max);
                 }
                 free(m);
@@ -443,7 +428,7 @@ static void test_reader_fill_bound(void)
 
                 while ((k = frame_reader_next(&r, &msg, &len)) == 1) {
                         CHECK_EQ(len, max);
-                        CHECK(pattern_ok(msg, len, (unsigned)got));
+                        CHECK(msg_pattern_ok(msg, len, (unsigned)got));
                         got++;
                 }
                 CHECK_EQ(k, 0);
@@ -490,7 +475,7 @@ static void test_write_all_read_one_large(void)
 
                 close(sv[1]);
                 if (p) {
-                        pattern(p, big, 42);
+                        msg_pattern(p, big, 42);
                         rc = frame_write_all(sv[0], p, big);
                         if (rc == 0)
                                 rc = frame_write_all(sv[0], NULL, 0);
@@ -505,7 +490,7 @@ static void test_write_all_read_one_large(void)
         frame_reader_init(&r, 4u << 20);
         CHECK_EQ(frame_read_one(b, &r, &m, &mlen), 1);
         CHECK_EQ(mlen, big);
-        CHECK(m && pattern_ok(m, mlen, 42));
+        CHECK(m && msg_pattern_ok(m, mlen, 42));
         free(m);
         m = NULL;
         CHECK(r.cap >= big);
@@ -533,7 +518,7 @@ static void test_writer_nobufs(void)
         int p[2];
 
         frame_writer_init(&w, 100);
-        pattern(m, sizeof m, 1);
+        msg_pattern(m, sizeof m, 1);
         CHECK_EQ(frame_writer_append(&w, m, 50), 0); /* 51 bytes */
         CHECK_EQ(frame_writer_pending(&w), 51);
         CHECK_EQ(frame_writer_append(&w, m, 50), -ENOBUFS); /* would be 102 */
@@ -589,7 +574,7 @@ static void test_writer_peek_advance(void)
 
         frame_writer_init(&w, 0);
         for (unsigned i = 0; i < 5; i++) {
-                pattern(m, sizeof m, i);
+                msg_pattern(m, sizeof m, i);
                 CHECK_EQ(frame_writer_append(&w, m, 100 + i * 50), 0);
                 stream_add(&expect, &expect_len, 100 + i * 50, i);
                 /* take 77 bytes (or what is left) after each append */
@@ -625,7 +610,7 @@ static void test_writer_peek_advance(void)
                 size_t len;
                 CHECK_EQ(frame_reader_next(&r, &msg, &len), 1);
                 CHECK_EQ(len, 100 + i * 50);
-                CHECK(pattern_ok(msg, len, i));
+                CHECK(msg_pattern_ok(msg, len, i));
         }
         frame_reader_free(&r);
         frame_writer_free(&w);
@@ -674,7 +659,7 @@ static void test_writer_partial_flush(void)
 
         frame_writer_init(&w, 0);
         for (unsigned i = 0; i < count; i++) {
-                pattern(m, size, i);
+                msg_pattern(m, size, i);
                 CHECK_EQ(frame_writer_append(&w, m, size), 0);
         }
         last_pending = frame_writer_pending(&w);
@@ -693,7 +678,7 @@ static void test_writer_partial_flush(void)
                 /* The peer drains what is there... */
                 while ((n = frame_reader_fill(&r, b)) > 0)
                         while (frame_reader_next(&r, &msg, &len) == 1) {
-                                if (len != size || !pattern_ok(msg, len, got))
+                                if (len != size || !msg_pattern_ok(msg, len, got))
                                         CHECK(!"message content");
                                 got++;
                         }
@@ -721,7 +706,7 @@ static void test_writer_partial_flush(void)
                 size_t len;
 
                 while (frame_reader_next(&r, &msg, &len) == 1) {
-                        if (len != size || !pattern_ok(msg, len, got))
+                        if (len != size || !msg_pattern_ok(msg, len, got))
                                 CHECK(!"message content");
                         got++;
                 }
