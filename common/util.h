@@ -22,12 +22,15 @@
 static inline void freep(void *p) { free(*(void **)p); }
 #define _cleanup_free_ _cleanup_(freep)
 
+/* Close and forget: the number is -1 afterwards, so that a second look (or a second closep)
+ * finds nothing, rather than a descriptor someone else has opened since under that number. */
 static inline void closep(int *fd)
 {
         if (*fd >= 0) {
                 int saved = errno;
                 close(*fd);
                 errno = saved;
+                *fd = -1;
         }
 }
 #define _cleanup_close_ _cleanup_(closep)
