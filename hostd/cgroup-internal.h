@@ -90,8 +90,9 @@ struct cg_ops {
         /* Find the hierarchies and hostd's place in them, then create <base>/dynos. */
         int (*setup)(struct cg_manager *m);
         int (*create)(struct cg_manager *m, const char *id, const struct cg_limits *lim);
-        /* Open what puts a process into the cgroup (cg_procs_open); ret is CG_PROCS_INIT. */
-        int (*procs_open)(struct cg_manager *m, const char *id, struct cg_procs *ret);
+        /* Open what puts a process into the cgroup (cg_procs_open; self: cg_procs_open_self);
+         * ret is CG_PROCS_INIT. */
+        int (*procs_open)(struct cg_manager *m, const char *id, bool self, struct cg_procs *ret);
         /* Start killing everything in the cgroup; cg_destroy then waits and removes. */
         int (*kill)(struct cg_manager *m, const char *id);
         /* The folder whose cpuset files are the dyno's (id NULL: <base>/dynos on v1, hostd's

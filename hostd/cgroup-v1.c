@@ -298,8 +298,9 @@ static int v1_create(struct cg_manager *m, const char *id, const struct cg_limit
 }
 
 /* Direct writes to cgroup.procs: libcgroup 2.0.2's cgroup_attach_task_pid writes the v1
- * "tasks" file, which moves one thread, not the process. */
-static int v1_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
+ * "tasks" file, which moves one thread, not the process. A process that moves itself writes
+ * "tasks" (cg_procs_open_self). */
+static int v1_procs_open(struct cg_manager *m, const char *id, bool self, struct cg_procs *ret)
 {
         for (size_t i = 0; i < m->n_hier; i++) {
                 const struct cg_hier *h = &m->hier[i];
@@ -307,7 +308,7 @@ static int v1_procs_open(struct cg_manager *m, const char *id, struct cg_procs *
                 int r = cg_hier_dyno_dir(m, h, id, &dir);
                 if (r < 0)
                         return r;
-                _cleanup_free_ char *path = strjoin3(dir, "/", "cgroup.procs");
+                _cleanup_free_ char *path = strjoin3(dir, "/", self ? "tasks" : "cgroup.procs");
                 if (!path)
                         return -ENOMEM;
                 int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);

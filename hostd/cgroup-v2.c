@@ -277,7 +277,7 @@ static int v2_create(struct cg_manager *m, const char *id, const struct cg_limit
 
 /* Direct, like v1: cgroup.procs, where libcgroup would need the cgroup built with all its
  * controllers first; and the folder itself, for CLONE_INTO_CGROUP. */
-static int v2_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
+static int v2_procs_open(struct cg_manager *m, const char *id, bool self, struct cg_procs *ret)
 {
         _cleanup_free_ char *dir = NULL;
         int r = cg_hier_dyno_dir(m, cg_primary(m), id, &dir);
@@ -286,6 +286,8 @@ static int v2_procs_open(struct cg_manager *m, const char *id, struct cg_procs *
         ret->dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (ret->dir < 0)
                 return -errno;
+        if (self)
+                return 0; /* cloned into the folder: nothing to write */
         int fd = openat(ret->dir, "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;

@@ -474,13 +474,14 @@ int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim)
         return m->ops->create(m, id, lim);
 }
 
-int cg_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
+static int procs_open(struct cg_manager *m, const char *id, bool self, struct cg_procs *ret)
 {
         int r = cg_validate_id(id);
         if (r < 0)
                 return r;
         struct cg_procs p = CG_PROCS_INIT;
-        r = m->ops->procs_open(m, id, &p);
+        p.self = self;
+        r = m->ops->procs_open(m, id, self, &p);
         if (r < 0) {
                 cg_procs_close(&p);
                 return r;
@@ -489,9 +490,35 @@ int cg_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
         return 0;
 }
 
+int cg_procs_open(struct cg_manager *m, const char *id, struct cg_procs *ret)
+{
+        return procs_open(m, id, false, ret);
+}
+
+int cg_procs_open_self(struct cg_manager *m, const char *id, struct cg_procs *ret)
+{
+        return procs_open(m, id, true, ret);
+}
+
+int cg_procs_join_self(const struct cg_procs *p)
+{
+        if (!p->self)
+                return -EINVAL;
+        for (size_t i = 0; i < p->n; i++) {
+                ssize_t k;
+                while ((k = pwrite(p->fd[i], "0", 1, 0)) < 0 && errno == EINTR)
+                        ;
+                if (k < 0)
+                        return -errno;
+                if (k != 1)
+                        return -EIO;
+        }
+        return 0;
+}
+
 int cg_procs_write(const struct cg_procs *p, pid_t pid)
 {
-        if (pid <= 0)
+        if (pid <= 0 || p->self)
                 return -EINVAL;
         char buf[16];
         int len = snprintf(buf, sizeof buf, "%d", (int)pid);

@@ -229,10 +229,6 @@ void dyno_close_sources(struct dyno *d)
                 d->attach->end(d->attach, -1);
         closep(&d->tty_fd), d->tty_fd = -1;
         closep(&d->boot_fd), d->boot_fd = -1;
-        /* A first process still being moved into its cgroup: killed, and reaped by the job
-         * that moves it, once that no longer names its pid. */
-        spawn_join_cancel(d->cg_join);
-        d->cg_join = NULL;
         closep(&d->pidfd), d->pidfd = -1;
         closep(&d->log_fd), d->log_fd = -1;
         closep(&d->sync_fd), d->sync_fd = -1;
@@ -590,7 +586,7 @@ void dyno_finish(struct dyno *d)
         struct manager *m = d->m;
         Hostd__V1__DynoState before = d->state;
 
-        if (d->pidfd >= 0 && !d->adopted && !d->cg_join) {
+        if (d->pidfd >= 0 && !d->adopted) {
                 siginfo_t si = {};
                 waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG);
         }
@@ -948,7 +944,7 @@ static void dyno_abort_start(struct dyno *d)
 {
         struct manager *m = d->m;
         retiring_kill_all(d);
-        if (d->pidfd >= 0 && !d->cg_join) { /* else dyno_close_sources() hands it to the join */
+        if (d->pidfd >= 0) {
                 pidfd_send_signal(d->pidfd, SIGKILL, NULL, 0);
                 siginfo_t si;
                 while (waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED) < 0 && errno == EINTR)
@@ -1099,7 +1095,7 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 r = 1;
                 err.error = ECHILD;
                 snprintf(err.where, sizeof err.where, "the dyno's first process ended %s",
-                         d->netd_attach ? "while netd wired it" : "before it was in its cgroup");
+                         d->netd_attach ? "while netd wired it" : "while it built its root");
         }
 
         if (r != 0) {
@@ -1126,54 +1122,20 @@ static int on_sync(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-/* Let the first process go on once it is in its cgroup and netd has wired it: it enters its
- * cgroup namespace, pivots into its root and runs the command. 0, or a negative errno: the
- * caller fails the start. */
+/* Let the first process go on once netd has wired it: it enters its cgroup namespace, pivots
+ * into its root and runs the command. 0, or a negative errno: the caller fails the start. */
 int dyno_go_if_ready(struct dyno *d)
 {
-        if (d->go_sent || d->cg_join || d->netd_attach || d->sync_fd < 0)
+        if (d->go_sent || d->netd_attach || d->sync_fd < 0)
                 return 0;
         d->go_sent = true;
         return spawn_go(d->sync_fd);
-}
-
-static void on_cgroup_joined(void *userdata, int error)
-{
-        struct dyno *d = userdata;
-        char msg[512];
-        d->cg_join = NULL;
-        if (error < 0) {
-                /* A first process that failed on its own (its mounts) says why: that first. */
-                struct spawn_error err;
-                if (spawn_read_result(d->sync_fd, &err, NULL) == 1)
-                        snprintf(msg, sizeof msg, "dyno %s: %s: %s", d->id, err.where,
-                                 strerror(err.error));
-                else
-                        snprintf(msg, sizeof msg,
-                                 "dyno %s: move the first process into cgroup %s: %s", d->id,
-                                 d->cgroup_path, strerror(-error));
-                dyno_fail_start(d, API_FAILED_PRECONDITION, msg);
-                return;
-        }
-        if (d->pid_source)
-                (void)sd_event_source_set_enabled(d->pid_source, SD_EVENT_ON);
-        int r = dyno_go_if_ready(d);
-        if (r < 0) {
-                snprintf(msg, sizeof msg, "dyno '%s': let the dyno's processes go on: %s", d->id,
-                         strerror(-r));
-                dyno_fail_start(d, API_INTERNAL, msg);
-        }
 }
 
 int dyno_watch(struct dyno *d)
 {
         int r = sd_event_add_io(d->m->event, &d->pid_source, d->pidfd, EPOLLIN, on_init_exit, d);
         if (r < 0)
-                return r;
-        /* Its end is taken once it is in its cgroup: until then the join's job names its pid,
-         * and a reaped pid may be reused. A start that fails meanwhile hears it on the sync
-         * socket. */
-        if (d->cg_join && (r = sd_event_source_set_enabled(d->pid_source, SD_EVENT_OFF)) < 0)
                 return r;
         dyno_memory_watch(d);
         dyno_oom_watch(d);
@@ -1303,14 +1265,13 @@ static int dyno_launch(struct dyno *d, char *errbuf, size_t errlen)
         /* Before the command can print anything: its lines follow this one. */
         dyno_log_platform(d, "Starting process with command `%s`", d->spec->command);
         struct spawn_child child;
-        r = spawn_dyno(&p, m->cg, m->offload, on_cgroup_joined, d, &child);
+        r = spawn_dyno(&p, m->cg, &child);
         if (r < 0)
                 return set_error(errbuf, errlen, r, "create the dyno's processes: %s",
                                  strerror(-r));
         d->pid = child.pid;
         d->pidfd = child.pidfd;
         d->sync_fd = child.sync_fd;
-        d->cg_join = child.join;
         d->go_sent = false;
         d->init_starttime = proc_starttime(d->pid);
 

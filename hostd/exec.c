@@ -30,7 +30,6 @@ struct exec_session {
         bool tty;
         pid_t pid;
         int pidfd, sync_fd, io_fd;
-        struct spawn_join *join; /* v1: the helper is being moved into the dyno's cgroup */
         sd_event_source *pid_source, *sync_source, *io_source;
         uint8_t *in; /* input the process has not taken yet */
         size_t in_len;
@@ -44,16 +43,10 @@ struct exec_session {
 static struct exec_session *session_new(struct manager *m, struct call *c, const char *dyno_id);
 static void attach_end(struct dyno_attachment *a, int code);
 
-/* SIGKILL the helper and reap it; or, while it is being moved into its cgroup, leave that to
- * the job that moves it (the pid is named there until then). */
+/* SIGKILL the helper and reap it. */
 static void session_kill(struct exec_session *s)
 {
         s->pid_source = sd_event_source_disable_unref(s->pid_source);
-        if (s->join) {
-                spawn_join_cancel(s->join);
-                s->join = NULL;
-                return;
-        }
         if (s->pidfd < 0)
                 return;
         pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
@@ -76,7 +69,6 @@ static void session_free(struct exec_session *s)
         s->io_source = sd_event_source_disable_unref(s->io_source);
         if (s->dyno)
                 s->dyno->attach = NULL;
-        spawn_join_cancel(s->join);
         closep(&s->pidfd);
         closep(&s->sync_fd);
         closep(&s->io_fd);
@@ -211,24 +203,6 @@ static int on_sync(sd_event_source *es, int fd, uint32_t revents, void *userdata
         return 0;
 }
 
-/* In the dyno's cgroup (v1: the worker moved it): the helper may join the namespaces. */
-static void on_exec_joined(void *userdata, int error)
-{
-        struct exec_session *s = userdata;
-        s->join = NULL;
-        if (error >= 0 && s->pid_source)
-                error = sd_event_source_set_enabled(s->pid_source, SD_EVENT_ON);
-        if (error >= 0)
-                error = spawn_go(s->sync_fd);
-        if (error >= 0)
-                return;
-        call_fail(s->call, API_FAILED_PRECONDITION,
-                  "exec in dyno '%s': move the process into the dyno's cgroup: %s", s->dyno_id,
-                  strerror(-error));
-        session_kill(s);
-        session_free(s);
-}
-
 /* A client that went away (it cancelled, its connection closed) leaves a process nobody reads:
  * hang its terminal or socket up, as a closed ssh session would, and let it end. An attached
  * client's one-off dyno is hung up (dyno_detached: SIGHUP, then R16). */
@@ -355,7 +329,7 @@ void exec_start(struct manager *m, struct call *c, const Hostd__V1__ExecStart *r
                 .tty = s->tty,
         };
         struct spawn_child child;
-        r = spawn_exec(&p, m->cg, dyno_cgroup_name(d), m->offload, on_exec_joined, s, &child);
+        r = spawn_exec(&p, m->cg, dyno_cgroup_name(d), &child);
         closep(&child_io);
         step = "start the process";
         if (r < 0)
@@ -363,14 +337,11 @@ void exec_start(struct manager *m, struct call *c, const Hostd__V1__ExecStart *r
         s->pid = child.pid;
         s->pidfd = child.pidfd;
         s->sync_fd = child.sync_fd;
-        s->join = child.join;
         step = "watch the process";
         if ((r = sd_event_add_io(m->event, &s->sync_source, s->sync_fd, EPOLLIN, on_sync, s)) < 0 ||
             (r = sd_event_add_io(m->event, &s->pid_source, s->pidfd, EPOLLIN, on_helper_exit, s)) <
                     0 ||
-            /* its end is taken once the join no longer names its pid */
-            (s->join && (r = sd_event_source_set_enabled(s->pid_source, SD_EVENT_OFF)) < 0) ||
-            (r = session_watch(s)) < 0 || (!s->join && (r = spawn_go(s->sync_fd)) < 0)) {
+            (r = session_watch(s)) < 0 || (r = spawn_go(s->sync_fd)) < 0) {
                 session_kill(s);
                 goto fail;
         }

@@ -18,7 +18,6 @@
 
 struct call;
 struct offload;
-struct spawn_join;
 struct cg_manager;
 struct drain_ctx;
 struct drain_set;
@@ -74,7 +73,6 @@ struct dyno {
         int pidfd;
         int log_fd;
         int sync_fd;
-        struct spawn_join *cg_join; /* v1: its first process is being moved into its cgroup */
         bool go_sent;               /* its first process was let go on (spawn_go) */
         int state_dirfd;
         struct logfile logfile; /* <run>/log: lines kept across restarts of hostd */

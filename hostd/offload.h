@@ -1,9 +1,9 @@
 /* Kernel calls that wait, off the loop: one worker thread runs them in order, and the loop
  * learns of each end through an eventfd and finishes the job there.
  *
- * On this kind of host some cgroup writes wait for an RCU grace period (10 to 20 ms on a
- * paravirtualised machine): a v1 cgroup.procs write (the threadgroup lock's writer side) and a
- * v1 memory threshold registration (cgroup.event_control). The loop must not wait for them.
+ * On this kind of host some cgroup writes wait for an RCU grace period (7 to 20 ms on a
+ * paravirtualised machine): a v1 memory threshold registration (cgroup.event_control), and a
+ * cgroup.procs write (the threadgroup lock's writer side). The loop must not wait for them.
  *
  * A job's run() touches only the job's own data (its own file descriptors, numbers and
  * buffers: never the manager's), and sets its result there; done() then runs on the loop,

@@ -25,6 +25,7 @@
 #include <linux/seccomp.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -36,7 +37,6 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
-#include "offload.h"
 #include "util.h"
 
 #ifndef CLONE_PIDFD
@@ -142,15 +142,28 @@ static void child_keep_fds(const int *want, const int *at, size_t n, int first_f
         }
 }
 
-_printf_(2, 3) static _Noreturn void child_fail(int error, const char *fmt, ...)
+static _Noreturn void child_vreport(int sock, int error, const char *fmt, va_list ap)
 {
         struct spawn_error e = { .error = error > 0 ? error : (error < 0 ? -error : EIO) };
+        vsnprintf(e.where, sizeof e.where, fmt, ap);
+        (void)!send(sock, &e, sizeof e, MSG_NOSIGNAL);
+        _exit(127);
+}
+
+/* A failure of a new process, said on its sync socket, and its end. */
+_printf_(3, 4) static _Noreturn void child_report(int sock, int error, const char *fmt, ...)
+{
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(e.where, sizeof e.where, fmt, ap);
-        va_end(ap);
-        (void)!send(FD_SYNC, &e, sizeof e, MSG_NOSIGNAL);
-        _exit(127);
+        child_vreport(sock, error, fmt, ap);
+}
+
+/* The same once the sync socket is at FD_SYNC. */
+_printf_(2, 3) static _Noreturn void child_fail(int error, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        child_vreport(FD_SYNC, error, fmt, ap);
 }
 
 /* snprintf into a path buffer; a path that does not fit is a setup error, never a cut. */
@@ -291,15 +304,28 @@ static bool etc_file_has(const char *text, const char *user, uid_t uid)
 
 /* A passwd and a group entry for the dyno's uid, "u<uid>" at home in /app, so that whoami,
  * getpwuid() and the programs that use them work. Appended in the dyno's writable layer
- * (overlayfs copies the stack's file up): the stack image is not touched. Called after
- * pivot_root, as root: the files are opened without following any symlink, which could lead
- * to /proc/sys; a stack whose /etc/passwd is not a plain file keeps it as it is. */
-static void child_add_user(uid_t uid, const char *shell)
+ * (overlayfs copies the stack's file up): the stack image is not touched. Called on the new
+ * root before the go, while netd wires the network (when it does), so that the copy-up is off
+ * the start's path then. Nothing is resolved outside the root: /etc and the files
+ * are opened beneath it without following any symlink (one could lead to the host's files),
+ * and a stack whose /etc/passwd is not a plain file keeps it as it is. */
+static void child_add_user(const char *root, uid_t uid)
 {
         const uint64_t strict = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
                                 RESOLVE_NO_XDEV;
-        _cleanup_close_ int etc = openat2_(AT_FDCWD, "/etc", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                                           RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                child_fail(errno, "open %s", root);
+        /* The login shell is the one the command runs with (spawn_params.argv0_fallback):
+         * bash if the stack has it, resolved as it will be once the root is "/". */
+        const char *shell = "/bin/sh";
+        _cleanup_close_ int bash = openat2_(rootfd, "bin/bash", O_PATH | O_CLOEXEC, 0,
+                                            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        struct stat st;
+        if (bash >= 0 && fstat(bash, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+                shell = "/bin/bash";
+        _cleanup_close_ int etc =
+                openat2_(rootfd, "etc", O_PATH | O_DIRECTORY | O_CLOEXEC, 0, strict);
         if (etc < 0)
                 return; /* no /etc: a stack with nobody to name */
         char user[32];
@@ -308,7 +334,6 @@ static void child_add_user(uid_t uid, const char *shell)
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
                 _cleanup_close_ int fd = openat2_(
                         etc, files[i], O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644, strict);
-                struct stat st;
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 22))
                         continue;
                 _cleanup_free_ char *text = NULL;
@@ -432,7 +457,8 @@ static _Noreturn void child_exec_command(const struct spawn_params *p, int maste
                 child_fail(errno, "enter /app");
         execve(p->argv[0], p->argv, p->envp);
         if (errno == ENOENT && p->argv0_fallback) {
-                /* Our own copy of the memory: busybox picks its applet by argv[0]. */
+                /* Only the init, which is done with it, shares this memory: busybox picks its
+                 * applet by argv[0]. */
                 p->argv[0] = (char *)p->argv0_fallback;
                 execve(p->argv0_fallback, p->argv, p->envp);
                 child_fail(errno, "execute %s (the stack has no %s) in the stack",
@@ -441,8 +467,42 @@ static _Noreturn void child_exec_command(const struct spawn_params *p, int maste
         child_fail(errno, "execute %s in the stack", p->argv[0]);
 }
 
+/* Start fn(arg) in a new process that shares our memory, and return once it has executed
+ * its program or ended (CLONE_VM | CLONE_VFORK, as posix_spawn does). A fork would copy the
+ * page tables of all of hostd's memory, which this process still is, and the command's
+ * execve would then tear that copy down: 1 to 2 ms of a start. The new process runs on a
+ * stack of its own and may allocate (libcap does): its parent is single-threaded and waits,
+ * outside the allocator, until it is gone. */
+static pid_t spawn_vfork(int (*fn)(void *), void *arg)
+{
+        const size_t size = 256 * 1024;
+        void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+                return -1;
+        pid_t pid = clone(fn, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+        int e = errno;
+        munmap(stack, size);
+        errno = e;
+        return pid;
+}
+
+struct command_args {
+        const struct spawn_params *p;
+        int master;
+};
+
+static int command_start(void *arg)
+{
+        const struct command_args *a = arg;
+        child_exec_command(a->p, a->master);
+}
+
 static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
 {
+        /* The dyno's PID 1 from now on, though it executes hostd-init only after the command
+         * (which may look at /proc/1 at once): named so from the start. */
+        (void)prctl(PR_SET_NAME, "hostd-init");
         /* hostd blocks and ignores signals for its own loop; the dyno starts clean. The clone
          * holds copies of all of hostd's sockets and pipes: only ours stay. */
         child_reset_signals();
@@ -460,8 +520,20 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         umask(0);
         char root[PATH_MAX];
         child_path(root, sizeof root, "%s/merged", p->layer_dir);
-        if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, p->overlay_options) < 0)
-                child_fail(errno, "mount the root filesystem (overlay %s)", p->overlay_options);
+        if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, p->overlay_options) < 0) {
+                /* "volatile" (layer_mount_options) came with Linux 5.10: without it, the same
+                 * layer with its syncs. */
+                char plain[3 * PATH_MAX + 64];
+                const char *v = strstr(p->overlay_options, ",volatile");
+                int e = errno;
+                if (e != EINVAL || !v || v[strlen(",volatile")] ||
+                    (size_t)(v - p->overlay_options) >= sizeof plain)
+                        child_fail(e, "mount the root filesystem (overlay %s)", p->overlay_options);
+                memcpy(plain, p->overlay_options, (size_t)(v - p->overlay_options));
+                plain[v - p->overlay_options] = 0;
+                if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, plain) < 0)
+                        child_fail(errno, "mount the root filesystem (overlay %s)", plain);
+        }
 
         child_mkdir(root, "proc", 0555);
         child_mkdir(root, "dev", 0755);
@@ -471,10 +543,12 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         child_setup_dev(root, p->shm_size);
         child_mount("sysfs", root, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                     NULL);
+        umask(022);
+        child_add_user(root, p->uid);
+        umask(0);
 
-        /* The root is built meanwhile: now wait until we are in the dyno's cgroup, so that the
-         * cgroup namespace is rooted there and every process we create is counted, and until
-         * netd has wired the network. */
+        /* The root is built, and we are in the dyno's cgroup (clone_in_cgroup): wait until
+         * netd has wired the network, if it does, then root a cgroup namespace here. */
         char go;
         if (read(FD_SYNC, &go, 1) != 1)
                 _exit(127);
@@ -511,7 +585,6 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         if (chdir("/") < 0)
                 child_fail(errno, "enter /");
         umask(022);
-        child_add_user(p->uid, access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh");
 
         if (master >= 0) {
                 /* A one-off's command runs only once its client is there: hostd gets the
@@ -522,11 +595,10 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
                         _exit(127);
         }
 
-        pid_t cmd = fork();
+        struct command_args ca = { .p = p, .master = master };
+        pid_t cmd = spawn_vfork(command_start, &ca);
         if (cmd < 0)
                 child_fail(errno, "fork the command");
-        if (cmd == 0)
-                child_exec_command(p, master);
 
         close(FD_LOG_W);
         if (master >= 0) {
@@ -573,82 +645,33 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         snprintf(pidbuf, sizeof pidbuf, "%d", (int)cmd);
         char *argv[] = { (char *)"hostd-init", pidbuf, NULL };
         char *envp[] = { NULL };
+        /* The command runs (its own failure was said before we got here): hostd may answer
+         * now, rather than when our execveat has torn down this copy of hostd's memory, about
+         * half a millisecond later. */
+        const struct spawn_error started = { .error = 0, .where = SPAWN_STARTED };
+        (void)!send(FD_SYNC, &started, sizeof started, MSG_NOSIGNAL);
         syscall(SYS_execveat, FD_INIT, "", argv, envp, AT_EMPTY_PATH);
-        /* Our exit as the namespace's init takes the command with us. */
+        /* Our exit as the namespace's init takes the command with us: hostd hears of it as
+         * the dyno's end (status 127). */
         child_fail(errno, "execute the dyno init");
 }
 
-/* A process cloned outside its cgroup (v1), and the worker's job that moves it in. The job
- * holds its own pidfd: the process is reaped only once the worker no longer names its pid
- * (pids are reused). */
-struct spawn_join {
-        struct offload_job job;
-        struct cg_procs procs;
-        pid_t pid;
-        int pidfd;
-        int error;
-        spawn_joined_fn joined; /* NULL: cancelled, the owner went */
-        void *userdata;
-};
-
-static void join_run(struct offload_job *job)
-{
-        struct spawn_join *j = container_of(job, struct spawn_join, job);
-        j->error = cg_procs_write(&j->procs, j->pid);
-}
-
-static void kill_and_reap(int pidfd)
-{
-        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        siginfo_t si;
-        while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-                ;
-}
-
-static void join_done(struct offload_job *job)
-{
-        struct spawn_join *j = container_of(job, struct spawn_join, job);
-        cg_procs_close(&j->procs);
-        if (j->joined)
-                j->joined(j->userdata, j->error);
-        else
-                kill_and_reap(j->pidfd); /* the owner killed it and left it to us */
-        closep(&j->pidfd);
-        free(j);
-}
-
-void spawn_join_cancel(struct spawn_join *j)
-{
-        if (!j)
-                return;
-        pidfd_send_signal(j->pidfd, SIGKILL, NULL, 0);
-        j->joined = NULL;
-        j->userdata = NULL;
-}
-
 /* clone3 a process with flags (CLONE_PIDFD among them) running child(p, its end of a new
- * sync socket), in the cgroup of id: born there on v2; on v1 moved there by o's worker, after
- * which joined runs on the loop (ret->join until then). On failure it is killed and reaped:
- * nothing is left running. */
-static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id, struct offload *o,
-                           spawn_joined_fn joined, void *userdata,
+ * sync socket), in the cgroup of id: born there on v2 (CLONE_INTO_CGROUP); on v1 it moves
+ * itself in before anything else (cg_procs_join_self, no grace period to wait for), and says
+ * on the sync socket if it could not. On failure nothing is left running. */
+static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id,
                            void (*child)(const void *p, int sync_fd), const void *p,
                            struct spawn_child *ret)
 {
-        struct spawn_join *j = calloc(1, sizeof *j);
-        if (!j)
-                return -ENOMEM;
-        j->pidfd = -1;
-        int r = cg_procs_open(cg, id, &j->procs);
-        if (r < 0) {
-                free(j);
+        struct cg_procs procs;
+        int r = cg_procs_open_self(cg, id, &procs);
+        if (r < 0)
                 return r;
-        }
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = -errno;
-                cg_procs_close(&j->procs);
-                free(j);
+                cg_procs_close(&procs);
                 return r;
         }
         _cleanup_close_ int parent_end = sv[0];
@@ -661,62 +684,38 @@ static int clone_in_cgroup(uint64_t flags, struct cg_manager *cg, const char *id
                 .exit_signal = SIGCHLD,
         };
         size_t size = CLONE_ARGS_SIZE_V0;
-        bool born_there = j->procs.dir >= 0;
-        if (born_there) {
+        if (procs.dir >= 0) {
                 args.flags |= CLONE_INTO_CGROUP;
-                args.cgroup = (uint64_t)j->procs.dir;
+                args.cgroup = (uint64_t)procs.dir;
                 size = sizeof args;
         }
         pid_t pid = (pid_t)syscall(SYS_clone3, &args, size);
         if (pid < 0) {
                 r = -errno;
-                cg_procs_close(&j->procs);
-                free(j);
+                cg_procs_close(&procs);
                 return r;
         }
         if (pid == 0) {
+                r = cg_procs_join_self(&procs);
+                if (r < 0)
+                        child_report(child_end, -r, "move into the dyno's cgroup %s", id);
                 child(p, child_end); /* does not return */
                 _exit(127);
         }
-        close(TAKE_FD(child_end));
-
+        cg_procs_close(&procs);
         ret->pid = pid;
         ret->pidfd = pidfd;
         ret->sync_fd = TAKE_FD(parent_end);
-        ret->join = NULL;
-        if (born_there) {
-                cg_procs_close(&j->procs);
-                free(j);
-                return 0;
-        }
-        j->pid = pid;
-        j->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
-        if (j->pidfd < 0) {
-                r = -errno;
-                kill_and_reap(pidfd);
-                close(pidfd);
-                closep(&ret->sync_fd);
-                cg_procs_close(&j->procs);
-                free(j);
-                return r;
-        }
-        j->job.run = join_run;
-        j->job.done = join_done;
-        j->joined = joined;
-        j->userdata = userdata;
-        ret->join = j;
-        offload_submit(o, &j->job, true);
         return 0;
 }
 
 static _Noreturn void child_start(const void *p, int sync_fd) { child_main(p, sync_fd); }
 
-int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct offload *o,
-               spawn_joined_fn joined, void *userdata, struct spawn_child *ret)
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct spawn_child *ret)
 {
         return clone_in_cgroup(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                                        CLONE_NEWNET | CLONE_PIDFD,
-                               cg, p->cgroup, o, joined, userdata, child_start, p, ret);
+                               cg, p->cgroup, child_start, p, ret);
 }
 
 /* ---- exec ---- */
@@ -751,6 +750,17 @@ static _Noreturn void exec_command(const struct exec_params *p, int slave)
         child_fail(errno, "execute %s in the dyno", p->argv[0]);
 }
 
+struct exec_command_args {
+        const struct exec_params *p;
+        int slave;
+};
+
+static int exec_command_start(void *arg)
+{
+        const struct exec_command_args *a = arg;
+        exec_command(a->p, a->slave);
+}
+
 static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
 {
         child_reset_signals();
@@ -777,11 +787,11 @@ static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
                         child_fail(errno, "open the terminal's peer");
         }
 
-        pid_t cmd = fork(); /* the first process in the dyno's PID namespace */
+        /* the first process in the dyno's PID namespace */
+        struct exec_command_args ea = { .p = p, .slave = slave };
+        pid_t cmd = spawn_vfork(exec_command_start, &ea);
         if (cmd < 0)
                 child_fail(errno, "fork the command");
-        if (cmd == 0)
-                exec_command(p, slave);
 
         /* The command holds what it needs; we only wait, with nothing. */
         close(EXEC_FD_IO);
@@ -809,11 +819,10 @@ static _Noreturn void exec_helper_start(const void *p, int sync_fd)
 }
 
 int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
-               struct offload *o, spawn_joined_fn joined, void *userdata, struct spawn_child *ret)
+               struct spawn_child *ret)
 {
         /* Counted in the dyno's pids, killed with it, before it runs anything. */
-        return clone_in_cgroup(CLONE_PIDFD, cg, dyno_id, o, joined, userdata, exec_helper_start, p,
-                               ret);
+        return clone_in_cgroup(CLONE_PIDFD, cg, dyno_id, exec_helper_start, p, ret);
 }
 
 int spawn_go(int sync_fd) { return send(sync_fd, "g", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno; }
@@ -846,6 +855,8 @@ int spawn_read_result(int sync_fd, struct spawn_error *err, int *ret_fd)
                 return 1;
         }
         err->where[sizeof err->where - 1] = 0;
+        if (err->error == 0 && fd < 0 && strcmp(err->where, SPAWN_STARTED) == 0)
+                return 0;
         if (err->error == 0 && fd >= 0) {
                 if (ret_fd)
                         *ret_fd = fd;

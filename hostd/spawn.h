@@ -9,7 +9,6 @@
 
 struct cg_manager;
 struct cg_view;
-struct offload;
 
 struct spawn_params {
         const char *id;              /* the dyno's id: its hostname */
@@ -39,26 +38,16 @@ struct spawn_child {
         pid_t pid;
         int pidfd;
         int sync_fd; /* hostd's end of the sync socket */
-        /* On cgroup v1 the process is cloned in hostd's cgroups and moved into the dyno's by
-         * the worker thread: joined(userdata, 0 or a negative errno) runs on the loop when it
-         * is, and join is set until then. NULL: it was born in the dyno's cgroup (v2). */
-        struct spawn_join *join;
 };
-typedef void (*spawn_joined_fn)(void *userdata, int error);
-
-/* The owner of a process whose join has not run kills it and goes: joined is not called, and
- * the process is reaped once the worker no longer names its pid (which may then be reused).
- * The owner must not reap it itself. */
-void spawn_join_cancel(struct spawn_join *j);
 
 /* Start the dyno init in new PID, mount, UTS, IPC, network and cgroup namespaces inside the
- * dyno's cgroup. The first process mounts the root filesystem, then waits for spawn_go():
- * the caller sends it once the process is in its cgroup (ret->join done) and whatever else
- * must come first (netd's wiring). Then the socket reports a setup error as a struct
- * spawn_error, or reaches EOF once both the init and the command have been executed. On
- * failure nothing is left running. */
-int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct offload *o,
-               spawn_joined_fn joined, void *userdata, struct spawn_child *ret);
+ * dyno's cgroup (born there on v2; on v1 it moves itself in first). The first process mounts
+ * the root filesystem, then waits for spawn_go(): the caller sends it once whatever must come
+ * first is done (netd's wiring). Then the socket reports a setup error as a struct
+ * spawn_error, or SPAWN_STARTED once the command has been executed, as the first process
+ * goes on to execute the init (should that fail, the process ends: the dyno's end, status
+ * 127). On failure nothing is left running. */
+int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct spawn_child *ret);
 
 /* Let a waiting first process go on: it enters its cgroup namespace, pivots into its root
  * and runs the command. */
@@ -69,9 +58,13 @@ struct spawn_error {
         char where[200]; /* the step that failed, e.g. "mount overlay on /var/lib/..." */
 };
 
-/* Read what the sync socket says: 0 for EOF (started), 1 with *err filled for an error, 2
- * with *ret_fd the dyno's terminal (a pty master; more follows), -EAGAIN when nothing is there
- * yet, another negative errno. */
+/* What the first process says once the command runs, just before it executes the init (a
+ * struct spawn_error of error 0 with this where). */
+#define SPAWN_STARTED "started"
+
+/* Read what the sync socket says: 0 for started (SPAWN_STARTED, or EOF: an exec helper's
+ * command runs), 1 with *err filled for an error, 2 with *ret_fd the dyno's terminal (a pty
+ * master; more follows), -EAGAIN when nothing is there yet, another negative errno. */
 int spawn_read_result(int sync_fd, struct spawn_error *err, int *ret_fd);
 /* A process started inside a running dyno (hostctl exec): its namespaces, its cgroup, its uid
  * and every restriction of its command. */
@@ -88,10 +81,10 @@ struct exec_params {
 };
 
 /* Start p->argv in the dyno whose cgroup is dyno_id's. A helper process joins the dyno's
- * cgroup and namespaces, forks the command (which is then inside the dyno's PID namespace),
- * drops its own privileges, waits for the command and exits with its status (128 + the
- * signal when it was killed). It waits for spawn_go(), which the caller sends once it is in
- * the dyno's cgroup (ret->join, as for spawn_dyno). Then the sync socket says a struct
- * spawn_error, or EOF once the command is executed (spawn_read_result). */
+ * cgroup (as spawn_dyno's first process does) and, once spawn_go() says so, its namespaces;
+ * it forks the command (which is then inside the dyno's PID namespace), drops its own
+ * privileges, waits for the command and exits with its status (128 + the signal when it was
+ * killed). Then the sync socket says a struct spawn_error, or EOF once the command is
+ * executed (spawn_read_result). */
 int spawn_exec(const struct exec_params *p, struct cg_manager *cg, const char *dyno_id,
-               struct offload *o, spawn_joined_fn joined, void *userdata, struct spawn_child *ret);
+               struct spawn_child *ret);

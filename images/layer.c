@@ -42,11 +42,16 @@ int layer_mount_options(const char *stack, const char *slug, const char *layer_d
          * are refused where they enter (validate.c), and never made by the store. */
         if (strpbrk(stack, ",:\\") || strpbrk(layer_dir, ",:\\") || (slug && strpbrk(slug, ",:\\")))
                 return -EINVAL;
+        /* volatile: the layer is thrown away with the dyno, on any crash too (hostd never
+         * mounts it again), so nothing is gained by syncing it. Without it, overlayfs fsyncs
+         * every file it copies up (the passwd and group entries of every start, any stack file
+         * an app changes) and passes the app's own fsyncs to the host's disk. */
         if (slug)
-                return asprintf_safe(ret, "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work", slug,
-                                     stack, layer_dir, layer_dir);
-        return asprintf_safe(ret, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", stack, layer_dir,
-                             layer_dir);
+                return asprintf_safe(ret,
+                                     "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work,volatile",
+                                     slug, stack, layer_dir, layer_dir);
+        return asprintf_safe(ret, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,volatile", stack,
+                             layer_dir, layer_dir);
 }
 
 int layer_remove(const char *layer_dir) { return rm_rf(layer_dir); }

@@ -338,6 +338,60 @@ static void test_attach_signal(void)
         CHECK_R(cg_contains(m, "att", getpid()), 0);
 }
 
+/* A new process that moves itself in, as a dyno's first process does (cg_procs_open_self,
+ * then cg_procs_join_self in the child): it is in the dyno's cgroup in every hierarchy, its
+ * parent is not, and a set opened that way is refused for moving another process. */
+static void test_join_self(void)
+{
+        struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
+        CHECK_R(cg_create(m, "self", &lim), 0);
+        struct cg_procs procs;
+        CHECK_R(cg_procs_open_self(m, "missing", &procs), -ENOENT);
+        CHECK_R(cg_procs_open_self(m, "../self", &procs), -EINVAL);
+        CHECK_R(cg_procs_open_self(m, "self", &procs), 0);
+        CHECK_R(cg_procs_write(&procs, getpid()), -EINVAL);
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                close(p[0]);
+                int r = cg_procs_join_self(&procs);
+                (void)!write(p[1], &r, sizeof r);
+                do_pause();
+        }
+        CHECK(pid > 0);
+        close(p[1]);
+        int r = -1;
+        CHECK(read(p[0], &r, sizeof r) == sizeof r);
+        close(p[0]);
+        cg_procs_close(&procs);
+        /* v2: clone3 puts the process there (CLONE_INTO_CGROUP); joining does nothing. */
+        CHECK_R(r, 0);
+        if (mode == CG_MODE_V1) {
+                CHECK_R(cg_contains(m, "self", pid), 1);
+                CHECK_R(cg_count_procs(m, "self"), 1);
+                _cleanup_free_ char *path = NULL, *text = NULL, *dp = NULL;
+                CHECK_R(cg_dyno_path(m, "self", &dp), 0);
+                CHECK(asprintf_safe(&path, "/proc/%d/cgroup", (int)pid) == 0);
+                CHECK_R(read_full_file(path, &text, NULL), 0);
+                _cleanup_free_ char *line = strjoin3(":memory:", dp, "\n");
+                CHECK(text && line && strstr(text, line));
+                /* Each hierarchy has its own base (hostd's cgroup there): the pids one ends
+                 * the same way. */
+                _cleanup_free_ char *tail = NULL;
+                CHECK(asprintf_safe(&tail, "/%s/dynos/self\n", root_rel) == 0);
+                const char *pl = text ? strstr(text, ":pids:") : NULL;
+                const char *end = pl ? strchr(pl, '\n') : NULL;
+                CHECK(pl && end && tail && (size_t)(end + 1 - pl) >= strlen(tail) &&
+                      strncmp(end + 1 - strlen(tail), tail, strlen(tail)) == 0);
+        }
+        CHECK_R(cg_contains(m, "self", getpid()), 0);
+        (void)kill(pid, SIGKILL);
+        (void)wait_status(pid);
+        CHECK_R(cg_destroy(m, "self"), 0);
+        CHECK(!exists_anywhere("self"));
+}
+
 static void test_destroy_live(void)
 {
         struct cg_limits lim = { .memory = 64 << 20, .pids = 32 };
@@ -773,6 +827,7 @@ int main(void)
         test_paths();
         test_create_limits();
         test_attach_signal();
+        test_join_self();
         test_destroy_live();
         test_oom();
         test_kill();

@@ -84,6 +84,54 @@ def test_the_dyno_user_has_a_name(hostd, make_spec, rootfs):
         assert f.read() == before
 
 
+def test_links_in_the_image_lead_nowhere_outside(hostd, make_spec, rootfs, tmp_path):
+    """A slug (the customer's) with /bin/bash and /etc/group as links to the host's files: hostd
+    adds the dyno's user before the root is pivoted, yet follows neither out of the dyno's root.
+    The host's files stay as they were, the user's shell is the stack's /bin/sh (the link names
+    nothing inside), and the group file, a link, is left alone."""
+    host = tmp_path / "host"
+    host.mkdir()
+    host_bash = host / "bash"
+    host_bash.write_text("#!/bin/sh\necho host-bash\n")
+    host_bash.chmod(0o755)
+    host_group = host / "group"
+    host_group.write_text("hostgroup:x:4242:\n")
+    before = {p: p.read_bytes() for p in (host_bash, host_group)}
+
+    import shutil
+    slug = tmp_path / "slug"
+    shutil.copytree(rootfs.slug, slug, symlinks=True)
+    (slug / "bin").mkdir(exist_ok=True)
+    os.symlink(str(host_bash), slug / "bin" / "bash")
+    (slug / "etc").mkdir(exist_ok=True)
+    os.symlink(str(host_group), slug / "etc" / "group")
+    os.chmod(tmp_path, 0o755)
+
+    script = ("echo shell=$(grep \"^u[0-9]*:\" /etc/passwd | cut -d: -f7)\n"
+              "echo group=$(readlink /etc/group)\n")
+    with hostd.client() as c:
+        d, lines = run_probe(c, make_spec("in-links", slug_path=str(slug), command=probe(script)))
+        kv = keyed(lines)
+        assert kv["shell"] == "/bin/sh", kv
+        assert kv["group"] == str(host_group), kv
+        c.stop("in-links", grace=0)
+    for p, data in before.items():
+        assert p.read_bytes() == data, f"{p} changed"
+
+
+def test_the_root_is_a_volatile_overlay(hostd, make_spec):
+    """The dyno's writable layer is thrown away with it: overlayfs is told not to sync it
+    (volatile), so that neither its copy-ups nor the app's fsyncs reach the host's disk."""
+    script = "awk '$5 == \"/\" { for (i = 7; i <= NF; i++) if ($i == \"-\") print \"root=\" $(i+1), $(i+3) }' /proc/self/mountinfo"
+    with hostd.client() as c:
+        _, lines = run_probe(c, make_spec("in-volatile", command=probe(script)))
+        fstype, opts = keyed(lines)["root"].split(" ", 1)
+        assert fstype == "overlay", lines
+        # Linux 6.1 shows the option as given; later ones as fsync=volatile.
+        assert {"volatile", "fsync=volatile"} & set(opts.split(",")), opts
+        c.stop("in-volatile", grace=0)
+
+
 def test_ulimit_u_is_the_pids_limit(hostd_factory, make_spec):
     from dynoutil import with_sizes
 
