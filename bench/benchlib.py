@@ -9,7 +9,7 @@
   (/var/lib/hostd, /run/hostd), and every hostd configuration it writes names all of hostd's
   folders and sockets itself, with no journal.
 
-Imported by bench/start-stop, bench/metrics, bench/images and bench/netd (each puts bench/ on
+Imported by bench/start-stop, bench/metrics, bench/images, bench/netd, bench/api and bench/scale (each puts bench/ on
 sys.path and writes no bytecode into the source tree).
 """
 

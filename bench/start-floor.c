@@ -17,10 +17,10 @@
  *
  * Per start, timed: the writable layer (mkdir of upper, work, merged, upper/app owned by the
  * uid), the cgroup in each hierarchy with standard-1x's limits, clone3 into new PID, mount,
- * UTS, IPC and network namespaces, the move into the cgroups (cgroup.procs; on v2 the child is
- * born in its cgroup instead, CLONE_INTO_CGROUP, as hostd's is), and in the child
- * what hostd's first process does before the command runs: a cgroup namespace, private
- * mounts, the overlay, /proc, a /dev tmpfs with its nodes, devpts and /dev/shm, sysfs, the
+ * UTS, IPC and network namespaces, and in the child what hostd's first process does before the
+ * command runs: the move into the cgroups (v1: the child writes "0" to each tasks file, as
+ * hostd's does; on v2 it is born in its cgroup instead, CLONE_INTO_CGROUP), a cgroup
+ * namespace, private mounts, the overlay (volatile, as hostd's), /proc, a /dev tmpfs with its nodes, devpts and /dev/shm, sysfs, the
  * dyno's own cgroups read-only, hostname, loopback up, pivot_root, rlimits, no capabilities,
  * the dyno's uid, no_new_privs, hostd's seccomp filter, exec of /bin/true. hostd runs the
  * command under an init of its own (one more fork and exec); the floor execs the command as
@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -279,14 +280,27 @@ static void child_drop_privileges(int sync, const struct floor *f)
                 child_fail(sync, "load the seccomp filter");
 }
 
+/* Where the child leaves the times of its move into its cgroups (v1), for the parts: a page
+ * shared with it (MAP_SHARED before any clone). */
+static volatile uint64_t *child_times;
+
 static _Noreturn void child_main(const struct floor *f, const char *id, const char *layer,
-                                 const char *overlay, int sync)
+                                 const char *overlay, const int *tasks, int sync)
 {
-        /* Wait until the parent has put us in the cgroups: the cgroup namespace is rooted
-         * there and every process is counted. */
-        char go;
-        if (read(sync, &go, 1) != 1)
-                _exit(127);
+        /* v1: move into the cgroups first, as hostd's first process does: "0" to each tasks
+         * file moves the calling thread, for which the kernel takes no threadgroup lock (no
+         * RCU grace period, Linux 6.0). Then the cgroup namespace is rooted there and
+         * every process is counted. */
+        uint64_t t0 = now_ns(), t1 = t0;
+        for (size_t i = 0; !f->v2 && i < f->n_hier; i++) {
+                if (pwrite(tasks[i], "0", 1, 0) != 1)
+                        child_fail(sync, "move into cgroup %zu", i);
+                if (i == 0)
+                        t1 = now_ns();
+                close(tasks[i]);
+        }
+        child_times[0] = t1 - t0;
+        child_times[1] = now_ns() - t1;
         if (unshare(CLONE_NEWCGROUP) < 0)
                 child_fail(sync, "create cgroup namespace");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -463,8 +477,10 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
         r = layer_make(f, layer);
         if (r < 0)
                 return set_error(msg, msglen, r, "create the layer %s: %s", layer, strerror(-r));
-        pathf(overlay, sizeof overlay, "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work", f->slug,
-              f->stack, layer, layer);
+        /* volatile, as hostd mounts a dyno's throw-away layer (images/layer.c). */
+        pathf(overlay, sizeof overlay,
+              "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work,volatile", f->slug, f->stack,
+              layer, layer);
         uint64_t t1 = now_ns();
         r = cgroup_make(f, dirs, id);
         if (r < 0) {
@@ -474,9 +490,26 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
         }
         uint64_t t2 = now_ns();
 
+        /* v1: the tasks files the child writes to move itself in (hostd's cg_procs_open_self). */
+        int tasks[MAX_HIER];
+        size_t n_tasks = 0;
+        for (size_t i = 0; !f->v2 && i < f->n_hier; i++) {
+                char path[PATH_MAX];
+                pathf(path, sizeof path, "%s/tasks", dirs[i]);
+                tasks[n_tasks] = open(path, O_WRONLY | O_CLOEXEC);
+                if (tasks[n_tasks] < 0) {
+                        r = set_error(msg, msglen, -errno, "open %s: %s", path, strerror(errno));
+                        while (n_tasks > 0)
+                                close(tasks[--n_tasks]);
+                        goto undo;
+                }
+                n_tasks++;
+        }
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = -errno;
+                while (n_tasks > 0)
+                        close(tasks[--n_tasks]);
                 goto undo;
         }
         int pidfd = -1;
@@ -505,12 +538,14 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
         pid_t pid = (pid_t)syscall(SYS_clone3, &args, size);
         if (pid == 0) {
                 close(sv[0]);
-                child_main(f, id, layer, overlay, sv[1]);
+                child_main(f, id, layer, overlay, tasks, sv[1]);
         }
         if (pid < 0)
                 r = -errno;
         if (cgfd >= 0)
                 close(cgfd);
+        while (n_tasks > 0)
+                close(tasks[--n_tasks]);
         close(sv[1]);
         if (pid < 0) {
                 close(sv[0]);
@@ -519,23 +554,7 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
         }
         uint64_t t3 = now_ns();
 
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", (int)pid);
-        uint64_t t4 = t3;
-        for (size_t i = 0; i < f->n_hier && r >= 0 && !f->v2; i++) {
-                char path[PATH_MAX];
-                pathf(path, sizeof path, "%s/cgroup.procs", dirs[i]);
-                r = write_string_file(path, buf);
-                if (i == 0)
-                        t4 = now_ns();
-                if (r < 0)
-                        set_error(msg, msglen, r, "move %d into %s: %s", (int)pid, path,
-                                  strerror(-r));
-        }
-        uint64_t t5 = now_ns();
-        if (r >= 0 && send(sv[0], "g", 1, MSG_NOSIGNAL) != 1)
-                r = set_error(msg, msglen, -errno, "let the child go: %s", strerror(errno));
-        uint64_t t6 = now_ns();
+        uint64_t t6 = t3;
         if (r >= 0) {
                 char err[512];
                 ssize_t n;
@@ -556,8 +575,8 @@ static int floor_start(const struct floor *f, const char *id, struct parts *pt, 
                 *pt = (struct parts){ .layer = t1 - t0,
                                       .cgroup = t2 - t1,
                                       .clone = t3 - t2,
-                                      .procs_first = t4 - t3,
-                                      .procs_rest = t5 - t4,
+                                      .procs_first = child_times[0],
+                                      .procs_rest = child_times[1],
                                       .exec = t7 - t6,
                                       .total = t7 - t0 };
         } else
@@ -657,6 +676,11 @@ int main(int argc, char **argv)
                 return 1;
         }
         f.cap_last = cap_last_cap();
+        child_times = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (child_times == MAP_FAILED) {
+                printf("error map a shared page: %s\n", strerror(errno));
+                return 1;
+        }
         int r = dyno_seccomp_new(&f.seccomp);
         if (r < 0) {
                 printf("error build the seccomp filter: %s\n", strerror(-r));
