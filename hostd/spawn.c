@@ -631,6 +631,15 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
                                    (int)c);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 child_fail(errno, "set no_new_privs for the init");
+        /* The same in our own sets now, not only after the execve: hostd answers before it
+         * (SPAWN_STARTED), and whoever looks at the init then finds what it will keep. */
+        cap_t kill_only = cap_init();
+        const cap_value_t keep[] = { CAP_KILL };
+        if (!kill_only || cap_set_flag(kill_only, CAP_PERMITTED, 1, keep, CAP_SET) < 0 ||
+            cap_set_flag(kill_only, CAP_EFFECTIVE, 1, keep, CAP_SET) < 0 ||
+            cap_set_proc(kill_only) < 0)
+                child_fail(errno, "keep only CAP_KILL for the init");
+        cap_free(kill_only);
 
         /* A namespace's init drops a signal it has no handler for. Until hostd-init has set
          * its handlers, hold the signals it relays blocked: blocked, they stay pending (a
