@@ -73,7 +73,7 @@ struct dyno {
         int pidfd;
         int log_fd;
         int sync_fd;
-        bool go_sent;               /* its first process was let go on (spawn_go) */
+        bool go_sent; /* its first process was let go on (spawn_go) */
         int state_dirfd;
         struct logfile logfile; /* <run>/log: lines kept across restarts of hostd */
         bool adopted;           /* not our child: started by an earlier hostd */
