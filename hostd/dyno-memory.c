@@ -48,13 +48,22 @@ static int on_memory_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* The v1 threshold's registration, off the loop (it waits for an RCU grace period). It tells
- * only of a failure: the dyno may have gone by then, and the eventfd watched stays silent. */
+/* The v1 threshold is registered once the dyno has run this long. The registration waits for
+ * an RCU grace period (on the worker), and removing the cgroup (on the loop) waits for a
+ * registration in progress in it: a dyno that ends at once, a crash at boot, would hold the
+ * loop 3 to 14 ms each time. One that ends sooner never registers. */
+#define MEMORY_REG_DELAY_USEC (1ULL * 1000000)
+
+/* The v1 threshold's registration, off the loop. The dyno may have gone by its end: then the
+ * eventfd watched stays silent; if it is still the same run, its usage is read once, since a
+ * threshold crossed before it was registered is never told. */
 struct memory_reg_job {
         struct offload_job job;
         struct cg_event_reg reg;
         int error;
+        struct manager *m;
         char id[DYNO_ID_MAX + 1];
+        char run_id[37];
 };
 
 static void memory_reg_run(struct offload_job *j)
@@ -72,7 +81,32 @@ static void memory_reg_done(struct offload_job *j)
                                   "%m): no R14 warnings",
                                   mj->id);
         cg_event_reg_close(&mj->reg);
+        struct dyno *d = manager_find(mj->m, mj->id);
+        if (mj->error >= 0 && d && strcmp(d->run_id, mj->run_id) == 0)
+                dyno_memory_check(d);
         free(mj);
+}
+
+static int on_memory_reg_due(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct dyno *d = userdata;
+        d->memory_reg_timer = sd_event_source_disable_unref(d->memory_reg_timer);
+        struct memory_reg_job *mj = calloc(1, sizeof *mj);
+        if (!mj) {
+                log_warning("dyno %s: no memory notifications (out of memory): no R14 warnings",
+                            d->id);
+                cg_event_reg_close(&d->memory_reg);
+                return 0;
+        }
+        mj->job.run = memory_reg_run;
+        mj->job.done = memory_reg_done;
+        mj->reg = d->memory_reg;
+        d->memory_reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
+        mj->m = d->m;
+        snprintf(mj->id, sizeof mj->id, "%s", d->id);
+        snprintf(mj->run_id, sizeof mj->run_id, "%s", d->run_id);
+        offload_submit(d->m->offload, &mj->job, false);
+        return 0;
 }
 
 /* Sizes with swap may go over their quota (into swap) without being killed: that is R14.
@@ -94,16 +128,12 @@ void dyno_memory_watch(struct dyno *d)
         if (r >= 0)
                 r = sd_event_source_set_enabled(d->memory_timer, SD_EVENT_OFF);
         if (r >= 0 && reg.control >= 0) {
-                struct memory_reg_job *mj = calloc(1, sizeof *mj);
-                if (!mj)
-                        r = -ENOMEM;
-                else {
-                        mj->job.run = memory_reg_run;
-                        mj->job.done = memory_reg_done;
-                        mj->reg = reg;
+                r = sd_event_add_time_relative(m->event, &d->memory_reg_timer, CLOCK_MONOTONIC,
+                                               MEMORY_REG_DELAY_USEC, 0, on_memory_reg_due, d);
+                if (r >= 0) {
+                        cg_event_reg_close(&d->memory_reg);
+                        d->memory_reg = reg;
                         reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
-                        snprintf(mj->id, sizeof mj->id, "%s", d->id);
-                        offload_submit(m->offload, &mj->job, false);
                 }
         }
         cg_event_reg_close(&reg);

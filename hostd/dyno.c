@@ -223,6 +223,8 @@ void dyno_close_sources(struct dyno *d)
         d->cycle_source = sd_event_source_disable_unref(d->cycle_source);
         d->oom_source = sd_event_source_disable_unref(d->oom_source);
         d->oom_timer = sd_event_source_disable_unref(d->oom_timer);
+        d->memory_reg_timer = sd_event_source_disable_unref(d->memory_reg_timer);
+        cg_event_reg_close(&d->memory_reg); /* not registered: it ended first */
         closep(&d->memory_fd), d->memory_fd = -1;
         closep(&d->oom_fd), d->oom_fd = -1;
         if (d->attach)
@@ -275,6 +277,7 @@ int dyno_new(struct manager *m, const char *id, struct dyno **ret)
         d->event_state = -1;
         d->pidfd = d->log_fd = d->sync_fd = d->state_dirfd = d->boot_fd = d->memory_fd = d->tty_fd =
                 d->oom_fd = -1;
+        d->memory_reg = (struct cg_event_reg)CG_EVENT_REG_INIT;
         logfile_init(&d->logfile);
         d->id = strdup(id);
         d->run_dir = strjoin3(m->dynos_run_dir, "/", id);

@@ -607,6 +607,7 @@ void manager_free(struct manager *m)
         admission_free(m);
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         tdestroy(m->dynos, free_node);
+        m->dynos = NULL;
         offload_free(m->offload);  /* its last jobs find their dynos gone */
         drain_ctx_free(m->drains); /* after the dynos: what their drains still hold is lost */
         netd_client_free(m->netd);

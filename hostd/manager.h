@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "hostd.pb-c.h"
 #include "logfile.h"
@@ -121,12 +122,13 @@ struct dyno {
         uint32_t crashes;        /* in a row: the restart back-off's position */
         int64_t restart_at_usec; /* CRASHED, restarting then (CLOCK_REALTIME); 0: not */
         int memory_fd;           /* the kernel's memory notification (cg_memory_watch) */
-        int oom_fd;              /* its OOM notification (cg_oom_watch) */
-        uint64_t oom_kills;      /* OOM kills in this run told so far (R15 lines, events) */
-        int64_t oom_last_usec;   /* when the last one was seen */
-        unsigned oom_rechecks;   /* looks at the count still due after a notification */
-        char run_id[37];         /* a UUID for this run: $HEROKU_DYNO_ID */
-        int tty_fd;              /* a one-off's terminal (pty master); -1: none */
+        struct cg_event_reg memory_reg; /* v1: its threshold, registered once it ran a while */
+        int oom_fd;                     /* its OOM notification (cg_oom_watch) */
+        uint64_t oom_kills;             /* OOM kills in this run told so far (R15 lines, events) */
+        int64_t oom_last_usec;          /* when the last one was seen */
+        unsigned oom_rechecks;          /* looks at the count still due after a notification */
+        char run_id[37];                /* a UUID for this run: $HEROKU_DYNO_ID */
+        int tty_fd;                     /* a one-off's terminal (pty master); -1: none */
         struct dyno_attachment *attach; /* the client attached to it */
         bool attached_once;             /* R13 is for a terminal nobody ever attached to */
         bool awaiting_attach;           /* its command runs once a client attaches (spawn_go) */
@@ -138,7 +140,7 @@ struct dyno {
         unsigned fetch_quarter[2]; /* the last quarter of each fetch (stack, slug) it logged */
         sd_event_source *pid_source, *log_source, *sync_source, *timer_source, *boot_source,
                 *restart_source, *memory_source, *memory_timer, *attach_timer, *cycle_source,
-                *oom_source, *oom_timer;
+                *oom_source, *oom_timer, *memory_reg_timer;
         struct line_splitter splitter;
         struct log_ring *ring;
         struct drain_set *drains; /* spec.log_drains; kept across restarts, closed at the end */
