@@ -1,22 +1,16 @@
 #include "importer.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "import-msg.h"
+#include "spawn.h"
 #include "util.h"
-
-/* What the child writes on its pipe: records under PIPE_BUF, so each arrives whole. */
-struct import_msg {
-        uint8_t type; /* IMPORT_MSG_* */
-        int32_t error;
-        uint64_t done, total;
-        char text[480];
-};
-enum { IMPORT_MSG_PROGRESS = 1, IMPORT_MSG_RESULT = 2 };
 
 struct import_watcher {
         struct import_job *job;
@@ -28,6 +22,7 @@ struct import_watcher {
 struct importer {
         sd_event *event;
         struct image_store *store;
+        int exe_fd; /* hostd-import, held open */
         const struct importer_hooks *hooks;
         void *userdata;
         struct import_job *jobs;
@@ -48,14 +43,15 @@ struct import_job {
         struct import_job *next;
 };
 
-int importer_new(sd_event *e, struct image_store *store, const struct importer_hooks *hooks,
-                 void *userdata, struct importer **ret)
+int importer_new(sd_event *e, struct image_store *store, int exe_fd,
+                 const struct importer_hooks *hooks, void *userdata, struct importer **ret)
 {
         struct importer *im = calloc(1, sizeof *im);
         if (!im)
                 return -ENOMEM;
         im->event = sd_event_ref(e);
         im->store = store;
+        im->exe_fd = exe_fd;
         im->hooks = hooks;
         im->userdata = userdata;
         *ret = im;
@@ -205,37 +201,61 @@ static int on_job_exit(sd_event_source *s, int fd, uint32_t revents, void *userd
         return 0;
 }
 
-/* ---- the child ---- */
+/* ---- the helper ---- */
 
-struct child_ctx {
-        int fd;
-        uint64_t last;
+struct helper_args {
+        int exe_fd, pipe_fd;
+        char **argv;
 };
 
-static void child_send(int fd, const struct import_msg *msg) { (void)!write(fd, msg, sizeof *msg); }
-
-static void child_progress(uint64_t done, uint64_t total, void *userdata)
+/* In the new process (it shares hostd's memory until its execve): the pipe at
+ * IMPORT_MSG_FD, nothing else of hostd's, signals as a new program has them. */
+static int helper_start(void *userdata)
 {
-        struct child_ctx *c = userdata;
-        struct import_msg msg = { .type = IMPORT_MSG_PROGRESS, .done = done, .total = total };
-        child_send(c->fd, &msg);
-}
-
-static _Noreturn void child_run(struct image_store *store, int fd, const char *source,
-                                const char *digest, enum image_kind kind)
-{
+        const struct helper_args *a = userdata;
+        /* The program's descriptor above what is kept, then just past the pipe (close on
+         * exec: execveat needs it only until the program is loaded). */
+        const int exe = IMPORT_MSG_FD + 1;
+        int high = fcntl(a->exe_fd, F_DUPFD_CLOEXEC, 64);
+        if (high < 0 || dup2(a->pipe_fd, IMPORT_MSG_FD) < 0 ||
+            fcntl(IMPORT_MSG_FD, F_SETFD, 0) < 0 || dup3(high, exe, O_CLOEXEC) < 0)
+                _exit(127);
+        if (syscall(SYS_close_range, exe + 1, ~0U, 0) < 0)
+                _exit(127);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        prctl(PR_SET_NAME, "hostd-import");
+        char *envp[] = { NULL };
+        syscall(SYS_execveat, exe, "", a->argv, envp, AT_EMPTY_PATH);
+        _exit(127);
+}
 
-        struct child_ctx ctx = { .fd = fd };
-        struct import_msg msg = { .type = IMPORT_MSG_RESULT };
-        msg.error = image_import(store, source, digest, kind, child_progress, &ctx, msg.text,
-                                 sizeof msg.text);
-        child_send(fd, &msg);
-        _exit(0);
+/* hostd-import for one job, its pid in *ret; the pipe's write end is its fd 3. */
+static int helper_spawn(struct importer *im, int pipe_fd, const char *source, const char *digest,
+                        enum image_kind kind, pid_t *ret)
+{
+        if (im->exe_fd < 0)
+                return -ENOENT;
+        const struct image_limits *lim = image_store_limits(im->store);
+        char c[24], u[24], f[24];
+        snprintf(c, sizeof c, "%" PRIu64, lim->max_compressed);
+        snprintf(u, sizeof u, "%" PRIu64, lim->max_unpacked);
+        snprintf(f, sizeof f, "%" PRIu64, lim->max_files);
+        char *argv[] = { (char *)"hostd-import",
+                         (char *)image_store_root(im->store),
+                         (char *)(kind == IMAGE_KIND_SLUG ? "slug" : "stack"),
+                         (char *)digest,
+                         (char *)source,
+                         c,
+                         u,
+                         f,
+                         NULL };
+        struct helper_args a = { .exe_fd = im->exe_fd, .pipe_fd = pipe_fd, .argv = argv };
+        pid_t pid = spawn_vfork(helper_start, &a);
+        if (pid < 0)
+                return -errno;
+        *ret = pid;
+        return 0;
 }
 
 int importer_start(struct importer *im, const char *source, const char *digest,
@@ -258,24 +278,20 @@ int importer_start(struct importer *im, const char *source, const char *digest,
                 free(j);
                 return -errno;
         }
-        pid_t pid = fork();
-        if (pid < 0) {
-                int r = -errno;
+        pid_t pid = -1;
+        int r = helper_spawn(im, p[1], source, digest, kind, &pid);
+        if (r < 0) {
                 close(p[0]);
                 close(p[1]);
                 free(j);
                 return r;
-        }
-        if (pid == 0) {
-                close(p[0]);
-                child_run(im->store, p[1], source, digest, kind);
         }
         close(p[1]);
         j->pipe_fd = p[0];
         j->pid = pid;
         (void)fcntl(j->pipe_fd, F_SETFL, O_NONBLOCK);
         j->pidfd = pidfd_open(pid, 0);
-        int r = j->pidfd < 0 ? -errno : 0;
+        r = j->pidfd < 0 ? -errno : 0;
         if (r >= 0)
                 r = sd_event_add_io(im->event, &j->pipe_source, j->pipe_fd, EPOLLIN, on_pipe, j);
         if (r >= 0)

@@ -1,5 +1,5 @@
-/* Image imports, off the event loop: each runs image_import() in a child process that
- * reports progress and its result over a pipe. One job per digest: a second request for a
+/* Image imports, off the event loop: each runs image_import() in a hostd-import process
+ * (import-main.c) that reports progress and its result over a pipe. One job per digest: a second request for a
  * digest being imported joins the job already running. */
 #pragma once
 
@@ -19,9 +19,11 @@ struct importer_hooks {
         void (*ready)(void *userdata, const char *digest, int error, const char *msg);
 };
 
-/* Imports into store, on the loop e. hooks (may be NULL) and userdata outlive the importer. */
-int importer_new(sd_event *e, struct image_store *store, const struct importer_hooks *hooks,
-                 void *userdata, struct importer **ret);
+/* Imports into store, on the loop e, each in a hostd-import process (exe_fd, held open by
+ * the caller; -1: every import fails with -ENOENT). hooks (may be NULL) and userdata outlive
+ * the importer. */
+int importer_new(sd_event *e, struct image_store *store, int exe_fd,
+                 const struct importer_hooks *hooks, void *userdata, struct importer **ret);
 /* Stop following every job (hostd is exiting; the children finish on their own), their
  * watchers told nothing more but freed. */
 void importer_free(struct importer *im);

@@ -453,26 +453,36 @@ static int read_boot_id(char **ret)
         return 0;
 }
 
-/* The init binary: configured, else beside our own executable (a build tree), else the
- * installed one. Held open so that an upgrade on disk never leaves a dyno without one. */
-static int open_init(const struct config *c)
+/* name ("hostd-init", "hostd-import") in the folder of path, or -1. */
+static int open_beside(const char *path, const char *name)
 {
-        if (*c->init_path)
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (!slash)
+                return -1;
+        *slash = 0;
+        _cleanup_free_ char *p = strjoin3(dir, "/", name);
+        return p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+}
+
+/* A helper program: configured (the init), else beside the configured init, else beside our
+ * own executable (a build tree), else the installed one. Held open so that an upgrade on
+ * disk never leaves a dyno or an import without one. */
+static int open_helper(const struct config *c, const char *name, bool configured)
+{
+        if (*c->init_path && configured)
                 return open(c->init_path, O_RDONLY | O_CLOEXEC);
+        int fd = *c->init_path ? open_beside(c->init_path, name) : -1;
         char self[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
+        if (fd < 0 && n > 0) {
                 self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        _cleanup_free_ char *p = strjoin3(self, "/hostd-init", NULL);
-                        int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
-                        if (fd >= 0)
-                                return fd;
-                }
+                fd = open_beside(self, name);
         }
-        return open(HOSTD_LIBEXECDIR "/hostd-init", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+                return fd;
+        _cleanup_free_ char *installed = strjoin3(HOSTD_LIBEXECDIR, "/", name);
+        return installed ? open(installed, O_RDONLY | O_CLOEXEC) : -1;
 }
 
 int manager_new(struct config *c, sd_event *e, struct manager **ret)
@@ -482,7 +492,7 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 return -ENOMEM;
         m->config = c;
         m->event = sd_event_ref(e);
-        m->init_exe_fd = m->netns_fd = -1;
+        m->init_exe_fd = m->import_exe_fd = m->netns_fd = -1;
         int r;
 
         if ((r = offload_new(e, &m->offload)) < 0) {
@@ -511,7 +521,7 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 log_error_errno(r, "read the boot id: %m");
                 goto fail;
         }
-        m->init_exe_fd = open_init(c);
+        m->init_exe_fd = open_helper(c, "hostd-init", true);
         if (m->init_exe_fd < 0) {
                 r = log_error_errno(errno, "open the dyno init (init = '%s'): %m", c->init_path);
                 goto fail;
@@ -547,7 +557,14 @@ int manager_new(struct config *c, sd_event *e, struct manager **ret)
                 goto fail;
         }
         image_store_defer_deletes(m->images, true);
-        if ((r = importer_new(m->event, m->images, &image_hooks, m, &m->importer)) < 0) {
+        m->import_exe_fd = open_helper(c, "hostd-import", false);
+        if (m->import_exe_fd < 0)
+                log_warning_errno(errno,
+                                  "no hostd-import beside the init, beside hostd or in %s (%m): "
+                                  "every image import will fail",
+                                  HOSTD_LIBEXECDIR);
+        if ((r = importer_new(m->event, m->images, m->import_exe_fd, &image_hooks, m,
+                              &m->importer)) < 0) {
                 log_error_errno(r, "set up the importer: %m");
                 goto fail;
         }
@@ -619,6 +636,7 @@ void manager_free(struct manager *m)
         cpu_pool_free(m->cpus);
         cg_manager_free(m->cg);
         closep(&m->init_exe_fd);
+        closep(&m->import_exe_fd);
         closep(&m->netns_fd);
         sd_event_unref(m->event);
         free(m->boot_id);

@@ -167,7 +167,8 @@ struct manager {
         bool reconciled; /* every record is loaded: netd may be told what is live */
         struct sock_fprog seccomp;
         int init_exe_fd;
-        int netns_fd; /* hostd's own network namespace, to come back to (port-probe.c) */
+        int import_exe_fd; /* hostd-import; -1: not found, imports fail */
+        int netns_fd;      /* hostd's own network namespace, to come back to (port-probe.c) */
         char *boot_id;
         char *dynos_run_dir; /* <run-dir>/dynos */
         void *dynos;         /* tsearch tree of struct dyno *, by id */

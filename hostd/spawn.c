@@ -467,13 +467,9 @@ static _Noreturn void child_exec_command(const struct spawn_params *p, int maste
         child_fail(errno, "execute %s in the stack", p->argv[0]);
 }
 
-/* Start fn(arg) in a new process that shares our memory, and return once it has executed
- * its program or ended (CLONE_VM | CLONE_VFORK, as posix_spawn does). A fork would copy the
- * page tables of all of hostd's memory, which this process still is, and the command's
- * execve would then tear that copy down: 1 to 2 ms of a start. The new process runs on a
- * stack of its own and may allocate (libcap does): its parent is single-threaded and waits,
- * outside the allocator, until it is gone. */
-static pid_t spawn_vfork(int (*fn)(void *), void *arg)
+/* See spawn.h. A fork would copy the page tables of all of hostd's memory, and the new
+ * program's execve would then tear that copy down: 1 to 2 ms of a start. */
+pid_t spawn_vfork(int (*fn)(void *), void *arg)
 {
         const size_t size = 256 * 1024;
         void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE,

@@ -49,6 +49,13 @@ struct spawn_child {
  * 127). On failure nothing is left running. */
 int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct spawn_child *ret);
 
+/* Start fn(arg) in a new process that shares the caller's memory, on a stack of its own, and
+ * return its pid once it has executed a program or ended (CLONE_VM | CLONE_VFORK, as
+ * posix_spawn does; SIGCHLD at its end). fn must end in execve or _exit. It may allocate only
+ * where the caller is single-threaded (a dyno's first process; libcap allocates): in hostd,
+ * whose worker thread shares the allocator, it may not. -1 with errno on failure. */
+pid_t spawn_vfork(int (*fn)(void *), void *arg);
+
 /* Let a waiting first process go on: it enters its cgroup namespace, pivots into its root
  * and runs the command. */
 int spawn_go(int sync_fd);

@@ -45,6 +45,7 @@ struct image_store;
 int image_store_open(const char *root, const struct image_limits *limits, struct image_store **ret);
 void image_store_free(struct image_store *s);
 const char *image_store_root(const struct image_store *s);
+const struct image_limits *image_store_limits(const struct image_store *s);
 
 /* 64 lower-case hex characters. */
 bool image_digest_valid(const char *digest);

@@ -8,7 +8,7 @@
  * Locking: an import of digest D holds an exclusive flock on .lock-D for its whole run, and
  * whatever is removed on D's behalf at open (a dead importer's .tmp-D-PID, a D without meta)
  * is removed under that lock too. Lock files are unlinked by whoever holds them when done;
- * lock_take() checks after flock() that the name still leads to the locked file, which is what
+ * store_lock_take() checks after flock() that the name still leads to the locked file, which is what
  * makes that unlink safe. Removal (remove, gc) takes no lock: one rename makes the image
  * disappear at once, and the files go afterwards under a name nobody else looks for. */
 #include <dirent.h>
@@ -20,19 +20,12 @@
 #include <sys/stat.h>
 
 #include "images.h"
+#include "store-internal.h"
 #include "store.pb-c.h"
 #include "util.h"
 
 /* A record is a few hundred bytes; anything much larger is not one of ours. */
 #define META_MAX (64 * 1024)
-#define DIGEST_LEN 64
-
-struct image_store {
-        char *root; /* absolute, symlinks resolved: it ends up in overlayfs options */
-        int root_fd;
-        struct image_limits limits;
-        bool defer_deletes; /* remove and gc only rename; image_store_sweep() deletes */
-};
 
 static inline void image_store_freep(struct image_store **s) { image_store_free(*s); }
 
@@ -55,7 +48,7 @@ bool image_digest_valid(const char *digest)
 }
 
 /* "image <first 12 hex>: " before a message a lower part (fetch, unpack) wrote. */
-static void err_prefix(char *err, size_t errlen, const char *digest)
+void store_err_prefix(char *err, size_t errlen, const char *digest)
 {
         if (!err || errlen == 0)
                 return;
@@ -65,7 +58,7 @@ static void err_prefix(char *err, size_t errlen, const char *digest)
         (void)set_error(err, errlen, 0, "image %.12s: %s", digest, inner);
 }
 
-static int digest_invalid(const char *digest, char *err, size_t errlen)
+int store_digest_invalid(const char *digest, char *err, size_t errlen)
 {
         char shown[100];
         return set_error(err, errlen, -EINVAL,
@@ -75,7 +68,7 @@ static int digest_invalid(const char *digest, char *err, size_t errlen)
 
 /* The source as the record keeps it: without "user:password@", which is a credential, and
  * without a query, which is often one too (a signed URL's token). */
-static char *source_for_record(const char *source)
+char *store_source_for_record(const char *source)
 {
         const char *host = strstr(source, "://");
         if (!host)
@@ -97,7 +90,7 @@ static int lock_name(const char *digest, char name[static 8 + DIGEST_LEN])
 }
 
 /* Take D's lock: wait for it, or -EAGAIN when busy and !wait. */
-static int lock_take(int root_fd, const char *digest, bool wait, int *ret_fd)
+int store_lock_take(int root_fd, const char *digest, bool wait, int *ret_fd)
 {
         char name[8 + DIGEST_LEN];
         int r = lock_name(digest, name);
@@ -130,8 +123,8 @@ static int lock_take(int root_fd, const char *digest, bool wait, int *ret_fd)
         }
 }
 
-/* Unlinked while still held: see lock_take() for why that is safe. */
-static void lock_release(int root_fd, const char *digest, int fd)
+/* Unlinked while still held: see store_lock_take() for why that is safe. */
+void store_lock_release(int root_fd, const char *digest, int fd)
 {
         char name[8 + DIGEST_LEN];
         if (lock_name(digest, name) == 0)
@@ -156,7 +149,7 @@ static bool image_dir_complete(int dfd)
         return fstatat(dfd, "meta", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
-static bool image_present(struct image_store *s, const char *digest)
+bool store_image_present(struct image_store *s, const char *digest)
 {
         _cleanup_close_ int dfd = image_dir_open(s, digest);
         return dfd >= 0 && image_dir_complete(dfd);
@@ -189,7 +182,7 @@ static int meta_read(int dfd, const char *digest, Hostd__Store__ImageRecord **re
         return 0;
 }
 
-static int meta_write(int dfd, const Hostd__Store__ImageRecord *rec)
+int store_meta_write(int dfd, const Hostd__Store__ImageRecord *rec)
 {
         size_t len = hostd__store__image_record__get_packed_size(rec);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
@@ -211,7 +204,7 @@ static void info_from_record(const Hostd__Store__ImageRecord *rec, struct image_
         snprintf(info->digest, sizeof info->digest, "%s", rec->digest);
 }
 
-static int root_dir_open(struct image_store *s, DIR **ret)
+int store_root_dir_open(struct image_store *s, DIR **ret)
 {
         int fd = openat(s->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
@@ -227,7 +220,7 @@ static int root_dir_open(struct image_store *s, DIR **ret)
 }
 
 /* Delete an image's folder, whole or not, by its name under the root. */
-static int rm_rf_at_root(struct image_store *s, const char *name)
+int store_rm_rf_at_root(struct image_store *s, const char *name)
 {
         /* The top of rootfs has no write bits (see import_build): give them back so that the
          * deletion also works when the store does not run as root. */
@@ -269,7 +262,7 @@ static bool parse_tmp_name(const char *name, const char *prefix, char digest[65]
 static void store_clean(struct image_store *s)
 {
         _cleanup_closedir_ DIR *d = NULL;
-        if (root_dir_open(s, &d) < 0)
+        if (store_root_dir_open(s, &d) < 0)
                 return;
         struct dirent *de;
         while ((de = readdir(d))) {
@@ -286,29 +279,29 @@ static void store_clean(struct image_store *s)
                                 (void)unlinkat(s->root_fd, name, 0); /* never one of ours */
                                 continue;
                         }
-                        if (image_present(s, name))
+                        if (store_image_present(s, name))
                                 continue;
                         /* Under the lock: an importer of the digest may be about to rename a
                          * whole image to that name. */
-                        if (lock_take(s->root_fd, name, false, &lock_fd) < 0)
+                        if (store_lock_take(s->root_fd, name, false, &lock_fd) < 0)
                                 continue;
-                        if (!image_present(s, name))
-                                (void)rm_rf_at_root(s, name);
-                        lock_release(s->root_fd, name, lock_fd);
+                        if (!store_image_present(s, name))
+                                (void)store_rm_rf_at_root(s, name);
+                        store_lock_release(s->root_fd, name, lock_fd);
                 } else if (parse_tmp_name(name, ".tmp-rm-", digest, &pid)) {
                         /* No lock for removals: the name is dead with its remover. */
                         if (kill(pid, 0) < 0 && errno == ESRCH)
-                                (void)rm_rf_at_root(s, name);
+                                (void)store_rm_rf_at_root(s, name);
                 } else if (parse_tmp_name(name, ".tmp-", digest, &pid)) {
                         /* The lock free means its importer is gone, whatever its pid now is. */
-                        if (lock_take(s->root_fd, digest, false, &lock_fd) < 0)
+                        if (store_lock_take(s->root_fd, digest, false, &lock_fd) < 0)
                                 continue;
-                        (void)rm_rf_at_root(s, name);
-                        lock_release(s->root_fd, digest, lock_fd);
+                        (void)store_rm_rf_at_root(s, name);
+                        store_lock_release(s->root_fd, digest, lock_fd);
                 } else if (startswith(name, ".lock-") && image_digest_valid(name + 6)) {
                         /* Left by a killed importer; a free lock file is just a name. */
-                        if (lock_take(s->root_fd, name + 6, false, &lock_fd) == 0)
-                                lock_release(s->root_fd, name + 6, lock_fd);
+                        if (store_lock_take(s->root_fd, name + 6, false, &lock_fd) == 0)
+                                store_lock_release(s->root_fd, name + 6, lock_fd);
                 }
         }
 }
@@ -351,6 +344,8 @@ void image_store_free(struct image_store *s)
 
 const char *image_store_root(const struct image_store *s) { return s->root; }
 
+const struct image_limits *image_store_limits(const struct image_store *s) { return &s->limits; }
+
 int image_lookup(struct image_store *s, const char *digest, struct image_info *info)
 {
         if (!image_digest_valid(digest))
@@ -388,7 +383,7 @@ int image_touch(struct image_store *s, const char *digest)
         rec->last_used_usec = now_realtime_usec();
         /* Written through the folder's descriptor: if the image is removed meanwhile, the
          * record goes with it rather than landing in a new folder of the same name. */
-        return meta_write(dfd, rec);
+        return store_meta_write(dfd, rec);
 }
 
 static int info_cmp_digest(const void *a, const void *b)
@@ -400,7 +395,7 @@ static int info_cmp_digest(const void *a, const void *b)
 int image_list(struct image_store *s, struct image_info **ret, size_t *ret_n)
 {
         _cleanup_closedir_ DIR *d = NULL;
-        int r = root_dir_open(s, &d);
+        int r = store_root_dir_open(s, &d);
         if (r < 0)
                 return r;
         _cleanup_free_ struct image_info *v = NULL;
@@ -438,15 +433,15 @@ int image_list(struct image_store *s, struct image_info **ret, size_t *ret_n)
 
 /* Take an image out of the store: after the rename it is gone for everyone, whatever happens
  * to its files. *ret_cleanup says whether they could be deleted now (else: at the next open). */
-static int image_delete(struct image_store *s, const char *digest, int *ret_cleanup)
+int store_image_delete(struct image_store *s, const char *digest, int *ret_cleanup)
 {
         char name[16 + DIGEST_LEN + 12];
         snprintf(name, sizeof name, ".tmp-rm-%s-%d", digest, (int)getpid());
         /* Ours by pid: an earlier removal of ours whose deletion failed. */
-        (void)rm_rf_at_root(s, name);
+        (void)store_rm_rf_at_root(s, name);
         if (renameat(s->root_fd, digest, s->root_fd, name) < 0)
                 return -errno;
-        *ret_cleanup = s->defer_deletes ? 0 : rm_rf_at_root(s, name);
+        *ret_cleanup = s->defer_deletes ? 0 : store_rm_rf_at_root(s, name);
         return 0;
 }
 
@@ -469,7 +464,7 @@ int image_store_sweep(struct image_store *s)
         while ((de = readdir(d))) {
                 if (!startswith(de->d_name, ".tmp-rm-"))
                         continue;
-                int r = rm_rf_at_root(s, de->d_name);
+                int r = store_rm_rf_at_root(s, de->d_name);
                 if (r < 0 && ret == 0)
                         ret = r;
         }
@@ -480,7 +475,7 @@ int image_remove(struct image_store *s, const char *digest, image_in_use_t in_us
                  char *err, size_t errlen)
 {
         if (!image_digest_valid(digest))
-                return digest_invalid(digest, err, errlen);
+                return store_digest_invalid(digest, err, errlen);
         int r = image_lookup(s, digest, NULL);
         if (r == -ENOENT) {
                 return set_error(err, errlen, r, "image %.12s: not in the store", digest);
@@ -493,7 +488,7 @@ int image_remove(struct image_store *s, const char *digest, image_in_use_t in_us
                 return set_error(err, errlen, -EBUSY, "image %.12s is used by a dyno", digest);
         }
         int cleanup = 0;
-        r = image_delete(s, digest, &cleanup);
+        r = store_image_delete(s, digest, &cleanup);
         if (r == -ENOENT) {
                 return set_error(err, errlen, r, "image %.12s: not in the store", digest);
         }
@@ -546,7 +541,7 @@ int image_gc(struct image_store *s, uint64_t budget, image_in_use_t in_use, void
         uint64_t freed = 0;
         for (size_t i = 0; i < nc && total > budget; i++) {
                 int cleanup;
-                r = image_delete(s, lru[i]->digest, &cleanup);
+                r = store_image_delete(s, lru[i]->digest, &cleanup);
                 if (r == -ENOENT) {
                         /* Removed by someone else since the listing. */
                         total -= lru[i]->size_bytes;
@@ -566,188 +561,4 @@ int image_gc(struct image_store *s, uint64_t budget, image_in_use_t in_use, void
         if (ret_freed)
                 *ret_freed = freed;
         return 0;
-}
-
-/* Remove what a dead importer of digest left: called under its lock, so every .tmp-<digest>-*
- * is dead, and a <digest> without meta is a broken leftover in the way of the rename. */
-static void import_clean(struct image_store *s, const char *digest)
-{
-        char prefix[8 + DIGEST_LEN];
-        snprintf(prefix, sizeof prefix, ".tmp-%s-", digest);
-        _cleanup_closedir_ DIR *d = NULL;
-        if (root_dir_open(s, &d) == 0) {
-                struct dirent *de;
-                while ((de = readdir(d)))
-                        if (startswith(de->d_name, prefix))
-                                (void)rm_rf_at_root(s, de->d_name);
-        }
-        struct stat st;
-        if (fstatat(s->root_fd, digest, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                if (S_ISDIR(st.st_mode))
-                        (void)rm_rf_at_root(s, digest);
-                else
-                        (void)unlinkat(s->root_fd, digest, 0);
-        }
-}
-
-/* The tarball's file: unnamed, so that it goes away with its descriptor whatever happens. */
-static int archive_open(int dfd)
-{
-        int fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-                return fd >= 0 ? fd : -errno;
-        fd = openat(dfd, "archive", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return -errno;
-        (void)unlinkat(dfd, "archive", 0);
-        return fd;
-}
-
-/* Fetch, check, unpack and record into the folder tmp, then rename it to digest. */
-static int import_build(struct image_store *s, const char *tmp, const char *source,
-                        const char *digest, enum image_kind kind, image_progress_t progress,
-                        void *userdata, char *err, size_t errlen)
-{
-        _cleanup_close_ int dfd =
-                openat(s->root_fd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd < 0) {
-                int r = -errno;
-                return set_error(err, errlen, r, "image %.12s: open %s: %s", digest, tmp,
-                                 strerror(-r));
-        }
-        _cleanup_close_ int afd = archive_open(dfd);
-        if (afd < 0) {
-                return set_error(err, errlen, afd,
-                                 "image %.12s: create the download file in %s/%s: %s", digest,
-                                 s->root, tmp, strerror(-afd));
-        }
-
-        char got[65];
-        int r = image_fetch(source, afd, s->limits.max_compressed, progress, userdata, got, err,
-                            errlen);
-        if (r < 0) {
-                err_prefix(err, errlen, digest);
-                return r;
-        }
-        if (strcmp(got, digest) != 0) {
-                return set_error(err, errlen, -EBADMSG,
-                                 "image %.12s: sha256 mismatch: expected %s, got %s", digest,
-                                 digest, got);
-        }
-
-        if (lseek(afd, 0, SEEK_SET) < 0 || mkdirat(dfd, "rootfs", 0755) < 0) {
-                r = -errno;
-                return set_error(err, errlen, r, "image %.12s: prepare %s/%s/rootfs: %s", digest,
-                                 s->root, tmp, strerror(-r));
-        }
-        _cleanup_free_ char *rootfs = NULL;
-        r = asprintf_safe(&rootfs, "%s/%s/rootfs", s->root, tmp);
-        if (r < 0) {
-                return set_error(err, errlen, r, "image %.12s: %s", digest, strerror(-r));
-        }
-        uint64_t bytes = 0, files = 0;
-        r = image_unpack(afd, rootfs, kind, &s->limits, &bytes, &files, err, errlen);
-        if (r < 0) {
-                err_prefix(err, errlen, digest);
-                return r;
-        }
-        close(TAKE_FD(afd)); /* the tarball's space back before the rename */
-
-        /* Nothing writes under rootfs once it is unpacked: dynos see it only as an overlay
-         * lower layer, and the store itself only reads it. Taking the write bits off its top is
-         * a guard against stray writes by anything not running as root, and a sign to a
-         * reader; root passes it, so the guarantee is the code, not the mode. */
-        {
-                _cleanup_close_ int rfd =
-                        openat(dfd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                struct stat st;
-                if (rfd < 0 || fstat(rfd, &st) < 0 || fchmod(rfd, st.st_mode & 07555) < 0) {
-                        r = -errno;
-                        return set_error(err, errlen, r, "image %.12s: make rootfs read-only: %s",
-                                         digest, strerror(-r));
-                }
-        }
-
-        _cleanup_free_ char *recorded = source_for_record(source);
-        if (!recorded) {
-                return set_error(err, errlen, -ENOMEM, "image %.12s: %s", digest, strerror(ENOMEM));
-        }
-        Hostd__Store__ImageRecord rec = HOSTD__STORE__IMAGE_RECORD__INIT;
-        rec.digest = (char *)digest;
-        rec.kind = (uint32_t)kind;
-        rec.size_bytes = bytes;
-        rec.files = files;
-        rec.imported_usec = now_realtime_usec();
-        rec.last_used_usec = rec.imported_usec;
-        rec.source = recorded;
-        r = meta_write(dfd, &rec);
-        if (r < 0) {
-                return set_error(err, errlen, r, "image %.12s: write its record: %s", digest,
-                                 strerror(-r));
-        }
-
-        /* The tree must be on disk before the rename is: after a crash the image is either
-         * whole or absent. One syncfs() rather than an fsync() per unpacked file. */
-        if (syncfs(dfd) < 0) {
-                r = -errno;
-                return set_error(err, errlen, r, "image %.12s: sync: %s", digest, strerror(-r));
-        }
-        if (renameat(s->root_fd, tmp, s->root_fd, digest) < 0) {
-                r = -errno;
-                return set_error(err, errlen, r, "image %.12s: rename %s into place: %s", digest,
-                                 tmp, strerror(-r));
-        }
-        if (fsync(s->root_fd) < 0) {
-                r = -errno;
-                int cleanup;
-                (void)image_delete(s, digest, &cleanup);
-                return set_error(err, errlen, r, "image %.12s: sync %s: %s", digest, s->root,
-                                 strerror(-r));
-        }
-        return 0;
-}
-
-int image_import(struct image_store *s, const char *source, const char *digest,
-                 enum image_kind kind, image_progress_t progress, void *userdata, char *err,
-                 size_t errlen)
-{
-        if (!image_digest_valid(digest))
-                return digest_invalid(digest, err, errlen);
-        if (kind != IMAGE_KIND_STACK && kind != IMAGE_KIND_SLUG) {
-                return set_error(err, errlen, -EINVAL, "image %.12s: unknown kind %d", digest,
-                                 (int)kind);
-        }
-        if (!source || !*source) {
-                return set_error(err, errlen, -EINVAL, "image %.12s: no source to import it from",
-                                 digest);
-        }
-        if (image_present(s, digest))
-                return 0;
-
-        int lock_fd = -1;
-        int r = lock_take(s->root_fd, digest, true, &lock_fd);
-        if (r < 0) {
-                return set_error(err, errlen, r, "image %.12s: lock %s/.lock-%s: %s", digest,
-                                 s->root, digest, strerror(-r));
-        }
-        /* Whoever held the lock before us may have imported it. */
-        if (image_present(s, digest)) {
-                lock_release(s->root_fd, digest, lock_fd);
-                return 0;
-        }
-        import_clean(s, digest);
-
-        char tmp[8 + DIGEST_LEN + 12];
-        snprintf(tmp, sizeof tmp, ".tmp-%s-%d", digest, (int)getpid());
-        if (mkdirat(s->root_fd, tmp, 0755) < 0) {
-                r = -errno;
-                (void)set_error(err, errlen, 0, "image %.12s: create %s/%s: %s", digest, s->root,
-                                tmp, strerror(-r));
-        } else {
-                r = import_build(s, tmp, source, digest, kind, progress, userdata, err, errlen);
-                if (r < 0)
-                        (void)rm_rf_at_root(s, tmp);
-        }
-        lock_release(s->root_fd, digest, lock_fd);
-        return r;
 }

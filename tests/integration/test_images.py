@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hostd_client import Code, pb
+from hostd_client import Code, HostdError, pb
 
 # not the cgroup v2 tier: the image store: fetch, verify, share
 pytestmark = pytest.mark.cgroup_independent
@@ -208,3 +208,21 @@ def test_removed_images_are_deleted_off_the_loop(store_hostd, tarballs):
             assert time.monotonic() < deadline, os.listdir(images_dir)
             time.sleep(0.05)
         assert len(c.list_images()) == 0
+
+
+def test_imports_run_in_hostd_import_and_hostd_maps_no_fetch_library(store_hostd, tarballs):
+    """The fetch and the unpack live in hostd-import: hostd's own process maps neither libcurl
+    nor libarchive (a start's clone3 copies every mapping hostd has), yet an import through it
+    works, and one whose helper ends on its own (a wrong digest) says why."""
+    with open(f"/proc/{store_hostd.proc.pid}/maps") as f:
+        maps = f.read()
+    for lib in ("libcurl", "libarchive"):
+        assert lib not in maps, f"hostd maps {lib}"
+    with store_hostd.client() as c:
+        img = import_image(c, *tarballs["stack"], pb.IMAGE_KIND_STACK)
+        assert img.digest == tarballs["stack"][1]
+        bad = "0" * 64
+        with pytest.raises(HostdError) as e:
+            import_image(c, tarballs["slug"][0], bad, pb.IMAGE_KIND_SLUG)
+        assert "sha256 mismatch" in str(e.value), e.value
+        assert bad not in [i.digest for i in c.list_images()]
