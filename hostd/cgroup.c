@@ -500,20 +500,26 @@ int cg_procs_open_self(struct cg_manager *m, const char *id, struct cg_procs *re
         return procs_open(m, id, true, ret);
 }
 
+/* buf into each of p's files. No allocation, no lock: for a worker thread or a new process. */
+static int procs_write_all(const struct cg_procs *p, const char *buf, size_t len)
+{
+        for (size_t i = 0; i < p->n; i++) {
+                ssize_t k;
+                while ((k = pwrite(p->fd[i], buf, len, 0)) < 0 && errno == EINTR)
+                        ;
+                if (k < 0)
+                        return -errno;
+                if ((size_t)k != len)
+                        return -EIO;
+        }
+        return 0;
+}
+
 int cg_procs_join_self(const struct cg_procs *p)
 {
         if (!p->self)
                 return -EINVAL;
-        for (size_t i = 0; i < p->n; i++) {
-                ssize_t k;
-                while ((k = pwrite(p->fd[i], "0", 1, 0)) < 0 && errno == EINTR)
-                        ;
-                if (k < 0)
-                        return -errno;
-                if (k != 1)
-                        return -EIO;
-        }
-        return 0;
+        return procs_write_all(p, "0", 1);
 }
 
 int cg_procs_write(const struct cg_procs *p, pid_t pid)
@@ -522,16 +528,7 @@ int cg_procs_write(const struct cg_procs *p, pid_t pid)
                 return -EINVAL;
         char buf[16];
         int len = snprintf(buf, sizeof buf, "%d", (int)pid);
-        for (size_t i = 0; i < p->n; i++) {
-                ssize_t k;
-                while ((k = pwrite(p->fd[i], buf, (size_t)len, 0)) < 0 && errno == EINTR)
-                        ;
-                if (k < 0)
-                        return -errno;
-                if (k != len)
-                        return -EIO;
-        }
-        return 0;
+        return procs_write_all(p, buf, (size_t)len);
 }
 
 void cg_procs_close(struct cg_procs *p)

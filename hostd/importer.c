@@ -213,14 +213,12 @@ struct helper_args {
 static int helper_start(void *userdata)
 {
         const struct helper_args *a = userdata;
-        /* The program's descriptor above what is kept, then just past the pipe (close on
-         * exec: execveat needs it only until the program is loaded). */
+        /* The program's descriptor just past the pipe, closed on exec: execveat needs it only
+         * until the program is loaded. */
         const int exe = IMPORT_MSG_FD + 1;
-        int high = fcntl(a->exe_fd, F_DUPFD_CLOEXEC, 64);
-        if (high < 0 || dup2(a->pipe_fd, IMPORT_MSG_FD) < 0 ||
-            fcntl(IMPORT_MSG_FD, F_SETFD, 0) < 0 || dup3(high, exe, O_CLOEXEC) < 0)
-                _exit(127);
-        if (syscall(SYS_close_range, exe + 1, ~0U, 0) < 0)
+        const int want[] = { a->pipe_fd, a->exe_fd }, at[] = { IMPORT_MSG_FD, exe };
+        spawn_keep_fds(want, at, ELEMENTSOF(want), exe + 1);
+        if (fcntl(exe, F_SETFD, FD_CLOEXEC) < 0)
                 _exit(127);
         sigset_t none;
         sigemptyset(&none);

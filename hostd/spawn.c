@@ -114,9 +114,8 @@ static void child_reset_signals(void)
                         signal(sig, SIG_DFL);
 }
 
-/* Put want[i] at at[i] (without FD_CLOEXEC) and close every other descriptor from 3 on: a
- * clone holds copies of all of hostd's. at[] lies in [3, first_free). */
-static void child_keep_fds(const int *want, const int *at, size_t n, int first_free)
+/* See spawn.h. */
+void spawn_keep_fds(const int *want, const int *at, size_t n, int first_free)
 {
         int high[8];
         if (n > ELEMENTSOF(high))
@@ -505,7 +504,7 @@ static _Noreturn void child_main(const struct spawn_params *p, int sync_fd)
         const int want[] = { p->state_dirfd, p->log_read_fd, p->log_write_fd, sync_fd,
                              p->init_exe_fd };
         const int at[] = { FD_STATE, FD_LOG_R, FD_LOG_W, FD_SYNC, FD_INIT };
-        child_keep_fds(want, at, ELEMENTSOF(want), FD_FIRST_FREE);
+        spawn_keep_fds(want, at, ELEMENTSOF(want), FD_FIRST_FREE);
         for (int fd = FD_LOG_W; fd <= FD_INIT; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
 
@@ -771,7 +770,7 @@ static _Noreturn void exec_helper_main(const struct exec_params *p, int sync_fd)
         child_reset_signals();
         const int want[] = { p->io_fd, p->dyno_pidfd, sync_fd };
         const int at[] = { EXEC_FD_IO, EXEC_FD_DYNO, FD_SYNC };
-        child_keep_fds(want, at, ELEMENTSOF(want), EXEC_FD_FIRST_FREE);
+        spawn_keep_fds(want, at, ELEMENTSOF(want), EXEC_FD_FIRST_FREE);
         for (size_t i = 0; i < ELEMENTSOF(at); i++)
                 fcntl(at[i], F_SETFD, FD_CLOEXEC);
 

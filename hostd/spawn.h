@@ -49,6 +49,11 @@ struct spawn_child {
  * 127). On failure nothing is left running. */
 int spawn_dyno(const struct spawn_params *p, struct cg_manager *cg, struct spawn_child *ret);
 
+/* In a new process: put want[i] at at[i] (without FD_CLOEXEC) and close every other
+ * descriptor from 3 on, since a clone holds copies of all of hostd's. at[] lies in
+ * [3, first_free); at most 8. _exit(127) when it cannot. Async-signal-safe. */
+void spawn_keep_fds(const int *want, const int *at, size_t n, int first_free);
+
 /* Start fn(arg) in a new process that shares the caller's memory, on a stack of its own, and
  * return its pid once it has executed a program or ended (CLONE_VM | CLONE_VFORK, as
  * posix_spawn does; SIGCHLD at its end). fn must end in execve or _exit. It may allocate only
